@@ -1,0 +1,183 @@
+r"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
+
+Every loss takes ``teacher_logits`` and ``student_logits`` of shape
+``float32 [..., num_actions]`` (logits or Q-values, never probabilities) and
+averages over all leading (batch) dimensions.
+
+* ``kl``:  :math:`T^2 \, \mathrm{KL}(p_T \,\|\, q_T)` with
+  :math:`p_T = \mathrm{softmax}(z^t / T)`, :math:`q_T = \mathrm{softmax}(z^s / T)`.
+  Its gradient with respect to a student logit is
+  :math:`\partial / \partial z^s_i = T\,(q_{T,i} - p_{T,i})`, so the T² factor
+  keeps the gradient's size roughly independent of T (Hinton et al., 2015).
+* ``mse``: :math:`\mathrm{mean}_a (z^s_a - z^t_a)^2`, regressing the Q-values.
+* ``nll``: :math:`-\log \mathrm{softmax}(z^s)_{a^*}` with
+  :math:`a^* = \arg\max_a z^t_a`, imitating the teacher's greedy action.
+
+All are computed with ``log_softmax`` so they stay finite for temperatures
+from 0.01 to 100 and logits up to ±1e4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+__all__ = [
+    "LOSS_NAMES",
+    "check_temperature",
+    "kl_divergence_loss",
+    "mse_loss",
+    "nll_loss",
+    "KLDistillationLoss",
+    "MSEDistillationLoss",
+    "NLLDistillationLoss",
+    "get_loss",
+]
+
+LOSS_NAMES = ("kl", "mse", "nll")
+
+
+def check_temperature(temperature) -> float:
+    """Return ``temperature`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return value
+
+
+def _as_logits(teacher_logits, student_logits):
+    student_logits = tf.convert_to_tensor(student_logits)
+    teacher_logits = tf.cast(tf.convert_to_tensor(teacher_logits), student_logits.dtype)
+    return teacher_logits, student_logits
+
+
+def _kl_per_sample(teacher_logits, student_logits, temperature, scale_by_temperature_squared):
+    teacher_logits, student_logits = _as_logits(teacher_logits, student_logits)
+    dtype = student_logits.dtype
+    # log p - log q cancels badly in float32 when the two are close (large T);
+    # the softmax over a handful of actions is cheap in float64.
+    t = tf.constant(temperature, tf.float64)
+    # The teacher is a fixed target: no gradient flows into it.
+    log_p = tf.stop_gradient(tf.nn.log_softmax(tf.cast(teacher_logits, tf.float64) / t, axis=-1))
+    log_q = tf.nn.log_softmax(tf.cast(student_logits, tf.float64) / t, axis=-1)
+    kl = tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
+    if scale_by_temperature_squared:
+        kl = kl * t * t
+    return tf.cast(kl, dtype)
+
+
+def _mse_per_sample(teacher_logits, student_logits):
+    teacher_logits, student_logits = _as_logits(teacher_logits, student_logits)
+    return tf.reduce_mean(tf.square(student_logits - tf.stop_gradient(teacher_logits)), axis=-1)
+
+
+def _nll_per_sample(teacher_logits, student_logits):
+    teacher_logits, student_logits = _as_logits(teacher_logits, student_logits)
+    target = tf.argmax(teacher_logits, axis=-1)
+    log_q = tf.nn.log_softmax(student_logits, axis=-1)
+    return -tf.gather(log_q, target, axis=-1, batch_dims=len(log_q.shape) - 1)
+
+
+def kl_divergence_loss(
+    teacher_logits, student_logits, temperature: float = 1.0, scale_by_temperature_squared: bool = True
+) -> tf.Tensor:
+    """Mean of ``T² · KL(softmax(teacher/T) || softmax(student/T))`` over the batch.
+
+    Args:
+        teacher_logits: float32 [..., num_actions]; the fixed target.
+        student_logits: float32 [..., num_actions].
+        temperature: T > 0. Small T (e.g. 0.01) sharpens DQN Q-values into an
+            almost greedy target, as Rusu et al. (2016) recommend.
+        scale_by_temperature_squared: Multiply by T² (Hinton et al., 2015).
+
+    Returns:
+        A float32 scalar.
+    """
+    temperature = check_temperature(temperature)
+    return tf.reduce_mean(_kl_per_sample(teacher_logits, student_logits, temperature, scale_by_temperature_squared))
+
+
+def mse_loss(teacher_logits, student_logits) -> tf.Tensor:
+    """Mean squared error between student and teacher logits (Q-values): a scalar."""
+    return tf.reduce_mean(_mse_per_sample(teacher_logits, student_logits))
+
+
+def nll_loss(teacher_logits, student_logits) -> tf.Tensor:
+    """Mean negative log-likelihood of the teacher's argmax action under the student: a scalar."""
+    return tf.reduce_mean(_nll_per_sample(teacher_logits, student_logits))
+
+
+class _DistillationLoss(tf.keras.losses.Loss):
+    """Base for the Keras forms: ``loss(y_true=teacher_logits, y_pred=student_logits)``."""
+
+    def get_config(self) -> dict:
+        return super().get_config()
+
+
+@tf.keras.utils.register_keras_serializable(package="kd_rl")
+class KLDistillationLoss(_DistillationLoss):
+    """Keras form of :func:`kl_divergence_loss`; ``y_true`` are the teacher's logits."""
+
+    def __init__(
+        self, temperature: float = 1.0, scale_by_temperature_squared: bool = True, name="kl_distillation", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.temperature = check_temperature(temperature)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+    def call(self, y_true, y_pred):
+        return _kl_per_sample(y_true, y_pred, self.temperature, self.scale_by_temperature_squared)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(temperature=self.temperature, scale_by_temperature_squared=self.scale_by_temperature_squared)
+        return config
+
+
+@tf.keras.utils.register_keras_serializable(package="kd_rl")
+class MSEDistillationLoss(_DistillationLoss):
+    """Keras form of :func:`mse_loss`; ``y_true`` are the teacher's logits."""
+
+    def __init__(self, name="mse_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return _mse_per_sample(y_true, y_pred)
+
+
+@tf.keras.utils.register_keras_serializable(package="kd_rl")
+class NLLDistillationLoss(_DistillationLoss):
+    """Keras form of :func:`nll_loss`; ``y_true`` are the teacher's logits."""
+
+    def __init__(self, name="nll_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return _nll_per_sample(y_true, y_pred)
+
+
+def get_loss(
+    name: str | tf.keras.losses.Loss, temperature: float = 1.0, scale_by_temperature_squared: bool = True
+) -> tf.keras.losses.Loss:
+    """Build a distillation loss by name (``"kl"``, ``"mse"`` or ``"nll"``).
+
+    A ``tf.keras.losses.Loss`` instance is returned unchanged, so custom losses
+    plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
+
+    Raises:
+        ValueError: If ``name`` is not one of :data:`LOSS_NAMES`.
+    """
+    if isinstance(name, tf.keras.losses.Loss):
+        return name
+    key = str(name).lower()
+    if key == "kl":
+        return KLDistillationLoss(temperature, scale_by_temperature_squared)
+    if key == "mse":
+        return MSEDistillationLoss()
+    if key == "nll":
+        return NLLDistillationLoss()
+    raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a tf.keras.losses.Loss, got {name!r}")

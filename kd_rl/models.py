@@ -1,0 +1,236 @@
+"""Keras policy networks: the teacher and the student.
+
+Both are small multi-layer perceptrons that map observations to one logit per
+action. Logits stay logits everywhere inside kd_rl; probabilities are made only
+at the edges (:meth:`PolicyModel.action_probabilities`).
+
+A DQN teacher's logits are its Q-values, so ``softmax(q / tau)`` is the
+softened policy of Rusu et al. (2016). A PPO teacher's logits are its actor's
+logits, and its observation normaliser travels inside the model as fixed
+``observation_mean`` / ``observation_std`` / ``observation_clip`` so that
+``model(raw_observations)`` gives exactly what the agent saw.
+
+Example:
+    >>> teacher = TeacherModel(num_actions=2, observation_dim=4)
+    >>> student = StudentModel(num_actions=2, observation_dim=4)
+    >>> teacher.count_params(), student.count_params()
+    (702, 352)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["PolicyModel", "TeacherModel", "StudentModel", "count_params"]
+
+_PACKAGE = "kd_rl"
+
+
+def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(hidden_units, (bool, np.bool_)):
+        raise ValueError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
+    if isinstance(hidden_units, (int, np.integer)):
+        units = (int(hidden_units),)
+    else:
+        try:
+            units = tuple(hidden_units)
+        except TypeError:
+            raise ValueError(
+                f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}"
+            ) from None
+    for u in units:
+        if isinstance(u, (bool, np.bool_)) or not isinstance(u, (int, np.integer)) or u <= 0:
+            raise ValueError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
+    return tuple(int(u) for u in units)
+
+
+def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float32).reshape(-1)
+    if dim is not None and arr.shape[0] != dim:
+        raise ValueError(f"{name} must have observation_dim={dim} entries, got {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class PolicyModel(tf.keras.Model):
+    """An MLP policy that outputs one logit (or Q-value) per action.
+
+    ``call`` maps ``observations: float32 [batch, obs_dim]`` to
+    ``logits: float32 [batch, num_actions]``; it never applies a softmax.
+
+    Args:
+        num_actions: Number of discrete actions (>= 1).
+        hidden_units: Width of each hidden layer: an int for one layer or a
+            sequence of ints for several.
+        activation: Keras activation name for the hidden layers.
+        observation_dim: Input size. If given, the model is built at once (a
+            subclass with its own ``__init__`` calls :meth:`ensure_built` at
+            the end of it); otherwise the first call fixes it.
+        observation_mean: Optional fixed mean subtracted from observations
+            (PPO's observation normaliser), length ``observation_dim``.
+        observation_std: Optional fixed standard deviation that observations
+            are divided by, length ``observation_dim`` (all > 0).
+        observation_clip: Optional clip applied to normalised observations.
+        **kwargs: Passed to ``tf.keras.Model`` (``name``, ``dtype``...).
+
+    Raises:
+        ValueError: If an argument is out of range; the message names it.
+    """
+
+    default_hidden_units: int | tuple[int, ...] = 64
+
+    def __init__(
+        self,
+        num_actions: int,
+        hidden_units: int | Sequence[int] | None = None,
+        activation: str = "relu",
+        observation_dim: int | None = None,
+        observation_mean=None,
+        observation_std=None,
+        observation_clip: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)) or num_actions < 1:
+            raise ValueError(f"num_actions must be an int >= 1, got {num_actions!r}")
+        if observation_dim is not None and (
+            isinstance(observation_dim, bool)
+            or not isinstance(observation_dim, (int, np.integer))
+            or observation_dim < 1
+        ):
+            raise ValueError(f"observation_dim must be an int >= 1 or None, got {observation_dim!r}")
+        if hidden_units is None:
+            hidden_units = self.default_hidden_units
+        self.num_actions = int(num_actions)
+        self.hidden_units = _normalise_hidden_units(hidden_units)
+        try:
+            tf.keras.activations.get(activation)
+        except ValueError:
+            raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
+        self.activation = activation
+        self.observation_dim = None if observation_dim is None else int(observation_dim)
+        self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
+        self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)
+        if self.observation_std is not None and np.any(self.observation_std <= 0):
+            raise ValueError("observation_std must be > 0 everywhere")
+        if observation_clip is not None and not observation_clip > 0:
+            raise ValueError(f"observation_clip must be > 0 or None, got {observation_clip!r}")
+        self.observation_clip = None if observation_clip is None else float(observation_clip)
+
+        self.hidden_layers = [
+            tf.keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
+            for i, units in enumerate(self.hidden_units)
+        ]
+        self.logits_layer = tf.keras.layers.Dense(self.num_actions, name="logits")
+        if type(self).__init__ is PolicyModel.__init__:
+            self.ensure_built()
+        # A subclass with its own __init__ adds layers after super().__init__(),
+        # so it calls self.ensure_built() at its end (or is built by its first call).
+
+    def ensure_built(self) -> PolicyModel:
+        """Build the weights now if ``observation_dim`` is known; returns ``self``."""
+        if not self.built and self.observation_dim is not None:
+            self.build((None, self.observation_dim))
+        return self
+
+    def count_params(self) -> int:
+        return super(PolicyModel, self.ensure_built()).count_params()
+
+    def get_weights(self):
+        return super(PolicyModel, self.ensure_built()).get_weights()
+
+    def set_weights(self, weights):
+        return super(PolicyModel, self.ensure_built()).set_weights(weights)
+
+    def save(self, filepath, *args, **kwargs):
+        # A model saved before it is built would silently lose its weights.
+        return super(PolicyModel, self.ensure_built()).save(filepath, *args, **kwargs)
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        dim = input_shape[-1]
+        self._check_observations(tf.zeros([0 if d is None else d for d in input_shape]))
+        if self.observation_dim is None and dim is not None:
+            self.observation_dim = int(dim)
+        super().build(input_shape)
+
+    def normalise(self, observations: tf.Tensor) -> tf.Tensor:
+        """Apply the fixed observation normaliser, if the model has one."""
+        x = tf.cast(observations, self.compute_dtype)
+        self._check_observations(x)
+        if self.observation_mean is not None:
+            x = x - tf.constant(self.observation_mean, dtype=x.dtype)
+        if self.observation_std is not None:
+            x = x / tf.constant(self.observation_std, dtype=x.dtype)
+        if self.observation_clip is not None:
+            x = tf.clip_by_value(x, -self.observation_clip, self.observation_clip)
+        return x
+
+    def _check_observations(self, observations) -> None:
+        dim = observations.shape[-1]
+        if self.observation_dim is not None and dim is not None and dim != self.observation_dim:
+            raise ValueError(
+                f"observations have {dim} features but the model was built for observation_dim={self.observation_dim}"
+            )
+
+    def call(self, observations, training=None):
+        x = self.normalise(observations)
+        for layer in self.hidden_layers:
+            x = layer(x)
+        return self.logits_layer(x)
+
+    def action_probabilities(self, observations, temperature: float = 1.0) -> tf.Tensor:
+        """``softmax(logits / temperature)``: float32 [batch, num_actions]."""
+        from kd_rl.losses import check_temperature
+
+        temperature = check_temperature(temperature)
+        return tf.nn.softmax(self(observations) / temperature, axis=-1)
+
+    def act(self, observations) -> np.ndarray:
+        """Greedy actions ``argmax(logits)``: int64 [batch]."""
+        return np.argmax(self(observations).numpy(), axis=-1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            num_actions=self.num_actions,
+            hidden_units=list(self.hidden_units),
+            activation=self.activation,
+            observation_dim=self.observation_dim,
+            observation_mean=None if self.observation_mean is None else self.observation_mean.tolist(),
+            observation_std=None if self.observation_std is None else self.observation_std.tolist(),
+            observation_clip=self.observation_clip,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class TeacherModel(PolicyModel):
+    """The big policy: 100 hidden units by default, as in the article."""
+
+    default_hidden_units = 100
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class StudentModel(PolicyModel):
+    """The small policy: 50 hidden units by default, as in the article."""
+
+    default_hidden_units = 50
+
+
+def count_params(model: tf.keras.Model) -> int:
+    """Number of weights (trainable and not) of a model, building it if it can."""
+    if isinstance(model, PolicyModel):
+        model.ensure_built()
+    return int(model.count_params())

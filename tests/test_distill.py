@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kd_rl.distill import Distiller, make_distill_step
+from kd_rl.losses import kl_divergence_loss
+from kd_rl.models import StudentModel, TeacherModel
+
+
+def _pair(num_actions=2, obs_dim=4):
+    return TeacherModel(num_actions, observation_dim=obs_dim), StudentModel(num_actions, observation_dim=obs_dim)
+
+
+def test_distill_step_brings_kl_below_1e_3_and_leaves_teacher_alone(rng):
+    teacher, student = _pair(num_actions=3)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(3e-3), loss="kl", temperature=1.0)
+    initial = float(kl_divergence_loss(teacher(x), student(x), 1.0))
+    for _ in range(1500):
+        step(x)
+    final = float(kl_divergence_loss(teacher(x), student(x), 1.0))
+    assert initial > 1e-2
+    assert final < 1e-3
+    for before, after in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_distill_step_returns_the_loss_before_the_update(rng):
+    teacher, student = _pair()
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    expected = float(kl_divergence_loss(teacher(x), student(x), 2.0))
+    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1), temperature=2.0)
+    np.testing.assert_allclose(float(step(x)), expected, rtol=1e-5)
+    assert float(kl_divergence_loss(teacher(x), student(x), 2.0)) < expected
+
+
+def test_distill_step_accepts_stored_teacher_logits(rng):
+    teacher, student = _pair()
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    labels = teacher(x).numpy()
+    a = StudentModel(2, observation_dim=4)
+    a.set_weights(student.get_weights())
+    step_live = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1), loss="mse")
+    step_stored = make_distill_step(teacher, a, tf.keras.optimizers.SGD(0.1), loss="mse")
+    for _ in range(3):
+        np.testing.assert_allclose(float(step_live(x)), float(step_stored(x, labels)), rtol=1e-6)
+    for w1, w2 in zip(student.get_weights(), a.get_weights()):
+        np.testing.assert_allclose(w1, w2, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", ["mse", "nll"])
+def test_other_losses_raise_agreement(loss, rng):
+    teacher, student = _pair(num_actions=4)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(3e-3), loss=loss)
+    for _ in range(400):
+        step(x)
+    assert np.mean(teacher.act(x) == student.act(x)) > 0.9
+
+
+def test_jit_compiled_step_matches(rng):
+    teacher, student = _pair()
+    twin = StudentModel(2, observation_dim=4)
+    twin.set_weights(student.get_weights())
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    plain = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.05), temperature=3.0)
+    xla = make_distill_step(teacher, twin, tf.keras.optimizers.SGD(0.05), temperature=3.0, jit_compile=True)
+    for _ in range(3):
+        np.testing.assert_allclose(float(plain(x)), float(xla(x)), rtol=1e-4)
+
+
+def test_bad_arguments():
+    teacher, _ = _pair(num_actions=2)
+    student3 = StudentModel(3, observation_dim=4)
+    with pytest.raises(ValueError, match="num_actions"):
+        make_distill_step(teacher, student3, tf.keras.optimizers.Adam())
+    with pytest.raises(ValueError, match="observation_dim"):
+        make_distill_step(teacher, StudentModel(2, observation_dim=5), tf.keras.optimizers.Adam())
+    with pytest.raises(ValueError, match="temperature"):
+        make_distill_step(teacher, StudentModel(2, observation_dim=4), tf.keras.optimizers.Adam(), temperature=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        make_distill_step(teacher, StudentModel(2, observation_dim=4), tf.keras.optimizers.Adam(), loss="l1")
+    with pytest.raises(ValueError, match="num_actions"):
+        Distiller(student=student3, teacher=teacher)
+
+
+def test_distiller_fits_on_tf_data_with_callbacks(rng):
+    teacher, student = _pair(num_actions=3)
+    x = rng.normal(size=(2048, 4)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(x).shuffle(2048, seed=0).batch(64)
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=tf.keras.optimizers.Adam(3e-3), distillation_loss="kl", temperature=2.0)
+    teacher_before = teacher.get_weights()[0].copy()
+    seen = []
+    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+    history = distiller.fit(ds, epochs=8, verbose=0, callbacks=[cb])
+    losses = history.history["loss"]
+    assert losses[-1] < 0.2 * losses[0]
+    assert len(seen) == 8 and "agreement" in seen[-1]
+    result = distiller.evaluate(ds, verbose=0, return_dict=True)
+    assert result["agreement"] > 0.9
+    np.testing.assert_allclose(
+        result["distillation_loss"], float(kl_divergence_loss(teacher(x), student(x), 2.0)), rtol=1e-4
+    )
+    np.testing.assert_array_equal(teacher.get_weights()[0], teacher_before)
+    np.testing.assert_allclose(distiller(x[:5]).numpy(), student(x[:5]).numpy())
+
+
+def test_distiller_mixes_in_hard_labels_with_alpha(rng):
+    teacher, student = _pair(num_actions=3)
+    x = rng.normal(size=(512, 4)).astype(np.float32)
+    y = teacher.act(x)
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer="adam", temperature=2.0, alpha=0.5, metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="acc")]
+    )
+    logs = distiller.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)
+    ce = float(tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, student(x)))
+    kl = float(kl_divergence_loss(teacher(x), student(x), 2.0))
+    np.testing.assert_allclose(logs["loss"], 0.5 * ce + 0.5 * kl, rtol=1e-4)
+    assert "acc" in logs
+    with pytest.raises(ValueError, match="alpha"):
+        distiller.compile(alpha=1.5)

@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kd_rl.models import PolicyModel, StudentModel, TeacherModel
+
+
+def test_parameter_counts_match_the_article_shapes():
+    assert TeacherModel(num_actions=2, observation_dim=4).count_params() == 702
+    assert StudentModel(num_actions=2, observation_dim=4).count_params() == 352
+    # 10 features and 10 outputs, as in the article's code.
+    assert TeacherModel(10, observation_dim=10).count_params() == 10 * 100 + 100 + 100 * 10 + 10
+    assert StudentModel(10, observation_dim=10).count_params() == 10 * 50 + 50 + 50 * 10 + 10
+
+
+def test_outputs_are_logits_not_probabilities(rng):
+    model = TeacherModel(3, observation_dim=4)
+    x = rng.normal(size=(64, 4)).astype(np.float32) * 10
+    logits = model(x).numpy()
+    assert logits.shape == (64, 3)
+    # Softmax rows sum to one and lie in [0, 1]; logits of a scaled input do not.
+    assert not np.allclose(logits.sum(axis=1), 1.0)
+    assert (logits < 0).any()
+
+
+def test_action_probabilities_and_act(rng):
+    model = StudentModel(4, hidden_units=(16, 8), observation_dim=3)
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    logits = model(x).numpy()
+    for t in (0.5, 1.0, 5.0):
+        probs = model.action_probabilities(x, temperature=t).numpy()
+        z = logits / t
+        expected = np.exp(z - z.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+        np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(model.act(x), logits.argmax(1))
+
+
+def test_hidden_units_tuple_builds_each_layer():
+    model = StudentModel(2, hidden_units=(8, 6, 4), observation_dim=5)
+    assert [layer.units for layer in model.hidden_layers] == [8, 6, 4]
+    assert model.count_params() == (5 * 8 + 8) + (8 * 6 + 6) + (6 * 4 + 4) + (4 * 2 + 2)
+
+
+@pytest.mark.parametrize("cls", [TeacherModel, StudentModel])
+def test_keras_file_round_trip_is_exact_in_safe_mode(tmp_path, cls, rng):
+    model = cls(
+        3,
+        hidden_units=(12, 7),
+        activation="tanh",
+        observation_dim=6,
+        observation_mean=rng.normal(size=6),
+        observation_std=rng.uniform(0.5, 2, size=6),
+        observation_clip=5.0,
+    )
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = tf.keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is cls
+    assert loaded.hidden_units == (12, 7) and loaded.activation == "tanh"
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+def test_model_built_lazily_round_trips(tmp_path, rng):
+    model = StudentModel(2)
+    x = rng.normal(size=(4, 4)).astype(np.float32)
+    model(x)
+    assert model.observation_dim == 4
+    model.save(tmp_path / "s.keras")
+    loaded = tf.keras.models.load_model(tmp_path / "s.keras")
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+
+
+def test_observation_normaliser_is_applied(rng):
+    mean, std = np.array([1.0, -2.0]), np.array([2.0, 0.5])
+    model = StudentModel(
+        2, hidden_units=4, observation_dim=2, observation_mean=mean, observation_std=std, observation_clip=1.0
+    )
+    x = np.array([[5.0, -2.25]], np.float32)
+    np.testing.assert_allclose(model.normalise(x).numpy(), [[1.0, -0.5]])  # (5-1)/2=2 clipped to 1
+
+
+# A Keras user extends the student: a residual MLP with layer normalisation.
+# Registering it makes the .keras file load without custom_objects.
+@tf.keras.utils.register_keras_serializable(package="kd_rl_tests")
+class LayerNormStudent(StudentModel):
+    """A student whose hidden activations are layer-normalised."""
+
+    def __init__(self, *args, epsilon: float = 1e-3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epsilon = epsilon
+        self.norms = [tf.keras.layers.LayerNormalization(epsilon=epsilon) for _ in self.hidden_units]
+        self.ensure_built()  # now that every layer exists
+
+    def call(self, observations, training=None):
+        x = self.normalise(observations)
+        for dense, norm in zip(self.hidden_layers, self.norms):
+            x = norm(dense(x))
+        return self.logits_layer(x)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def test_subclassed_student_trains_and_round_trips(tmp_path, rng):
+    from kd_rl.distill import make_distill_step
+
+    teacher = TeacherModel(2, observation_dim=4)
+    student = LayerNormStudent(2, hidden_units=16, epsilon=1e-4, observation_dim=4)
+    assert student.count_params() == (4 * 16 + 16) + 2 * 16 + (16 * 2 + 2)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(1e-2))
+    first = float(step(x))
+    for _ in range(50):
+        last = float(step(x))
+    assert last < first
+    student.save(tmp_path / "ln.keras")
+    loaded = tf.keras.models.load_model(tmp_path / "ln.keras", safe_mode=True)
+    assert isinstance(loaded, LayerNormStudent) and loaded.epsilon == 1e-4
+    np.testing.assert_array_equal(loaded(x).numpy(), student(x).numpy())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_actions=0), "num_actions"),
+        (dict(num_actions=2.5), "num_actions"),
+        (dict(num_actions=2, hidden_units=0), "hidden_units"),
+        (dict(num_actions=2, hidden_units=(10, -1)), "hidden_units"),
+        (dict(num_actions=2, hidden_units="big"), "hidden_units"),
+        (dict(num_actions=2, activation="nope"), "activation"),
+        (dict(num_actions=2, observation_dim=0), "observation_dim"),
+        (dict(num_actions=2, observation_dim=2, observation_std=[1.0, 0.0]), "observation_std"),
+        (dict(num_actions=2, observation_dim=2, observation_mean=[1.0]), "observation_mean"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PolicyModel(**kwargs)
+
+
+def test_wrong_observation_size_is_refused():
+    model = StudentModel(2, observation_dim=4)
+    with pytest.raises(ValueError, match="observation_dim=4"):
+        model(np.zeros((1, 3), np.float32))
