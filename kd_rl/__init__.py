@@ -2,34 +2,53 @@
 
 A large teacher policy (TF-Agents DQN or PPO on a Gymnasium environment) is
 distilled into a small Keras student that acts as well.
+
+Public names are imported lazily, so ``import kd_rl`` (and ``kd-rl --help``)
+does not pay for importing TensorFlow until a name is used.
 """
 
-from kd_rl.distill import Distiller, make_distill_step
-from kd_rl.losses import (
-    KLDistillationLoss,
-    MSEDistillationLoss,
-    NLLDistillationLoss,
-    get_loss,
-    kl_divergence_loss,
-    mse_loss,
-    nll_loss,
-)
-from kd_rl.models import PolicyModel, StudentModel, TeacherModel, count_params
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Distiller",
-    "KLDistillationLoss",
-    "MSEDistillationLoss",
-    "NLLDistillationLoss",
-    "PolicyModel",
-    "StudentModel",
-    "TeacherModel",
-    "count_params",
-    "get_loss",
-    "kl_divergence_loss",
-    "make_distill_step",
-    "mse_loss",
-    "nll_loss",
-]
+_EXPORTS = {
+    "Distiller": "kd_rl.distill",
+    "DistillConfig": "kd_rl.distill",
+    "distill_policy": "kd_rl.distill",
+    "make_distill_step": "kd_rl.distill",
+    "KLDistillationLoss": "kd_rl.losses",
+    "MSEDistillationLoss": "kd_rl.losses",
+    "NLLDistillationLoss": "kd_rl.losses",
+    "get_loss": "kd_rl.losses",
+    "kl_divergence_loss": "kd_rl.losses",
+    "mse_loss": "kd_rl.losses",
+    "nll_loss": "kd_rl.losses",
+    "PolicyModel": "kd_rl.models",
+    "StudentModel": "kd_rl.models",
+    "TeacherModel": "kd_rl.models",
+    "count_params": "kd_rl.models",
+    "load_policy": "kd_rl.models",
+    "ReplayBuffer": "kd_rl.data",
+    "Collector": "kd_rl.data",
+    "evaluate_model": "kd_rl.evaluate",
+    "run_episodes": "kd_rl.evaluate",
+    "export_model": "kd_rl.export",
+    "load_any_policy": "kd_rl.export",
+    "list_zoo": "kd_rl.zoo",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kd_rl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

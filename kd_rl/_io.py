@@ -60,3 +60,31 @@ def save_model(model, path: str | os.PathLike) -> None:
     with atomic_path(path, suffix=".keras") as tmp:
         os.remove(tmp)  # Keras refuses to overwrite silently in some versions.
         model.save(tmp)
+
+
+def prepare_run_dir(out_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create (or reuse) a run folder, refusing to mix two runs in one.
+
+    An existing non-empty folder is used only with ``resume`` (continue the
+    run in it) or ``overwrite`` (delete it first).
+
+    Raises:
+        ValueError: If ``out_dir`` is a file, or holds files and neither flag is set.
+    """
+    import shutil
+
+    path = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite cannot both be set")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out folder {str(path)!r} is a file")
+    if path.is_dir() and any(path.iterdir()):
+        if overwrite:
+            shutil.rmtree(path)
+        elif not resume:
+            raise ValueError(
+                f"out folder {str(path)!r} already holds another run; "
+                "pass --resume to continue it or --overwrite to replace it"
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    return path

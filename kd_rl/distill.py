@@ -12,14 +12,19 @@ Keras knowledge-distillation example, so ``fit``, ``evaluate``, callbacks and
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from kd_rl.losses import check_temperature, get_loss
-from kd_rl.models import PolicyModel
+from kd_rl.models import PolicyModel, StudentModel, count_params
 
-__all__ = ["make_distill_step", "Distiller", "check_compatible"]
+__all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
 
 
 def check_compatible(teacher: tf.keras.Model, student: tf.keras.Model) -> None:
@@ -208,3 +213,283 @@ class Distiller(tf.keras.Model):
         student = tf.keras.utils.deserialize_keras_object(config.pop("student"))
         teacher = tf.keras.utils.deserialize_keras_object(config.pop("teacher"))
         return cls(student=student, teacher=teacher, **config)
+
+
+# --------------------------------------------------------------------------
+# Distillation on a live environment
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class DistillConfig:
+    """Every setting of a live distillation run (all recorded in metrics.json).
+
+    Attributes:
+        env_id: Gymnasium environment id.
+        hidden_units: Student hidden layer width(s).
+        loss: ``"kl"``, ``"mse"`` or ``"nll"``.
+        temperature: Softmax temperature for ``"kl"``. DQN Q-values differ by
+            little between actions, so a small T (Rusu et al. 2016 use 0.01)
+            turns them into a sharp target.
+        collect: ``"teacher"``, ``"student"`` (DAgger) or ``"mixed"``.
+        steps: Teacher-labelled environment steps (the data budget).
+        seed: Seeds TensorFlow, the sampler and the environments.
+        learning_rate: Adam learning rate.
+        batch_size: States per update.
+        buffer_size: Replay buffer capacity.
+        num_envs: Environments stepped together while collecting.
+        collect_per_round: Env steps collected between rounds of updates.
+        updates_per_round: Gradient updates after each collection round.
+        epsilon: Random-action probability while collecting.
+        beta_start, beta_end: β schedule for ``mixed`` collection.
+        eval_every: Env steps between the evaluations that make the curve (0: none).
+        curve_episodes: Episodes of each of those evaluations.
+        eval_episodes: Episodes of the final evaluation of both policies.
+        checkpoint_every: Env steps between checkpoints (0: none).
+    """
+
+    env_id: str = "CartPole-v1"
+    hidden_units: int | tuple[int, ...] = 50
+    loss: str = "kl"
+    temperature: float = 0.01
+    collect: str = "student"
+    steps: int = 10_000
+    seed: int = 0
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    buffer_size: int = 50_000
+    num_envs: int = 8
+    collect_per_round: int = 500
+    updates_per_round: int = 100
+    epsilon: float = 0.0
+    beta_start: float = 1.0
+    beta_end: float = 0.0
+    eval_every: int = 2_000
+    curve_episodes: int = 10
+    eval_episodes: int = 100
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        from kd_rl.data import COLLECT_MODES
+        from kd_rl.losses import LOSS_NAMES
+        from kd_rl.models import _normalise_hidden_units
+
+        self.hidden_units = _normalise_hidden_units(self.hidden_units)
+        self.temperature = check_temperature(self.temperature)
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+        if self.collect not in COLLECT_MODES:
+            raise ValueError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
+        for name in (
+            "steps",
+            "batch_size",
+            "buffer_size",
+            "num_envs",
+            "collect_per_round",
+            "updates_per_round",
+            "curve_episodes",
+            "eval_episodes",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("eval_every", "checkpoint_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden_units"] = list(self.hidden_units)
+        return d
+
+
+def _evaluate_point(student, teacher, config: DistillConfig, env_steps: int, loss: float) -> dict:
+    from kd_rl.evaluate import run_episodes
+
+    stats = run_episodes(student, config.env_id, config.curve_episodes, seed=10_000 + config.seed, reference=teacher)
+    return {
+        "env_steps": env_steps,
+        "mean_return": stats.mean_return,
+        "std_return": stats.std_return,
+        "agreement": stats.agreement,
+        "loss": loss,
+    }
+
+
+CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "loss")
+
+
+def distill_policy(
+    teacher: tf.keras.Model,
+    config: DistillConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    student: tf.keras.Model | None = None,
+    teacher_name: str | None = None,
+) -> tuple[tf.keras.Model, dict]:
+    """Distil ``teacher`` into a new student on a live environment.
+
+    Alternates collection (``config.collect_per_round`` env steps, every state
+    labelled with the teacher's logits and added to the replay buffer) with
+    ``config.updates_per_round`` :func:`make_distill_step` updates on batches
+    sampled from the buffer, until ``config.steps`` states are labelled. Then
+    both policies are evaluated on ``config.eval_episodes`` seeded
+    episodes, and the student's agreement with the teacher is measured on
+    the states the student visits.
+
+    With ``out_dir`` it writes ``student.keras``, ``metrics.json``,
+    ``curve.csv`` and TensorBoard scalars (``tensorboard/``), each atomically;
+    with ``config.checkpoint_every`` it also checkpoints, and ``resume=True``
+    continues from the last checkpoint.
+
+    Args:
+        teacher: The teacher (``num_actions`` logits per observation).
+        config: Settings; defaults are :class:`DistillConfig`'s.
+        out_dir: Run folder, or None to write nothing.
+        resume: Continue the run in ``out_dir`` from its last checkpoint.
+        overwrite: Replace a finished or different run in ``out_dir``.
+        progress: Show a tqdm progress bar.
+        student: A model to train instead of a new ``StudentModel``.
+        teacher_name: Recorded in metrics (the zoo name or path).
+
+    Returns:
+        ``(student, metrics)``.
+
+    Raises:
+        ValueError: If the teacher does not fit the environment, a setting is
+            out of range, or ``out_dir`` already holds another run.
+    """
+    from tqdm.auto import tqdm
+
+    from kd_rl._io import prepare_run_dir, save_model, write_csv, write_json
+    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+    from kd_rl.evaluate import check_model_fits_env
+    from kd_rl.evaluate import evaluate_model, run_episodes
+
+    config = config or DistillConfig()
+    obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
+    run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+
+    start_time = time.perf_counter()
+    tf.keras.utils.set_random_seed(config.seed)
+    if student is None:
+        student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
+    check_model_fits_env(student, config.env_id, role="student")
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    step = make_distill_step(teacher, student, optimizer, config.loss, config.temperature)
+    buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
+    rng = np.random.default_rng(config.seed)
+    curve: list[dict] = []
+    env_steps, last_loss, elapsed_before = 0, float("nan"), 0.0
+
+    ckpt = manager = None
+    if run_dir is not None and config.checkpoint_every:
+        optimizer.build(student.trainable_variables)
+        ckpt = tf.train.Checkpoint(student=student, optimizer=optimizer)
+        manager = tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=2)
+        if resume and manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).expect_partial()
+            progress_state = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+            with np.load(run_dir / "checkpoints" / "buffer.npz", allow_pickle=False) as state:
+                buffer.load_state(dict(state))
+            env_steps = int(progress_state["env_steps"])
+            curve = progress_state["curve"]
+            elapsed_before = float(progress_state["wall_seconds"])
+            rng = np.random.default_rng([config.seed, env_steps])
+
+    # Environments cannot be checkpointed mid-episode; a resumed run starts
+    # fresh episodes with seeds derived from where it stopped.
+    collector = Collector(
+        config.env_id,
+        teacher,
+        student,
+        mode=config.collect,
+        num_envs=config.num_envs,
+        seed=config.seed + env_steps,
+        epsilon=config.epsilon,
+        beta=BetaSchedule(config.beta_start, config.beta_end),
+        total_steps=config.steps,
+    )
+    collector.steps = env_steps
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
+    bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc="distill", unit="step")
+    next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None
+    next_ckpt = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every if manager else None
+    try:
+        while env_steps < config.steps:
+            n = min(config.collect_per_round, config.steps - env_steps)
+            observations, logits = collector.collect(n)
+            observations, logits = observations[:n], logits[:n]  # whole batches may overshoot
+            buffer.add(observations, logits)
+            env_steps += len(observations)
+            for _ in range(config.updates_per_round):
+                last_loss = float(step(*buffer.sample(config.batch_size, rng)))
+            bar.update(len(observations))
+            bar.set_postfix(loss=f"{last_loss:.4g}")
+            if next_eval is not None and (env_steps >= next_eval or env_steps >= config.steps):
+                point = _evaluate_point(student, teacher, config, env_steps, last_loss)
+                curve.append(point)
+                next_eval += config.eval_every
+                if writer is not None:
+                    with writer.as_default(step=env_steps):
+                        for key in ("mean_return", "agreement", "loss"):
+                            tf.summary.scalar(f"distill/{key}", point[key])
+            if next_ckpt is not None and env_steps >= next_ckpt and env_steps < config.steps:
+                manager.save(checkpoint_number=env_steps)
+                np.savez(run_dir / "checkpoints" / "buffer.npz.tmp.npz", **buffer.state())
+                os.replace(run_dir / "checkpoints" / "buffer.npz.tmp.npz", run_dir / "checkpoints" / "buffer.npz")
+                write_json(
+                    run_dir / "checkpoints" / "progress.json",
+                    {
+                        "env_steps": env_steps,
+                        "curve": curve,
+                        "wall_seconds": elapsed_before + time.perf_counter() - start_time,
+                    },
+                )
+                next_ckpt += config.checkpoint_every
+    finally:
+        bar.close()
+        collector.close()
+
+    train_seconds = elapsed_before + time.perf_counter() - start_time
+    eval_seed = 1_000_000 + config.seed
+    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
+    student_eval = evaluate_model(
+        student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
+    )
+    metrics = {
+        "env_id": config.env_id,
+        "teacher": teacher_name,
+        "teacher_mean_return": teacher_eval.mean_return,
+        "teacher_std_return": teacher_eval.std_return,
+        "student_mean_return": student_eval["mean_return"],
+        "student_std_return": student_eval["std_return"],
+        "student_min_return": student_eval["min_return"],
+        "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return if teacher_eval.mean_return else None,
+        "agreement": student_eval["agreement"],
+        "teacher_params": count_params(teacher),
+        "student_params": count_params(student),
+        "compression": count_params(teacher) / count_params(student),
+        "student_size_bytes": student_eval["size_bytes"],
+        "env_steps": env_steps,
+        "labelled_states": int(buffer.added),
+        "train_seconds": train_seconds,
+        "wall_seconds": elapsed_before + time.perf_counter() - start_time,
+        "eval_episodes": config.eval_episodes,
+        "eval_seed": eval_seed,
+        **config.to_dict(),
+    }
+    if run_dir is not None:
+        save_model(student, run_dir / "student.keras")
+        write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
+        write_json(run_dir / "metrics.json", metrics)
+        if writer is not None:
+            writer.close()
+    return student, metrics

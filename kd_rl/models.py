@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["PolicyModel", "TeacherModel", "StudentModel", "count_params"]
+__all__ = ["PolicyModel", "TeacherModel", "StudentModel", "count_params", "load_policy"]
 
 _PACKAGE = "kd_rl"
 
@@ -234,3 +234,39 @@ def count_params(model: tf.keras.Model) -> int:
     if isinstance(model, PolicyModel):
         model.ensure_built()
     return int(model.count_params())
+
+
+def load_policy(name_or_path) -> tf.keras.Model:
+    """Load a Keras policy from a ``.keras`` file or a zoo name, in safe mode.
+
+    ``safe_mode=True`` means no code is run from the file (no Lambda layers),
+    and nothing is unpickled.
+
+    Raises:
+        ValueError: For a missing path or unknown zoo name, a file that is not
+            a ``.keras`` model (a TFLite or ``.npz`` export, say), or a
+            truncated or corrupted file. The message names the file.
+    """
+    import zipfile
+
+    from kd_rl.zoo import resolve_model_path
+
+    path = resolve_model_path(name_or_path)
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"model file {str(path)!r} is not a Keras model: expected a .keras file"
+            + (
+                " (TFLite and NumPy exports cannot be trained or distilled from)"
+                if path.suffix in (".tflite", ".npz")
+                else ""
+            )
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"model file {str(path)!r} is truncated or corrupted: not a valid .keras archive")
+    try:
+        model = tf.keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises many types for a damaged archive.
+        raise ValueError(f"model file {str(path)!r} could not be loaded: {type(err).__name__}: {err}") from None
+    if not isinstance(model, tf.keras.Model) or len(model.outputs or [None]) != 1:
+        raise ValueError(f"model file {str(path)!r} does not hold a single-output Keras policy")
+    return model

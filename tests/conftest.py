@@ -17,3 +17,34 @@ def _seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# A hand-made CartPole-v1 policy in a 100-unit TeacherModel: push right when
+# 0.1 x + 0.5 x' + theta + theta' > 0. It scores 500 on every seed we tried, so
+# tests get a strong teacher without training one.
+CARTPOLE_W = np.array([0.1, 0.5, 1.0, 1.0], np.float32)
+
+
+def make_cartpole_teacher(hidden_units: int = 100, scale: float = 10.0):
+    from kd_rl.models import TeacherModel
+
+    model = TeacherModel(2, hidden_units=hidden_units, observation_dim=4)
+    kernel = np.zeros((4, hidden_units), np.float32)
+    kernel[:, 0], kernel[:, 1] = CARTPOLE_W, -CARTPOLE_W
+    out = np.zeros((hidden_units, 2), np.float32)
+    # logits = scale * [-(w.x), w.x], written with two ReLUs.
+    out[0], out[1] = [-scale, scale], [scale, -scale]
+    model.set_weights([kernel, np.zeros(hidden_units, np.float32), out, np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.fixture
+def cartpole_teacher():
+    return make_cartpole_teacher()
+
+
+@pytest.fixture
+def cartpole_teacher_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
+    make_cartpole_teacher().save(path)
+    return path

@@ -1,0 +1,333 @@
+"""The ``kd-rl`` command line: a thin layer over the library.
+
+Every subcommand parses its arguments, calls one library function and prints
+the result. A ``ValueError`` (bad input) becomes one line on stderr and exit
+status 2, with no traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), as for every other bad input."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _quiet_imports(debug: bool = False) -> None:
+    """Import TensorFlow and TF-Agents without their start-up noise.
+
+    TensorFlow's C++ start-up lines (CUDA plugins on a CPU-only machine) and
+    gym's deprecation notice say nothing useful to a kd-rl user, so stderr is
+    silenced at the file-descriptor level while they load (not with --debug).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if debug:
+        import tensorflow as tf
+        import tf_agents  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            import tensorflow as tf
+            import tf_agents  # noqa: F401  (imports gym, which prints a notice)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tf.get_logger().setLevel("ERROR")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}")
+    return value
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not units or any(u <= 0 for u in units):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return units
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+# ----------------------------------------------------------------- commands
+
+
+def _cmd_article(args) -> int:
+    from kd_rl.examples.article import run
+
+    run(temperature=args.temperature, distill_steps=args.distill_steps, seed=args.seed)
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from kd_rl.zoo import list_zoo
+
+    entries = list_zoo()
+    if args.json:
+        _print_json(entries)
+        return 0
+    print(f"{'name':28s} {'algo':5s} {'params':>8s} {'mean return':>12s} {'episodes':>9s}")
+    for e in entries:
+        print(
+            f"{e['name']:28s} {e.get('algo', '?'):5s} {e.get('params', 0):8d} "
+            f"{e.get('mean_return', float('nan')):8.1f} ± {e.get('std_return', float('nan')):<5.1f}"
+            f"{e.get('eval_episodes', 0):6d}"
+        )
+    return 0
+
+
+def _cmd_train_teacher(args) -> int:
+    from kd_rl.teachers import train_teacher
+
+    command = "kd-rl " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("kd-rl") else None
+    metrics = train_teacher(
+        env_id=args.env,
+        algo=args.algo,
+        out_dir=args.out,
+        steps=args.steps,
+        seed=args.seed,
+        hidden_units=args.hidden,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+        command=command,
+    )
+    print(
+        f"{args.env} {args.algo}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
+        f"over {metrics['eval_episodes']} episodes after {metrics['env_steps']} env steps "
+        f"({metrics['wall_seconds']:.0f} s); wrote {os.path.join(args.out, 'teacher.keras')}"
+    )
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from kd_rl.evaluate import check_model_fits_env, evaluate_model
+    from kd_rl.export import load_any_policy
+
+    model = load_any_policy(args.model)
+    check_model_fits_env(model, args.env, role="model")
+    result = evaluate_model(model, args.env, episodes=args.episodes, seed=args.seed, latency=False)
+    result = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
+    result.setdefault("params", None)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(
+            f"{args.env}: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+            f"(min {result['min_return']:.1f}, max {result['max_return']:.1f}) over {result['episodes']} episodes"
+            + (f"; {result['params']} parameters" if result["params"] else "")
+        )
+    return 0
+
+
+def _distill_config(args):
+    from kd_rl.distill import DistillConfig
+
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "hidden_units",
+            "loss",
+            "temperature",
+            "collect",
+            "steps",
+            "seed",
+            "learning_rate",
+            "batch_size",
+            "buffer_size",
+            "eval_episodes",
+            "checkpoint_every",
+        )
+        if getattr(args, key, None) is not None
+    }
+    return DistillConfig(env_id=args.env, **overrides)
+
+
+def _cmd_distill(args) -> int:
+    from kd_rl.distill import distill_policy
+    from kd_rl.models import load_policy
+
+    config = _distill_config(args)
+    teacher = load_policy(args.teacher)
+    _, m = distill_policy(
+        teacher,
+        config,
+        out_dir=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        teacher_name=str(args.teacher),
+    )
+    print(
+        f"teacher {m['teacher_mean_return']:.1f} ({m['teacher_params']} params) -> "
+        f"student {m['student_mean_return']:.1f} ({m['student_params']} params, {m['compression']:.1f}x smaller), "
+        f"agreement {m['agreement']:.3f}, {m['labelled_states']} labelled states, {m['train_seconds']:.1f} s; "
+        f"wrote {os.path.join(args.out, 'student.keras')}"
+    )
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from kd_rl.demo import run_demo
+
+    run_demo(out_dir=args.out, teacher=args.teacher, seed=args.seed, progress=not args.no_progress)
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from kd_rl.plots import plot_runs
+
+    path = plot_runs(args.run_dirs, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from kd_rl.export import export_model
+    from kd_rl.models import load_policy
+
+    model = load_policy(args.model)
+    calibration_env = args.env
+    path = export_model(model, args.format, args.out, env_id=calibration_env, seed=args.seed)
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kd-rl", description="Knowledge distillation for reinforcement learning.")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="distil the shipped CartPole-v1 teacher and tell the story (make demo)")
+    p.add_argument("--out", default="runs/demo", help="folder for the run, plots and summary (default runs/demo)")
+    p.add_argument("--teacher", default="CartPole-v1-dqn", help="zoo name or .keras path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("distill", help="distil a teacher into a smaller student on a live environment")
+    p.add_argument("--teacher", required=True, help="teacher .keras file or zoo name (see kd-rl zoo)")
+    p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. CartPole-v1")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--hidden", dest="hidden_units", type=_hidden, help="student hidden units, e.g. 50 or 64,64")
+    p.add_argument("--loss", choices=["kl", "mse", "nll"])
+    p.add_argument("--temperature", type=float, help="softmax temperature for kl (> 0)")
+    p.add_argument("--collect", choices=["teacher", "student", "mixed"], help="who acts while collecting")
+    p.add_argument("--steps", type=_positive_int, help="teacher-labelled env steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--buffer-size", type=_positive_int)
+    p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="env steps between checkpoints")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out")
+    group.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("train-teacher", help="train a TF-Agents DQN or PPO teacher")
+    p.add_argument("--env", required=True)
+    p.add_argument("--algo", required=True, choices=["dqn", "ppo"])
+    p.add_argument("--steps", type=_positive_int, help="env steps (default: from the hyperparameter file)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint-every", type=_positive_int)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true")
+    group.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train_teacher)
+
+    p = sub.add_parser("evaluate", help="mean and std return of a model (.keras, .tflite, .npz or zoo name)")
+    p.add_argument("model")
+    p.add_argument("--env", required=True)
+    p.add_argument("--episodes", type=_positive_int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("zoo", help="list the shipped teachers and their scores")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("plot", help="draw the fitting chart from run folders")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("export", help="export a model to TFLite (float or int8) or NumPy")
+    p.add_argument("model")
+    p.add_argument("--format", required=True, choices=["tflite", "tflite-int8", "numpy"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--env", help="environment for int8 calibration states (default: from the model's zoo metrics)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("article", help="the article's example, reproduced and corrected")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--distill-steps", type=_positive_int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_article)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``kd-rl``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        _quiet_imports(debug)
+        return args.func(args)
+    except _UsageError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        if debug:
+            raise
+        print(f"kd-rl: error: {err}".splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kd-rl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

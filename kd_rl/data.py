@@ -1,0 +1,214 @@
+"""Collect states in a live environment and label them with the teacher.
+
+Three ways to choose who acts while the teacher labels every visited state:
+
+* ``teacher``: the teacher acts (greedy, or ε-greedy with ``epsilon``). The
+  classic policy-distillation data of Rusu et al. (2016).
+* ``student``: the student acts and the teacher labels the states the student
+  visits — DAgger, or on-policy distillation (Czarnecki et al., 2019). The
+  student learns to recover from its own mistakes.
+* ``mixed``: at every step each environment follows the teacher with
+  probability β and the student otherwise; β falls linearly from ``beta_start``
+  to ``beta_end`` over the collection budget (DAgger's β schedule).
+
+Labelled pairs go to a bounded :class:`ReplayBuffer` of
+``(observation, teacher_logits)`` that feeds ``tf.data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
+from kd_rl.evaluate import as_policy_fn
+
+__all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule"]
+
+COLLECT_MODES = ("teacher", "student", "mixed")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+class ReplayBuffer:
+    """A bounded FIFO buffer of ``(observation, teacher_logits)`` pairs.
+
+    Args:
+        capacity: Most pairs kept; the oldest are overwritten first.
+        obs_dim: Observation size.
+        num_actions: Number of teacher logits per observation.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, num_actions: int):
+        self.capacity = _positive_int("buffer_size", capacity)
+        self.observations = np.zeros((self.capacity, _positive_int("obs_dim", obs_dim)), np.float32)
+        self.logits = np.zeros((self.capacity, _positive_int("num_actions", num_actions)), np.float32)
+        self.size = 0
+        self.added = 0  # pairs ever added
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, observations: np.ndarray, logits: np.ndarray) -> None:
+        """Add ``observations [n, obs_dim]`` with their ``logits [n, num_actions]``."""
+        observations = np.asarray(observations, np.float32)
+        logits = np.asarray(logits, np.float32)
+        if observations.shape[0] != logits.shape[0]:
+            raise ValueError(f"got {observations.shape[0]} observations but {logits.shape[0]} logits")
+        skipped = max(0, len(observations) - self.capacity)  # only the newest fit
+        observations, logits = observations[skipped:], logits[skipped:]
+        idx = (self.added + skipped + np.arange(len(observations))) % self.capacity
+        self.observations[idx] = observations
+        self.logits[idx] = logits
+        self.added += skipped + len(observations)
+        self.size = min(self.size + len(observations), self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A uniform random batch (with replacement) of observations and logits."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx = rng.integers(0, self.size, size=batch_size)
+        return self.observations[idx], self.logits[idx]
+
+    def as_dataset(self, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+        """The buffer's current contents as a shuffled, repeating ``tf.data.Dataset``.
+
+        Elements are ``(observations float32 [batch, obs_dim], logits float32 [batch, num_actions])``.
+        """
+        if self.size == 0:
+            raise ValueError("cannot make a dataset from an empty replay buffer")
+        ds = tf.data.Dataset.from_tensor_slices((self.observations[: self.size], self.logits[: self.size]))
+        return ds.shuffle(self.size, seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
+
+    def state(self) -> dict:
+        """Arrays that fully describe the buffer (for checkpoints)."""
+        return {
+            "observations": self.observations[: self.size].copy(),
+            "logits": self.logits[: self.size].copy(),
+            "added": np.int64(self.added),
+        }
+
+    def load_state(self, state: dict) -> None:
+        n = len(state["observations"])
+        self.observations[:n] = state["observations"]
+        self.logits[:n] = state["logits"]
+        self.size = n
+        self.added = int(state["added"])
+
+
+@dataclass
+class BetaSchedule:
+    """Probability of following the teacher, linear in the fraction of the budget spent."""
+
+    start: float = 1.0
+    end: float = 0.0
+
+    def __post_init__(self):
+        for name, v in (("beta_start", self.start), ("beta_end", self.end)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
+    def __call__(self, fraction: float) -> float:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        return self.start + (self.end - self.start) * fraction
+
+
+class Collector:
+    """Steps ``num_envs`` Gymnasium environments together and labels each state.
+
+    Args:
+        env_id: Gymnasium id (1-D Box observations, Discrete actions).
+        teacher: Model (or ``PolicyFn``) whose logits label every state.
+        student: Model (or ``PolicyFn``) acting in ``student``/``mixed`` mode.
+        mode: ``"teacher"``, ``"student"`` or ``"mixed"``.
+        num_envs: Environments stepped together.
+        seed: Environment ``i`` is first reset with ``seed + i``; the action
+            sampler is seeded with ``seed`` too.
+        epsilon: Probability of a uniformly random action (any mode).
+        beta: :class:`BetaSchedule` for ``mixed`` mode.
+        total_steps: Budget the β schedule is spread over.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        teacher,
+        student=None,
+        mode: str = "student",
+        num_envs: int = 8,
+        seed: int = 0,
+        epsilon: float = 0.0,
+        beta: BetaSchedule | None = None,
+        total_steps: int = 10_000,
+        env_kwargs: dict | None = None,
+    ):
+        if mode not in COLLECT_MODES:
+            raise ValueError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
+        if mode != "teacher" and student is None:
+            raise ValueError(f"collect mode {mode!r} needs a student")
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        self.mode = mode
+        self.epsilon = float(epsilon)
+        self.beta = beta or BetaSchedule()
+        self.total_steps = _positive_int("total_steps", total_steps)
+        self.num_envs = _positive_int("num_envs", num_envs)
+        self.teacher = as_policy_fn(teacher)
+        self.student = None if student is None else as_policy_fn(student)
+        self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs)]
+        check_spaces(self.envs[0].observation_space, self.envs[0].action_space, env_id)
+        self.rng = np.random.default_rng(seed)
+        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float32)
+        self.episode_steps = np.zeros(self.num_envs, dtype=np.int64)
+        self.steps = 0  # env steps taken so far (all envs)
+        self.episode_returns: list[float] = []
+        self._running_returns = np.zeros(self.num_envs)
+
+    def collect(self, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Take about ``num_steps`` env steps (rounded up to whole batches).
+
+        Returns:
+            ``(observations float32 [n, obs_dim], teacher_logits float32 [n, num_actions])``
+            for every state visited, labelled by the teacher.
+        """
+        _positive_int("num_steps", num_steps)
+        all_obs, all_logits = [], []
+        for _ in range(-(-num_steps // self.num_envs)):
+            for i in range(self.num_envs):
+                check_observation_finite(self.obs[i], int(self.episode_steps[i]))
+            teacher_logits = self.teacher(self.obs)
+            actions = np.argmax(teacher_logits, axis=-1)
+            if self.mode != "teacher":
+                student_actions = np.argmax(self.student(self.obs), axis=-1)
+                if self.mode == "student":
+                    actions = student_actions
+                else:
+                    follow_teacher = self.rng.random(self.num_envs) < self.beta(self.steps / self.total_steps)
+                    actions = np.where(follow_teacher, actions, student_actions)
+            if self.epsilon > 0:
+                explore = self.rng.random(self.num_envs) < self.epsilon
+                actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], self.num_envs), actions)
+            all_obs.append(self.obs.copy())
+            all_logits.append(np.asarray(teacher_logits, np.float32))
+            for i, env in enumerate(self.envs):
+                obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
+                self._running_returns[i] += reward
+                self.episode_steps[i] += 1
+                if terminated or truncated:
+                    self.episode_returns.append(float(self._running_returns[i]))
+                    self._running_returns[i] = 0.0
+                    self.episode_steps[i] = 0
+                    obs, _ = env.reset()
+                self.obs[i] = obs
+            self.steps += self.num_envs
+        return np.concatenate(all_obs), np.concatenate(all_logits)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,53 @@
+"""The zoo: trained teachers shipped inside the package.
+
+Each entry is a folder ``kd_rl/zoo/<name>/`` holding ``teacher.keras``, the
+``metrics.json`` of the run that made it (its score over 100 episodes and the
+exact command) and its ``curve.csv``. Wherever kd_rl accepts a model path, a
+zoo name such as ``CartPole-v1-dqn`` works too. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["ZOO_DIR", "list_zoo", "zoo_entry", "resolve_model_path"]
+
+ZOO_DIR = Path(__file__).resolve().parent
+
+
+def list_zoo() -> list[dict]:
+    """Metadata of every shipped teacher, sorted by name (``name`` and ``path`` added)."""
+    entries = []
+    for folder in sorted(p for p in ZOO_DIR.iterdir() if (p / "teacher.keras").is_file()):
+        meta = {}
+        if (folder / "metrics.json").is_file():
+            meta = json.loads((folder / "metrics.json").read_text())
+        entries.append({"name": folder.name, "path": str(folder / "teacher.keras"), **meta})
+    return entries
+
+
+def zoo_entry(name: str) -> dict:
+    """Metadata of one zoo teacher; ``ValueError`` naming the known ones if absent."""
+    for entry in list_zoo():
+        if entry["name"] == name:
+            return entry
+    known = ", ".join(e["name"] for e in list_zoo()) or "none"
+    raise ValueError(f"no zoo teacher named {name!r}; the zoo has: {known}")
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A zoo name or a file path, as the path of a model file.
+
+    Raises:
+        ValueError: If it is neither an existing file nor a zoo name.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise ValueError(f"model path {str(name_or_path)!r} is not a file")
+    if (ZOO_DIR / str(name_or_path) / "teacher.keras").is_file():
+        return ZOO_DIR / str(name_or_path) / "teacher.keras"
+    known = ", ".join(e["name"] for e in list_zoo()) or "none"
+    raise ValueError(f"model {str(name_or_path)!r} is neither an existing file nor a zoo name (zoo: {known})")

@@ -1,0 +1,184 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kd_rl.cli import main
+
+
+def _one_line_error(capsys, argv, match):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert match in err, err
+    return err
+
+
+def test_distill_writes_a_complete_run(tmp_path, cartpole_teacher_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "distill",
+            "--teacher",
+            str(cartpole_teacher_path),
+            "--env",
+            "CartPole-v1",
+            "--out",
+            str(out),
+            "--hidden",
+            "16",
+            "--steps",
+            "1000",
+            "--eval-episodes",
+            "5",
+            "--no-progress",
+            "--seed",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert {"student.keras", "metrics.json", "curve.csv"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "teacher_mean_return",
+        "student_mean_return",
+        "teacher_params",
+        "student_params",
+        "agreement",
+        "env_steps",
+        "wall_seconds",
+        "eval_episodes",
+        "loss",
+        "temperature",
+        "collect",
+        "hidden_units",
+        "seed",
+        "learning_rate",
+        "batch_size",
+        "buffer_size",
+    ):
+        assert key in metrics, key
+    assert metrics["env_steps"] == 1000 and metrics["hidden_units"] == [16] and metrics["eval_episodes"] == 5
+    assert metrics["student_params"] == 4 * 16 + 16 + 16 * 2 + 2
+    student = tf.keras.models.load_model(out / "student.keras", safe_mode=True)
+    assert student.hidden_units == (16,)
+    assert "student" in capsys.readouterr().out
+
+
+def test_evaluate_json(cartpole_teacher_path, capsys):
+    assert main(["evaluate", str(cartpole_teacher_path), "--env", "CartPole-v1", "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"env_id", "episodes", "mean_return", "std_return", "params"}
+    assert result["mean_return"] == 500.0 and result["episodes"] == 3 and result["params"] == 702
+
+
+def test_evaluate_exported_files(tmp_path, cartpole_teacher_path, capsys):
+    for fmt, name in (("numpy", "t.npz"), ("tflite", "t.tflite")):
+        assert main(["export", str(cartpole_teacher_path), "--format", fmt, "--out", str(tmp_path / name)]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(tmp_path / name), "--env", "CartPole-v1", "--episodes", "2", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["mean_return"] == 500.0
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--temperature", "0"], "temperature"),
+        (["--temperature", "-2"], "temperature"),
+        (["--steps", "0"], "--steps"),
+        (["--loss", "hinge"], "--loss"),
+        (["--hidden", "0"], "--hidden"),
+        (["--env", "NoSuchEnv-v0"], "unknown environment id"),
+        (["--env", "LunarLander-v3"], "teacher expects 4 observation features but LunarLander-v3 gives 8"),
+        (["--env", "Pendulum-v1"], "Discrete"),
+    ],
+)
+def test_distill_bad_input_is_one_line_and_writes_nothing(tmp_path, cartpole_teacher_path, capsys, extra, match):
+    out = tmp_path / "run"
+    argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(out)]
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i : i + 2]
+    _one_line_error(capsys, argv, match)
+    assert not out.exists()
+
+
+def test_distill_refuses_missing_corrupt_and_wrong_kind_of_teacher(tmp_path, cartpole_teacher_path, capsys):
+    out = tmp_path / "run"
+    base = ["--env", "CartPole-v1", "--out", str(out)]
+    _one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "missing.keras"), *base], "neither an existing")
+    _one_line_error(capsys, ["distill", "--teacher", "NoSuchZoo-v0-dqn", *base], "zoo")
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(cartpole_teacher_path.read_bytes()[:300])
+    _one_line_error(capsys, ["distill", "--teacher", str(broken), *base], "truncated or corrupted")
+    main(["export", str(cartpole_teacher_path), "--format", "tflite", "--out", str(tmp_path / "t.tflite")])
+    capsys.readouterr()
+    _one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "t.tflite"), *base], "not a Keras model")
+    assert not out.exists()
+
+
+def test_out_folder_with_another_run_is_refused(tmp_path, cartpole_teacher_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(out)]
+    _one_line_error(capsys, argv, "--overwrite")
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_real_process_exit_status_and_stderr(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kd_rl.cli", "evaluate", "NoSuchModel", "--env", "CartPole-v1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "kd-rl: error: model 'NoSuchModel' is neither an existing file nor a zoo name (zoo: "
+        + proc.stderr.split("(zoo: ", 1)[1].strip()
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kd_rl.cli", "distill"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "required" in proc.stderr
+
+
+def test_plot_command(tmp_path, cartpole_teacher_path, capsys):
+    runs = []
+    for collect in ("teacher", "student"):
+        out = tmp_path / collect
+        main(
+            [
+                "distill",
+                "--teacher",
+                str(cartpole_teacher_path),
+                "--env",
+                "CartPole-v1",
+                "--out",
+                str(out),
+                "--steps",
+                "800",
+                "--eval-episodes",
+                "2",
+                "--collect",
+                collect,
+                "--no-progress",
+            ]
+        )
+        runs.append(str(out))
+    assert main(["plot", *runs, "--out", str(tmp_path / "fig.png")]) == 0
+    from PIL import Image
+
+    image = np.asarray(Image.open(tmp_path / "fig.png").convert("L"))
+    assert image.shape[0] > 300 and image.shape[1] > 500 and image.std() > 10

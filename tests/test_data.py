@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+from kd_rl.models import StudentModel
+
+
+def test_replay_buffer_is_bounded_fifo(rng):
+    buf = ReplayBuffer(capacity=5, obs_dim=2, num_actions=3)
+    obs = np.arange(14, dtype=np.float32).reshape(7, 2)
+    logits = np.arange(21, dtype=np.float32).reshape(7, 3)
+    buf.add(obs[:3], logits[:3])
+    assert len(buf) == 3
+    buf.add(obs[3:], logits[3:])
+    assert len(buf) == 5 and buf.added == 7
+    # The two oldest pairs were overwritten; every kept pair is still matched.
+    kept = {tuple(o) for o in buf.observations}
+    assert kept == {tuple(o) for o in obs[2:]}
+    for o, lg in zip(buf.observations, buf.logits):
+        np.testing.assert_array_equal(lg, logits[int(o[0]) // 2])
+    buf.add(obs, logits)  # more than the capacity at once: only the newest fit
+    assert {tuple(o) for o in buf.observations} == {tuple(o) for o in obs[2:]}
+    assert buf.added == 14
+
+
+def test_replay_buffer_sample_and_dataset(rng):
+    buf = ReplayBuffer(capacity=100, obs_dim=4, num_actions=2)
+    obs = rng.normal(size=(50, 4)).astype(np.float32)
+    logits = np.stack([obs[:, 0], -obs[:, 0]], axis=1)
+    buf.add(obs, logits)
+    o, lg = buf.sample(32, rng)
+    assert o.shape == (32, 4) and lg.shape == (32, 2)
+    np.testing.assert_array_equal(lg[:, 0], o[:, 0])
+    o, lg = next(iter(buf.as_dataset(16, seed=0)))
+    assert o.shape == (16, 4)
+    np.testing.assert_array_equal(lg.numpy()[:, 0], o.numpy()[:, 0])
+    state = buf.state()
+    again = ReplayBuffer(capacity=100, obs_dim=4, num_actions=2)
+    again.load_state(state)
+    assert len(again) == 50 and again.added == 50
+    np.testing.assert_array_equal(again.observations[:50], buf.observations[:50])
+    with pytest.raises(ValueError, match="empty"):
+        ReplayBuffer(3, 4, 2).sample(1, rng)
+    with pytest.raises(ValueError, match="buffer_size"):
+        ReplayBuffer(0, 4, 2)
+
+
+def test_beta_schedule():
+    beta = BetaSchedule(1.0, 0.2)
+    assert beta(0) == 1.0 and beta(1) == pytest.approx(0.2) and beta(0.5) == pytest.approx(0.6)
+    assert beta(2.0) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="beta_end"):
+        BetaSchedule(1.0, 1.5)
+
+
+def test_teacher_driven_collection_labels_with_teacher_logits(cartpole_teacher):
+    collector = Collector("CartPole-v1", cartpole_teacher, mode="teacher", num_envs=4, seed=0)
+    obs, logits = collector.collect(400)
+    assert obs.shape == (400, 4) and logits.shape == (400, 2)
+    np.testing.assert_allclose(logits, cartpole_teacher(obs).numpy(), rtol=1e-5, atol=1e-5)
+    # The teacher never fails in 100 steps: no episode has ended yet.
+    assert collector.episode_returns == []
+
+
+def test_student_driven_collection_visits_the_students_states(cartpole_teacher):
+    student = StudentModel(2, observation_dim=4)  # untrained: falls quickly
+    collector = Collector("CartPole-v1", cartpole_teacher, student, mode="student", num_envs=4, seed=0)
+    obs, logits = collector.collect(400)
+    np.testing.assert_allclose(logits, cartpole_teacher(obs).numpy(), rtol=1e-5, atol=1e-5)
+    assert len(collector.episode_returns) > 4 and np.mean(collector.episode_returns) < 100
+
+
+def test_mixed_collection_follows_the_beta_schedule(cartpole_teacher):
+    student = StudentModel(2, observation_dim=4)
+    always_teacher = Collector(
+        "CartPole-v1", cartpole_teacher, student, mode="mixed", num_envs=4, seed=0, beta=BetaSchedule(1.0, 1.0)
+    )
+    always_teacher.collect(400)
+    assert always_teacher.episode_returns == []
+    never_teacher = Collector(
+        "CartPole-v1", cartpole_teacher, student, mode="mixed", num_envs=4, seed=0, beta=BetaSchedule(0.0, 0.0)
+    )
+    never_teacher.collect(400)
+    assert len(never_teacher.episode_returns) > 4
+
+
+def test_collection_is_reproducible(cartpole_teacher):
+    runs = []
+    for _ in range(2):
+        c = Collector("CartPole-v1", cartpole_teacher, mode="teacher", num_envs=2, seed=3, epsilon=0.3)
+        runs.append(c.collect(200)[0])
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_collector_bad_input(cartpole_teacher):
+    with pytest.raises(ValueError, match="collect mode"):
+        Collector("CartPole-v1", cartpole_teacher, mode="random")
+    with pytest.raises(ValueError, match="needs a student"):
+        Collector("CartPole-v1", cartpole_teacher, mode="student")
+    with pytest.raises(ValueError, match="epsilon"):
+        Collector("CartPole-v1", cartpole_teacher, mode="teacher", epsilon=2)
+    with pytest.raises(ValueError, match="Discrete"):
+        Collector("Pendulum-v1", cartpole_teacher, mode="teacher")
