@@ -370,8 +370,7 @@ def distill_policy(
 
     from kd_rl._io import prepare_run_dir, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
-    from kd_rl.evaluate import check_model_fits_env
-    from kd_rl.evaluate import evaluate_model, run_episodes
+    from kd_rl.evaluate import check_model_fits_env, evaluate_model, run_episodes
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
