@@ -25,7 +25,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check kd_rl tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --timeout 900
+	KD_RL_FAST=1 $(BIN)/python -m pytest -q --timeout 900 --nbmake notebooks
+	$(BIN)/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)/site"
 
 lint: $(STAMP)
 	$(BIN)/ruff check kd_rl tests benchmarks

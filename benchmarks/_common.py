@@ -1,0 +1,58 @@
+"""Shared helpers of the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": bool(tf.config.list_physical_devices("GPU")),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def write_results(name: str, data: dict, table: str) -> None:
+    """Write ``results/NAME.json`` and ``results/NAME.md`` (with the machine and command)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from kd_rl._io import write_json, write_text
+
+    data = {"machine": machine(), "command": "python " + " ".join(sys.argv), **data}
+    write_json(RESULTS / f"{name}.json", data)
+    m = data["machine"]
+    header = (
+        f"Measured with `{data['command']}` on {m['cpu']} ({m['cores']} cores, "
+        f"{'GPU' if m['gpu'] else 'no GPU'}), TensorFlow {m['tensorflow']}, {m['date']}.\n\n"
+    )
+    write_text(RESULTS / f"{name}.md", header + table + "\n")
+    print(header + table)

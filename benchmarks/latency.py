@@ -1,0 +1,115 @@
+"""Batch-1 action latency of teacher and student on every runtime kd_rl offers.
+
+For each model: an eager Keras call, a ``tf.function``, TFLite float32,
+TFLite int8 and the NumPy forward pass, each timed over many single calls
+(median and p99, microseconds), all in one process so the ratios are fair.
+
+    python benchmarks/latency.py [--repeats 3000] [--teacher CartPole-v1-dqn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import quiet_tensorflow, write_results
+
+quiet_tensorflow()
+
+
+def time_calls(fn, x, repeats: int, warmup: int = 200) -> dict:
+    for _ in range(warmup):
+        fn(x)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter_ns()
+        fn(x)
+        times[i] = time.perf_counter_ns() - start
+    times /= 1e3
+    return {
+        "median_us": float(np.median(times)),
+        "p99_us": float(np.percentile(times, 99)),
+        "iqr_us": float(np.subtract(*np.percentile(times, [75, 25]))),
+    }
+
+
+def runtimes(model, env_id: str, workdir: Path) -> dict:
+    import tensorflow as tf
+
+    from kd_rl.export import NumpyPolicy, TFLitePolicy, export_model
+
+    dim = model.observation_dim
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([1, dim], tf.float32)])
+    tfl = TFLitePolicy(export_model(model, "tflite", workdir / "m.tflite"))
+    tfl8 = TFLitePolicy(export_model(model, "tflite-int8", workdir / "m8.tflite", env_id=env_id))
+    npy = NumpyPolicy.load(export_model(model, "numpy", workdir / "m.npz"))
+    interpreter = tfl.interpreter
+    inp, out = tfl._input["index"], tfl._output["index"]
+
+    def tflite_raw(x):  # the interpreter alone, no Python wrapper
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return {
+        "keras eager": lambda x: model(x).numpy(),
+        "tf.function": lambda x: fn(x).numpy(),
+        "TFLite float32": tflite_raw,
+        "TFLite float32 (PolicyFn)": tfl,
+        "TFLite int8 (PolicyFn)": tfl8,
+        "NumPy": npy,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3000)
+    parser.add_argument("--teacher", default="CartPole-v1-dqn")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--student-hidden", type=int, default=50)
+    args = parser.parse_args()
+
+    from kd_rl.models import StudentModel, load_policy
+
+    teacher = load_policy(args.teacher)
+    student = StudentModel(
+        teacher.num_actions, hidden_units=args.student_hidden, observation_dim=teacher.observation_dim
+    )
+    x = np.zeros((1, teacher.observation_dim), np.float32)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in (("teacher", teacher), ("student", student)):
+            results[name] = {"params": model.count_params()}
+            for runtime, fn in runtimes(model, args.env, Path(tmp)).items():
+                results[name][runtime] = time_calls(fn, x, args.repeats)
+    rows = ["| model | params | runtime | median µs | p99 µs | speed-up vs eager |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        eager = r["keras eager"]["median_us"]
+        for runtime, t in r.items():
+            if runtime == "params":
+                continue
+            rows.append(
+                f"| {name} | {r['params']:,} | {runtime} | {t['median_us']:.2f} | {t['p99_us']:.2f} | "
+                f"{eager / t['median_us']:.0f}× |"
+            )
+    s = results["student"]
+    fastest = min((v["median_us"], k) for k, v in s.items() if k not in ("params", "keras eager", "tf.function"))
+    summary = {
+        "student_fastest_runtime": fastest[1],
+        "student_fastest_median_us": fastest[0],
+        "student_speedup_vs_eager": s["keras eager"]["median_us"] / fastest[0],
+        "target_met": fastest[0] <= 5.0 and s["keras eager"]["median_us"] / fastest[0] >= 100,
+    }
+    table = "\n".join(rows) + (
+        f"\n\nStudent's fastest path: {fastest[1]}, {fastest[0]:.2f} µs median, "
+        f"{summary['student_speedup_vs_eager']:.0f}× faster than an eager Keras call "
+        f"(target: <= 5 µs and >= 100×: {'met' if summary['target_met'] else 'NOT met'})."
+    )
+    write_results("latency", {"args": vars(args), "results": results, "summary": summary}, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The live-environment distillation loop: results, determinism, crash safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from kd_rl.distill import DistillConfig, distill_policy
+from kd_rl.plots import read_curve
+
+
+def test_student_driven_distillation_matches_a_strong_teacher(cartpole_teacher, tmp_path):
+    config = DistillConfig(steps=4000, eval_every=2000, curve_episodes=3, eval_episodes=10, seed=0)
+    student, metrics = distill_policy(cartpole_teacher, config, out_dir=tmp_path / "run", progress=False)
+    assert metrics["teacher_mean_return"] == 500.0
+    assert metrics["student_mean_return"] >= 0.99 * 500.0
+    assert metrics["agreement"] > 0.9
+    assert metrics["labelled_states"] == metrics["env_steps"] == 4000
+    assert metrics["student_params"] == 352 and metrics["teacher_params"] == 702
+    curve = read_curve(tmp_path / "run" / "curve.csv")
+    np.testing.assert_array_equal(curve["env_steps"], [2000, 4000])
+    assert set(curve) == {"env_steps", "mean_return", "std_return", "agreement", "loss"}
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk["student_mean_return"] == metrics["student_mean_return"]
+
+
+@pytest.mark.parametrize("collect", ["teacher", "mixed"])
+def test_other_collection_modes_run(cartpole_teacher, collect):
+    config = DistillConfig(steps=1000, eval_every=0, eval_episodes=3, collect=collect, loss="nll")
+    _, metrics = distill_policy(cartpole_teacher, config, progress=False)
+    assert metrics["collect"] == collect and metrics["env_steps"] == 1000
+
+
+def test_same_seed_gives_bitwise_identical_student_and_metrics(cartpole_teacher):
+    runs = []
+    for _ in range(2):
+        config = DistillConfig(steps=1500, eval_every=500, curve_episodes=2, eval_episodes=3, seed=7)
+        student, metrics = distill_policy(cartpole_teacher, config, progress=False)
+        runs.append((student.get_weights(), metrics))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    timing = {"train_seconds", "wall_seconds"}
+    assert {k: v for k, v in runs[0][1].items() if k not in timing} == {
+        k: v for k, v in runs[1][1].items() if k not in timing
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=0), "steps"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(buffer_size=-5), "buffer_size"),
+        (dict(hidden_units=0), "hidden_units"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(loss="l2"), "loss"),
+        (dict(collect="random"), "collect"),
+        (dict(learning_rate=0), "learning_rate"),
+        (dict(epsilon=1.5), "epsilon"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**kwargs)
+
+
+def test_nothing_is_written_when_the_teacher_does_not_fit(tmp_path):
+    from kd_rl.models import TeacherModel
+
+    with pytest.raises(ValueError, match="observation features"):
+        distill_policy(TeacherModel(2, observation_dim=8), DistillConfig(), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_after_sigkill_completes_with_the_right_step_count(tmp_path, cartpole_teacher_path):
+    out = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "kd_rl.cli",
+        "distill",
+        "--teacher",
+        str(cartpole_teacher_path),
+        "--env",
+        "CartPole-v1",
+        "--out",
+        str(out),
+        "--steps",
+        "12000",
+        "--checkpoint-every",
+        "2000",
+        "--eval-episodes",
+        "3",
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    progress = out / "checkpoints" / "progress.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists() and json.loads(progress.read_text())["env_steps"] >= 4000:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    killed_at = json.loads(progress.read_text())["env_steps"]
+    assert 4000 <= killed_at < 12000
+
+    # Without --resume the half-done run is protected.
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    done = subprocess.run(argv[:-2] + ["--resume", "--seed", "1"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["env_steps"] == 12000
+    assert metrics["labelled_states"] == 12000
+    assert metrics["student_mean_return"] > 0
+    curve = read_curve(out / "curve.csv")
+    assert curve["env_steps"][-1] == 12000
+    assert np.all(np.diff(curve["env_steps"]) > 0)
