@@ -333,6 +333,7 @@ def distill_policy(
     progress: bool = True,
     student: tf.keras.Model | None = None,
     teacher_name: str | None = None,
+    loss_fn: tf.keras.losses.Loss | None = None,
 ) -> tuple[tf.keras.Model, dict]:
     """Distil ``teacher`` into a new student on a live environment.
 
@@ -358,6 +359,8 @@ def distill_policy(
         progress: Show a tqdm progress bar.
         student: A model to train instead of a new ``StudentModel``.
         teacher_name: Recorded in metrics (the zoo name or path).
+        loss_fn: A custom Keras loss ``(teacher_logits, student_logits)`` used
+            instead of ``config.loss``; its class name is recorded as the loss.
 
     Returns:
         ``(student, metrics)``.
@@ -382,7 +385,7 @@ def distill_policy(
         student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
     check_model_fits_env(student, config.env_id, role="student")
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    step = make_distill_step(teacher, student, optimizer, config.loss, config.temperature)
+    step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, config.temperature)
     buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
     rng = np.random.default_rng(config.seed)
     curve: list[dict] = []
@@ -485,6 +488,8 @@ def distill_policy(
         "eval_seed": eval_seed,
         **config.to_dict(),
     }
+    if loss_fn is not None:
+        metrics["loss"] = type(loss_fn).__name__
     if run_dir is not None:
         save_model(student, run_dir / "student.keras")
         write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
