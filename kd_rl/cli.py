@@ -220,6 +220,11 @@ def _cmd_export(args) -> int:
 
     model = load_policy(args.model)
     calibration_env = args.env
+    if calibration_env is None and args.format == "tflite-int8":
+        from kd_rl.zoo import ZOO_DIR, zoo_entry
+
+        if str(args.model) in {p.name for p in ZOO_DIR.iterdir()}:
+            calibration_env = zoo_entry(str(args.model))["env_id"]
     path = export_model(model, args.format, args.out, env_id=calibration_env, seed=args.seed)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
     return 0
@@ -310,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kd-rl``; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted before or after the subcommand
     try:
         args = build_parser().parse_args(argv)
         _quiet_imports(debug)

@@ -11,7 +11,7 @@ Three ways to choose who acts while the teacher labels every visited state:
   probability β and the student otherwise; β falls linearly from ``beta_start``
   to ``beta_end`` over the collection budget (DAgger's β schedule).
 
-Labelled pairs go to a bounded :class:`ReplayBuffer` of
+Labelled pairs go to a bounded `ReplayBuffer` of
 ``(observation, teacher_logits)`` that feeds ``tf.data``.
 """
 
@@ -76,14 +76,19 @@ class ReplayBuffer:
         idx = rng.integers(0, self.size, size=batch_size)
         return self.observations[idx], self.logits[idx]
 
-    def as_dataset(self, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    def as_dataset(self, batch_size: int, seed: int | None = None, observations_only: bool = False) -> tf.data.Dataset:
         """The buffer's current contents as a shuffled, repeating ``tf.data.Dataset``.
 
-        Elements are ``(observations float32 [batch, obs_dim], logits float32 [batch, num_actions])``.
+        Elements are ``(observations float32 [batch, obs_dim], logits float32 [batch, num_actions])``,
+        or observations alone with ``observations_only=True`` (what ``Distiller.fit`` takes: it runs
+        the teacher itself, and would read a second element as hard labels).
         """
         if self.size == 0:
             raise ValueError("cannot make a dataset from an empty replay buffer")
-        ds = tf.data.Dataset.from_tensor_slices((self.observations[: self.size], self.logits[: self.size]))
+        if observations_only:
+            ds = tf.data.Dataset.from_tensor_slices(self.observations[: self.size])
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((self.observations[: self.size], self.logits[: self.size]))
         return ds.shuffle(self.size, seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size)
 
     def state(self) -> dict:
@@ -131,7 +136,7 @@ class Collector:
         seed: Environment ``i`` is first reset with ``seed + i``; the action
             sampler is seeded with ``seed`` too.
         epsilon: Probability of a uniformly random action (any mode).
-        beta: :class:`BetaSchedule` for ``mixed`` mode.
+        beta: `BetaSchedule` for ``mixed`` mode.
         total_steps: Budget the β schedule is spread over.
     """
 

@@ -48,7 +48,7 @@ def run_demo(
     print(f"teacher: {teacher} ({teacher_model.count_params():,} parameters, hidden {teacher_model.hidden_units})")
     config = DistillConfig(env_id="CartPole-v1", seed=seed)
     print(
-        f"distilling into a {config.hidden_units}-unit student on {config.env_id}: {config.steps:,} teacher-labelled "
+        f"distilling into a {','.join(map(str, config.hidden_units))}-unit student on {config.env_id}: {config.steps:,} teacher-labelled "
         f"states, {config.collect}-driven data, loss {config.loss} at temperature {config.temperature}"
     )
     student, metrics = distill_policy(

@@ -1,11 +1,11 @@
 """Distillation steps: a compiled ``tf.function`` and a Keras ``Distiller``.
 
-:func:`make_distill_step` is the low-level tool the live-environment loop uses:
+`make_distill_step` is the low-level tool the live-environment loop uses:
 one call takes a batch of observations (and, optionally, the teacher's logits
 already stored in a replay buffer), updates only the student, and returns the
 loss.
 
-:class:`Distiller` is the same idea as a ``keras.Model`` in the manner of the
+`Distiller` is the same idea as a ``keras.Model`` in the manner of the
 Keras knowledge-distillation example, so ``fit``, ``evaluate``, callbacks and
 ``tf.data`` work unchanged.
 """
@@ -133,6 +133,7 @@ class Distiller(tf.keras.Model):
         alpha: float = 0.0,
         student_loss: tf.keras.losses.Loss | None = None,
         metrics=None,
+        scale_by_temperature_squared: bool = True,
         **kwargs,
     ):
         """Configure the distiller.
@@ -141,8 +142,10 @@ class Distiller(tf.keras.Model):
             optimizer: Keras optimizer (or its name) for the student.
             distillation_loss: ``"kl"``, ``"mse"``, ``"nll"`` or a Keras loss
                 called as ``loss(teacher_logits, student_logits)``.
-            temperature: Softmax temperature T > 0 for ``"kl"``; the KL is
-                scaled by T² so its gradient keeps the same size for every T.
+            temperature: Softmax temperature T > 0 for ``"kl"``. The KL is
+                scaled by T² (unless ``scale_by_temperature_squared=False``)
+                so that its gradient, ``T (q − p)``, does not fade as ``1/T``
+                at high temperature.
             alpha: Weight in [0, 1] of ``student_loss`` on hard labels, used
                 only when the data carry labels; ``1 - alpha`` weighs the
                 distillation loss.
@@ -150,13 +153,14 @@ class Distiller(tf.keras.Model):
                 sparse categorical cross-entropy from logits.
             metrics: Keras metrics of ``(actions, student_logits)``, updated
                 when the data carry labels.
+            scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
         """
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.temperature = check_temperature(temperature)
         self.alpha = float(alpha)
-        self.distillation_loss_fn = get_loss(distillation_loss, self.temperature)
+        self.distillation_loss_fn = get_loss(distillation_loss, self.temperature, scale_by_temperature_squared)
         self.student_loss_fn = student_loss or tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._loss_tracker = tf.keras.metrics.Mean(name="loss")
         self._distillation_tracker = tf.keras.metrics.Mean(name="distillation_loss")
@@ -339,7 +343,7 @@ def distill_policy(
 
     Alternates collection (``config.collect_per_round`` env steps, every state
     labelled with the teacher's logits and added to the replay buffer) with
-    ``config.updates_per_round`` :func:`make_distill_step` updates on batches
+    ``config.updates_per_round`` `make_distill_step` updates on batches
     sampled from the buffer, until ``config.steps`` states are labelled. Then
     both policies are evaluated on ``config.eval_episodes`` seeded
     episodes, and the student's agreement with the teacher is measured on
@@ -352,7 +356,7 @@ def distill_policy(
 
     Args:
         teacher: The teacher (``num_actions`` logits per observation).
-        config: Settings; defaults are :class:`DistillConfig`'s.
+        config: Settings; defaults are `DistillConfig`'s.
         out_dir: Run folder, or None to write nothing.
         resume: Continue the run in ``out_dir`` from its last checkpoint.
         overwrite: Replace a finished or different run in ``out_dir``.
@@ -490,6 +494,9 @@ def distill_policy(
     }
     if loss_fn is not None:
         metrics["loss"] = type(loss_fn).__name__
+    if getattr(student, "hidden_units", None) is not None:
+        metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
+    metrics["student_class"] = type(student).__name__
     if run_dir is not None:
         save_model(student, run_dir / "student.keras")
         write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])

@@ -109,7 +109,7 @@ def run_episodes(
         env_kwargs: Passed to ``gymnasium.make``.
 
     Returns:
-        :class:`EpisodeStats`.
+        `EpisodeStats`.
 
     Raises:
         ValueError: If ``episodes`` < 1, or an observation is NaN or infinite.

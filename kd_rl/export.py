@@ -3,10 +3,10 @@
 * ``tflite``: ``tf.lite.TFLiteConverter.from_keras_model``, float32.
 * ``tflite-int8``: full-integer quantisation (int8 weights and activations,
   int8 input and output) calibrated on states collected in the environment.
-* ``numpy``: the weights in an ``.npz`` file and :class:`NumpyPolicy`, a
+* ``numpy``: the weights in an ``.npz`` file and `NumpyPolicy`, a
   dependency-free forward pass (NumPy only) for the MLPs kd_rl builds.
 
-Every exported file loads back with :func:`load_any_policy` as a batched
+Every exported file loads back with `load_any_policy` as a batched
 ``PolicyFn`` (``observations [batch, obs_dim] -> logits [batch, num_actions]``)
 so ``kd-rl evaluate`` measures its return like a Keras model's.
 """
@@ -41,7 +41,9 @@ class NumpyPolicy:
     Args:
         weights: ``[(kernel [in, out], bias [out]), ...]``, the last pair giving logits.
         activation: Hidden activation name (one of relu, tanh, sigmoid, linear, elu, softplus, swish).
-        observation_mean, observation_std, observation_clip: The fixed normaliser, if any.
+        observation_mean: Fixed mean subtracted from observations, if any.
+        observation_std: Fixed standard deviation observations are divided by, if any.
+        observation_clip: Clip applied after normalising, if any.
     """
 
     def __init__(self, weights, activation="relu", observation_mean=None, observation_std=None, observation_clip=None):
@@ -79,7 +81,7 @@ class NumpyPolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NumpyPolicy:
-        """Read an ``.npz`` written by :func:`export_model` (no pickles are loaded)."""
+        """Read an ``.npz`` written by `export_model` (no pickles are loaded)."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             weights = [(data[f"kernel_{i}"], data[f"bias_{i}"]) for i in range(meta["layers"])]
@@ -137,6 +139,13 @@ def calibration_states(model, env_id: str, num_states: int = 2000, seed: int = 0
 
 
 def _dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    from kd_rl.models import PolicyModel
+
+    if not isinstance(model, PolicyModel) or type(model).call is not PolicyModel.call:
+        raise ValueError(
+            f"numpy export supports kd_rl's plain MLPs only; {type(model).__name__} has its own call() "
+            "(export it to tflite instead)"
+        )
     layers = list(getattr(model, "hidden_layers", [])) + [getattr(model, "logits_layer", None)]
     if layers[-1] is None or any(len(layer.get_weights()) != 2 for layer in layers):
         raise ValueError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and logits_layer)")
@@ -221,7 +230,7 @@ def load_any_policy(name_or_path):
     """Load a ``.keras`` model (or zoo name), a ``.tflite`` file or an ``.npz`` export.
 
     Returns a Keras model for ``.keras`` files and a ``PolicyFn`` object
-    (:class:`TFLitePolicy` or :class:`NumpyPolicy`) for exports.
+    (`TFLitePolicy` or `NumpyPolicy`) for exports.
 
     Raises:
         ValueError: For a missing, unknown or corrupted file, naming it.

@@ -1,17 +1,17 @@
-r"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
+"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
 
 Every loss takes ``teacher_logits`` and ``student_logits`` of shape
 ``float32 [..., num_actions]`` (logits or Q-values, never probabilities) and
-averages over all leading (batch) dimensions.
+averages over all leading (batch) dimensions. With teacher logits ``v``,
+student logits ``z`` and temperature ``T``:
 
-* ``kl``:  :math:`T^2 \, \mathrm{KL}(p_T \,\|\, q_T)` with
-  :math:`p_T = \mathrm{softmax}(z^t / T)`, :math:`q_T = \mathrm{softmax}(z^s / T)`.
-  Its gradient with respect to a student logit is
-  :math:`\partial / \partial z^s_i = T\,(q_{T,i} - p_{T,i})`, so the T² factor
-  keeps the gradient's size roughly independent of T (Hinton et al., 2015).
-* ``mse``: :math:`\mathrm{mean}_a (z^s_a - z^t_a)^2`, regressing the Q-values.
-* ``nll``: :math:`-\log \mathrm{softmax}(z^s)_{a^*}` with
-  :math:`a^* = \arg\max_a z^t_a`, imitating the teacher's greedy action.
+* ``kl``: ``T² · KL(p_T ‖ q_T)`` with ``p_T = softmax(v / T)`` and
+  ``q_T = softmax(z / T)``. Its gradient with respect to a student logit is
+  ``∂L/∂z_i = T (q_T,i − p_T,i)``, so the T² factor keeps the gradient's size
+  from shrinking as ``1/T`` at high temperature (Hinton et al., 2015).
+* ``mse``: ``mean_a (z_a − v_a)²``, regressing the Q-values.
+* ``nll``: ``−log softmax(z)[a*]`` with ``a* = argmax_a v_a``, imitating the
+  teacher's greedy action.
 
 All are computed with ``log_softmax`` so they stay finite for temperatures
 from 0.01 to 100 and logits up to ±1e4.
@@ -120,7 +120,7 @@ class _DistillationLoss(tf.keras.losses.Loss):
 
 @tf.keras.utils.register_keras_serializable(package="kd_rl")
 class KLDistillationLoss(_DistillationLoss):
-    """Keras form of :func:`kl_divergence_loss`; ``y_true`` are the teacher's logits."""
+    """Keras form of `kl_divergence_loss`; ``y_true`` are the teacher's logits."""
 
     def __init__(
         self, temperature: float = 1.0, scale_by_temperature_squared: bool = True, name="kl_distillation", **kwargs
@@ -140,7 +140,7 @@ class KLDistillationLoss(_DistillationLoss):
 
 @tf.keras.utils.register_keras_serializable(package="kd_rl")
 class MSEDistillationLoss(_DistillationLoss):
-    """Keras form of :func:`mse_loss`; ``y_true`` are the teacher's logits."""
+    """Keras form of `mse_loss`; ``y_true`` are the teacher's logits."""
 
     def __init__(self, name="mse_distillation", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -151,7 +151,7 @@ class MSEDistillationLoss(_DistillationLoss):
 
 @tf.keras.utils.register_keras_serializable(package="kd_rl")
 class NLLDistillationLoss(_DistillationLoss):
-    """Keras form of :func:`nll_loss`; ``y_true`` are the teacher's logits."""
+    """Keras form of `nll_loss`; ``y_true`` are the teacher's logits."""
 
     def __init__(self, name="nll_distillation", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -169,7 +169,7 @@ def get_loss(
     plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
 
     Raises:
-        ValueError: If ``name`` is not one of :data:`LOSS_NAMES`.
+        ValueError: If ``name`` is not one of `LOSS_NAMES`.
     """
     if isinstance(name, tf.keras.losses.Loss):
         return name

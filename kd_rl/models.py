@@ -2,7 +2,7 @@
 
 Both are small multi-layer perceptrons that map observations to one logit per
 action. Logits stay logits everywhere inside kd_rl; probabilities are made only
-at the edges (:meth:`PolicyModel.action_probabilities`).
+at the edges (`PolicyModel.action_probabilities`).
 
 A DQN teacher's logits are its Q-values, so ``softmax(q / tau)`` is the
 softened policy of Rusu et al. (2016). A PPO teacher's logits are its actor's
@@ -71,7 +71,7 @@ class PolicyModel(tf.keras.Model):
             sequence of ints for several.
         activation: Keras activation name for the hidden layers.
         observation_dim: Input size. If given, the model is built at once (a
-            subclass with its own ``__init__`` calls :meth:`ensure_built` at
+            subclass with its own ``__init__`` calls `ensure_built` at
             the end of it); otherwise the first call fixes it.
         observation_mean: Optional fixed mean subtracted from observations
             (PPO's observation normaliser), length ``observation_dim``.
