@@ -168,6 +168,7 @@ class Collector:
         self.student = None if student is None else as_policy_fn(student)
         self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs)]
         check_spaces(self.envs[0].observation_space, self.envs[0].action_space, env_id)
+        self.action_start = int(self.envs[0].action_space.start)  # Discrete(n, start=k)
         self.rng = np.random.default_rng(seed)
         self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float32)
         self.episode_steps = np.zeros(self.num_envs, dtype=np.int64)
@@ -202,7 +203,7 @@ class Collector:
             all_obs.append(self.obs.copy())
             all_logits.append(np.asarray(teacher_logits, np.float32))
             for i, env in enumerate(self.envs):
-                obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
+                obs, reward, terminated, truncated, _ = env.step(int(actions[i]) + self.action_start)
                 self._running_returns[i] += reward
                 self.episode_steps[i] += 1
                 if terminated or truncated:

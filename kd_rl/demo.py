@@ -47,8 +47,9 @@ def run_demo(
     teacher_model = load_policy(teacher)
     print(f"teacher: {teacher} ({teacher_model.count_params():,} parameters, hidden {teacher_model.hidden_units})")
     config = DistillConfig(env_id="CartPole-v1", seed=seed)
+    width = ",".join(map(str, config.hidden_units))
     print(
-        f"distilling into a {','.join(map(str, config.hidden_units))}-unit student on {config.env_id}: {config.steps:,} teacher-labelled "
+        f"distilling into a {width}-unit student on {config.env_id}: {config.steps:,} teacher-labelled "
         f"states, {config.collect}-driven data, loss {config.loss} at temperature {config.temperature}"
     )
     student, metrics = distill_policy(

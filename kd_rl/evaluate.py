@@ -114,7 +114,7 @@ def run_episodes(
     Raises:
         ValueError: If ``episodes`` < 1, or an observation is NaN or infinite.
     """
-    from kd_rl.envs import check_observation_finite, make_gymnasium_env
+    from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
 
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
@@ -122,6 +122,8 @@ def run_episodes(
     ref = None if reference is None else as_policy_fn(reference)
     envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(episodes)]
     try:
+        check_spaces(envs[0].observation_space, envs[0].action_space, env_id)
+        action_start = int(envs[0].action_space.start)  # Discrete(n, start=k) counts actions from k
         obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
@@ -137,7 +139,7 @@ def run_episodes(
                 agree += int(np.sum(actions == np.argmax(ref(batch), axis=-1)))
                 total += len(idx)
             for j, i in enumerate(idx):
-                o, r, terminated, truncated, _ = envs[i].step(int(actions[j]))
+                o, r, terminated, truncated, _ = envs[i].step(int(actions[j]) + action_start)
                 obs[i] = o
                 returns[i] += r
                 lengths[i] += 1
