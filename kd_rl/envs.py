@@ -222,7 +222,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
 
 
 def make_env(env_id: str, seed: int | None = None, **gym_kwargs) -> GymnasiumEnvironment:
-    """One Gymnasium environment as a ``PyEnvironment`` (see :class:`GymnasiumEnvironment`)."""
+    """One Gymnasium environment as a ``PyEnvironment`` (see `GymnasiumEnvironment`)."""
     return GymnasiumEnvironment(env_id, seed=seed, **gym_kwargs)
 
 
@@ -242,7 +242,7 @@ def make_batched_env(
     overhead for environments as cheap as CartPole.
 
     Raises:
-        ValueError: If ``num_envs`` is not an int >= 1, or as :func:`make_env`.
+        ValueError: If ``num_envs`` is not an int >= 1, or as `make_env`.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -253,7 +253,7 @@ def make_batched_env(
 
 
 def env_dims(env_id: str, **gym_kwargs) -> tuple[int, int]:
-    """``(obs_dim, num_actions)`` of an environment, checked as :func:`make_env` does."""
+    """``(obs_dim, num_actions)`` of an environment, checked as `make_env` does."""
     env = make_env(env_id, **gym_kwargs)
     try:
         return int(env.observation_spec().shape[0]), int(env.action_spec().maximum) + 1

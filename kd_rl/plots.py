@@ -114,9 +114,9 @@ def plot_comparison_bars(
     bars = ax1.bar(x, params, color=colors, label=list(names))
     ax1.set_yscale("log")
     ax1.bar_label(bars, labels=[f"{p:,}" for p in params], fontsize="small")
-    ax1.set(title="Size", ylabel="parameters (log scale)", xticks=x, xticklabels=names)
+    ax1.set(title="Size", xlabel="policy", ylabel="parameters (log scale)", xticks=x, xticklabels=names)
     ax2.bar(x, returns, yerr=errors, capsize=4, color=colors, label=list(names))
-    ax2.set(title="Performance", ylabel="mean episode return", xticks=x, xticklabels=names)
+    ax2.set(title="Performance", xlabel="policy", ylabel="mean episode return", xticks=x, xticklabels=names)
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     ax2.legend(fontsize="small", loc="lower right")
