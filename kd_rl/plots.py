@@ -112,9 +112,18 @@ def plot_comparison_bars(
     colors = [f"C{i}" for i in range(len(names))]
     x = np.arange(len(names))
     bars = ax1.bar(x, params, color=colors, label=list(names))
-    ax1.set_yscale("log")
+    log = max(params) / max(min(params), 1) > 20  # a log axis only where sizes span decades
+    if log:
+        ax1.set_yscale("log")
+        ax1.set_ylim(bottom=1)
     ax1.bar_label(bars, labels=[f"{p:,}" for p in params], fontsize="small")
-    ax1.set(title="Size", xlabel="policy", ylabel="parameters (log scale)", xticks=x, xticklabels=names)
+    ax1.set(
+        title="Size",
+        xlabel="policy",
+        ylabel="parameters" + (" (log scale)" if log else ""),
+        xticks=x,
+        xticklabels=names,
+    )
     ax2.bar(x, returns, yerr=errors, capsize=4, color=colors, label=list(names))
     ax2.set(title="Performance", xlabel="policy", ylabel="mean episode return", xticks=x, xticklabels=names)
     for ax in (ax1, ax2):
