@@ -373,7 +373,7 @@ def distill_policy(
         ValueError: If the teacher does not fit the environment, a setting is
             out of range, or ``out_dir`` already holds another run.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from kd_rl._io import prepare_run_dir, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer

@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import gymnasium
 import numpy as np
+
+import kd_rl._quiet  # noqa: F401  (before tf_agents: silences gym's notice)
+
+# isort: split
 from tf_agents.environments import batched_py_environment, py_environment, tf_py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
@@ -246,9 +250,7 @@ def make_batched_env(
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-    envs = [
-        make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(int(num_envs))
-    ]
+    envs = [make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(int(num_envs))]
     return batched_py_environment.BatchedPyEnvironment(envs, multithreading=False)
 
 
