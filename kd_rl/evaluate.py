@@ -217,14 +217,9 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
         ValueError: Naming the role, the sizes and the environment on a mismatch,
             or the environment's space when kd_rl cannot use it.
     """
-    from kd_rl.envs import check_spaces, make_gymnasium_env
+    from kd_rl.envs import env_dims
 
-    env = make_gymnasium_env(env_id)
-    try:
-        check_spaces(env.observation_space, env.action_space, env_id)
-        obs_dim, num_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
-    finally:
-        env.close()
+    obs_dim, num_actions = env_dims(env_id)
     model_dim = getattr(model, "observation_dim", None)
     if model_dim is None and isinstance(model, tf.keras.Model) and model.built:
         model_dim = model.input_shape[-1]
