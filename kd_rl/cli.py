@@ -94,6 +94,11 @@ def _cmd_zoo(args) -> int:
     from kd_rl.zoo import list_zoo
 
     entries = list_zoo()
+    if args.markdown:
+        from kd_rl.zoo import zoo_table
+
+        print(zoo_table())
+        return 0
     if args.json:
         _print_json(entries)
         return 0
@@ -289,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("zoo", help="list the shipped teachers and their scores")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics of every teacher as JSON")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the docs)")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("plot", help="draw the fitting chart from run folders")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["ZOO_DIR", "list_zoo", "zoo_entry", "resolve_model_path"]
+__all__ = ["ZOO_DIR", "list_zoo", "zoo_entry", "resolve_model_path", "zoo_table"]
 
 ZOO_DIR = Path(__file__).resolve().parent
 
@@ -51,3 +51,20 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return ZOO_DIR / str(name_or_path) / "teacher.keras"
     known = ", ".join(e["name"] for e in list_zoo()) or "none"
     raise ValueError(f"model {str(name_or_path)!r} is neither an existing file nor a zoo name (zoo: {known})")
+
+
+def zoo_table() -> str:
+    """The zoo as a Markdown table: name, algorithm, size, score, training budget and command."""
+    rows = [
+        "| name | env | algo | hidden units | parameters | mean return ± std (episodes) | env steps | train time | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in list_zoo():
+        hidden = ",".join(str(u) for u in e.get("hidden_units", []))
+        rows.append(
+            f"| `{e['name']}` | {e.get('env_id', '?')} | {e.get('algo', '?')} | {hidden} | {e.get('params', 0):,} | "
+            f"{e.get('mean_return', float('nan')):.1f} ± {e.get('std_return', float('nan')):.1f} "
+            f"({e.get('eval_episodes', 0)}) | {e.get('env_steps', 0):,} | {e.get('wall_seconds', 0):.0f} s | "
+            f"`{e.get('command', '')}` |"
+        )
+    return "\n".join(rows)
