@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+# Headless by default (CLI, CI), but never override a backend already chosen,
+# such as a notebook's inline backend (Jupyter sets MPLBACKEND).
+if not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
