@@ -37,6 +37,13 @@ _EXPORTS = {
     "export_model": "kd_rl.export",
     "load_any_policy": "kd_rl.export",
     "list_zoo": "kd_rl.zoo",
+    "GymnasiumEnvironment": "kd_rl.envs",
+    "make_env": "kd_rl.envs",
+    "make_tf_env": "kd_rl.envs",
+    "make_batched_env": "kd_rl.envs",
+    "train_teacher": "kd_rl.teachers",
+    "export_dqn_teacher": "kd_rl.teachers",
+    "export_ppo_teacher": "kd_rl.teachers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -85,6 +85,16 @@ def as_policy_fn(model) -> PolicyFn:
     return lambda obs: forward(np.asarray(obs, np.float32)).numpy()
 
 
+def _greedy(output) -> np.ndarray:
+    """Actions from a policy's output: the argmax of logits ``[batch, num_actions]``, or actions ``[batch]``."""
+    out = np.asarray(output)
+    if out.ndim == 2:
+        return np.argmax(out, axis=-1)
+    if out.ndim == 1:
+        return out.astype(np.int64)
+    raise ValueError(f"the policy must return logits [batch, num_actions] or actions [batch], got shape {out.shape}")
+
+
 def run_episodes(
     policy,
     env_id: str,
@@ -97,7 +107,8 @@ def run_episodes(
     """Run ``episodes`` greedy episodes of ``policy`` side by side.
 
     Args:
-        policy: A Keras model or a ``PolicyFn`` giving logits; it acts greedily.
+        policy: A Keras model or a ``PolicyFn`` giving logits (it acts
+            greedily), or a callable giving actions ``int [batch]``.
         env_id: Gymnasium environment id.
         episodes: Number of episodes (>= 1); episode ``i`` is reset with ``seed + i``.
         seed: Base seed.
@@ -134,9 +145,9 @@ def run_episodes(
             idx = np.flatnonzero(active)
             batch = obs[idx]
             check_observation_finite(batch, step)
-            actions = np.argmax(act(batch), axis=-1)
+            actions = _greedy(act(batch))
             if ref is not None:
-                agree += int(np.sum(actions == np.argmax(ref(batch), axis=-1)))
+                agree += int(np.sum(actions == _greedy(ref(batch))))
                 total += len(idx)
             for j, i in enumerate(idx):
                 o, r, terminated, truncated, _ = envs[i].step(int(actions[j]) + action_start)

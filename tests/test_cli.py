@@ -182,3 +182,75 @@ def test_plot_command(tmp_path, cartpole_teacher_path, capsys):
 
     image = np.asarray(Image.open(tmp_path / "fig.png").convert("L"))
     assert image.shape[0] > 300 and image.shape[1] > 500 and image.std() > 10
+
+
+def _register_image_env():
+    import gymnasium as gym
+
+    class ImageEnv(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, shape=(8, 8, 3), dtype=np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros((8, 8, 3), np.uint8), {}
+
+        def step(self, action):
+            return np.zeros((8, 8, 3), np.uint8), 0.0, True, False, {}
+
+    if "KdRlTestImage-v0" not in gym.registry:
+        gym.register(id="KdRlTestImage-v0", entry_point=ImageEnv)
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--env", "NoSuchEnv-v0", "--algo", "dqn"], "unknown environment id"),
+        (["--env", "Pendulum-v1", "--algo", "dqn"], "Discrete action space"),
+        (["--env", "KdRlTestImage-v0", "--algo", "ppo"], "1-D Box observation space"),
+        (["--env", "CartPole-v1", "--algo", "dqn", "--steps", "0"], "--steps"),
+        (["--env", "CartPole-v1", "--algo", "a2c"], "--algo"),
+    ],
+)
+def test_train_teacher_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, match):
+    _register_image_env()
+    out = tmp_path / "teacher"
+    _one_line_error(capsys, ["train-teacher", *argv, "--out", str(out)], match)
+    assert not out.exists()
+
+
+def test_train_teacher_writes_a_loadable_teacher(tmp_path, capsys):
+    out = tmp_path / "teacher"
+    argv = [
+        "train-teacher",
+        "--env",
+        "CartPole-v1",
+        "--algo",
+        "dqn",
+        "--steps",
+        "400",
+        "--hidden",
+        "16",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "env_id",
+        "algo",
+        "seed",
+        "env_steps",
+        "wall_seconds",
+        "mean_return",
+        "std_return",
+        "eval_episodes",
+        "params",
+    ):
+        assert key in metrics
+    assert metrics["env_steps"] == 400 and metrics["params"] == 4 * 16 + 16 + 16 * 2 + 2
+    assert (out / "curve.csv").read_text().startswith("env_steps,mean_return")
+    assert "teacher.keras" in capsys.readouterr().out
+    # The same folder again is refused, then replaced with --overwrite.
+    _one_line_error(capsys, argv, "--overwrite")
+    assert main(argv + ["--overwrite"]) == 0

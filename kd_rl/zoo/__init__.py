@@ -56,7 +56,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 def zoo_table() -> str:
     """The zoo as a Markdown table: name, algorithm, size, score, training budget and command."""
     rows = [
-        "| name | env | algo | hidden units | parameters | mean return ± std (episodes) | env steps | train time | command |",
+        "| name | env | algo | hidden units | parameters | mean return ± std (episodes) | env steps "
+        "| train time | command |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in list_zoo():
