@@ -72,6 +72,9 @@ __all__ = [
 
 ALGORITHMS = ("dqn", "ppo")
 
+#: Columns of a teacher run's curve.csv: one row per periodic evaluation.
+CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
+
 _HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 # Periodic evaluations use other seeds than the final one, so picking the best
@@ -558,7 +561,7 @@ class _Run:
         self.periodic_episodes = int(params["periodic_eval_episodes"])
         self.checkpoint_every = options["checkpoint_every"]
         self.keep_best = bool(params["keep_best"])
-        self.curve: list[tuple[int, float]] = []
+        self.curve: list[tuple[int, float, float]] = []  # (env_steps, mean_return, wall_seconds)
         self.best_score = -math.inf
         self.best_step = -1
         self.prior_wall_seconds = 0.0
@@ -623,13 +626,15 @@ class _Run:
     def evaluate(self, env_steps: int, policy: Callable) -> float:
         result = evaluate_policy(policy, self.env_id, self.periodic_episodes, self.seed + _PERIODIC_EVAL_SEED_OFFSET)
         score = result["mean_return"]
-        self.curve = [row for row in self.curve if row[0] < env_steps] + [(env_steps, score)]
+        self.curve = [row for row in self.curve if row[0] < env_steps] + [
+            (env_steps, score, round(self.wall_seconds, 2))
+        ]
         # Ties go to the later weights: equally good and trained longer.
         if score >= self.best_score:
             self.best_score, self.best_step = score, env_steps
             for target, source in zip(self.best.variables_, self.snapshot_variables):
                 target.assign(source)
-        _io.write_csv(self.out_dir / "curve.csv", ["env_steps", "mean_return"], self.curve)
+        _io.write_csv(self.out_dir / "curve.csv", CURVE_COLUMNS, self.curve)
         with self.writer.as_default(step=env_steps):
             tf.summary.scalar("eval/mean_return", score)
             tf.summary.scalar("eval/std_return", result["std_return"])
@@ -844,7 +849,7 @@ def train_teacher(
     """Train a DQN or PPO teacher and export it as a Keras ``TeacherModel``.
 
     Writes to ``out_dir``: ``teacher.keras``, ``metrics.json``, ``curve.csv``
-    (``env_steps,mean_return`` of the periodic greedy evaluations),
+    (``env_steps,mean_return,wall_seconds`` of the periodic greedy evaluations),
     ``tensorboard/`` and, with ``checkpoint_every``, ``checkpoints/``. Nothing
     is written before every argument has been checked.
 
@@ -948,7 +953,7 @@ def train_teacher(
     if command is not None:
         metrics["command"] = command
     _io.write_json(out_dir / "metrics.json", metrics)
-    _io.write_csv(out_dir / "curve.csv", ["env_steps", "mean_return"], run.curve)
+    _io.write_csv(out_dir / "curve.csv", CURVE_COLUMNS, run.curve)
     return metrics
 
 

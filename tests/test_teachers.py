@@ -63,8 +63,10 @@ gymnasium.register("KdRlImageTest-v0", entry_point=_ImageEnv)
 def _read_curve(path):
     with open(path) as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["env_steps", "mean_return"]
-    return [(int(s), float(r)) for s, r in rows[1:]]
+    assert rows[0] == ["env_steps", "mean_return", "wall_seconds"]
+    walls = [float(w) for _, _, w in rows[1:]]
+    assert walls == sorted(walls), "wall_seconds must grow along the curve"
+    return [(int(s), float(r)) for s, r, _ in rows[1:]]
 
 
 def _rollout_observations(n: int, seed: int = 0) -> np.ndarray:
