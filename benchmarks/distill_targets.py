@@ -65,7 +65,7 @@ def compression(seeds=(0, 1, 2)) -> tuple[dict, str]:
     cases = [("CartPole-v1-dqn-large", "CartPole-v1", 0.01, 0.99, [50, 12, 6], 10_000)]
     lunar = [e["name"] for e in list_zoo() if e["name"].startswith("LunarLander-v3")]
     if lunar:
-        cases.append((lunar[0], "LunarLander-v3", 1 / 15, 0.95, [64, 32], 100_000))
+        cases.append((lunar[0], "LunarLander-v3", 1 / 15, 0.95, [256, 64], 50_000))
     out, rows = (
         {},
         [

@@ -573,7 +573,7 @@ class _Run:
         self.checkpointer = None
         self.rng = np.random.default_rng(seed)
         self.writer = tf.summary.create_file_writer(str(out_dir / "tensorboard"))
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.bar = tqdm(
             total=steps,
