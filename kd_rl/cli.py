@@ -331,14 +331,24 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as err:
         print(str(err), file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, OSError, ImportError) as err:
+        # Bad input: a value out of range, a missing or unreadable file, a folder we may not write.
         if debug:
             raise
         print(f"kd-rl: error: {err}".splitlines()[0], file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("kd-rl: interrupted", file=sys.stderr)
+        print("kd-rl: interrupted (a run with checkpoints continues with --resume)", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not bad input: still one line, and --debug shows where
+        if debug:
+            raise
+        print(
+            f"kd-rl: internal error: {type(err).__name__}: {err}".splitlines()[0]
+            + " (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

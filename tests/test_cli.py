@@ -254,3 +254,12 @@ def test_train_teacher_writes_a_loadable_teacher(tmp_path, capsys):
     # The same folder again is refused, then replaced with --overwrite.
     _one_line_error(capsys, argv, "--overwrite")
     assert main(argv + ["--overwrite"]) == 0
+
+
+def test_unwritable_out_is_one_line(tmp_path, cartpole_teacher_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(blocker / "run")]
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
