@@ -1,0 +1,66 @@
+"""A real ``kd-rl train-teacher`` process killed with SIGKILL resumes to the right step count."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _checkpointed_steps(folder):
+    steps = [int(m.group(1)) for p in folder.glob("ckpt-*.index") if (m := re.match(r"ckpt-(\d+)\.index", p.name))]
+    return max(steps, default=0)
+
+
+def test_train_teacher_resumes_after_sigkill(tmp_path):
+    out = tmp_path / "teacher"
+    argv = [
+        sys.executable,
+        "-m",
+        "kd_rl.cli",
+        "train-teacher",
+        "--env",
+        "CartPole-v1",
+        "--algo",
+        "dqn",
+        "--steps",
+        "8000",
+        "--hidden",
+        "16",
+        "--checkpoint-every",
+        "1000",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if _checkpointed_steps(out / "checkpoints") >= 2000:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists() and not (out / "teacher.keras").exists()
+    killed_at = _checkpointed_steps(out / "checkpoints")
+    assert 2000 <= killed_at < 8000
+
+    done = subprocess.run(argv + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["env_steps"] == 8000
+    assert metrics["resumed_from_env_steps"] == killed_at
+    assert metrics["params"] == 4 * 16 + 16 + 16 * 2 + 2
+    assert np.isfinite(metrics["mean_return"])
+    rows = (out / "curve.csv").read_text().splitlines()
+    assert rows[0] == "env_steps,mean_return,wall_seconds"
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 8000
