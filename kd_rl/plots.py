@@ -188,8 +188,10 @@ def plot_loss_comparison(
     if teacher_return is not None:
         ax.axhline(teacher_return, color="black", linestyle=":", label=f"teacher ({teacher_return:.1f})")
     ax.set(title=title, xlabel="loss (temperature)", ylabel="mean episode return", xticks=x, xticklabels=labels)
+    top = max([teacher_return or 0.0] + [float(v.mean() + v.std()) for v in values])
+    ax.set_ylim(0, 1.25 * top)  # room for the legend above the bars
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper right", ncol=2)
     return fig
 
 
