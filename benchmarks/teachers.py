@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import RESULTS, quiet_tensorflow, write_results
 
 quiet_tensorflow()
 
@@ -34,7 +35,14 @@ def main() -> None:
 
     from kd_rl.teachers import train_teacher
 
-    runs = []
+    # Runs of algorithms not asked for this time are kept from the last results, so one
+    # algorithm can be measured again on its own.
+    previous = RESULTS / "teachers.json"
+    runs = (
+        [r for r in json.loads(previous.read_text())["runs"] if r["algo"] not in args.algos]
+        if previous.exists()
+        else []
+    )
     for algo in args.algos:
         key, steps, eval_every = CASES[algo]
         for seed in args.seeds:
@@ -75,7 +83,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     verdicts = []
-    for algo in args.algos:
+    for algo in sorted({r["algo"] for r in runs}):
         mine = [r for r in runs if r["algo"] == algo]
         for r in mine:
             rows.append(

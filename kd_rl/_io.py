@@ -88,3 +88,22 @@ def prepare_run_dir(out_dir: str | os.PathLike, resume: bool = False, overwrite:
             )
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def cleanup_on_failure(path: str | os.PathLike, existed: bool):
+    """Remove the run folder ``path`` if the run fails and this run created it.
+
+    A run that dies before it has written a checkpoint leaves nothing worth
+    resuming; deleting the folder it made keeps ``--out`` free for the next
+    try. A folder that existed before (``--resume``) is left alone.
+    """
+    import shutil
+
+    try:
+        yield
+    except BaseException:
+        path = Path(path)
+        if not existed and path.is_dir() and not (path / "checkpoints").is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        raise

@@ -375,132 +375,136 @@ def distill_policy(
     """
     from tqdm import tqdm
 
+    from kd_rl._io import cleanup_on_failure as _cleanup_on_failure
     from kd_rl._io import prepare_run_dir, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
     from kd_rl.evaluate import check_model_fits_env, evaluate_model, run_episodes
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
+    existed = out_dir is None or (os.path.isdir(out_dir) and bool(os.listdir(out_dir)))
     run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    with _cleanup_on_failure(run_dir or ".", existed):
+        start_time = time.perf_counter()
+        tf.keras.utils.set_random_seed(config.seed)
+        if student is None:
+            student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
+        check_model_fits_env(student, config.env_id, role="student")
+        optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, config.temperature)
+        buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
+        rng = np.random.default_rng(config.seed)
+        curve: list[dict] = []
+        env_steps, last_loss, elapsed_before = 0, float("nan"), 0.0
 
-    start_time = time.perf_counter()
-    tf.keras.utils.set_random_seed(config.seed)
-    if student is None:
-        student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
-    check_model_fits_env(student, config.env_id, role="student")
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, config.temperature)
-    buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
-    rng = np.random.default_rng(config.seed)
-    curve: list[dict] = []
-    env_steps, last_loss, elapsed_before = 0, float("nan"), 0.0
+        ckpt = manager = None
+        if run_dir is not None and config.checkpoint_every:
+            optimizer.build(student.trainable_variables)
+            ckpt = tf.train.Checkpoint(student=student, optimizer=optimizer)
+            manager = tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=2)
+            if resume and manager.latest_checkpoint:
+                ckpt.restore(manager.latest_checkpoint).expect_partial()
+                progress_state = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+                with np.load(run_dir / "checkpoints" / "buffer.npz", allow_pickle=False) as state:
+                    buffer.load_state(dict(state))
+                env_steps = int(progress_state["env_steps"])
+                curve = progress_state["curve"]
+                elapsed_before = float(progress_state["wall_seconds"])
+                rng = np.random.default_rng([config.seed, env_steps])
 
-    ckpt = manager = None
-    if run_dir is not None and config.checkpoint_every:
-        optimizer.build(student.trainable_variables)
-        ckpt = tf.train.Checkpoint(student=student, optimizer=optimizer)
-        manager = tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=2)
-        if resume and manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).expect_partial()
-            progress_state = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
-            with np.load(run_dir / "checkpoints" / "buffer.npz", allow_pickle=False) as state:
-                buffer.load_state(dict(state))
-            env_steps = int(progress_state["env_steps"])
-            curve = progress_state["curve"]
-            elapsed_before = float(progress_state["wall_seconds"])
-            rng = np.random.default_rng([config.seed, env_steps])
+        # Environments cannot be checkpointed mid-episode; a resumed run starts
+        # fresh episodes with seeds derived from where it stopped.
+        collector = Collector(
+            config.env_id,
+            teacher,
+            student,
+            mode=config.collect,
+            num_envs=config.num_envs,
+            seed=config.seed + env_steps,
+            epsilon=config.epsilon,
+            beta=BetaSchedule(config.beta_start, config.beta_end),
+            total_steps=config.steps,
+        )
+        collector.steps = env_steps
+        writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
+        bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc="distill", unit="step")
+        next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None
+        next_ckpt = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every if manager else None
+        try:
+            while env_steps < config.steps:
+                n = min(config.collect_per_round, config.steps - env_steps)
+                observations, logits = collector.collect(n)
+                observations, logits = observations[:n], logits[:n]  # whole batches may overshoot
+                buffer.add(observations, logits)
+                env_steps += len(observations)
+                for _ in range(config.updates_per_round):
+                    last_loss = float(step(*buffer.sample(config.batch_size, rng)))
+                bar.update(len(observations))
+                bar.set_postfix(loss=f"{last_loss:.4g}")
+                if next_eval is not None and (env_steps >= next_eval or env_steps >= config.steps):
+                    point = _evaluate_point(student, teacher, config, env_steps, last_loss)
+                    curve.append(point)
+                    next_eval += config.eval_every
+                    if writer is not None:
+                        with writer.as_default(step=env_steps):
+                            for key in ("mean_return", "agreement", "loss"):
+                                tf.summary.scalar(f"distill/{key}", point[key])
+                if next_ckpt is not None and env_steps >= next_ckpt and env_steps < config.steps:
+                    manager.save(checkpoint_number=env_steps)
+                    np.savez(run_dir / "checkpoints" / "buffer.npz.tmp.npz", **buffer.state())
+                    os.replace(run_dir / "checkpoints" / "buffer.npz.tmp.npz", run_dir / "checkpoints" / "buffer.npz")
+                    write_json(
+                        run_dir / "checkpoints" / "progress.json",
+                        {
+                            "env_steps": env_steps,
+                            "curve": curve,
+                            "wall_seconds": elapsed_before + time.perf_counter() - start_time,
+                        },
+                    )
+                    next_ckpt += config.checkpoint_every
+        finally:
+            bar.close()
+            collector.close()
 
-    # Environments cannot be checkpointed mid-episode; a resumed run starts
-    # fresh episodes with seeds derived from where it stopped.
-    collector = Collector(
-        config.env_id,
-        teacher,
-        student,
-        mode=config.collect,
-        num_envs=config.num_envs,
-        seed=config.seed + env_steps,
-        epsilon=config.epsilon,
-        beta=BetaSchedule(config.beta_start, config.beta_end),
-        total_steps=config.steps,
-    )
-    collector.steps = env_steps
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
-    bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc="distill", unit="step")
-    next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None
-    next_ckpt = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every if manager else None
-    try:
-        while env_steps < config.steps:
-            n = min(config.collect_per_round, config.steps - env_steps)
-            observations, logits = collector.collect(n)
-            observations, logits = observations[:n], logits[:n]  # whole batches may overshoot
-            buffer.add(observations, logits)
-            env_steps += len(observations)
-            for _ in range(config.updates_per_round):
-                last_loss = float(step(*buffer.sample(config.batch_size, rng)))
-            bar.update(len(observations))
-            bar.set_postfix(loss=f"{last_loss:.4g}")
-            if next_eval is not None and (env_steps >= next_eval or env_steps >= config.steps):
-                point = _evaluate_point(student, teacher, config, env_steps, last_loss)
-                curve.append(point)
-                next_eval += config.eval_every
-                if writer is not None:
-                    with writer.as_default(step=env_steps):
-                        for key in ("mean_return", "agreement", "loss"):
-                            tf.summary.scalar(f"distill/{key}", point[key])
-            if next_ckpt is not None and env_steps >= next_ckpt and env_steps < config.steps:
-                manager.save(checkpoint_number=env_steps)
-                np.savez(run_dir / "checkpoints" / "buffer.npz.tmp.npz", **buffer.state())
-                os.replace(run_dir / "checkpoints" / "buffer.npz.tmp.npz", run_dir / "checkpoints" / "buffer.npz")
-                write_json(
-                    run_dir / "checkpoints" / "progress.json",
-                    {
-                        "env_steps": env_steps,
-                        "curve": curve,
-                        "wall_seconds": elapsed_before + time.perf_counter() - start_time,
-                    },
-                )
-                next_ckpt += config.checkpoint_every
-    finally:
-        bar.close()
-        collector.close()
-
-    train_seconds = elapsed_before + time.perf_counter() - start_time
-    eval_seed = 1_000_000 + config.seed
-    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
-    student_eval = evaluate_model(
-        student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
-    )
-    metrics = {
-        "env_id": config.env_id,
-        "teacher": teacher_name,
-        "teacher_mean_return": teacher_eval.mean_return,
-        "teacher_std_return": teacher_eval.std_return,
-        "student_mean_return": student_eval["mean_return"],
-        "student_std_return": student_eval["std_return"],
-        "student_min_return": student_eval["min_return"],
-        "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return if teacher_eval.mean_return else None,
-        "agreement": student_eval["agreement"],
-        "teacher_params": count_params(teacher),
-        "student_params": count_params(student),
-        "compression": count_params(teacher) / count_params(student),
-        "student_size_bytes": student_eval["size_bytes"],
-        "env_steps": env_steps,
-        "labelled_states": int(buffer.added),
-        "train_seconds": train_seconds,
-        "wall_seconds": elapsed_before + time.perf_counter() - start_time,
-        "eval_episodes": config.eval_episodes,
-        "eval_seed": eval_seed,
-        **config.to_dict(),
-    }
-    if loss_fn is not None:
-        metrics["loss"] = type(loss_fn).__name__
-    if getattr(student, "hidden_units", None) is not None:
-        metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
-    metrics["student_class"] = type(student).__name__
-    if run_dir is not None:
-        save_model(student, run_dir / "student.keras")
-        write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
-        write_json(run_dir / "metrics.json", metrics)
-        if writer is not None:
-            writer.close()
-    return student, metrics
+        train_seconds = elapsed_before + time.perf_counter() - start_time
+        eval_seed = 1_000_000 + config.seed
+        teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
+        student_eval = evaluate_model(
+            student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
+        )
+        metrics = {
+            "env_id": config.env_id,
+            "teacher": teacher_name,
+            "teacher_mean_return": teacher_eval.mean_return,
+            "teacher_std_return": teacher_eval.std_return,
+            "student_mean_return": student_eval["mean_return"],
+            "student_std_return": student_eval["std_return"],
+            "student_min_return": student_eval["min_return"],
+            "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return
+            if teacher_eval.mean_return
+            else None,
+            "agreement": student_eval["agreement"],
+            "teacher_params": count_params(teacher),
+            "student_params": count_params(student),
+            "compression": count_params(teacher) / count_params(student),
+            "student_size_bytes": student_eval["size_bytes"],
+            "env_steps": env_steps,
+            "labelled_states": int(buffer.added),
+            "train_seconds": train_seconds,
+            "wall_seconds": elapsed_before + time.perf_counter() - start_time,
+            "eval_episodes": config.eval_episodes,
+            "eval_seed": eval_seed,
+            **config.to_dict(),
+        }
+        if loss_fn is not None:
+            metrics["loss"] = type(loss_fn).__name__
+        if getattr(student, "hidden_units", None) is not None:
+            metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
+        metrics["student_class"] = type(student).__name__
+        if run_dir is not None:
+            save_model(student, run_dir / "student.keras")
+            write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
+            write_json(run_dir / "metrics.json", metrics)
+            if writer is not None:
+                writer.close()
+        return student, metrics

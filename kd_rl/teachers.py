@@ -51,6 +51,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from kd_rl import _io
+from kd_rl._io import cleanup_on_failure as _cleanup_on_failure
 from kd_rl.envs import (
     make_batched_env,
     make_env,
@@ -913,48 +914,50 @@ def train_teacher(
     _learning_rate(params, 1)
     make_env(gym_id).close()  # Unknown id or unusable spaces: fail before writing anything.
 
+    existed = Path(out_dir).is_dir() and any(Path(out_dir).iterdir())
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    tf.keras.utils.set_random_seed(seed)
-    options = dict(algo=algo, eval_every=eval_every, checkpoint_every=checkpoint_every, progress=progress)
-    run = _Run(out_dir, gym_id, seed, steps, params, options)
-    try:
-        trainer = _train_dqn if algo == "dqn" else _train_ppo
-        teacher, env_steps = trainer(run, gym_id, resume)
-        steps_per_second = run.steps_per_second(env_steps)
-        wall_seconds = run.wall_seconds
-    finally:
-        run.close()
+    with _cleanup_on_failure(out_dir, existed):
+        tf.keras.utils.set_random_seed(seed)
+        options = dict(algo=algo, eval_every=eval_every, checkpoint_every=checkpoint_every, progress=progress)
+        run = _Run(out_dir, gym_id, seed, steps, params, options)
+        try:
+            trainer = _train_dqn if algo == "dqn" else _train_ppo
+            teacher, env_steps = trainer(run, gym_id, resume)
+            steps_per_second = run.steps_per_second(env_steps)
+            wall_seconds = run.wall_seconds
+        finally:
+            run.close()
 
-    _io.save_model(teacher, out_dir / "teacher.keras")
-    final = evaluate_policy(teacher, gym_id, eval_episodes, seed)
-    metrics = {
-        "env_id": gym_id,
-        "hyperparameters_key": env_id,
-        "algo": algo,
-        "seed": seed,
-        "env_steps": env_steps,
-        "resumed_from_env_steps": run.start_steps,
-        "wall_seconds": round(wall_seconds, 2),
-        "steps_per_second": round(steps_per_second, 1),
-        "mean_return": final["mean_return"],
-        "std_return": final["std_return"],
-        "min_return": final["min_return"],
-        "max_return": final["max_return"],
-        "eval_episodes": eval_episodes,
-        "returns": final["returns"],
-        "params": count_params(teacher),
-        "hidden_units": list(teacher.hidden_units),
-        "best_eval_env_steps": run.best_step,
-        "best_eval_mean_return": run.best_score if run.best_step >= 0 else None,
-        "exported_weights": "best" if run.keep_best and run.best_step >= 0 else "last",
-        "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-        "versions": _versions(),
-    }
-    if command is not None:
-        metrics["command"] = command
-    _io.write_json(out_dir / "metrics.json", metrics)
-    _io.write_csv(out_dir / "curve.csv", CURVE_COLUMNS, run.curve)
-    return metrics
+        _io.save_model(teacher, out_dir / "teacher.keras")
+        final = evaluate_policy(teacher, gym_id, eval_episodes, seed)
+        metrics = {
+            "env_id": gym_id,
+            "hyperparameters_key": env_id,
+            "algo": algo,
+            "seed": seed,
+            "env_steps": env_steps,
+            "resumed_from_env_steps": run.start_steps,
+            "wall_seconds": round(wall_seconds, 2),
+            "steps_per_second": round(steps_per_second, 1),
+            "mean_return": final["mean_return"],
+            "std_return": final["std_return"],
+            "min_return": final["min_return"],
+            "max_return": final["max_return"],
+            "eval_episodes": eval_episodes,
+            "returns": final["returns"],
+            "params": count_params(teacher),
+            "hidden_units": list(teacher.hidden_units),
+            "best_eval_env_steps": run.best_step,
+            "best_eval_mean_return": run.best_score if run.best_step >= 0 else None,
+            "exported_weights": "best" if run.keep_best and run.best_step >= 0 else "last",
+            "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+            "versions": _versions(),
+        }
+        if command is not None:
+            metrics["command"] = command
+        _io.write_json(out_dir / "metrics.json", metrics)
+        _io.write_csv(out_dir / "curve.csv", CURVE_COLUMNS, run.curve)
+        return metrics
 
 
 def _versions() -> dict:

@@ -101,3 +101,40 @@ def test_collector_bad_input(cartpole_teacher):
         Collector("CartPole-v1", cartpole_teacher, mode="teacher", epsilon=2)
     with pytest.raises(ValueError, match="Discrete"):
         Collector("Pendulum-v1", cartpole_teacher, mode="teacher")
+
+
+def _register_nan_env():
+    import gymnasium as gym
+
+    class NanAfterThree(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return np.zeros(4, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            obs = np.full(4, np.nan if self.t >= 3 else 0.1, np.float32)
+            return obs, 1.0, False, False, {}
+
+    if "KdRlNanAfterThree-v0" not in gym.registry:
+        gym.register(id="KdRlNanAfterThree-v0", entry_point=NanAfterThree, max_episode_steps=50)
+
+
+def test_nan_observation_stops_collection_naming_the_step(cartpole_teacher, tmp_path, capsys):
+    _register_nan_env()
+    collector = Collector("KdRlNanAfterThree-v0", cartpole_teacher, mode="teacher", num_envs=2)
+    with pytest.raises(ValueError, match="observation at step 3 of the episode is not finite"):
+        collector.collect(100)
+    from kd_rl.cli import main
+
+    cartpole_teacher.save(tmp_path / "t.keras")
+    out = tmp_path / "run"
+    argv = ["distill", "--teacher", str(tmp_path / "t.keras"), "--env", "KdRlNanAfterThree-v0", "--out", str(out)]
+    code = main([*argv, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "step 3" in err
+    assert not out.exists(), "a run that failed before its first checkpoint leaves no folder behind"
