@@ -99,7 +99,7 @@ def figures() -> dict[str, str]:
         data = json.loads(comp.read_text())
         results, teachers = {}, {}
         for key, runs in data.items():
-            if key.endswith("target_met"):
+            if not isinstance(runs, list):  # machine, command, targets
                 continue
             env = runs[0]["env_id"]
             results.setdefault(env, []).extend((m["student_params"], m["student_mean_return"]) for m in runs)
