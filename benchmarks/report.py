@@ -98,7 +98,7 @@ def figures() -> dict[str, str]:
     if comp.exists():
         data = json.loads(comp.read_text())
         results, teachers = {}, {}
-        for key, runs in data.items():
+        for runs in data.values():
             if not isinstance(runs, list):  # machine, command, targets
                 continue
             env = runs[0]["env_id"]

@@ -79,7 +79,8 @@ def main() -> None:
             )
             print(runs[-1]["algo"], seed, runs[-1]["solved_at_env_steps"], runs[-1]["solved_after_seconds"], flush=True)
     rows = [
-        "| algo | seed | solved at env step | wall s to solve | steps/s | return of the exported (best) weights, 20 ep. |",
+        "| algo | seed | solved at env step | wall s to solve | steps/s "
+        "| return of the exported (best) weights, 20 ep. |",
         "|---|---|---|---|---|---|",
     ]
     verdicts = []
