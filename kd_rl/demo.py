@@ -39,7 +39,7 @@ def run_demo(
     from kd_rl._io import write_text
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import inference_latency_us, model_size_bytes
-    from kd_rl.export import NumpyPolicy, _dense_weights
+    from kd_rl.export import NumpyPolicy
     from kd_rl.models import load_policy
     from kd_rl.plots import plot_comparison_bars, plot_distillation_curve, read_curve, save
 
@@ -61,7 +61,7 @@ def run_demo(
         ("teacher", teacher_model, metrics["teacher_mean_return"], metrics["teacher_std_return"], None),
         ("student", student, metrics["student_mean_return"], metrics["student_std_return"], metrics["agreement"]),
     ):
-        numpy_policy = NumpyPolicy(_dense_weights(model), model.activation)
+        numpy_policy = NumpyPolicy.from_model(model)
         rows.append(
             {
                 "name": name,

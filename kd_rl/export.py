@@ -76,6 +76,17 @@ class NumpyPolicy:
     def act(self, observations) -> np.ndarray:
         return np.argmax(self(observations), axis=-1)
 
+    @classmethod
+    def from_model(cls, model) -> NumpyPolicy:
+        """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs only; see `export_model`)."""
+        return cls(
+            _dense_weights(model),
+            model.activation,
+            observation_mean=model.observation_mean,
+            observation_std=model.observation_std,
+            observation_clip=model.observation_clip,
+        )
+
     def count_params(self) -> int:
         return int(sum(k.size + b.size for k, b in self.weights))
 

@@ -28,6 +28,11 @@ def test_numpy_export_matches_keras(student, tmp_path, rng):
     np.testing.assert_allclose(policy(x), student(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_numpy_policy_from_model_matches_keras(student, rng):
+    x = rng.normal(scale=3, size=(64, 4)).astype(np.float32)
+    np.testing.assert_allclose(NumpyPolicy.from_model(student)(x), student(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_tflite_float_export_matches_keras(student, tmp_path, rng):
     path = export_model(student, "tflite", tmp_path / "s.tflite")
     policy = load_any_policy(path)

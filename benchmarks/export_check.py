@@ -1,0 +1,86 @@
+"""How faithful are the exported students? Agreement and return of each export format.
+
+A student is distilled from a zoo teacher (default settings), exported to
+TFLite float32, TFLite int8 and NumPy, and every export is compared with the
+Keras student on the states the Keras student visits (argmax agreement) and
+on the same seeded episodes (mean return). Targets: agreement >= 99.5% for the
+float exports and >= 98% for int8, returns within 1% of the Keras model's.
+
+    python benchmarks/export_check.py [--states 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import quiet_tensorflow, write_results
+
+quiet_tensorflow()
+
+CASES = [("CartPole-v1-dqn", "CartPole-v1", 50, 10_000), ("LunarLander-v3-dqn", "LunarLander-v3", 256, 50_000)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--states", type=int, default=10_000)
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args()
+
+    from kd_rl.data import Collector
+    from kd_rl.distill import DistillConfig, distill_policy
+    from kd_rl.evaluate import run_episodes
+    from kd_rl.export import export_model, load_any_policy
+    from kd_rl.models import load_policy
+
+    results, rows = (
+        {},
+        [
+            "| env | student params | format | file bytes | agreement | return | Keras return | " "return ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ],
+    )
+    verdicts = []
+    for teacher_name, env_id, hidden, steps in CASES:
+        teacher = load_policy(teacher_name)
+        student, _ = distill_policy(
+            teacher,
+            DistillConfig(env_id=env_id, hidden_units=hidden, steps=steps, eval_every=0, eval_episodes=10),
+            progress=False,
+        )
+        collector = Collector(env_id, student, mode="teacher", num_envs=8, seed=123, total_steps=args.states)
+        states, _ = collector.collect(args.states)
+        states = states[: args.states]
+        keras_actions = student(states).numpy().argmax(1)
+        keras_return = run_episodes(student, env_id, args.episodes, seed=777).mean_return
+        with tempfile.TemporaryDirectory() as tmp:
+            for fmt, suffix in (("tflite", ".tflite"), ("tflite-int8", ".tflite"), ("numpy", ".npz")):
+                path = export_model(student, fmt, Path(tmp) / f"student-{fmt}{suffix}", env_id=env_id)
+                policy = load_any_policy(path)
+                agreement = float(np.mean(policy(states).argmax(1) == keras_actions))
+                ret = run_episodes(policy, env_id, args.episodes, seed=777).mean_return
+                ratio = ret / keras_return
+                results[f"{env_id}/{fmt}"] = {
+                    "agreement": agreement,
+                    "return": ret,
+                    "keras_return": keras_return,
+                    "bytes": path.stat().st_size,
+                    "states": len(states),
+                }
+                rows.append(
+                    f"| {env_id} | {student.count_params():,} | {fmt} | {path.stat().st_size:,} | "
+                    f"{100 * agreement:.2f}% | {ret:.1f} | {keras_return:.1f} | {100 * ratio:.1f}% |"
+                )
+                need = 0.98 if fmt == "tflite-int8" else 0.995
+                ok = agreement >= need and abs(ratio - 1) <= 0.01
+                verdicts.append(
+                    f"{env_id} {fmt}: agreement {100 * agreement:.2f}% (target {100 * need:.1f}%), "
+                    f"return {100 * ratio:.1f}% of Keras: {'met' if ok else 'NOT met'}."
+                )
+    write_results("export_check", {"results": results}, "\n".join(rows) + "\n\n" + "\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()
