@@ -87,6 +87,7 @@ COMMANDS = {
     "teachers": "python benchmarks/teachers.py",
     "latency": "python benchmarks/latency.py",
     "throughput": "python benchmarks/throughput.py",
+    "export_check": "python benchmarks/export_check.py",
 }
 
 
