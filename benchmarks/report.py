@@ -78,6 +78,17 @@ SECTIONS = [
         "loop) at batch 64, 256 and 1024, with and without XLA (`jit_compile=True`). Target "
         "(not met): >= 1,000,000 samples/s at batch 1024.",
     ),
+    (
+        "export_check",
+        "How faithful are the exports?",
+        "A distilled student (CartPole-v1: 50 units; LunarLander-v3: 256 units) exported to TFLite "
+        "float32, TFLite int8 and NumPy; each export is compared with the Keras student on 10,000 "
+        "states the student visits (argmax agreement) and on the same 100 seeded episodes. Targets: "
+        ">= 99.5% agreement for the float exports, >= 98% for int8, returns within 1%. The int8 "
+        "export misses its agreement target. A likely cause, not yet verified: the input is quantised "
+        "with one scale for all observation features, coarse for small-range features such as "
+        "CartPole's pole angle; returns still stay within 1.2%.",
+    ),
 ]
 
 COMMANDS = {
