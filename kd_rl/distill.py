@@ -382,7 +382,7 @@ def distill_policy(
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
-    existed = out_dir is None or (os.path.isdir(out_dir) and bool(os.listdir(out_dir)))
+    existed = out_dir is None or os.path.exists(out_dir)  # only a folder this run creates is removed
     run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with _cleanup_on_failure(run_dir or ".", existed):
         start_time = time.perf_counter()

@@ -914,7 +914,7 @@ def train_teacher(
     _learning_rate(params, 1)
     make_env(gym_id).close()  # Unknown id or unusable spaces: fail before writing anything.
 
-    existed = Path(out_dir).is_dir() and any(Path(out_dir).iterdir())
+    existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with _cleanup_on_failure(out_dir, existed):
         tf.keras.utils.set_random_seed(seed)
