@@ -7,6 +7,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# The keys every teacher run's metrics.json must have (issue #3), spelled out once.
+TEACHER_METRIC_KEYS = frozenset(
+    {"env_id", "algo", "seed", "env_steps", "wall_seconds", "mean_return", "std_return", "eval_episodes", "params"}
+)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

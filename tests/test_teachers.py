@@ -9,6 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TEACHER_METRIC_KEYS
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -36,20 +37,7 @@ TINY_DQN = dict(
 )
 TINY_PPO = dict(n_envs=2, n_steps=32, n_epochs=2, periodic_eval_episodes=2)
 
-METRIC_KEYS = {
-    "env_id",
-    "algo",
-    "seed",
-    "env_steps",
-    "wall_seconds",
-    "mean_return",
-    "std_return",
-    "eval_episodes",
-    "params",
-    "hidden_units",
-    "command",
-    "hyperparameters",
-}
+METRIC_KEYS = TEACHER_METRIC_KEYS | {"hidden_units", "command", "hyperparameters"}
 
 
 class _ImageEnv(gymnasium.Env):

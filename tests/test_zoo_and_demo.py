@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+from conftest import TEACHER_METRIC_KEYS
 
 from kd_rl.cli import main
 from kd_rl.evaluate import run_episodes
@@ -22,18 +23,7 @@ def test_each_zoo_teacher_is_small_documented_and_scores_what_it_claims(entry):
     folder = ZOO_DIR / entry["name"]
     for path in folder.iterdir():
         assert path.stat().st_size < 2 * 1024 * 1024, path
-    for key in (
-        "env_id",
-        "algo",
-        "seed",
-        "env_steps",
-        "wall_seconds",
-        "mean_return",
-        "std_return",
-        "eval_episodes",
-        "params",
-        "command",
-    ):
+    for key in TEACHER_METRIC_KEYS | {"command"}:
         assert key in entry, key
     assert entry["command"].startswith("kd-rl train-teacher")
     assert entry["eval_episodes"] >= 100
