@@ -11,29 +11,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 from _common import quiet_tensorflow, write_results
 
 quiet_tensorflow()
-
-
-def time_calls(fn, x, repeats: int, warmup: int = 200) -> dict:
-    for _ in range(warmup):
-        fn(x)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter_ns()
-        fn(x)
-        times[i] = time.perf_counter_ns() - start
-    times /= 1e3
-    return {
-        "median_us": float(np.median(times)),
-        "p99_us": float(np.percentile(times, 99)),
-        "iqr_us": float(np.subtract(*np.percentile(times, [75, 25]))),
-    }
 
 
 def runtimes(model, env_id: str, workdir: Path) -> dict:
@@ -72,19 +54,19 @@ def main() -> None:
     parser.add_argument("--student-hidden", type=int, default=50)
     args = parser.parse_args()
 
+    from kd_rl.evaluate import inference_latency_us
     from kd_rl.models import StudentModel, load_policy
 
     teacher = load_policy(args.teacher)
     student = StudentModel(
         teacher.num_actions, hidden_units=args.student_hidden, observation_dim=teacher.observation_dim
     )
-    x = np.zeros((1, teacher.observation_dim), np.float32)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in (("teacher", teacher), ("student", student)):
             results[name] = {"params": model.count_params()}
             for runtime, fn in runtimes(model, args.env, Path(tmp)).items():
-                results[name][runtime] = time_calls(fn, x, args.repeats)
+                results[name][runtime] = inference_latency_us(fn, model.observation_dim, args.repeats, warmup=200)
     rows = ["| model | params | runtime | median µs | p99 µs | speed-up vs eager |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
         eager = r["keras eager"]["median_us"]

@@ -26,6 +26,7 @@ __all__ = [
     "model_size_bytes",
     "inference_latency_us",
     "check_model_fits_env",
+    "observation_dim",
 ]
 
 #: A batched policy: ``observations float32 [batch, obs_dim] -> logits float32 [batch, num_actions]``.
@@ -68,6 +69,11 @@ class EpisodeStats:
         return asdict(self)
 
 
+def observation_dim(model) -> int:
+    """Input size of a Keras policy: its ``observation_dim``, else its input shape."""
+    return getattr(model, "observation_dim", None) or model.input_shape[-1]
+
+
 def as_policy_fn(model) -> PolicyFn:
     """Wrap a Keras model (or a callable) as a fast batched ``PolicyFn``.
 
@@ -76,7 +82,7 @@ def as_policy_fn(model) -> PolicyFn:
     """
     if not isinstance(model, tf.keras.Model):
         return model
-    dim = getattr(model, "observation_dim", None) or model.input_shape[-1]
+    dim = observation_dim(model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32)])
     def forward(x):
@@ -176,10 +182,11 @@ def model_size_bytes(model: tf.keras.Model) -> int:
 
 
 def inference_latency_us(policy, obs_dim: int, repeats: int = 200, warmup: int = 20) -> dict:
-    """Batch-1 latency of ``policy`` in microseconds: median and p99.
+    """Batch-1 latency of ``policy`` in microseconds: median, p99 and interquartile range.
 
-    ``policy`` is a ``PolicyFn`` or a Keras model (called eagerly, as a user
-    would call it). Only for rough reporting; the benchmarks measure properly.
+    ``policy`` is a ``PolicyFn`` (any callable on ``float32 [1, obs_dim]``) or a
+    Keras model, called eagerly as a user would call it. ``benchmarks/latency.py``
+    times every runtime with this function.
     """
     fn = policy if not isinstance(policy, tf.keras.Model) else (lambda x: policy(x).numpy())
     x = np.zeros((1, obs_dim), np.float32)
@@ -187,10 +194,15 @@ def inference_latency_us(policy, obs_dim: int, repeats: int = 200, warmup: int =
         fn(x)
     times = np.empty(repeats)
     for i in range(repeats):
-        start = time.perf_counter()
+        start = time.perf_counter_ns()
         fn(x)
-        times[i] = time.perf_counter() - start
-    return {"median_us": float(np.median(times) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6)}
+        times[i] = time.perf_counter_ns() - start
+    times /= 1e3
+    return {
+        "median_us": float(np.median(times)),
+        "p99_us": float(np.percentile(times, 99)),
+        "iqr_us": float(np.subtract(*np.percentile(times, [75, 25]))),
+    }
 
 
 def evaluate_model(
@@ -213,8 +225,7 @@ def evaluate_model(
         out["params"] = int(model.count_params())
         out["size_bytes"] = model_size_bytes(model)
         if latency:
-            dim = getattr(model, "observation_dim", None) or model.input_shape[-1]
-            out["latency_us"] = inference_latency_us(model, dim)
+            out["latency_us"] = inference_latency_us(model, observation_dim(model))
     return out
 
 

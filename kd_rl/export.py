@@ -216,7 +216,9 @@ def export_model(
                 np.savez(f, **arrays)
         return out
 
-    dim = getattr(model, "observation_dim", None) or model.input_shape[-1]
+    from kd_rl.evaluate import observation_dim
+
+    dim = observation_dim(model)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([1, dim], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], model)
     if fmt == "tflite-int8":
