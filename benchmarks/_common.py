@@ -46,7 +46,11 @@ def write_results(name: str, data: dict, table: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from kd_rl._io import write_json, write_text
 
-    data = {"machine": machine(), "command": "python " + " ".join(sys.argv), **data}
+    script = Path(sys.argv[0]).resolve()
+    repo = Path(__file__).resolve().parents[1]
+    if script.is_relative_to(repo):
+        script = script.relative_to(repo)  # the command as run from the repository root
+    data = {"machine": machine(), "command": " ".join(["python", str(script), *sys.argv[1:]]), **data}
     write_json(RESULTS / f"{name}.json", data)
     m = data["machine"]
     header = (

@@ -1,9 +1,12 @@
 """Distillation throughput of ``make_distill_step`` (samples per second).
 
 Batches of 64, 256 and 1024 observations with stored teacher logits (as in the
-live loop), with and without XLA (``jit_compile=True``); median over rounds.
+live loop), with and without XLA (``jit_compile=True``), and with one update
+per call or a stack of updates per call (``[steps, batch, obs_dim]``, what the
+live loop passes: ``updates_per_round`` = 100 batches per call). Median, min
+and max over timed rounds, all measured in one run.
 
-    python benchmarks/throughput.py [--rounds 7] [--steps 200]
+    python benchmarks/throughput.py [--rounds 7] [--samples 400000]
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ quiet_tensorflow()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=200, help="steps per timed round")
+    parser.add_argument("--samples", type=int, default=400_000, help="samples per timed round")
+    parser.add_argument("--stack", type=int, default=100, help="updates per call in the stacked form")
     parser.add_argument("--teacher", default="CartPole-v1-dqn")
     args = parser.parse_args()
 
@@ -32,42 +36,57 @@ def main() -> None:
     teacher = load_policy(args.teacher)
     rng = np.random.default_rng(0)
     results = {}
-    for jit in (False, True):
-        for batch in (64, 256, 1024):
-            student = StudentModel(teacher.num_actions, observation_dim=teacher.observation_dim)
-            step = make_distill_step(
-                teacher, student, tf.keras.optimizers.Adam(1e-3), loss="kl", temperature=0.01, jit_compile=jit
-            )
-            obs = tf.constant(rng.normal(size=(batch, teacher.observation_dim)).astype(np.float32))
-            logits = teacher(obs)
-            for _ in range(20):
-                step(obs, logits)
-            rates = []
-            for _ in range(args.rounds):
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    loss = step(obs, logits)
-                loss.numpy()
-                rates.append(batch * args.steps / (time.perf_counter() - start))
-            results[f"batch={batch} jit={jit}"] = {
-                "batch": batch,
-                "jit_compile": jit,
-                "median_samples_per_s": float(np.median(rates)),
-                "min_samples_per_s": float(np.min(rates)),
-                "max_samples_per_s": float(np.max(rates)),
-            }
-    rows = ["| batch | jit_compile | median samples/s | min | max |", "|---|---|---|---|---|"]
+    for per_call in (1, args.stack):
+        for jit in (False, True):
+            for batch in (64, 256, 1024):
+                student = StudentModel(teacher.num_actions, observation_dim=teacher.observation_dim)
+                step = make_distill_step(
+                    teacher, student, tf.keras.optimizers.Adam(1e-3), loss="kl", temperature=0.01, jit_compile=jit
+                )
+                shape = (batch,) if per_call == 1 else (per_call, batch)
+                obs = rng.normal(size=(*shape, teacher.observation_dim)).astype(np.float32)
+                obs = tf.constant(obs)
+                logits = tf.reshape(teacher(tf.reshape(obs, (-1, teacher.observation_dim))), (*shape, -1))
+                calls = max(1, args.samples // (batch * per_call))
+                for _ in range(max(3, calls // 10)):
+                    step(obs, logits)
+                rates = []
+                for _ in range(args.rounds):
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        loss = step(obs, logits)
+                    loss.numpy()
+                    rates.append(batch * per_call * calls / (time.perf_counter() - start))
+                results[f"batch={batch} jit={jit} updates_per_call={per_call}"] = {
+                    "batch": batch,
+                    "jit_compile": jit,
+                    "updates_per_call": per_call,
+                    "median_samples_per_s": float(np.median(rates)),
+                    "min_samples_per_s": float(np.min(rates)),
+                    "max_samples_per_s": float(np.max(rates)),
+                }
+                print(f"batch {batch} jit {jit} per call {per_call}: {np.median(rates):,.0f}", flush=True)
+    rows = [
+        "| batch | updates per call | jit_compile | median samples/s | min | max |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results.values():
         rows.append(
-            f"| {r['batch']} | {r['jit_compile']} | {r['median_samples_per_s']:,.0f} | "
+            f"| {r['batch']} | {r['updates_per_call']} | {r['jit_compile']} | {r['median_samples_per_s']:,.0f} | "
             f"{r['min_samples_per_s']:,.0f} | {r['max_samples_per_s']:,.0f} |"
         )
-    best = max(r["median_samples_per_s"] for r in results.values() if r["batch"] == 1024)
-    table = (
-        "\n".join(rows) + f"\n\nBest at batch 1024: {best:,.0f} samples/s (target >= 1,000,000: "
-        f"{'met' if best >= 1e6 else 'NOT met'})."
-    )
-    write_results("throughput", {"args": vars(args), "results": results}, table)
+    lines = []
+    for per_call in (1, args.stack):
+        best = max(
+            (r for r in results.values() if r["batch"] == 1024 and r["updates_per_call"] == per_call),
+            key=lambda r: r["median_samples_per_s"],
+        )
+        lines.append(
+            f"Best at batch 1024, {per_call} update(s) per call: {best['median_samples_per_s']:,.0f} samples/s "
+            f"(jit_compile={best['jit_compile']}; target >= 1,000,000: "
+            f"{'met' if best['median_samples_per_s'] >= 1e6 else 'NOT met'})."
+        )
+    write_results("throughput", {"args": vars(args), "results": results}, "\n".join(rows) + "\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

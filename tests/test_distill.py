@@ -59,6 +59,36 @@ def test_other_losses_raise_agreement(loss, rng):
     assert np.mean(teacher.act(x) == student.act(x)) > 0.9
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_stack_of_batches_runs_the_same_updates_in_one_call(jit_compile, stored, rng):
+    teacher, one_by_one = _pair()
+    stacked = StudentModel(2, observation_dim=4)
+    stacked.set_weights(one_by_one.get_weights())
+    x = rng.normal(size=(5, 32, 4)).astype(np.float32)
+    labels = teacher(x.reshape(-1, 4)).numpy().reshape(5, 32, 2) if stored else None
+    step_a = make_distill_step(
+        teacher, one_by_one, tf.keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile
+    )
+    step_b = make_distill_step(
+        teacher, stacked, tf.keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile
+    )
+    losses = [float(step_a(x[i], None if labels is None else labels[i])) for i in range(5)]
+    stacked_losses = step_b(x, labels).numpy()
+    assert stacked_losses.shape == (5,)
+    np.testing.assert_allclose(stacked_losses, losses, rtol=1e-5)
+    assert losses[-1] < losses[0]
+    for w1, w2 in zip(one_by_one.get_weights(), stacked.get_weights()):
+        np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-6)
+
+
+def test_distill_step_rejects_other_ranks(rng):
+    teacher, student = _pair()
+    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match=r"stack of batches \[steps, batch, obs_dim\], got shape \(4,\)"):
+        step(np.zeros(4, np.float32))
+
+
 def test_jit_compiled_step_matches(rng):
     teacher, student = _pair()
     twin = StudentModel(2, observation_dim=4)

@@ -1,0 +1,140 @@
+"""Sample efficiency: distilling a 50-unit student against training it from scratch.
+
+Both methods train the same network (one hidden layer of 50 ReLU units) on
+CartPole-v1 and are evaluated the same way: every 1,000 environment steps, 20
+greedy episodes. The score is the first environment step at which that
+evaluation reaches 95% of the teacher's return (the shipped 100-unit
+``CartPole-v1-dqn`` teacher returns 500, so 475).
+
+* distillation: `distill_policy` with its defaults (student-driven collection,
+  KL at T = 0.01) and a 20,000-step budget; every environment step is one the
+  student took, labelled by the teacher;
+* from scratch: DQN (`train_teacher`, the ``CartPole-v1`` hyperparameters with
+  ``hidden_units: [50]``) with a 100,000-step budget.
+
+The teacher's own training is not counted in the distillation column; it is
+reported beside it (the zoo teacher's metrics).
+
+    python benchmarks/sample_efficiency.py [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from _common import quiet_tensorflow, write_results
+
+quiet_tensorflow()
+
+EVAL_EVERY, EVAL_EPISODES, HIDDEN = 1_000, 20, 50
+
+
+def _read_curve(folder: str, run: str = "run") -> list[tuple[int, float]]:
+    with open(Path(folder) / run / "curve.csv") as f:
+        return [(int(float(r["env_steps"])), float(r["mean_return"])) for r in csv.DictReader(f)]
+
+
+def _first_reaching(curve: list[tuple[int, float]], threshold: float) -> int | None:
+    return next((steps for steps, ret in curve if ret >= threshold), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--distill-steps", type=int, default=20_000)
+    parser.add_argument("--dqn-steps", type=int, default=100_000)
+    parser.add_argument("--teacher", default="CartPole-v1-dqn")
+    args = parser.parse_args()
+
+    from kd_rl.distill import DistillConfig, distill_policy
+    from kd_rl.evaluate import run_episodes
+    from kd_rl.models import load_policy
+    from kd_rl.teachers import train_teacher
+    from kd_rl.zoo import zoo_entry
+
+    env_id = "CartPole-v1"
+    teacher = load_policy(args.teacher)
+    teacher_return = run_episodes(teacher, env_id, 100, seed=0).mean_return
+    threshold = 0.95 * teacher_return
+    entry = zoo_entry(args.teacher)
+    runs = []
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            distill_policy(
+                teacher,
+                DistillConfig(
+                    env_id=env_id,
+                    hidden_units=HIDDEN,
+                    steps=args.distill_steps,
+                    seed=seed,
+                    eval_every=EVAL_EVERY,
+                    curve_episodes=EVAL_EPISODES,
+                    eval_episodes=EVAL_EPISODES,
+                ),
+                out_dir=Path(tmp) / "run",
+                progress=False,
+            )
+            runs.append(
+                {"method": "distillation", "seed": seed, "budget": args.distill_steps, "curve": _read_curve(tmp)}
+            )
+            train_teacher(
+                env_id,
+                "dqn",
+                Path(tmp) / "dqn",
+                steps=args.dqn_steps,
+                seed=seed,
+                hidden_units=HIDDEN,
+                eval_every=EVAL_EVERY,
+                eval_episodes=EVAL_EPISODES,
+                progress=False,
+            )
+            runs.append(
+                {"method": "DQN from scratch", "seed": seed, "budget": args.dqn_steps, "curve": _read_curve(tmp, "dqn")}
+            )
+        for r in runs[-2:]:
+            r["reached_at_env_steps"] = _first_reaching(r["curve"], threshold)
+            r["best_return"] = max(ret for _, ret in r["curve"])
+            print(r["method"], seed, r["reached_at_env_steps"], r["best_return"], flush=True)
+
+    rows = [
+        f"Teacher `{args.teacher}`: {teacher_return:.1f} over 100 episodes; threshold 95% = {threshold:.1f}. "
+        f"The teacher itself cost {entry['env_steps']:,} env steps of DQN (its exported weights are the best "
+        f"periodic evaluation, at {entry['best_eval_env_steps']:,}); that cost is not in the distillation rows.\n",
+        "| method | seed | budget (env steps) | env steps to 95% of the teacher | best 20-episode return |",
+        "|---|---|---|---|---|",
+    ]
+    for r in runs:
+        reached = f"{r['reached_at_env_steps']:,}" if r["reached_at_env_steps"] is not None else "not reached"
+        rows.append(f"| {r['method']} | {r['seed']} | {r['budget']:,} | {reached} | {r['best_return']:.1f} |")
+    summary = {}
+    for method in ("distillation", "DQN from scratch"):
+        reached = [r["reached_at_env_steps"] for r in runs if r["method"] == method]
+        summary[method] = {
+            "seeds_reached": sum(x is not None for x in reached),
+            "median_env_steps": float(np.median([x for x in reached if x is not None])) if any(reached) else None,
+        }
+    d, q = summary["distillation"], summary["DQN from scratch"]
+    text = (
+        f"Distillation reached 95% on {d['seeds_reached']}/{len(args.seeds)} seeds"
+        + (f" (median {d['median_env_steps']:,.0f} env steps)" if d["median_env_steps"] is not None else "")
+        + f"; DQN from scratch on {q['seeds_reached']}/{len(args.seeds)}"
+        + (f" (median {q['median_env_steps']:,.0f} env steps)" if q["median_env_steps"] is not None else "")
+        + "."
+    )
+    if d["median_env_steps"] and q["median_env_steps"]:
+        ratio = q["median_env_steps"] / d["median_env_steps"]
+        text += f" Ratio of medians: {ratio:.1f}x fewer env steps by distillation."
+    write_results(
+        "sample_efficiency",
+        {"args": vars(args), "threshold": threshold, "teacher_return": teacher_return, "runs": runs}
+        | {"summary": summary},
+        "\n".join(rows) + "\n\n" + text,
+    )
+
+
+if __name__ == "__main__":
+    main()
