@@ -137,6 +137,23 @@ def test_distiller_fits_on_tf_data_with_callbacks(rng):
     np.testing.assert_allclose(distiller(x[:5]).numpy(), student(x[:5]).numpy())
 
 
+def test_distiller_fit_with_steps_per_execution_matches_one_step_per_call(rng):
+    teacher, student = _pair()
+    twin = StudentModel(2, observation_dim=4)
+    twin.set_weights(student.get_weights())
+    initial = student.get_weights()
+    x = rng.normal(size=(640, 4)).astype(np.float32)
+    weights = []
+    for model, per_call in ((student, 1), (twin, 10)):
+        distiller = Distiller(student=model, teacher=teacher)
+        distiller.compile(optimizer=tf.keras.optimizers.SGD(0.05), temperature=2.0, steps_per_execution=per_call)
+        distiller.fit(x, batch_size=64, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    assert not np.allclose(weights[0][0], initial[0])
+    for w1, w2 in zip(*weights):
+        np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-6)
+
+
 def test_distiller_mixes_in_hard_labels_with_alpha(rng):
     teacher, student = _pair(num_actions=3)
     x = rng.normal(size=(512, 4)).astype(np.float32)
