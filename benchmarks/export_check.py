@@ -6,6 +6,10 @@ Keras student on the states the Keras student visits (argmax agreement) and
 on the same seeded episodes (mean return). Targets: agreement >= 99.5% for the
 float exports and >= 98% for int8, returns within 1% of the Keras model's.
 
+Where the int8 export disagrees is measured too: the share of states whose
+top-two Keras logit gap is at least 4 steps of the int8 output's quantisation
+scale, and the agreement on those ("decisive") states.
+
     python benchmarks/export_check.py [--states 10000]
 """
 
@@ -38,8 +42,9 @@ def main() -> None:
     results, rows = (
         {},
         [
-            "| env | student params | format | file bytes | agreement | return | Keras return | " "return ratio |",
-            "|---|---|---|---|---|---|---|---|",
+            "| env | student params | format | file bytes | agreement | decisive states (gap >= 4 int8 steps) | "
+            "return | Keras return | return ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
         ],
     )
     verdicts = []
@@ -53,13 +58,32 @@ def main() -> None:
         collector = Collector(env_id, student, mode="teacher", num_envs=8, seed=123, total_steps=args.states)
         states, _ = collector.collect(args.states)
         states = states[: args.states]
-        keras_actions = student(states).numpy().argmax(1)
+        keras_logits = student(states).numpy()
+        keras_actions = keras_logits.argmax(1)
+        top_two = np.sort(keras_logits, axis=1)[:, -2:]
+        gap = top_two[:, 1] - top_two[:, 0]
         keras_return = run_episodes(student, env_id, args.episodes, seed=777).mean_return
         with tempfile.TemporaryDirectory() as tmp:
             for fmt, suffix in (("tflite", ".tflite"), ("tflite-int8", ".tflite"), ("numpy", ".npz")):
                 path = export_model(student, fmt, Path(tmp) / f"student-{fmt}{suffix}", env_id=env_id)
                 policy = load_any_policy(path)
-                agreement = float(np.mean(policy(states).argmax(1) == keras_actions))
+                agrees = policy(states).argmax(1) == keras_actions
+                agreement = float(np.mean(agrees))
+                decisive = ""
+                if fmt == "tflite-int8":
+                    step = float(policy._output["quantization"][0])
+                    mask = gap >= 4 * step
+                    near_ties = {
+                        "output_step": step,
+                        "decisive_share": float(mask.mean()),
+                        "decisive_agreement": float(agrees[mask].mean()),
+                        "disagreements_at_near_ties": int((~agrees & ~mask).sum()),
+                        "disagreements": int((~agrees).sum()),
+                    }
+                    decisive = (
+                        f"{100 * near_ties['decisive_share']:.1f}% of states; agreement there "
+                        f"{100 * near_ties['decisive_agreement']:.2f}%"
+                    )
                 ret = run_episodes(policy, env_id, args.episodes, seed=777).mean_return
                 ratio = ret / keras_return
                 results[f"{env_id}/{fmt}"] = {
@@ -69,15 +93,23 @@ def main() -> None:
                     "bytes": path.stat().st_size,
                     "states": len(states),
                 }
+                if fmt == "tflite-int8":
+                    results[f"{env_id}/{fmt}"].update(near_ties)
                 rows.append(
                     f"| {env_id} | {student.count_params():,} | {fmt} | {path.stat().st_size:,} | "
-                    f"{100 * agreement:.2f}% | {ret:.1f} | {keras_return:.1f} | {100 * ratio:.1f}% |"
+                    f"{100 * agreement:.2f}% | {decisive} | {ret:.1f} | {keras_return:.1f} | {100 * ratio:.1f}% |"
                 )
                 need = 0.98 if fmt == "tflite-int8" else 0.995
                 ok = agreement >= need and abs(ratio - 1) <= 0.01
                 verdicts.append(
                     f"{env_id} {fmt}: agreement {100 * agreement:.2f}% (target {100 * need:.1f}%), "
                     f"return {100 * ratio:.1f}% of Keras: {'met' if ok else 'NOT met'}."
+                    + (
+                        f" {near_ties['disagreements_at_near_ties']} of its {near_ties['disagreements']} "
+                        f"disagreements are at near-ties (top-two gap < 4 x {near_ties['output_step']:.4f})."
+                        if fmt == "tflite-int8"
+                        else ""
+                    )
                 )
     write_results("export_check", {"results": results}, "\n".join(rows) + "\n\n" + "\n".join(verdicts))
 
