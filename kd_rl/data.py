@@ -22,18 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._validate import check_int
 from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
 from kd_rl.evaluate import as_policy_fn
 
 __all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule"]
 
 COLLECT_MODES = ("teacher", "student", "mixed")
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 class ReplayBuffer:
@@ -46,9 +41,9 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_dim: int, num_actions: int):
-        self.capacity = _positive_int("buffer_size", capacity)
-        self.observations = np.zeros((self.capacity, _positive_int("obs_dim", obs_dim)), np.float32)
-        self.logits = np.zeros((self.capacity, _positive_int("num_actions", num_actions)), np.float32)
+        self.capacity = check_int("buffer_size", capacity)
+        self.observations = np.zeros((self.capacity, check_int("obs_dim", obs_dim)), np.float32)
+        self.logits = np.zeros((self.capacity, check_int("num_actions", num_actions)), np.float32)
         self.size = 0
         self.added = 0  # pairs ever added
 
@@ -162,8 +157,8 @@ class Collector:
         self.mode = mode
         self.epsilon = float(epsilon)
         self.beta = beta or BetaSchedule()
-        self.total_steps = _positive_int("total_steps", total_steps)
-        self.num_envs = _positive_int("num_envs", num_envs)
+        self.total_steps = check_int("total_steps", total_steps)
+        self.num_envs = check_int("num_envs", num_envs)
         self.teacher = as_policy_fn(teacher)
         self.student = None if student is None else as_policy_fn(student)
         self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs)]
@@ -183,7 +178,7 @@ class Collector:
             ``(observations float32 [n, obs_dim], teacher_logits float32 [n, num_actions])``
             for every state visited, labelled by the teacher.
         """
-        _positive_int("num_steps", num_steps)
+        check_int("num_steps", num_steps)
         all_obs, all_logits = [], []
         for _ in range(-(-num_steps // self.num_envs)):
             for i in range(self.num_envs):

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._validate import check_int
 from kd_rl.losses import check_temperature, get_loss
 from kd_rl.models import PolicyModel, StudentModel, count_params
 
@@ -318,13 +319,9 @@ class DistillConfig:
             "curve_episodes",
             "eval_episodes",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name)))
         for name in ("eval_every", "checkpoint_every", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:

@@ -25,6 +25,7 @@ import gymnasium
 import numpy as np
 
 import kd_rl._quiet  # noqa: F401  (before tf_agents: silences gym's notice)
+from kd_rl._validate import check_int
 
 # isort: split
 from tf_agents.environments import batched_py_environment, py_environment, tf_py_environment
@@ -248,9 +249,8 @@ def make_batched_env(
     Raises:
         ValueError: If ``num_envs`` is not an int >= 1, or as `make_env`.
     """
-    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-        raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-    envs = [make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(int(num_envs))]
+    num_envs = check_int("num_envs", num_envs)
+    envs = [make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(num_envs)]
     return batched_py_environment.BatchedPyEnvironment(envs, multithreading=False)
 
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._validate import check_int
+
 __all__ = [
     "EpisodeStats",
     "PolicyFn",
@@ -133,8 +135,7 @@ def run_episodes(
     """
     from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
 
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    episodes = check_int("episodes", episodes)
     act = as_policy_fn(policy)
     ref = None if reference is None else as_policy_fn(reference)
     envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(episodes)]

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._validate import check_int
+
 __all__ = ["PolicyModel", "TeacherModel", "StudentModel", "count_params", "load_policy"]
 
 _PACKAGE = "kd_rl"
@@ -98,14 +100,8 @@ class PolicyModel(tf.keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)) or num_actions < 1:
-            raise ValueError(f"num_actions must be an int >= 1, got {num_actions!r}")
-        if observation_dim is not None and (
-            isinstance(observation_dim, bool)
-            or not isinstance(observation_dim, (int, np.integer))
-            or observation_dim < 1
-        ):
-            raise ValueError(f"observation_dim must be an int >= 1 or None, got {observation_dim!r}")
+        num_actions = check_int("num_actions", num_actions)
+        observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
         if hidden_units is None:
             hidden_units = self.default_hidden_units
         self.num_actions = int(num_actions)

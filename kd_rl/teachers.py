@@ -52,6 +52,7 @@ from tf_agents.utils import common
 
 from kd_rl import _io
 from kd_rl._io import cleanup_on_failure as _cleanup_on_failure
+from kd_rl._validate import check_int
 from kd_rl.envs import (
     make_batched_env,
     make_env,
@@ -133,15 +134,6 @@ def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = Non
     if "value_hidden_units" in params:
         params["value_hidden_units"] = _normalise_hidden_units(params["value_hidden_units"])
     return gym_id, params
-
-
-def _check_positive_int(name: str, value, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
-        allowed = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------
@@ -896,20 +888,18 @@ def train_teacher(
     if hidden_units is not None:
         overrides["hidden_units"] = hidden_units
     gym_id, params = load_hyperparameters(env_id, algo, overrides)
-    steps = _check_positive_int("steps", params["n_timesteps"] if steps is None else steps)
+    steps = check_int("steps", params["n_timesteps"] if steps is None else steps)
     params["n_timesteps"] = steps
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    seed = int(seed)
-    eval_every = _check_positive_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
-    eval_episodes = _check_positive_int("eval_episodes", eval_episodes)
-    checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    seed = check_int("seed", seed, minimum=0)
+    eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
+    eval_episodes = check_int("eval_episodes", eval_episodes)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
     for key in ("periodic_eval_episodes",) + (
         ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval")
         if algo == "dqn"
         else ("n_envs", "n_steps", "n_epochs")
     ):
-        _check_positive_int(key, params[key])
+        check_int(key, params[key])
     _activation(params["activation"])
     _learning_rate(params, 1)
     make_env(gym_id).close()  # Unknown id or unusable spaces: fail before writing anything.

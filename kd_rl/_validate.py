@@ -1,0 +1,25 @@
+"""One check for the integer settings every module takes (sizes, steps, counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` as a Python int, or ``ValueError`` naming ``name`` and the rule.
+
+    Booleans are refused (``True`` is not a size). With ``allow_none``, None
+    passes through unchanged.
+
+    Example:
+        >>> check_int("steps", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps must be an int >= 1, got 0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    return int(value)
