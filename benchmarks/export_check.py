@@ -76,7 +76,7 @@ def main() -> None:
                     near_ties = {
                         "output_step": step,
                         "decisive_share": float(mask.mean()),
-                        "decisive_agreement": float(agrees[mask].mean()),
+                        "decisive_agreement": float(agrees[mask].mean()) if mask.any() else float("nan"),
                         "disagreements_at_near_ties": int((~agrees & ~mask).sum()),
                         "disagreements": int((~agrees).sum()),
                     }

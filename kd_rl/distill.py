@@ -72,10 +72,11 @@ def make_distill_step(
     ``observations: float32 [steps, batch, obs_dim]`` (and ``teacher_logits``
     ``[steps, batch, num_actions]``), the step runs ``steps`` updates in turn
     inside one graph call and returns their losses, float32 ``[steps]``. This
-    is Keras's ``steps_per_execution`` idea: a call into TensorFlow costs a
-    fixed overhead (about half a millisecond on a small CPU), far more than an
-    update of a small student, so the live loop (`distill_policy`) passes all
-    of a round's batches at once. Each rank is traced once.
+    is Keras's ``steps_per_execution`` idea: each call into TensorFlow costs
+    a fixed overhead (about half a millisecond for an empty call on a 2-core
+    CPU), as much as an update of a small student or more, so the live loop (`distill_policy`)
+    passes all of a round's batches at once. Each rank has its own compiled
+    function, so a step may be called both ways.
 
     Args:
         teacher: Model giving the target logits (DQN Q-values or PPO logits).
@@ -105,22 +106,33 @@ def make_distill_step(
         optimizer.apply_gradients(zip(grads, student.trainable_variables))
         return value
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def step(observations, teacher_logits=None):
+    def one_batch(observations, teacher_logits=None):
+        return update(tf.convert_to_tensor(observations, dtype=tf.float32), teacher_logits)
+
+    def stacked(observations, teacher_logits=None):
         observations = tf.convert_to_tensor(observations, dtype=tf.float32)
-        if observations.shape.rank not in (2, 3):
-            raise ValueError(
-                "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
-                f"got shape {observations.shape}"
-            )
-        if observations.shape.rank == 2:
-            return update(observations, teacher_logits)
         num_steps = tf.shape(observations)[0]
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
             logits_i = None if teacher_logits is None else teacher_logits[i]
             losses = losses.write(i, tf.cast(update(observations[i], logits_i), tf.float32))
         return losses.stack()
+
+    # One tf.function per rank: with reduce_retracing, a single function called
+    # with both ranks would be retraced for an input of unknown rank.
+    compiled = {
+        rank: tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+        for rank, fn in ((2, one_batch), (3, stacked))
+    }
+
+    def step(observations, teacher_logits=None):
+        rank = np.ndim(observations)
+        if rank not in compiled:
+            raise ValueError(
+                "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
+                f"got shape {tuple(np.shape(observations))}"
+            )
+        return compiled[rank](observations, teacher_logits)
 
     return step
 

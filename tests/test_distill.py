@@ -82,6 +82,16 @@ def test_a_stack_of_batches_runs_the_same_updates_in_one_call(jit_compile, store
         np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-6)
 
 
+def test_one_step_takes_single_and_stacked_batches_in_any_order(rng):
+    teacher, student = _pair()
+    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1))
+    x = rng.normal(size=(3, 16, 4)).astype(np.float32)
+    assert step(x).shape == (3,)
+    assert step(x[0]).shape == ()
+    assert step(tf.constant(x)).shape == (3,)
+    assert step(x[1], teacher(x[1])).shape == ()
+
+
 def test_distill_step_rejects_other_ranks(rng):
     teacher, student = _pair()
     step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1))
