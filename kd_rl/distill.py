@@ -74,9 +74,9 @@ def make_distill_step(
     inside one graph call and returns their losses, float32 ``[steps]``. This
     is Keras's ``steps_per_execution`` idea: each call into TensorFlow costs
     a fixed overhead (about half a millisecond for an empty call on a 2-core
-    CPU), as much as an update of a small student or more, so the live loop (`distill_policy`)
-    passes all of a round's batches at once. Each rank has its own compiled
-    function, so a step may be called both ways.
+    CPU), as much as an update of a small student or more, so the live loop
+    (`distill_policy`) passes all of a round's batches at once. Each rank has
+    its own compiled function, so a step may be called both ways.
 
     Args:
         teacher: Model giving the target logits (DQN Q-values or PPO logits).
@@ -377,10 +377,10 @@ def distill_policy(
     Alternates collection (``config.collect_per_round`` env steps, every state
     labelled with the teacher's logits and added to the replay buffer) with
     ``config.updates_per_round`` `make_distill_step` updates on batches
-    sampled from the buffer (one call runs them all), until ``config.steps`` states are labelled. Then
-    both policies are evaluated on ``config.eval_episodes`` seeded
-    episodes, and the student's agreement with the teacher is measured on
-    the states the student visits.
+    sampled from the buffer (one call runs them all), until ``config.steps``
+    states are labelled. Then both policies are evaluated on
+    ``config.eval_episodes`` seeded episodes, and the student's agreement with
+    the teacher is measured on the states the student visits.
 
     With ``out_dir`` it writes ``student.keras``, ``metrics.json``,
     ``curve.csv`` and TensorBoard scalars (``tensorboard/``), each atomically;

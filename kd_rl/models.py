@@ -100,18 +100,16 @@ class PolicyModel(tf.keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        num_actions = check_int("num_actions", num_actions)
-        observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
+        self.num_actions = check_int("num_actions", num_actions)
+        self.observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
         if hidden_units is None:
             hidden_units = self.default_hidden_units
-        self.num_actions = int(num_actions)
         self.hidden_units = _normalise_hidden_units(hidden_units)
         try:
             tf.keras.activations.get(activation)
         except ValueError:
             raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
         self.activation = activation
-        self.observation_dim = None if observation_dim is None else int(observation_dim)
         self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
         self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)
         if self.observation_std is not None and np.any(self.observation_std <= 0):
