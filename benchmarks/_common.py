@@ -41,6 +41,28 @@ def machine() -> dict:
     }
 
 
+def tflite_interpreter_fn(policy):
+    """Time the TFLite interpreter alone: ``fn(x float32 [1, obs_dim])`` without ``TFLitePolicy``'s wrapper."""
+    interpreter, inp, out = policy.interpreter, policy._input["index"], policy._output["index"]
+
+    def fn(x):
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return fn
+
+
+def curve_points(path, *columns: str) -> list[tuple]:
+    """Rows of a run's ``curve.csv`` as ``(env_steps as int, *columns as floats)``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from kd_rl.plots import read_curve
+
+    curve = read_curve(path)
+    rows = zip(curve["env_steps"], *(curve[c] for c in columns))
+    return [(int(steps), *(float(v) for v in values)) for steps, *values in rows]
+
+
 def write_results(name: str, data: dict, table: str) -> None:
     """Write ``results/NAME.json`` and ``results/NAME.md`` (with the machine and command)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -19,31 +19,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import quiet_tensorflow, tflite_interpreter_fn, write_results
 
 quiet_tensorflow()
 
 CASES = {"CartPole-v1": ("CartPole-v1-dqn-large", 10_000), "LunarLander-v3": ("LunarLander-v3-dqn", 50_000)}
 
 
-def _tflite_interpreter_fn(path):
-    """The TFLite interpreter alone on a float32 [1, obs_dim] input (no Python wrapper)."""
-    from kd_rl.export import TFLitePolicy
-
-    policy = TFLitePolicy(path)
-    interpreter, inp, out = policy.interpreter, policy._input["index"], policy._output["index"]
-
-    def fn(x):
-        interpreter.set_tensor(inp, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
-
-    return fn
-
-
 def _sizes_and_latency(model, env_id: str, workdir: Path, repeats: int) -> dict:
     from kd_rl.evaluate import inference_latency_us
-    from kd_rl.export import NumpyPolicy, export_model
+    from kd_rl.export import NumpyPolicy, TFLitePolicy, export_model
 
     files = {
         "tflite": export_model(model, "tflite", workdir / "m.tflite"),
@@ -53,7 +38,9 @@ def _sizes_and_latency(model, env_id: str, workdir: Path, repeats: int) -> dict:
     dim = model.observation_dim
     return {
         "bytes": {fmt: path.stat().st_size for fmt, path in files.items()},
-        "tflite_latency": inference_latency_us(_tflite_interpreter_fn(files["tflite"]), dim, repeats, warmup=200),
+        "tflite_latency": inference_latency_us(
+            tflite_interpreter_fn(TFLitePolicy(files["tflite"])), dim, repeats, warmup=200
+        ),
         "numpy_latency": inference_latency_us(NumpyPolicy.load(files["numpy"]), dim, repeats, warmup=200),
     }
 

@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import quiet_tensorflow, write_results
+from _common import quiet_tensorflow, tflite_interpreter_fn, write_results
 
 quiet_tensorflow()
 
@@ -28,18 +28,10 @@ def runtimes(model, env_id: str, workdir: Path) -> dict:
     tfl = TFLitePolicy(export_model(model, "tflite", workdir / "m.tflite"))
     tfl8 = TFLitePolicy(export_model(model, "tflite-int8", workdir / "m8.tflite", env_id=env_id))
     npy = NumpyPolicy.load(export_model(model, "numpy", workdir / "m.npz"))
-    interpreter = tfl.interpreter
-    inp, out = tfl._input["index"], tfl._output["index"]
-
-    def tflite_raw(x):  # the interpreter alone, no Python wrapper
-        interpreter.set_tensor(inp, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
-
     return {
         "keras eager": lambda x: model(x).numpy(),
         "tf.function": lambda x: fn(x).numpy(),
-        "TFLite float32": tflite_raw,
+        "TFLite float32": tflite_interpreter_fn(tfl),
         "TFLite float32 (PolicyFn)": tfl,
         "TFLite int8 (PolicyFn)": tfl8,
         "NumPy": npy,

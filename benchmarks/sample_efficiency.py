@@ -26,12 +26,11 @@ reported beside it (the zoo teacher's metrics).
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import curve_points, quiet_tensorflow, write_results
 
 quiet_tensorflow()
 
@@ -39,8 +38,7 @@ DISTILL_EVAL_EVERY, DQN_EVAL_EVERY, EVAL_EPISODES, HIDDEN = 100, 1_000, 20, 50
 
 
 def _read_curve(folder: str, run: str = "run") -> list[tuple[int, float]]:
-    with open(Path(folder) / run / "curve.csv") as f:
-        return [(int(float(r["env_steps"])), float(r["mean_return"])) for r in csv.DictReader(f)]
+    return curve_points(Path(folder) / run / "curve.csv", "mean_return")
 
 
 def _first_reaching(curve: list[tuple[int, float]], threshold: float) -> int | None:

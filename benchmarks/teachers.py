@@ -12,13 +12,12 @@ everything up to that evaluation, evaluations included.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, quiet_tensorflow, write_results
+from _common import RESULTS, curve_points, quiet_tensorflow, write_results
 
 quiet_tensorflow()
 
@@ -57,11 +56,7 @@ def main() -> None:
                     eval_episodes=20,
                     progress=False,
                 )
-                with open(Path(tmp) / "run" / "curve.csv") as f:
-                    curve = [
-                        (int(r["env_steps"]), float(r["mean_return"]), float(r["wall_seconds"]))
-                        for r in csv.DictReader(f)
-                    ]
+                curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return", "wall_seconds")
             solved = next(((s, w) for s, r, w in curve if r >= SOLVED), None)
             runs.append(
                 {
