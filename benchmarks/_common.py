@@ -41,6 +41,20 @@ def machine() -> dict:
     }
 
 
+def timed_distill(teacher, **config):
+    """``distill_policy`` with ``DistillConfig(eval_every=0, **config)``: ``(student, metrics)``.
+
+    ``metrics["total_seconds"]`` is the wall time of the whole call, final evaluations included.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from kd_rl.distill import DistillConfig, distill_policy
+
+    start = time.perf_counter()
+    student, metrics = distill_policy(teacher, DistillConfig(eval_every=0, **config), progress=False)
+    metrics["total_seconds"] = time.perf_counter() - start
+    return student, metrics
+
+
 def tflite_interpreter_fn(policy):
     """Time the TFLite interpreter alone: ``fn(x float32 [1, obs_dim])`` without ``TFLitePolicy``'s wrapper."""
     interpreter, inp, out = policy.interpreter, policy._input["index"], policy._output["index"]

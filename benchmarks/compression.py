@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, tflite_interpreter_fn, write_results
+from _common import quiet_tensorflow, tflite_interpreter_fn, timed_distill, write_results
 
 quiet_tensorflow()
 
@@ -54,7 +53,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3000, help="timed calls per latency measurement")
     args = parser.parse_args()
 
-    from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.models import load_policy
 
     results, models = {}, {}
@@ -66,20 +64,9 @@ def main() -> None:
         for hidden in args.sizes:
             runs = []
             for seed in args.seeds:
-                start = time.perf_counter()
-                student, m = distill_policy(
-                    teacher,
-                    DistillConfig(
-                        env_id=env_id,
-                        hidden_units=hidden,
-                        steps=steps,
-                        seed=seed,
-                        eval_every=0,
-                        eval_episodes=args.episodes,
-                    ),
-                    progress=False,
+                student, m = timed_distill(
+                    teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=args.episodes
                 )
-                m["total_seconds"] = time.perf_counter() - start
                 runs.append(m)
                 if seed == args.seeds[0]:
                     models[(env_id, hidden)] = student

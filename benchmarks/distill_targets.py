@@ -16,21 +16,15 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import quiet_tensorflow, timed_distill, write_results
 
 quiet_tensorflow()
 
 
-def _run(teacher, **kwargs) -> dict:
-    from kd_rl.distill import DistillConfig, distill_policy
-
-    start = time.perf_counter()
-    _, m = distill_policy(teacher, DistillConfig(eval_every=0, **kwargs), progress=False)
-    m["total_seconds"] = time.perf_counter() - start
-    return m
+def _run(teacher, **config) -> dict:
+    return timed_distill(teacher, **config)[1]
 
 
 def cartpole(seeds=(0, 1, 2)) -> tuple[dict, str]:
