@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     args = parser.parse_args()
 
-    from kd_rl.data import Collector
+    from kd_rl.data import visited_states
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import run_episodes
     from kd_rl.export import export_model, load_any_policy
@@ -55,9 +55,7 @@ def main() -> None:
             DistillConfig(env_id=env_id, hidden_units=hidden, steps=steps, eval_every=0, eval_episodes=10),
             progress=False,
         )
-        collector = Collector(env_id, student, mode="teacher", num_envs=8, seed=123, total_steps=args.states)
-        states, _ = collector.collect(args.states)
-        states = states[: args.states]
+        states = visited_states(student, env_id, args.states, seed=123)
         keras_logits = student(states).numpy()
         keras_actions = keras_logits.argmax(1)
         top_two = np.sort(keras_logits, axis=1)[:, -2:]

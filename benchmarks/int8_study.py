@@ -24,6 +24,8 @@ with the Keras student on 10,000 states the student visits:
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from _common import quiet_tensorflow, write_results
@@ -47,36 +49,24 @@ def _mlp(weights, activation):
 def _convert(model, calibration, int16_activations=False) -> bytes:
     import tensorflow as tf
 
+    from kd_rl.export import quantise_int8
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([s[None].astype(np.float32)] for s in calibration)
+    quantise_int8(converter, calibration)  # exactly what `kd-rl export --format tflite-int8` sets
     if int16_activations:
-        ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        converter.target_spec.supported_ops = [ops]
-    else:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        int16x8 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        converter.target_spec.supported_ops = [int16x8]
+        converter.inference_input_type = converter.inference_output_type = tf.float32
     return converter.convert()
 
 
-def _run(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
+def _run(flatbuffer: bytes, x: np.ndarray, workdir: str) -> np.ndarray:
+    """Logits of a converted model through `TFLitePolicy`, as `kd-rl evaluate` would run it."""
+    from kd_rl.export import TFLitePolicy
 
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    if inp["dtype"] == np.int8:
-        scale, zero = inp["quantization"]
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-    interpreter.invoke()
-    y = interpreter.get_tensor(out["index"])
-    if out["dtype"] == np.int8:
-        scale, zero = out["quantization"]
-        y = (y.astype(np.float32) - zero) * scale
-    return y
+    path = Path(workdir) / "variant.tflite"
+    path.write_bytes(flatbuffer)
+    return TFLitePolicy(path)(x)
 
 
 def _standardise(weights, mean, std):
@@ -149,16 +139,10 @@ def _qat(weights, activation, train_z, train_logits, calib_z, steps=2000, temper
 
 
 def study(student, env_id: str, num_states: int) -> dict:
-    from kd_rl.data import Collector
+    from kd_rl.data import visited_states
     from kd_rl.export import _dense_weights, calibration_states
 
-    def visited(seed, n, epsilon=0.0):
-        collector = Collector(env_id, student, mode="teacher", num_envs=8, seed=seed, epsilon=epsilon, total_steps=n)
-        states, _ = collector.collect(n)
-        collector.close()
-        return states[:n]
-
-    states = visited(123, num_states)  # the same states export_check.py scores
+    states = visited_states(student, env_id, num_states, seed=123)  # the states export_check.py scores
     reference = student(states).numpy().argmax(1)
     calibration = calibration_states(student, env_id, 2000, 0)  # what export_model calibrates on
     weights, activation = _dense_weights(student), student.activation
@@ -166,7 +150,7 @@ def study(student, env_id: str, num_states: int) -> dict:
     standardised = _standardise(weights, mean, std)
     z = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
     same = lambda x: x.astype(np.float32)  # noqa: E731
-    train = visited(7, 20_000, epsilon=0.1)
+    train = visited_states(student, env_id, 20_000, seed=7, epsilon=0.1)
     variants = {
         "plain": (weights, same, False),
         "standardised": (standardised, z, False),
@@ -181,12 +165,13 @@ def study(student, env_id: str, num_states: int) -> dict:
         "int16 activations (not full int8)": (weights, same, True),
     }
     out = {}
-    for name, (w, transform, int16) in variants.items():
-        model = _mlp(w, activation)
-        float_agreement = float(np.mean(model(transform(states)).numpy().argmax(1) == reference))
-        y = _run(_convert(model, transform(calibration), int16), transform(states))
-        out[name] = {"agreement": float(np.mean(y.argmax(1) == reference)), "float_agreement": float_agreement}
-        print(env_id, name, out[name], flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, (w, transform, int16) in variants.items():
+            model = _mlp(w, activation)
+            float_agreement = float(np.mean(model(transform(states)).numpy().argmax(1) == reference))
+            y = _run(_convert(model, transform(calibration), int16), transform(states), workdir)
+            out[name] = {"agreement": float(np.mean(y.argmax(1) == reference)), "float_agreement": float_agreement}
+            print(env_id, name, out[name], flush=True)
     return out
 
 

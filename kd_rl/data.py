@@ -26,7 +26,7 @@ from kd_rl._validate import check_int
 from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
 from kd_rl.evaluate import as_policy_fn
 
-__all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule"]
+__all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
 
 COLLECT_MODES = ("teacher", "student", "mixed")
 
@@ -213,3 +213,22 @@ class Collector:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def visited_states(policy, env_id: str, num_states: int, seed: int = 0, epsilon: float = 0.0) -> np.ndarray:
+    """The states ``policy`` visits acting greedily in ``env_id``, with ε-random actions.
+
+    Eight environments seeded ``seed, seed + 1, ...`` are stepped together, as
+    a `Collector` in ``teacher`` mode with ``policy`` as the teacher.
+
+    Returns:
+        float32 ``[num_states, obs_dim]``.
+    """
+    collector = Collector(
+        env_id, policy, mode="teacher", num_envs=8, seed=seed, epsilon=epsilon, total_steps=num_states
+    )
+    try:
+        observations, _ = collector.collect(num_states)
+    finally:
+        collector.close()
+    return observations[:num_states]

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMATS", "export_model", "NumpyPolicy", "TFLitePolicy", "load_any_policy", "calibration_states"]
+__all__ = [
+    "FORMATS",
+    "export_model",
+    "NumpyPolicy",
+    "TFLitePolicy",
+    "load_any_policy",
+    "calibration_states",
+    "quantise_int8",
+]
 
 FORMATS = ("tflite", "tflite-int8", "numpy")
 _SUFFIX = {"tflite": ".tflite", "tflite-int8": ".tflite", "numpy": ".npz"}
@@ -139,14 +147,29 @@ class TFLitePolicy:
 
 def calibration_states(model, env_id: str, num_states: int = 2000, seed: int = 0) -> np.ndarray:
     """States visited by ``model`` acting (ε = 0.1) in ``env_id``: float32 [num_states, obs_dim]."""
-    from kd_rl.data import Collector
+    from kd_rl.data import visited_states
 
-    collector = Collector(env_id, model, mode="teacher", num_envs=8, seed=seed, epsilon=0.1, total_steps=num_states)
-    try:
-        observations, _ = collector.collect(num_states)
-    finally:
-        collector.close()
-    return observations[:num_states]
+    return visited_states(model, env_id, num_states, seed, epsilon=0.1)
+
+
+def quantise_int8(converter, states: np.ndarray) -> None:
+    """Set ``converter`` (a ``tf.lite.TFLiteConverter``) to full-integer int8, calibrated on ``states``.
+
+    Weights, activations, input and output all become int8; ``states`` (float32
+    ``[n, obs_dim]``) are fed one at a time as the representative dataset.
+    This is what ``export_model(..., "tflite-int8")`` does.
+    """
+    import tensorflow as tf
+
+    def representative():
+        for s in states:
+            yield [s[None].astype(np.float32)]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
 
 
 def _dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -222,17 +245,7 @@ def export_model(
     forward = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([1, dim], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([forward.get_concrete_function()], model)
     if fmt == "tflite-int8":
-        states = calibration_states(model, env_id, num_calibration_states, seed)
-
-        def representative():
-            for s in states:
-                yield [s[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        quantise_int8(converter, calibration_states(model, env_id, num_calibration_states, seed))
     flatbuffer = converter.convert()
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(flatbuffer)

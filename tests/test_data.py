@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, visited_states
 from kd_rl.models import StudentModel
 
 
@@ -138,3 +138,14 @@ def test_nan_observation_stops_collection_naming_the_step(cartpole_teacher, tmp_
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "step 3" in err
     assert not out.exists(), "a run that failed before its first checkpoint leaves no folder behind"
+
+
+def test_visited_states_are_the_greedy_collector_states(cartpole_teacher):
+    states = visited_states(cartpole_teacher, "CartPole-v1", 100, seed=3)
+    assert states.shape == (100, 4) and states.dtype == np.float32
+    collector = Collector("CartPole-v1", cartpole_teacher, mode="teacher", num_envs=8, seed=3, total_steps=100)
+    expected, _ = collector.collect(100)
+    collector.close()
+    np.testing.assert_array_equal(states, expected[:100])
+    explored = visited_states(cartpole_teacher, "CartPole-v1", 100, seed=3, epsilon=1.0)
+    assert not np.array_equal(states, explored)
