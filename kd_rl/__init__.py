@@ -1,7 +1,15 @@
 """kd_rl: knowledge distillation for reinforcement learning in TensorFlow/Keras.
 
 A large teacher policy (TF-Agents DQN or PPO on a Gymnasium environment) is
-distilled into a small Keras student that acts as well.
+distilled into a small Keras 3 student that acts as well.
+
+Two Kerases live in one process. kd_rl's models, losses, distillation,
+evaluation and export use Keras 3 (``import keras``). TF-Agents, used only to
+train teachers (`kd_rl.teachers`), needs the legacy Keras 2 package
+``tf_keras``, which TensorFlow serves as ``tf.keras`` only when
+``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first touched. So
+``import kd_rl`` sets it (unless it is already set): after it, ``tf.keras`` is
+Keras 2, and Keras 3 code should say ``import keras``.
 
 Public names are imported lazily, so ``import kd_rl`` (and ``kd-rl --help``)
 does not pay for importing TensorFlow until a name is used.
@@ -10,8 +18,11 @@ does not pay for importing TensorFlow until a name is used.
 from __future__ import annotations
 
 import importlib
+import os
 
-__version__ = "0.1.0"
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "Distiller": "kd_rl.distill",
@@ -35,17 +46,23 @@ _EXPORTS = {
     "evaluate_model": "kd_rl.evaluate",
     "run_episodes": "kd_rl.evaluate",
     "export_model": "kd_rl.export",
-    "load_any_policy": "kd_rl.export",
+    "load_any_policy": "kd_rl.policies",
+    "NumpyPolicy": "kd_rl.policies",
+    "TFLitePolicy": "kd_rl.policies",
+    "as_policy_fn": "kd_rl.policies",
+    "EnvGroup": "kd_rl.envs",
+    "episode_seeds": "kd_rl.evaluate",
     "list_zoo": "kd_rl.zoo",
-    "GymnasiumEnvironment": "kd_rl.envs",
-    "make_env": "kd_rl.envs",
-    "make_tf_env": "kd_rl.envs",
-    "make_batched_env": "kd_rl.envs",
+    "GymnasiumEnvironment": "kd_rl.teachers",
+    "make_env": "kd_rl.teachers",
+    "make_tf_env": "kd_rl.teachers",
+    "make_batched_env": "kd_rl.teachers",
+    "make_gymnasium_env": "kd_rl.envs",
     "train_teacher": "kd_rl.teachers",
     "export_dqn_teacher": "kd_rl.teachers",
     "export_ppo_teacher": "kd_rl.teachers",
     "as_tf_policy": "kd_rl.policies",
-    "KerasGreedyPolicy": "kd_rl.policies",
+    "KerasGreedyPolicy": "kd_rl.teachers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -104,6 +104,7 @@ def cleanup_on_failure(path: str | os.PathLike, existed: bool):
         yield
     except BaseException:
         path = Path(path)
-        if not existed and path.is_dir() and not (path / "checkpoints").is_dir():
+        has_checkpoint = (path / "checkpoints").is_dir() or (path / "checkpoint.npz").is_file()
+        if not existed and path.is_dir() and not has_checkpoint:
             shutil.rmtree(path, ignore_errors=True)
         raise

@@ -29,16 +29,19 @@ class _UsageError(Exception):
 
 
 def _quiet_imports(debug: bool = False) -> None:
-    """Import TensorFlow and TF-Agents without their start-up noise.
+    """Import TensorFlow and Keras without their start-up noise.
 
-    TensorFlow's C++ start-up lines (CUDA plugins on a CPU-only machine) and
-    gym's deprecation notice say nothing useful to a kd-rl user, so stderr is
-    silenced at the file-descriptor level while they load (not with --debug).
+    TensorFlow's C++ start-up lines (oneDNN, CUDA on a CPU-only machine) say
+    nothing useful to a kd-rl user, so stderr is silenced at the
+    file-descriptor level while they load (not with --debug). TF-Agents is
+    imported only by ``train-teacher`` (`kd_rl.teachers` silences it itself).
     """
+    import kd_rl  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if debug:
+        import keras  # noqa: F401
         import tensorflow as tf
-        import tf_agents  # noqa: F401
 
         return
     sys.stderr.flush()
@@ -47,8 +50,8 @@ def _quiet_imports(debug: bool = False) -> None:
     try:
         os.dup2(devnull, 2)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            import keras  # noqa: F401
             import tensorflow as tf
-            import tf_agents  # noqa: F401  (imports gym, which prints a notice)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -139,7 +142,7 @@ def _cmd_train_teacher(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from kd_rl.evaluate import check_model_fits_env, evaluate_model
-    from kd_rl.export import load_any_policy
+    from kd_rl.policies import load_any_policy
 
     model = load_any_policy(args.model)
     check_model_fits_env(model, args.env, role="model")

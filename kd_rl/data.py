@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int
-from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
-from kd_rl.evaluate import as_policy_fn
+from kd_rl.envs import EnvGroup
+from kd_rl.policies import as_policy_fn
 
 __all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
 
@@ -161,58 +161,60 @@ class Collector:
         self.num_envs = check_int("num_envs", num_envs)
         self.teacher = as_policy_fn(teacher)
         self.student = None if student is None else as_policy_fn(student)
-        self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs)]
-        check_spaces(self.envs[0].observation_space, self.envs[0].action_space, env_id)
-        self.action_start = int(self.envs[0].action_space.start)  # Discrete(n, start=k)
+        self.envs = EnvGroup(env_id, self.num_envs, env_kwargs)
         self.rng = np.random.default_rng(seed)
-        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float32)
-        self.episode_steps = np.zeros(self.num_envs, dtype=np.int64)
+        self.obs = self.envs.reset([seed + i for i in range(self.num_envs)])
         self.steps = 0  # env steps taken so far (all envs)
         self.episode_returns: list[float] = []
         self._running_returns = np.zeros(self.num_envs)
+        self._next_env = 0  # the environment that steps first in the next call
 
     def collect(self, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Take about ``num_steps`` env steps (rounded up to whole batches).
+        """Take exactly ``num_steps`` env steps, labelling every state visited.
+
+        Environments take turns: a call that is not a multiple of
+        ``num_envs`` steps the next ones in rotation, so over a run every
+        environment is stepped as often as the others (to within one step)
+        and no visited state is thrown away.
 
         Returns:
-            ``(observations float32 [n, obs_dim], teacher_logits float32 [n, num_actions])``
-            for every state visited, labelled by the teacher.
+            ``(observations float32 [num_steps, obs_dim], teacher_logits float32 [num_steps, num_actions])``.
         """
-        check_int("num_steps", num_steps)
+        remaining = check_int("num_steps", num_steps)
         all_obs, all_logits = [], []
-        for _ in range(-(-num_steps // self.num_envs)):
-            for i in range(self.num_envs):
-                check_observation_finite(self.obs[i], int(self.episode_steps[i]))
-            teacher_logits = self.teacher(self.obs)
+        while remaining > 0:
+            k = min(remaining, self.num_envs)
+            idx = (self._next_env + np.arange(k)) % self.num_envs
+            self._next_env = (self._next_env + k) % self.num_envs
+            obs = self.obs[idx]
+            teacher_logits = np.asarray(self.teacher(obs), np.float32)
             actions = np.argmax(teacher_logits, axis=-1)
             if self.mode != "teacher":
-                student_actions = np.argmax(self.student(self.obs), axis=-1)
+                student_actions = np.argmax(self.student(obs), axis=-1)
                 if self.mode == "student":
                     actions = student_actions
                 else:
-                    follow_teacher = self.rng.random(self.num_envs) < self.beta(self.steps / self.total_steps)
+                    follow_teacher = self.rng.random(k) < self.beta(self.steps / self.total_steps)
                     actions = np.where(follow_teacher, actions, student_actions)
             if self.epsilon > 0:
-                explore = self.rng.random(self.num_envs) < self.epsilon
-                actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], self.num_envs), actions)
-            all_obs.append(self.obs.copy())
-            all_logits.append(np.asarray(teacher_logits, np.float32))
-            for i, env in enumerate(self.envs):
-                obs, reward, terminated, truncated, _ = env.step(int(actions[i]) + self.action_start)
-                self._running_returns[i] += reward
-                self.episode_steps[i] += 1
-                if terminated or truncated:
-                    self.episode_returns.append(float(self._running_returns[i]))
-                    self._running_returns[i] = 0.0
-                    self.episode_steps[i] = 0
-                    obs, _ = env.reset()
-                self.obs[i] = obs
-            self.steps += self.num_envs
+                explore = self.rng.random(k) < self.epsilon
+                actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
+            all_obs.append(obs)
+            all_logits.append(teacher_logits)
+            next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
+            self._running_returns[idx] += rewards
+            for j in np.flatnonzero(terminated | truncated):
+                i = idx[j]
+                self.episode_returns.append(float(self._running_returns[i]))
+                self._running_returns[i] = 0.0
+                next_obs[j] = self.envs.reset(indices=[i])[0]  # the env's own RNG continues
+            self.obs[idx] = next_obs
+            self.steps += k
+            remaining -= k
         return np.concatenate(all_obs), np.concatenate(all_logits)
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.envs.close()
 
 
 def visited_states(policy, env_id: str, num_states: int, seed: int = 0, epsilon: float = 0.0) -> np.ndarray:
@@ -231,4 +233,4 @@ def visited_states(policy, env_id: str, num_states: int, seed: int = 0, epsilon:
         observations, _ = collector.collect(num_states)
     finally:
         collector.close()
-    return observations[:num_states]
+    return observations

@@ -39,9 +39,9 @@ def run_demo(
     from kd_rl._io import write_text
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import inference_latency_us, model_size_bytes
-    from kd_rl.export import NumpyPolicy
     from kd_rl.models import load_policy
     from kd_rl.plots import plot_comparison_bars, plot_distillation_curve, read_curve, save
+    from kd_rl.policies import NumpyPolicy
 
     out = Path(out_dir)
     teacher_model = load_policy(teacher)

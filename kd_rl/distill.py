@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -28,7 +29,7 @@ from kd_rl.models import PolicyModel, StudentModel, count_params
 __all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
 
 
-def check_compatible(teacher: tf.keras.Model, student: tf.keras.Model) -> None:
+def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
     """Raise ``ValueError`` if teacher and student disagree on their sizes.
 
     Also builds kd_rl models whose ``observation_dim`` is known, so that their
@@ -52,10 +53,10 @@ def check_compatible(teacher: tf.keras.Model, student: tf.keras.Model) -> None:
 
 
 def make_distill_step(
-    teacher: tf.keras.Model,
-    student: tf.keras.Model,
-    optimizer: tf.keras.optimizers.Optimizer,
-    loss: str | tf.keras.losses.Loss = "kl",
+    teacher: keras.Model,
+    student: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    loss: str | keras.losses.Loss = "kl",
     temperature: float = 1.0,
     scale_by_temperature_squared: bool = True,
     jit_compile: bool = False,
@@ -82,7 +83,7 @@ def make_distill_step(
         teacher: Model giving the target logits (DQN Q-values or PPO logits).
         student: Model being trained; must output ``num_actions`` logits.
         optimizer: Any Keras optimizer.
-        loss: ``"kl"``, ``"mse"``, ``"nll"`` or a ``tf.keras.losses.Loss``
+        loss: ``"kl"``, ``"mse"``, ``"nll"`` or a ``keras.losses.Loss``
             called as ``loss(teacher_logits, student_logits)``.
         temperature: Softmax temperature for ``"kl"`` (> 0).
         scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
@@ -95,6 +96,9 @@ def make_distill_step(
     temperature = check_temperature(temperature)
     loss_fn = get_loss(loss, temperature, scale_by_temperature_squared)
     check_compatible(teacher, student)
+    # Optimizer variables are made now, not inside the first trace of one of
+    # the two compiled functions.
+    optimizer.build(student.trainable_variables)
 
     def update(observations, teacher_logits):
         if teacher_logits is None:
@@ -137,8 +141,8 @@ def make_distill_step(
     return step
 
 
-@tf.keras.utils.register_keras_serializable(package="kd_rl")
-class Distiller(tf.keras.Model):
+@keras.saving.register_keras_serializable(package="kd_rl")
+class Distiller(keras.Model):
     """Trains a student to imitate a teacher through ``fit``.
 
     Data may be observations alone (pure distillation, the usual RL case) or
@@ -148,27 +152,29 @@ class Distiller(tf.keras.Model):
     ``loss = alpha * student_loss(actions, student_logits)
     + (1 - alpha) * distillation_loss(teacher_logits, student_logits)``.
 
-    Calling the distiller runs the student. The teacher is never updated.
+    Sample weights (``(x, y, sample_weight)`` or ``fit(sample_weight=...)``)
+    weigh both terms per sample, as Keras losses do. Calling the distiller
+    runs the student. Only the student's variables get gradients; the
+    teacher's ``trainable`` flag is left as the caller set it.
 
     Args:
-        student: The model being trained.
-        teacher: The fixed teacher.
+        student: The model being trained (a Keras 3 model).
+        teacher: The fixed teacher (a Keras 3 model).
     """
 
-    def __init__(self, student: tf.keras.Model, teacher: tf.keras.Model, **kwargs):
+    def __init__(self, student: keras.Model, teacher: keras.Model, **kwargs):
         super().__init__(**kwargs)
         check_compatible(teacher, student)
         self.student = student
         self.teacher = teacher
-        self.teacher.trainable = False
 
     def compile(
         self,
         optimizer="adam",
-        distillation_loss: str | tf.keras.losses.Loss = "kl",
+        distillation_loss: str | keras.losses.Loss = "kl",
         temperature: float = 1.0,
         alpha: float = 0.0,
-        student_loss: tf.keras.losses.Loss | None = None,
+        student_loss: keras.losses.Loss | None = None,
         metrics=None,
         scale_by_temperature_squared: bool = True,
         **kwargs,
@@ -191,6 +197,8 @@ class Distiller(tf.keras.Model):
             metrics: Keras metrics of ``(actions, student_logits)``, updated
                 when the data carry labels.
             scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
+            **kwargs: Passed to ``keras.Model.compile`` (``steps_per_execution``,
+                ``jit_compile``, ...).
         """
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
@@ -198,61 +206,63 @@ class Distiller(tf.keras.Model):
         self.temperature = check_temperature(temperature)
         self.alpha = float(alpha)
         self.distillation_loss_fn = get_loss(distillation_loss, self.temperature, scale_by_temperature_squared)
-        self.student_loss_fn = student_loss or tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self._loss_tracker = tf.keras.metrics.Mean(name="loss")
-        self._distillation_tracker = tf.keras.metrics.Mean(name="distillation_loss")
-        self._agreement_tracker = tf.keras.metrics.Mean(name="agreement")
+        self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Keras 3 models own a private `_loss_tracker`; these names are kd_rl's.
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.agreement_tracker = keras.metrics.Mean(name="agreement")
 
     @property
     def metrics(self):
-        trackers = [getattr(self, n, None) for n in ("_loss_tracker", "_distillation_tracker", "_agreement_tracker")]
-        return [t for t in trackers if t is not None] + super().metrics
+        names = ("total_loss_tracker", "distillation_loss_tracker", "agreement_tracker")
+        trackers = [getattr(self, n) for n in names if hasattr(self, n)]
+        compiled = getattr(self, "_compile_metrics", None)  # Keras's container of compile(metrics=...)
+        return trackers + ([compiled] if compiled is not None else [])
 
     def call(self, observations, training=None):
         return self.student(observations, training=training)
 
-    def _compute_losses(self, data, training):
-        x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
-        teacher_logits = self.teacher(x, training=False)
+    def _forward_losses(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
         student_logits = self.student(x, training=training)
-        distill = self.distillation_loss_fn(teacher_logits, student_logits)
-        if y is None:
-            total = distill
-        else:
-            total = self.alpha * self.student_loss_fn(y, student_logits) + (1.0 - self.alpha) * distill
-        return x, y, teacher_logits, student_logits, distill, total
-
-    def _update_metrics(self, y, teacher_logits, student_logits, distill, total):
-        self._loss_tracker.update_state(total)
-        self._distillation_tracker.update_state(distill)
-        same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(student_logits, axis=-1))
-        self._agreement_tracker.update_state(tf.cast(same, tf.float32))
+        distill = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight=sample_weight)
+        total = distill
         if y is not None:
-            self.compiled_metrics.update_state(y, student_logits)
-        return {m.name: m.result() for m in self.metrics}
+            hard = self.student_loss_fn(y, student_logits, sample_weight=sample_weight)
+            total = self.alpha * hard + (1.0 - self.alpha) * distill
+        return x, y, sample_weight, teacher_logits, student_logits, distill, total
+
+    def _update_distill_metrics(self, x, y, sample_weight, teacher_logits, student_logits, distill, total):
+        self.total_loss_tracker.update_state(total)
+        self.distillation_loss_tracker.update_state(distill)
+        same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(student_logits, axis=-1))
+        self.agreement_tracker.update_state(tf.cast(same, tf.float32), sample_weight=sample_weight)
+        if y is not None:
+            self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        return self.get_metrics_result()
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            _, y, teacher_logits, student_logits, distill, total = self._compute_losses(data, training=True)
-        grads = tape.gradient(total, self.student.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables))
-        return self._update_metrics(y, teacher_logits, student_logits, distill, total)
+            results = self._forward_losses(data, training=True)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(results[-1], variables), variables))
+        return self._update_distill_metrics(*results)
 
     def test_step(self, data):
-        _, y, teacher_logits, student_logits, distill, total = self._compute_losses(data, training=False)
-        return self._update_metrics(y, teacher_logits, student_logits, distill, total)
+        return self._update_distill_metrics(*self._forward_losses(data, training=False))
 
     def get_config(self) -> dict:
         return {
-            "student": tf.keras.utils.serialize_keras_object(self.student),
-            "teacher": tf.keras.utils.serialize_keras_object(self.teacher),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
             "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config: dict):
-        student = tf.keras.utils.deserialize_keras_object(config.pop("student"))
-        teacher = tf.keras.utils.deserialize_keras_object(config.pop("teacher"))
+        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
         return cls(student=student, teacher=teacher, **config)
 
 
@@ -345,33 +355,45 @@ class DistillConfig:
         return d
 
 
-def _evaluate_point(student, teacher, config: DistillConfig, env_steps: int, loss: float) -> dict:
+#: Seeds of a run's curve and final evaluations are offset from its seed, so
+#: neither shares episodes with the other (see `kd_rl.evaluate.episode_seeds`).
+CURVE_EVAL_SEED_OFFSET = 10_000
+FINAL_EVAL_SEED_OFFSET = 1_000_000
+
+
+def _evaluate_point(student, teacher, config: DistillConfig, env_steps: int, loss: float, writer) -> dict:
     from kd_rl.evaluate import run_episodes
 
-    stats = run_episodes(student, config.env_id, config.curve_episodes, seed=10_000 + config.seed, reference=teacher)
-    return {
+    seed = CURVE_EVAL_SEED_OFFSET + config.seed
+    stats = run_episodes(student, config.env_id, config.curve_episodes, seed=seed, reference=teacher)
+    point = {
         "env_steps": env_steps,
         "mean_return": stats.mean_return,
         "std_return": stats.std_return,
         "agreement": stats.agreement,
         "loss": loss,
     }
+    if writer is not None:
+        with writer.as_default(step=env_steps):
+            for key in ("mean_return", "agreement", "loss"):
+                tf.summary.scalar(f"distill/{key}", point[key])
+    return point
 
 
 CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "loss")
 
 
 def distill_policy(
-    teacher: tf.keras.Model,
+    teacher: keras.Model,
     config: DistillConfig | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    student: tf.keras.Model | None = None,
+    student: keras.Model | None = None,
     teacher_name: str | None = None,
-    loss_fn: tf.keras.losses.Loss | None = None,
-) -> tuple[tf.keras.Model, dict]:
+    loss_fn: keras.losses.Loss | None = None,
+) -> tuple[keras.Model, dict]:
     """Distil ``teacher`` into a new student on a live environment.
 
     Alternates collection (``config.collect_per_round`` env steps, every state
@@ -408,139 +430,166 @@ def distill_policy(
     """
     from tqdm import tqdm
 
-    from kd_rl._io import cleanup_on_failure as _cleanup_on_failure
-    from kd_rl._io import prepare_run_dir, save_model, write_csv, write_json
+    from kd_rl._io import cleanup_on_failure, prepare_run_dir, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
-    from kd_rl.evaluate import check_model_fits_env, evaluate_model, run_episodes
+    from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
+    if resume and (out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE))):
+        raise ValueError(
+            f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
+            "run without --resume (a run checkpoints with --checkpoint-every)"
+        )
     existed = out_dir is None or os.path.exists(out_dir)  # only a folder this run creates is removed
     run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    with _cleanup_on_failure(run_dir or ".", existed):
+    with cleanup_on_failure(run_dir or ".", existed):
         start_time = time.perf_counter()
-        tf.keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.seed)
         if student is None:
             student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
         check_model_fits_env(student, config.env_id, role="student")
-        optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
         step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, config.temperature)
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
-        rng = np.random.default_rng(config.seed)
-        curve: list[dict] = []
-        env_steps, last_loss, elapsed_before = 0, float("nan"), 0.0
-
-        ckpt = manager = None
-        if run_dir is not None and config.checkpoint_every:
-            optimizer.build(student.trainable_variables)
-            ckpt = tf.train.Checkpoint(student=student, optimizer=optimizer)
-            manager = tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=2)
-            if resume and manager.latest_checkpoint:
-                ckpt.restore(manager.latest_checkpoint).expect_partial()
-                progress_state = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
-                with np.load(run_dir / "checkpoints" / "buffer.npz", allow_pickle=False) as state:
-                    buffer.load_state(dict(state))
-                env_steps = int(progress_state["env_steps"])
-                curve = progress_state["curve"]
-                elapsed_before = float(progress_state["wall_seconds"])
-                rng = np.random.default_rng([config.seed, env_steps])
-
-        # Environments cannot be checkpointed mid-episode; a resumed run starts
-        # fresh episodes with seeds derived from where it stopped.
+        checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
+        progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
+        if resume:
+            progress_state = _restore_checkpoint(checkpoint, config, student, optimizer, buffer)
+        env_steps, curve = progress_state["env_steps"], progress_state["curve"]
+        # Environments cannot be checkpointed mid-episode: a resumed run starts
+        # fresh episodes, and draws samples, from seeds derived from where it stopped.
+        rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
         collector = Collector(
-            config.env_id,
-            teacher,
-            student,
-            mode=config.collect,
-            num_envs=config.num_envs,
-            seed=config.seed + env_steps,
-            epsilon=config.epsilon,
-            beta=BetaSchedule(config.beta_start, config.beta_end),
-            total_steps=config.steps,
-        )
+            config.env_id, teacher, student, mode=config.collect, num_envs=config.num_envs,
+            seed=config.seed + env_steps, epsilon=config.epsilon,
+            beta=BetaSchedule(config.beta_start, config.beta_end), total_steps=config.steps,
+        )  # fmt: skip
         collector.steps = env_steps
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
         bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc="distill", unit="step")
-        next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None
-        next_ckpt = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every if manager else None
+        stack = (config.updates_per_round, config.batch_size)
         try:
             while env_steps < config.steps:
-                n = min(config.collect_per_round, config.steps - env_steps)
-                observations, logits = collector.collect(n)
-                observations, logits = observations[:n], logits[:n]  # whole batches may overshoot
+                observations, logits = collector.collect(min(config.collect_per_round, config.steps - env_steps))
                 buffer.add(observations, logits)
-                env_steps += len(observations)
+                before, env_steps = env_steps, env_steps + len(observations)
                 # All of a round's updates in one call: [updates, batch, ...] stacks.
-                batch_obs, batch_logits = buffer.sample(config.updates_per_round * config.batch_size, rng)
-                stack = (config.updates_per_round, config.batch_size)
+                batch_obs, batch_logits = buffer.sample(stack[0] * stack[1], rng)
                 losses = step(batch_obs.reshape(stack + (obs_dim,)), batch_logits.reshape(stack + (num_actions,)))
-                last_loss = float(losses[-1])
                 bar.update(len(observations))
-                bar.set_postfix(loss=f"{last_loss:.4g}")
-                if next_eval is not None and (env_steps >= next_eval or env_steps >= config.steps):
-                    point = _evaluate_point(student, teacher, config, env_steps, last_loss)
-                    curve.append(point)
-                    next_eval += config.eval_every
-                    if writer is not None:
-                        with writer.as_default(step=env_steps):
-                            for key in ("mean_return", "agreement", "loss"):
-                                tf.summary.scalar(f"distill/{key}", point[key])
-                if next_ckpt is not None and env_steps >= next_ckpt and env_steps < config.steps:
-                    manager.save(checkpoint_number=env_steps)
-                    np.savez(run_dir / "checkpoints" / "buffer.npz.tmp.npz", **buffer.state())
-                    os.replace(run_dir / "checkpoints" / "buffer.npz.tmp.npz", run_dir / "checkpoints" / "buffer.npz")
-                    write_json(
-                        run_dir / "checkpoints" / "progress.json",
-                        {
-                            "env_steps": env_steps,
-                            "curve": curve,
-                            "wall_seconds": elapsed_before + time.perf_counter() - start_time,
-                        },
-                    )
-                    next_ckpt += config.checkpoint_every
+                bar.set_postfix(loss=f"{float(losses[-1]):.4g}")
+                if _due(config.eval_every, before, env_steps) or env_steps >= config.steps:
+                    curve.append(_evaluate_point(student, teacher, config, env_steps, float(losses[-1]), writer))
+                if checkpoint is not None and env_steps < config.steps and _due(config.checkpoint_every, before, env_steps):
+                    elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
+                    _save_checkpoint(checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed)
         finally:
             bar.close()
             collector.close()
 
-        train_seconds = elapsed_before + time.perf_counter() - start_time
-        eval_seed = 1_000_000 + config.seed
-        teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
-        student_eval = evaluate_model(
-            student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
-        )
-        metrics = {
-            "env_id": config.env_id,
-            "teacher": teacher_name,
-            "teacher_mean_return": teacher_eval.mean_return,
-            "teacher_std_return": teacher_eval.std_return,
-            "student_mean_return": student_eval["mean_return"],
-            "student_std_return": student_eval["std_return"],
-            "student_min_return": student_eval["min_return"],
-            "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return
-            if teacher_eval.mean_return
-            else None,
-            "agreement": student_eval["agreement"],
-            "teacher_params": count_params(teacher),
-            "student_params": count_params(student),
-            "compression": count_params(teacher) / count_params(student),
-            "student_size_bytes": student_eval["size_bytes"],
-            "env_steps": env_steps,
-            "labelled_states": int(buffer.added),
-            "train_seconds": train_seconds,
-            "wall_seconds": elapsed_before + time.perf_counter() - start_time,
-            "eval_episodes": config.eval_episodes,
-            "eval_seed": eval_seed,
-            **config.to_dict(),
-        }
-        if loss_fn is not None:
-            metrics["loss"] = type(loss_fn).__name__
-        if getattr(student, "hidden_units", None) is not None:
-            metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
-        metrics["student_class"] = type(student).__name__
+        train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
+        metrics = _final_metrics(teacher, student, config, buffer, env_steps, train_seconds, teacher_name, loss_fn)
+        metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:
             save_model(student, run_dir / "student.keras")
             write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
             write_json(run_dir / "metrics.json", metrics)
-            if writer is not None:
-                writer.close()
+            writer.close()
         return student, metrics
+
+
+def _due(every: int, before: int, after: int) -> bool:
+    """Whether a multiple of ``every`` (0: never) lies in ``(before, after]``."""
+    return bool(every) and after // every > before // every
+
+
+def _final_metrics(teacher, student, config, buffer, env_steps, train_seconds, teacher_name, loss_fn) -> dict:
+    """Both policies on the same ``eval_episodes`` seeded episodes, and everything about the run."""
+    from kd_rl.evaluate import evaluate_model, run_episodes
+
+    eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
+    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
+    student_eval = evaluate_model(
+        student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
+    )
+    metrics = {
+        "env_id": config.env_id,
+        "teacher": teacher_name,
+        "teacher_mean_return": teacher_eval.mean_return,
+        "teacher_std_return": teacher_eval.std_return,
+        "student_mean_return": student_eval["mean_return"],
+        "student_std_return": student_eval["std_return"],
+        "student_min_return": student_eval["min_return"],
+        "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return if teacher_eval.mean_return else None,
+        "agreement": student_eval["agreement"],
+        "teacher_params": count_params(teacher),
+        "student_params": count_params(student),
+        "compression": count_params(teacher) / count_params(student),
+        "student_size_bytes": student_eval["size_bytes"],
+        "env_steps": env_steps,
+        "labelled_states": int(buffer.added),
+        "train_seconds": train_seconds,
+        "eval_episodes": config.eval_episodes,
+        "eval_seed": eval_seed,
+        **config.to_dict(),
+    }
+    if loss_fn is not None:
+        metrics["loss"] = type(loss_fn).__name__
+    if getattr(student, "hidden_units", None) is not None:
+        metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
+    metrics["student_class"] = type(student).__name__
+    return metrics
+
+
+#: A distillation run's checkpoint: one file, replaced atomically, so that the
+#: weights, optimizer state, replay buffer and progress always belong together.
+CHECKPOINT_FILE = "checkpoint.npz"
+
+#: Settings that may differ between a run and its resumption (they do not change what is learned).
+_RESUMABLE_SETTINGS = ("steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every")
+
+
+def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve, wall_seconds) -> None:
+    from kd_rl._io import atomic_path
+
+    arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
+    arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    arrays.update({f"buffer_{k}": v for k, v in buffer.state().items()})
+    progress = {"env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict()}
+    arrays["progress"] = np.array(json.dumps(progress))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _restore_checkpoint(path, config, student, optimizer, buffer) -> dict:
+    """Load a checkpoint written by `_save_checkpoint`, checking that it belongs to this run.
+
+    Raises:
+        ValueError: If the run's settings differ from the checkpoint's (naming
+            them), or the file does not match the student and optimizer.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            progress = json.loads(str(data["progress"]))
+            saved = progress["config"]
+            differing = sorted(
+                k for k, v in config.to_dict().items() if k not in _RESUMABLE_SETTINGS and saved.get(k) != v
+            )
+            if differing:
+                detail = ", ".join(f"{k}={saved.get(k)!r} (now {config.to_dict()[k]!r})" for k in differing)
+                raise ValueError(f"cannot resume {str(path)!r} with different settings: {detail}")
+            weights = [data[f"student_{i}"] for i in range(len(student.get_weights()))]
+            optimizer_state = [data[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
+            if f"student_{len(weights)}" in data.files or f"optimizer_{len(optimizer_state)}" in data.files:
+                raise ValueError("it holds more weights than this student has")
+            student.set_weights(weights)
+            for variable, value in zip(optimizer.variables, optimizer_state):
+                variable.assign(value)
+            buffer.load_state({k: data[f"buffer_{k}"] for k in ("observations", "logits", "added")})
+    except (KeyError, ValueError, OSError) as err:
+        if str(err).startswith("cannot resume"):
+            raise
+        raise ValueError(f"checkpoint {str(path)!r} does not match this run: {err}") from None
+    return progress

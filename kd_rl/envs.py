@@ -1,49 +1,39 @@
-"""Gymnasium environments as TF-Agents ``PyEnvironment`` objects.
-
-TF-Agents 0.19 only wraps the old ``gym`` API, so kd_rl carries its own bridge
-for Gymnasium 1.0. The one subtle point is the end of an episode:
-
-* ``terminated`` (the MDP reached a terminal state) gives a ``LAST`` time step
-  with ``discount = 0``: there is no future to bootstrap from;
-* ``truncated`` (a time limit) gives a ``LAST`` time step with
-  ``discount = 1``: the state had a future, so value targets still bootstrap.
+"""Gymnasium environments for kd_rl: checked creation and one stepping loop.
 
 kd_rl distils policies over flat observation vectors and discrete actions, so
-the bridge accepts only a 1-D ``Box`` observation space and a ``Discrete``
-action space, and says which space it refused otherwise.
+it accepts a 1-D ``Box`` observation space and a ``Discrete`` action space,
+and says which space it refused otherwise.
+
+`EnvGroup` steps several environments together so that one batched forward
+pass chooses every action of a time step. It is the one stepping loop of
+kd_rl: collection (`kd_rl.data.Collector`) and evaluation
+(`kd_rl.evaluate.run_episodes`) both use it. The TF-Agents view of the same
+environments (``PyEnvironment``, for teacher training) lives in
+`kd_rl.teachers.envs`.
 
 Example:
-    >>> env = make_env("CartPole-v1", seed=0)
-    >>> time_step = env.reset()
-    >>> time_step.observation.shape, int(env.action_spec().maximum) + 1
-    ((4,), 2)
+    >>> with EnvGroup("CartPole-v1", 2) as envs:
+    ...     obs = envs.reset(seeds=[0, 1])
+    ...     obs.shape, envs.num_actions
+    ((2, 4), 2)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium
 import numpy as np
 
-import kd_rl._quiet  # noqa: F401  (before tf_agents: silences gym's notice)
 from kd_rl._validate import check_int
 
-# isort: split
-from tf_agents.environments import batched_py_environment, py_environment, tf_py_environment
-from tf_agents.specs import array_spec
-from tf_agents.trajectories import time_step as ts
-
 __all__ = [
-    "GymnasiumEnvironment",
+    "EnvGroup",
     "check_observation_finite",
     "check_spaces",
     "env_dims",
-    "make_batched_env",
-    "make_env",
     "make_gymnasium_env",
-    "make_tf_env",
 ]
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
@@ -67,6 +57,9 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
             f"unknown environment id {env_id!r}; use an id registered with Gymnasium "
             f"(e.g. 'CartPole-v1', 'LunarLander-v3'): {err}"
         ) from None
+    except gymnasium.error.DependencyNotInstalled as err:
+        extra = ' (pip install "kd_rl[box2d]")' if "box2d" in str(err).lower() else ""
+        raise ValueError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
 
 
 def check_spaces(observation_space, action_space, env_id: str) -> None:
@@ -111,153 +104,106 @@ def check_observation_finite(observation, step: int) -> None:
         )
 
 
-def _observation_spec(space: gymnasium.spaces.Box) -> array_spec.BoundedArraySpec:
-    # Gymnasium allows infinite bounds; TF-Agents specs work with finite
-    # float32 numbers, so infinity becomes the largest float32.
-    low = np.clip(np.asarray(space.low, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
-    high = np.clip(np.asarray(space.high, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
-    return array_spec.BoundedArraySpec(
-        shape=space.shape, dtype=np.float32, minimum=low, maximum=high, name="observation"
-    )
+class EnvGroup:
+    """``num_envs`` Gymnasium environments of one id, stepped together.
 
-
-class GymnasiumEnvironment(py_environment.PyEnvironment):
-    """A Gymnasium environment seen as a TF-Agents ``PyEnvironment``.
-
-    Time steps carry ``observation: float32 [obs_dim]``, ``reward: float32 []``
-    and ``discount: float32 []``. A ``step`` after a ``LAST`` time step resets
-    the environment (TF-Agents' auto-reset) and ignores its action.
+    Observations come back stacked, ``float32 [n, obs_dim]``, and every one is
+    checked to be finite where it enters (a NaN would silently poison every
+    network that sees it). Actions are indices ``0 .. num_actions - 1``; the
+    group adds the action space's ``start`` for environments whose
+    ``Discrete`` space does not start at 0. Nothing resets automatically: the
+    caller decides what an episode's end means (a new episode for collection,
+    a finished one for evaluation).
 
     Args:
-        env: A Gymnasium environment id (made with ``gymnasium.make``) or an
-            environment instance.
-        seed: If given, the first reset uses ``seed=seed`` so the sequence of
-            episodes is reproducible; later resets continue Gymnasium's RNG.
-        **gym_kwargs: Passed to ``gymnasium.make`` (e.g. ``max_episode_steps``).
+        env_id: Gymnasium id (1-D ``Box`` observations, ``Discrete`` actions).
+        num_envs: Number of environments (>= 1).
+        env_kwargs: Passed to ``gymnasium.make``.
 
     Raises:
-        ValueError: If the id is unknown or the spaces are not a 1-D ``Box``
-            observation space and a ``Discrete`` action space.
+        ValueError: For an unknown id, unusable spaces or ``num_envs`` < 1.
     """
 
-    def __init__(self, env: str | gymnasium.Env, seed: int | None = None, **gym_kwargs):
-        super().__init__(handle_auto_reset=True)
-        if isinstance(env, str):
-            self.env_id = env
-            env = make_gymnasium_env(env, **gym_kwargs)
-        else:
-            if gym_kwargs:
-                raise ValueError(f"gym_kwargs are only used with an env id, got {sorted(gym_kwargs)}")
-            spec = getattr(env, "spec", None)
-            self.env_id = spec.id if spec is not None else type(env.unwrapped).__name__
+    def __init__(self, env_id: str, num_envs: int, env_kwargs: dict | None = None):
+        self.env_id = env_id
+        self.num_envs = check_int("num_envs", num_envs)
+        self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {}))]
         try:
-            check_spaces(env.observation_space, env.action_space, self.env_id)
-        except ValueError:
-            env.close()
+            check_spaces(self.envs[0].observation_space, self.envs[0].action_space, env_id)
+            self.envs += [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs - 1)]
+        except BaseException:
+            self.close()
             raise
-        self._env = env
-        self._action_start = int(env.action_space.start)
-        self._observation_spec = _observation_spec(env.observation_space)
-        self._action_spec = array_spec.BoundedArraySpec(
-            shape=(), dtype=np.int64, minimum=0, maximum=int(env.action_space.n) - 1, name="action"
-        )
-        self._seed = seed
-        self._episode_step = 0
+        space = self.envs[0].observation_space
+        self.obs_dim = int(space.shape[0])
+        self.num_actions = int(self.envs[0].action_space.n)
+        self._action_start = int(self.envs[0].action_space.start)  # Discrete(n, start=k)
+        self.episode_steps = np.zeros(self.num_envs, dtype=np.int64)
 
-    @property
-    def gym(self) -> gymnasium.Env:
-        """The wrapped Gymnasium environment."""
-        return self._env
+    def reset(self, seeds: Sequence[int | None] | None = None, indices: Sequence[int] | None = None) -> np.ndarray:
+        """Reset the environments ``indices`` (default all), each with its seed.
 
-    def observation_spec(self) -> array_spec.BoundedArraySpec:
-        return self._observation_spec
+        Returns:
+            Their first observations, float32 ``[len(indices), obs_dim]``.
+        """
+        indices = range(self.num_envs) if indices is None else indices
+        seeds = [None] * len(indices) if seeds is None else list(seeds)
+        if len(seeds) != len(indices):
+            raise ValueError(f"got {len(seeds)} seeds for {len(indices)} environments")
+        out = np.empty((len(indices), self.obs_dim), np.float32)
+        for j, (i, seed) in enumerate(zip(indices, seeds)):
+            obs, _ = self.envs[i].reset(seed=None if seed is None else int(seed))
+            self.episode_steps[i] = 0
+            check_observation_finite(obs, 0)
+            out[j] = obs
+        return out
 
-    def action_spec(self) -> array_spec.BoundedArraySpec:
-        return self._action_spec
+    def step(
+        self, actions, indices: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step the environments ``indices`` (default all), one action each.
 
-    def seed(self, seed: int | None) -> None:
-        """Seed the next reset; episodes after it follow from that seed."""
-        self._seed = seed
+        Args:
+            actions: int ``[len(indices)]``, each in ``0 .. num_actions - 1``.
+            indices: Which environments to step.
 
-    def _observation(self, observation) -> np.ndarray:
-        observation = np.asarray(observation, dtype=np.float32)
-        check_observation_finite(observation, self._episode_step)
-        return observation
-
-    def should_reset(self, current_time_step: ts.TimeStep) -> bool:
-        # Same rule as the base class, without its generic (and, per step,
-        # costly) checks: reset after a LAST step.
-        return int(current_time_step.step_type) == int(ts.StepType.LAST)
-
-    def _time_step(self, step_type, observation, reward: float, discount: float) -> ts.TimeStep:
-        # Built directly: ts.transition() and friends cost ~4x a CartPole step.
-        return ts.TimeStep(
-            step_type=np.asarray(step_type, dtype=np.int32),
-            reward=np.asarray(reward, dtype=np.float32),
-            discount=np.asarray(discount, dtype=np.float32),
-            observation=observation,
-        )
-
-    def _reset(self) -> ts.TimeStep:
-        # Gymnasium reseeds only when given a seed: pass it once, then let the
-        # environment's own RNG carry on so consecutive episodes differ.
-        observation, _ = self._env.reset(seed=self._seed)
-        self._seed = None
-        self._episode_step = 0
-        return self._time_step(ts.StepType.FIRST, self._observation(observation), 0.0, 1.0)
-
-    def _step(self, action) -> ts.TimeStep:
-        action = int(np.asarray(action).item()) + self._action_start
-        observation, reward, terminated, truncated, _ = self._env.step(action)
-        self._episode_step += 1
-        observation = self._observation(observation)
-        if terminated:
-            return self._time_step(ts.StepType.LAST, observation, reward, 0.0)
-        if truncated:
-            # Cut short by a time limit, not ended: keep discount 1 so value
-            # targets bootstrap from the last observation.
-            return self._time_step(ts.StepType.LAST, observation, reward, 1.0)
-        return self._time_step(ts.StepType.MID, observation, reward, 1.0)
-
-    def render(self, mode: str = "rgb_array"):
-        return self._env.render()
+        Returns:
+            ``(observations float32 [k, obs_dim], rewards float64 [k],
+            terminated bool [k], truncated bool [k])``.
+        """
+        indices = range(self.num_envs) if indices is None else indices
+        k = len(indices)
+        obs = np.empty((k, self.obs_dim), np.float32)
+        rewards = np.empty(k)
+        terminated = np.empty(k, dtype=bool)
+        truncated = np.empty(k, dtype=bool)
+        for j, i in enumerate(indices):
+            o, rewards[j], terminated[j], truncated[j], _ = self.envs[i].step(int(actions[j]) + self._action_start)
+            self.episode_steps[i] += 1
+            check_observation_finite(o, int(self.episode_steps[i]))
+            obs[j] = o
+        return obs, rewards, terminated, truncated
 
     def close(self) -> None:
-        self._env.close()
+        for env in self.envs:
+            env.close()
 
+    def __enter__(self) -> EnvGroup:
+        return self
 
-def make_env(env_id: str, seed: int | None = None, **gym_kwargs) -> GymnasiumEnvironment:
-    """One Gymnasium environment as a ``PyEnvironment`` (see `GymnasiumEnvironment`)."""
-    return GymnasiumEnvironment(env_id, seed=seed, **gym_kwargs)
-
-
-def make_tf_env(env_id: str, seed: int | None = None, **gym_kwargs) -> tf_py_environment.TFPyEnvironment:
-    """One environment as a ``TFPyEnvironment`` (time steps with batch size 1)."""
-    return tf_py_environment.TFPyEnvironment(make_env(env_id, seed=seed, **gym_kwargs))
-
-
-def make_batched_env(
-    env_id: str, num_envs: int, seed: int | None = None, **gym_kwargs
-) -> batched_py_environment.BatchedPyEnvironment:
-    """``num_envs`` environments stepped together, environment ``i`` seeded ``seed + i``.
-
-    Time steps are batched: ``observation: float32 [num_envs, obs_dim]``,
-    actions ``int64 [num_envs]``. Each environment auto-resets on its own.
-    Stepping is serial (no thread pool): on a small CPU the threads only add
-    overhead for environments as cheap as CartPole.
-
-    Raises:
-        ValueError: If ``num_envs`` is not an int >= 1, or as `make_env`.
-    """
-    num_envs = check_int("num_envs", num_envs)
-    envs = [make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(num_envs)]
-    return batched_py_environment.BatchedPyEnvironment(envs, multithreading=False)
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def env_dims(env_id: str, **gym_kwargs) -> tuple[int, int]:
-    """``(obs_dim, num_actions)`` of an environment, checked as `make_env` does."""
-    env = make_env(env_id, **gym_kwargs)
+    """``(obs_dim, num_actions)`` of an environment, its spaces checked.
+
+    Raises:
+        ValueError: For an unknown id or spaces kd_rl cannot use.
+    """
+    env = make_gymnasium_env(env_id, **gym_kwargs)
     try:
-        return int(env.observation_spec().shape[0]), int(env.action_spec().maximum) + 1
+        check_spaces(env.observation_space, env.action_space, env_id)
+        return int(env.observation_space.shape[0]), int(env.action_space.n)
     finally:
         env.close()

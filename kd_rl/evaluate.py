@@ -1,9 +1,16 @@
 """Measure a policy: returns, agreement with a teacher, size and latency.
 
-Episodes run side by side: ``episodes`` Gymnasium environments, each reset
-with its own seed (``seed``, ``seed + 1``, ...), are stepped together so that
-one batched forward pass chooses every action of a time step. This is what
-makes a 100-episode evaluation of CartPole take about a second.
+`run_episodes` is kd_rl's one evaluation: ``episodes`` Gymnasium environments
+(an `kd_rl.envs.EnvGroup`) are stepped together so that one batched forward
+pass chooses every action of a time step (a 100-episode CartPole evaluation
+takes about a second). `evaluate_model` adds what a saved model has beyond
+its returns (parameters, bytes, latency).
+
+Episode seeds come from ``numpy.random.SeedSequence(seed).spawn(episodes)``
+(`episode_seeds`): two evaluations with different seeds share no episode
+(``seed, seed + 1, ...`` would make seeds 0 and 5 share 95 of 100), and a
+teacher and a student evaluated with the same seed play the same episodes
+(common random numbers).
 """
 
 from __future__ import annotations
@@ -11,28 +18,23 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
 from kd_rl._validate import check_int
+from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim
 
 __all__ = [
     "EpisodeStats",
     "PolicyFn",
-    "as_policy_fn",
+    "episode_seeds",
     "run_episodes",
     "evaluate_model",
     "model_size_bytes",
     "inference_latency_us",
     "check_model_fits_env",
-    "observation_dim",
 ]
-
-#: A batched policy: ``observations float32 [batch, obs_dim] -> logits float32 [batch, num_actions]``.
-PolicyFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -42,7 +44,7 @@ class EpisodeStats:
     returns: list[float]
     lengths: list[int]
     agreement: float | None = None
-    extra: dict = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
 
     @property
     def mean_return(self) -> float:
@@ -64,33 +66,21 @@ class EpisodeStats:
         }
         if self.agreement is not None:
             out["agreement"] = self.agreement
-        out.update(self.extra)
         return out
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def observation_dim(model) -> int:
-    """Input size of a Keras policy: its ``observation_dim``, else its input shape."""
-    return getattr(model, "observation_dim", None) or model.input_shape[-1]
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The reset seeds of an evaluation: ``episodes`` independent draws from ``SeedSequence(seed)``.
 
-
-def as_policy_fn(model) -> PolicyFn:
-    """Wrap a Keras model (or a callable) as a fast batched ``PolicyFn``.
-
-    Keras models are traced once with a ``[None, obs_dim]`` signature, so
-    varying batch sizes do not retrace.
+    Different ``seed`` values give disjoint episode sets (up to 32-bit
+    collisions); the same ``seed`` always gives the same list.
     """
-    if not isinstance(model, tf.keras.Model):
-        return model
-    dim = observation_dim(model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32)])
-    def forward(x):
-        return model(x, training=False)
-
-    return lambda obs: forward(np.asarray(obs, np.float32)).numpy()
+    seed = check_int("seed", seed, minimum=0)
+    children = np.random.SeedSequence(seed).spawn(check_int("episodes", episodes))
+    return [int(child.generate_state(1)[0]) for child in children]
 
 
 def _greedy(output) -> np.ndarray:
@@ -118,8 +108,8 @@ def run_episodes(
         policy: A Keras model or a ``PolicyFn`` giving logits (it acts
             greedily), or a callable giving actions ``int [batch]``.
         env_id: Gymnasium environment id.
-        episodes: Number of episodes (>= 1); episode ``i`` is reset with ``seed + i``.
-        seed: Base seed.
+        episodes: Number of episodes (>= 1), reset with `episode_seeds` ``(seed, episodes)``.
+        seed: Seed of the evaluation (>= 0).
         reference: Optional model or ``PolicyFn`` (the teacher) scored on the
             same visited states: ``agreement`` is the fraction of steps where
             both choose the same action.
@@ -131,51 +121,42 @@ def run_episodes(
         `EpisodeStats`.
 
     Raises:
-        ValueError: If ``episodes`` < 1, or an observation is NaN or infinite.
+        ValueError: If ``episodes`` < 1 or ``seed`` < 0, or an observation is NaN or infinite.
     """
-    from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
+    from kd_rl.envs import EnvGroup
 
-    episodes = check_int("episodes", episodes)
+    seeds = episode_seeds(seed, episodes)
     act = as_policy_fn(policy)
     ref = None if reference is None else as_policy_fn(reference)
-    envs = [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(episodes)]
-    try:
-        check_spaces(envs[0].observation_space, envs[0].action_space, env_id)
-        action_start = int(envs[0].action_space.start)  # Discrete(n, start=k) counts actions from k
-        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
+    with EnvGroup(env_id, episodes, env_kwargs) as envs:
+        obs = envs.reset(seeds)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
         agree = total = 0
-        step = 0
         while active.any():
             idx = np.flatnonzero(active)
-            batch = obs[idx]
-            check_observation_finite(batch, step)
-            actions = _greedy(act(batch))
+            actions = _greedy(act(obs[idx]))
             if ref is not None:
-                agree += int(np.sum(actions == _greedy(ref(batch))))
+                agree += int(np.sum(actions == _greedy(ref(obs[idx]))))
                 total += len(idx)
-            for j, i in enumerate(idx):
-                o, r, terminated, truncated, _ = envs[i].step(int(actions[j]) + action_start)
-                obs[i] = o
-                returns[i] += r
-                lengths[i] += 1
-                if terminated or truncated or (max_steps is not None and lengths[i] >= max_steps):
-                    active[i] = False
-            step += 1
-    finally:
-        for env in envs:
-            env.close()
+            obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
+            returns[idx] += rewards
+            lengths[idx] += 1
+            done = terminated | truncated
+            if max_steps is not None:
+                done |= lengths[idx] >= max_steps
+            active[idx[done]] = False
     return EpisodeStats(
         returns=returns.tolist(),
         lengths=lengths.tolist(),
         agreement=None if ref is None else agree / max(total, 1),
+        seeds=seeds,
     )
 
 
-def model_size_bytes(model: tf.keras.Model) -> int:
-    """Size in bytes of the model saved as a ``.keras`` file."""
+def model_size_bytes(model) -> int:
+    """Size in bytes of a Keras model saved as a ``.keras`` file."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         model.save(path)
@@ -189,7 +170,9 @@ def inference_latency_us(policy, obs_dim: int, repeats: int = 200, warmup: int =
     Keras model, called eagerly as a user would call it. ``benchmarks/latency.py``
     times every runtime with this function.
     """
-    fn = policy if not isinstance(policy, tf.keras.Model) else (lambda x: policy(x).numpy())
+    import keras
+
+    fn = policy if not isinstance(policy, keras.Model) else (lambda x: np.asarray(policy(x)))
     x = np.zeros((1, obs_dim), np.float32)
     for _ in range(warmup):
         fn(x)
@@ -214,19 +197,26 @@ def evaluate_model(
     reference=None,
     latency: bool = True,
 ) -> dict:
-    """Everything kd_rl reports about a model on an environment, as plain JSON.
+    """`run_episodes` plus what a model has beyond its returns, as plain JSON.
 
-    Keys: env_id, episodes, mean_return, std_return, min_return, max_return,
-    mean_length, returns, lengths, params, size_bytes, and where it applies
-    agreement (with ``reference``) and latency_us (batch-1, eager Keras).
+    Keys: env_id, seed, episodes, mean_return, std_return, min_return,
+    max_return, mean_length, returns, lengths, and where they apply agreement
+    (with ``reference``), params, size_bytes (of a Keras model's ``.keras``
+    file) and latency_us (batch-1, eager Keras).
     """
+    import keras
+
     stats = run_episodes(model, env_id, episodes=episodes, seed=seed, reference=reference)
-    out = {"env_id": env_id, **stats.summary(), "returns": stats.returns, "lengths": stats.lengths}
-    if isinstance(model, tf.keras.Model):
-        out["params"] = int(model.count_params())
+    out = {"env_id": env_id, "seed": seed, **stats.summary(), "returns": stats.returns, "lengths": stats.lengths}
+    if isinstance(model, keras.Model):
+        from kd_rl.models import count_params
+
+        out["params"] = count_params(model)
         out["size_bytes"] = model_size_bytes(model)
         if latency:
             out["latency_us"] = inference_latency_us(model, observation_dim(model))
+    elif hasattr(model, "count_params"):
+        out["params"] = int(model.count_params())
     return out
 
 
@@ -238,14 +228,21 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
 
     Raises:
         ValueError: Naming the role, the sizes and the environment on a mismatch,
-            or the environment's space when kd_rl cannot use it.
+            the environment's space when kd_rl cannot use it, or a Keras 2
+            (``tf_keras``) model where kd_rl needs Keras 3.
     """
+    import keras
+
     from kd_rl.envs import env_dims
 
+    _check_not_keras2(model, role)
     obs_dim, num_actions = env_dims(env_id)
     model_dim = getattr(model, "observation_dim", None)
-    if model_dim is None and isinstance(model, tf.keras.Model) and model.built:
-        model_dim = model.input_shape[-1]
+    if model_dim is None and isinstance(model, keras.Model) and model.built:
+        try:
+            model_dim = model.input_shape[-1]
+        except (AttributeError, ValueError):
+            model_dim = None  # a subclassed model has no input shape
     if model_dim is not None and model_dim != obs_dim:
         raise ValueError(f"{role} expects {model_dim} observation features but {env_id} gives {obs_dim}")
     out = model(np.zeros((1, obs_dim), np.float32))
@@ -253,3 +250,11 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
     if model_actions != num_actions:
         raise ValueError(f"{role} outputs {model_actions} actions but {env_id} has {num_actions}")
     return obs_dim, num_actions
+
+
+def _check_not_keras2(model, role: str) -> None:
+    if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
+        raise ValueError(
+            f"{role} is a Keras 2 (tf_keras) model ({type(model).__name__}); kd_rl's students and teachers are "
+            "Keras 3 models: build them with `import keras` (after `import kd_rl`, `tf.keras` is Keras 2)"
+        )

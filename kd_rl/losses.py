@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 
 __all__ = [
@@ -50,9 +51,12 @@ def check_temperature(temperature) -> float:
 
 
 def _as_logits(teacher_logits, student_logits):
+    # Losses are computed in float32 at least: under mixed precision the
+    # student's logits arrive in float16, and the teacher's must not be
+    # rounded to float16 (nor divided by a small T there) on their way in.
     student_logits = tf.convert_to_tensor(student_logits)
-    teacher_logits = tf.cast(tf.convert_to_tensor(teacher_logits), student_logits.dtype)
-    return teacher_logits, student_logits
+    dtype = tf.float64 if student_logits.dtype == tf.float64 else tf.float32
+    return tf.cast(tf.convert_to_tensor(teacher_logits), dtype), tf.cast(student_logits, dtype)
 
 
 def _kl_per_sample(teacher_logits, student_logits, temperature, scale_by_temperature_squared):
@@ -111,14 +115,14 @@ def nll_loss(teacher_logits, student_logits) -> tf.Tensor:
     return tf.reduce_mean(_nll_per_sample(teacher_logits, student_logits))
 
 
-class _DistillationLoss(tf.keras.losses.Loss):
+class _DistillationLoss(keras.losses.Loss):
     """Base for the Keras forms: ``loss(y_true=teacher_logits, y_pred=student_logits)``."""
 
     def get_config(self) -> dict:
         return super().get_config()
 
 
-@tf.keras.utils.register_keras_serializable(package="kd_rl")
+@keras.saving.register_keras_serializable(package="kd_rl")
 class KLDistillationLoss(_DistillationLoss):
     """Keras form of `kl_divergence_loss`; ``y_true`` are the teacher's logits."""
 
@@ -138,7 +142,7 @@ class KLDistillationLoss(_DistillationLoss):
         return config
 
 
-@tf.keras.utils.register_keras_serializable(package="kd_rl")
+@keras.saving.register_keras_serializable(package="kd_rl")
 class MSEDistillationLoss(_DistillationLoss):
     """Keras form of `mse_loss`; ``y_true`` are the teacher's logits."""
 
@@ -149,7 +153,7 @@ class MSEDistillationLoss(_DistillationLoss):
         return _mse_per_sample(y_true, y_pred)
 
 
-@tf.keras.utils.register_keras_serializable(package="kd_rl")
+@keras.saving.register_keras_serializable(package="kd_rl")
 class NLLDistillationLoss(_DistillationLoss):
     """Keras form of `nll_loss`; ``y_true`` are the teacher's logits."""
 
@@ -161,17 +165,17 @@ class NLLDistillationLoss(_DistillationLoss):
 
 
 def get_loss(
-    name: str | tf.keras.losses.Loss, temperature: float = 1.0, scale_by_temperature_squared: bool = True
-) -> tf.keras.losses.Loss:
+    name: str | keras.losses.Loss, temperature: float = 1.0, scale_by_temperature_squared: bool = True
+) -> keras.losses.Loss:
     """Build a distillation loss by name (``"kl"``, ``"mse"`` or ``"nll"``).
 
-    A ``tf.keras.losses.Loss`` instance is returned unchanged, so custom losses
+    A ``keras.losses.Loss`` instance is returned unchanged, so custom losses
     plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
 
     Raises:
         ValueError: If ``name`` is not one of `LOSS_NAMES`.
     """
-    if isinstance(name, tf.keras.losses.Loss):
+    if isinstance(name, keras.losses.Loss):
         return name
     key = str(name).lower()
     if key == "kl":
@@ -180,4 +184,4 @@ def get_loss(
         return MSEDistillationLoss()
     if key == "nll":
         return NLLDistillationLoss()
-    raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a tf.keras.losses.Loss, got {name!r}")
+    raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")

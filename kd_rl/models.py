@@ -21,20 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int
 
-__all__ = ["PolicyModel", "TeacherModel", "StudentModel", "count_params", "load_policy"]
+__all__ = ["OUTPUT_TYPES", "PolicyModel", "TeacherModel", "StudentModel", "count_params", "load_policy"]
 
 _PACKAGE = "kd_rl"
 
+#: What a policy's outputs can be: Q-values, policy logits, or not said.
+OUTPUT_TYPES = ("q_values", "logits", None)
+
 
 def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
-    if isinstance(hidden_units, (bool, np.bool_)):
+    if isinstance(hidden_units, bool | np.bool_):
         raise ValueError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
-    if isinstance(hidden_units, (int, np.integer)):
+    if isinstance(hidden_units, int | np.integer):
         units = (int(hidden_units),)
     else:
         try:
@@ -44,7 +48,7 @@ def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...
                 f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}"
             ) from None
     for u in units:
-        if isinstance(u, (bool, np.bool_)) or not isinstance(u, (int, np.integer)) or u <= 0:
+        if isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0:
             raise ValueError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
     return tuple(int(u) for u in units)
 
@@ -60,8 +64,8 @@ def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
     return arr
 
 
-@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class PolicyModel(tf.keras.Model):
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolicyModel(keras.Model):
     """An MLP policy that outputs one logit (or Q-value) per action.
 
     ``call`` maps ``observations: float32 [batch, obs_dim]`` to
@@ -80,7 +84,12 @@ class PolicyModel(tf.keras.Model):
         observation_std: Optional fixed standard deviation that observations
             are divided by, length ``observation_dim`` (all > 0).
         observation_clip: Optional clip applied to normalised observations.
-        **kwargs: Passed to ``tf.keras.Model`` (``name``, ``dtype``...).
+        output_type: What the outputs are, for a teacher: ``"q_values"`` (a DQN's
+            action values) or ``"logits"`` (a policy's logits, e.g. a PPO
+            actor's); None when unknown. Saved with the model; the
+            distillation temperature's default follows it
+            (`kd_rl.losses.default_temperature`).
+        **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Raises:
         ValueError: If an argument is out of range; the message names it.
@@ -97,6 +106,7 @@ class PolicyModel(tf.keras.Model):
         observation_mean=None,
         observation_std=None,
         observation_clip: float | None = None,
+        output_type: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,7 +116,7 @@ class PolicyModel(tf.keras.Model):
             hidden_units = self.default_hidden_units
         self.hidden_units = _normalise_hidden_units(hidden_units)
         try:
-            tf.keras.activations.get(activation)
+            keras.activations.get(activation)
         except ValueError:
             raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
         self.activation = activation
@@ -117,43 +127,42 @@ class PolicyModel(tf.keras.Model):
         if observation_clip is not None and not observation_clip > 0:
             raise ValueError(f"observation_clip must be > 0 or None, got {observation_clip!r}")
         self.observation_clip = None if observation_clip is None else float(observation_clip)
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
+        self.output_type = output_type
 
         self.hidden_layers = [
-            tf.keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
+            keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
             for i, units in enumerate(self.hidden_units)
         ]
-        self.logits_layer = tf.keras.layers.Dense(self.num_actions, name="logits")
+        self.logits_layer = keras.layers.Dense(self.num_actions, name="logits")
         if type(self).__init__ is PolicyModel.__init__:
             self.ensure_built()
         # A subclass with its own __init__ adds layers after super().__init__(),
         # so it calls self.ensure_built() at its end (or is built by its first call).
 
     def ensure_built(self) -> PolicyModel:
-        """Build the weights now if ``observation_dim`` is known; returns ``self``."""
+        """Build the weights now if ``observation_dim`` is known; returns ``self``.
+
+        One forward pass on a zero observation builds every layer ``call``
+        uses, a subclass's own layers included.
+        """
         if not self.built and self.observation_dim is not None:
-            self.build((None, self.observation_dim))
+            self(tf.zeros((1, self.observation_dim)))
         return self
 
-    def count_params(self) -> int:
-        return super(PolicyModel, self.ensure_built()).count_params()
-
-    def get_weights(self):
-        return super(PolicyModel, self.ensure_built()).get_weights()
-
-    def set_weights(self, weights):
-        return super(PolicyModel, self.ensure_built()).set_weights(weights)
-
-    def save(self, filepath, *args, **kwargs):
-        # A model saved before it is built would silently lose its weights.
-        return super(PolicyModel, self.ensure_built()).save(filepath, *args, **kwargs)
-
     def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
+        # Keras 3 builds no sublayers in Model.build: build each Dense here so
+        # the weights exist (and count) before the first call.
+        input_shape = tuple(input_shape)
         dim = input_shape[-1]
         self._check_observations(tf.zeros([0 if d is None else d for d in input_shape]))
         if self.observation_dim is None and dim is not None:
             self.observation_dim = int(dim)
-        super().build(input_shape)
+        shape = input_shape
+        for layer in [*self.hidden_layers, self.logits_layer]:
+            layer.build(shape)
+            shape = (*shape[:-1], layer.units)
 
     def normalise(self, observations: tf.Tensor) -> tf.Tensor:
         """Apply the fixed observation normaliser, if the model has one."""
@@ -201,6 +210,7 @@ class PolicyModel(tf.keras.Model):
             observation_mean=None if self.observation_mean is None else self.observation_mean.tolist(),
             observation_std=None if self.observation_std is None else self.observation_std.tolist(),
             observation_clip=self.observation_clip,
+            output_type=self.output_type,
         )
         return config
 
@@ -209,28 +219,28 @@ class PolicyModel(tf.keras.Model):
         return cls(**config)
 
 
-@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class TeacherModel(PolicyModel):
     """The big policy: 100 hidden units by default, as in the article."""
 
     default_hidden_units = 100
 
 
-@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class StudentModel(PolicyModel):
     """The small policy: 50 hidden units by default, as in the article."""
 
     default_hidden_units = 50
 
 
-def count_params(model: tf.keras.Model) -> int:
+def count_params(model: keras.Model) -> int:
     """Number of weights (trainable and not) of a model, building it if it can."""
     if isinstance(model, PolicyModel):
         model.ensure_built()
     return int(model.count_params())
 
 
-def load_policy(name_or_path) -> tf.keras.Model:
+def load_policy(name_or_path) -> keras.Model:
     """Load a Keras policy from a ``.keras`` file or a zoo name, in safe mode.
 
     ``safe_mode=True`` means no code is run from the file (no Lambda layers),
@@ -257,10 +267,63 @@ def load_policy(name_or_path) -> tf.keras.Model:
         )
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {str(path)!r} is truncated or corrupted: not a valid .keras archive")
+    model = _load_keras2_policy(path)
+    if model is not None:
+        return model
     try:
-        model = tf.keras.models.load_model(path, safe_mode=True, compile=False)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive.
         raise ValueError(f"model file {str(path)!r} could not be loaded: {type(err).__name__}: {err}") from None
-    if not isinstance(model, tf.keras.Model) or len(model.outputs or [None]) != 1:
+    if not isinstance(model, keras.Model) or len(getattr(model, "outputs", None) or [None]) != 1:
         raise ValueError(f"model file {str(path)!r} does not hold a single-output Keras policy")
+    return model
+
+
+def _load_keras2_policy(path) -> PolicyModel | None:
+    """A kd_rl 0.1 policy saved by Keras 2 (TF 2.15) as a Keras 3 model; None for a Keras 3 file.
+
+    Keras 3 reads such a file without an error but finds none of its weights
+    (Keras 2 stored them under other paths), so kd_rl reads the archive itself:
+    the model's config from ``config.json`` and each Dense layer's kernel and
+    bias from ``model.weights.h5``. ``load_policy(old).save(new)`` converts.
+    """
+    import io
+    import json
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("metadata.json"))
+        if not str(meta.get("keras_version", "3")).startswith("2."):
+            return None
+        config = json.loads(archive.read("config.json"))
+        weights_file = archive.read("model.weights.h5")
+    classes = {f"{_PACKAGE}>{c.__name__}": c for c in (PolicyModel, TeacherModel, StudentModel)}
+    cls = classes.get(config.get("registered_name"))
+    if cls is None:
+        raise ValueError(
+            f"model file {str(path)!r} was saved by Keras {meta['keras_version']} and holds "
+            f"{config.get('class_name')!r}; kd_rl converts only its own TeacherModel/StudentModel from Keras 2 files: "
+            "rebuild the model in Keras 3 and load its weights"
+        )
+    import h5py
+
+    def index(name: str) -> int:  # Keras 2 named the hidden Dense layers dense, dense_1, dense_2, ...
+        match = re.fullmatch(r"dense(?:_(\d+))?", name)
+        return -1 if match is None else int(match.group(1) or 0)
+
+    try:
+        with h5py.File(io.BytesIO(weights_file), "r") as h5:
+            names = sorted(h5["layers"].keys(), key=index) if "layers" in h5 else []
+            groups = [h5["layers"][n]["vars"] for n in names] + [h5["logits_layer"]["vars"]]
+            arrays = [(np.asarray(g["0"]), np.asarray(g["1"])) for g in groups]
+        model = cls.from_config(config["config"])
+        model.ensure_built()
+        layers = [*model.hidden_layers, model.logits_layer]
+        if any(index(n) < 0 for n in names) or len(arrays) != len(layers):
+            raise ValueError(f"{len(arrays)} Dense layers stored for a model of {len(layers)}")
+        for layer, (kernel, bias) in zip(layers, arrays):
+            layer.set_weights([kernel, bias])
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"Keras 2 model file {str(path)!r} could not be converted: {err}") from None
     return model

@@ -1,72 +1,245 @@
-"""Any kd_rl student or teacher as a TF-Agents policy.
+"""Policies you can act with: one callable interface for every form of a policy.
 
-`as_tf_policy` wraps a Keras model that maps observations to logits (a
-student, a teacher, any ``PolicyModel``) in a greedy ``TFPolicy``, so it runs
-in TF-Agents drivers and metrics and saves with ``PolicySaver`` like any agent
-policy.
+A *policy function* (`PolicyFn`) maps ``observations float32 [batch, obs_dim]``
+to ``logits float32 [batch, num_actions]`` (a DQN's Q-values, an actor's
+logits); acting greedily is ``argmax`` over the last axis. Every form kd_rl
+deals in becomes one:
 
-Example:
-    >>> from tf_agents.drivers import dynamic_episode_driver
-    >>> env = make_tf_env("CartPole-v1", seed=0)
-    >>> policy = as_tf_policy(load_policy("CartPole-v1-dqn"), env.time_step_spec(), env.action_spec())
-    >>> dynamic_episode_driver.DynamicEpisodeDriver(env, policy, num_episodes=1).run()
+* a Keras model: `as_policy_fn` wraps it in one compiled ``tf.function`` per
+  model (made once and reused, so repeated evaluations do not retrace);
+* a NumPy export: `NumpyPolicy`, a dependency-free forward pass;
+* a TFLite export: `TFLitePolicy`, run with LiteRT (``ai_edge_litert``);
+* any file or zoo name: `load_any_policy`.
+
+The reverse direction, a Keras model as a TF-Agents ``TFPolicy`` for drivers
+and ``PolicySaver``, is `as_tf_policy` (it needs TF-Agents, and lives in
+`kd_rl.teachers.tf_policy`).
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
+import json
+import os
+import weakref
+from collections.abc import Callable
 
-import kd_rl._quiet  # noqa: F401  (before tf_agents: silences gym's notice)
+import numpy as np
 
-# isort: split
-from tf_agents.policies import tf_policy
-from tf_agents.specs import tensor_spec
-from tf_agents.trajectories import policy_step
+__all__ = [
+    "PolicyFn",
+    "as_policy_fn",
+    "as_tf_policy",
+    "NumpyPolicy",
+    "TFLitePolicy",
+    "load_any_policy",
+    "observation_dim",
+]
 
-__all__ = ["KerasGreedyPolicy", "as_tf_policy"]
+#: A batched policy: ``observations float32 [batch, obs_dim] -> logits float32 [batch, num_actions]``.
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-class KerasGreedyPolicy(tf_policy.TFPolicy):
-    """A greedy TF-Agents policy: ``action = argmax(model(observation))``.
+def _is_keras_model(obj) -> bool:
+    import keras
+
+    return isinstance(obj, keras.Model)
+
+
+def observation_dim(model) -> int:
+    """Input size of a policy: its ``observation_dim``, else its Keras input shape."""
+    return getattr(model, "observation_dim", None) or model.input_shape[-1]
+
+
+def as_policy_fn(policy) -> PolicyFn:
+    """A fast batched ``PolicyFn`` for a Keras model; any other callable is returned as is.
+
+    A Keras model is traced once per model with a ``[None, obs_dim]`` signature
+    (cached for the model's lifetime), so varying batch sizes and repeated
+    calls do not retrace, and later weight updates are seen.
+    """
+    if not _is_keras_model(policy):
+        return policy
+    fn = _COMPILED.get(policy)
+    if fn is None:
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec([None, observation_dim(policy)], tf.float32)])
+        def forward(x):
+            return policy(x, training=False)
+
+        def fn(observations):
+            return forward(np.asarray(observations, np.float32)).numpy()
+
+        _COMPILED[policy] = fn
+    return fn
+
+
+def as_tf_policy(model, time_step_spec, action_spec, name: str | None = None):
+    """``model`` as a greedy TF-Agents policy (needs TF-Agents; see `kd_rl.teachers.tf_policy`)."""
+    from kd_rl.teachers.tf_policy import as_tf_policy as _as_tf_policy
+
+    return _as_tf_policy(model, time_step_spec, action_spec, name=name)
+
+
+_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "linear": lambda x: x,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "swish": lambda x: x / (1.0 + np.exp(-x)),
+}
+
+
+class NumpyPolicy:
+    """A kd_rl MLP evaluated with NumPy alone: ``policy(obs) -> logits``.
 
     Args:
-        model: Keras model, ``float32 [batch, obs_dim] -> logits [batch, num_actions]``.
-        time_step_spec: The environment's time-step spec (tensor specs).
-        action_spec: A scalar integer ``BoundedTensorSpec`` with minimum 0.
-
-    Raises:
-        ValueError: If the action spec is not a scalar integer spec starting at
-            0, or the model's outputs do not match its number of actions.
+        weights: ``[(kernel [in, out], bias [out]), ...]``, the last pair giving logits.
+        activation: Hidden activation name (one of relu, tanh, sigmoid, linear, elu, softplus, swish).
+        observation_mean: Fixed mean subtracted from observations, if any.
+        observation_std: Fixed standard deviation observations are divided by, if any.
+        observation_clip: Clip applied after normalising, if any.
     """
 
-    def __init__(self, model: tf.keras.Model, time_step_spec, action_spec, name: str | None = None):
-        action_spec = tensor_spec.from_spec(action_spec)
-        time_step_spec = tensor_spec.from_spec(time_step_spec)
-        if action_spec.shape.rank != 0 or not action_spec.dtype.is_integer:
-            raise ValueError(f"action_spec must be a scalar integer spec, got {action_spec}")
-        if int(action_spec.minimum) != 0:
-            raise ValueError(f"action_spec must start at 0, got minimum {action_spec.minimum}")
-        num_actions = int(action_spec.maximum) + 1
-        obs_dim = int(time_step_spec.observation.shape[-1])
-        out = model(tf.zeros([1, obs_dim], tf.float32))
-        if int(out.shape[-1]) != num_actions:
-            raise ValueError(f"the model outputs {int(out.shape[-1])} logits but the action spec has {num_actions}")
-        super().__init__(time_step_spec, action_spec, name=name)
-        self._model = model
+    def __init__(self, weights, activation="relu", observation_mean=None, observation_std=None, observation_clip=None):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} has no NumPy form; supported: {', '.join(_ACTIVATIONS)}")
+        self.weights = [(np.asarray(k, np.float32), np.asarray(b, np.float32)) for k, b in weights]
+        self.activation = activation
+        self._act = _ACTIVATIONS[activation]
+        self.mean = None if observation_mean is None else np.asarray(observation_mean, np.float32)
+        self.std = None if observation_std is None else np.asarray(observation_std, np.float32)
+        self.clip = observation_clip
+        self.observation_dim = self.weights[0][0].shape[0]
+        self.num_actions = self.weights[-1][0].shape[1]
 
-    def _variables(self):
-        return self._model.variables
+    def __call__(self, observations) -> np.ndarray:
+        x = np.asarray(observations, np.float32)
+        if x.shape[-1] != self.observation_dim:
+            raise ValueError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        if self.clip is not None:
+            x = np.clip(x, -self.clip, self.clip)
+        for kernel, bias in self.weights[:-1]:
+            x = self._act(x @ kernel + bias)
+        kernel, bias = self.weights[-1]
+        return x @ kernel + bias
 
-    def _distribution(self, time_step, policy_state):
-        raise NotImplementedError("KerasGreedyPolicy is deterministic; use action()")
+    def act(self, observations) -> np.ndarray:
+        return np.argmax(self(observations), axis=-1)
 
-    def _action(self, time_step, policy_state, seed):
-        observations = tf.cast(time_step.observation, tf.float32)
-        logits = self._model(observations, training=False)
-        actions = tf.cast(tf.argmax(logits, axis=-1), self.action_spec.dtype)
-        return policy_step.PolicyStep(actions, policy_state, ())
+    @classmethod
+    def from_model(cls, model) -> NumpyPolicy:
+        """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs only; see `export_model`)."""
+        return cls(
+            dense_weights(model),
+            model.activation,
+            observation_mean=model.observation_mean,
+            observation_std=model.observation_std,
+            observation_clip=model.observation_clip,
+        )
+
+    def count_params(self) -> int:
+        return int(sum(k.size + b.size for k, b in self.weights))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> NumpyPolicy:
+        """Read an ``.npz`` written by `export_model` (no pickles are loaded)."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            weights = [(data[f"kernel_{i}"], data[f"bias_{i}"]) for i in range(meta["layers"])]
+            norm = {k: (data[k] if k in data.files else None) for k in ("observation_mean", "observation_std")}
+        return cls(weights, meta["activation"], observation_clip=meta.get("observation_clip"), **norm)
 
 
-def as_tf_policy(model: tf.keras.Model, time_step_spec, action_spec, name: str | None = None) -> KerasGreedyPolicy:
-    """Wrap ``model`` as a greedy TF-Agents policy (see `KerasGreedyPolicy`)."""
-    return KerasGreedyPolicy(model, time_step_spec, action_spec, name=name)
+class TFLitePolicy:
+    """A TFLite model run by LiteRT (``ai_edge_litert``) as a batched ``PolicyFn``.
+
+    int8 models are (de)quantised at the edges, so the policy always takes and
+    returns float32.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = str(path)
+        self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.observation_dim = int(self._input["shape"][-1])
+        self.num_actions = int(self._output["shape"][-1])
+        self._batch = int(self._input["shape"][0])
+
+    def __call__(self, observations) -> np.ndarray:
+        x = np.asarray(observations, np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.shape[0] != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [x.shape[0], self.observation_dim])
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._batch = x.shape[0]
+        scale, zero = self._input["quantization"]
+        if self._input["dtype"] != np.float32:
+            x = np.clip(np.round(x / scale + zero), -128, 127).astype(self._input["dtype"])
+        self.interpreter.set_tensor(self._input["index"], x)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])
+        scale, zero = self._output["quantization"]
+        if self._output["dtype"] != np.float32:
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+
+def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(kernel, bias), ...]`` of a kd_rl MLP, hidden layers first, the logits layer last.
+
+    Raises:
+        ValueError: For a model that is not a plain kd_rl ``PolicyModel``.
+    """
+    from kd_rl.models import PolicyModel
+
+    if not isinstance(model, PolicyModel) or type(model).call is not PolicyModel.call:
+        raise ValueError(
+            f"numpy export supports kd_rl's plain MLPs only; {type(model).__name__} has its own call() "
+            "(export it to tflite instead)"
+        )
+    layers = list(getattr(model, "hidden_layers", [])) + [getattr(model, "logits_layer", None)]
+    if layers[-1] is None or any(len(layer.get_weights()) != 2 for layer in layers):
+        raise ValueError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and logits_layer)")
+    return [tuple(layer.get_weights()) for layer in layers]
+
+
+def load_any_policy(name_or_path):
+    """Load a ``.keras`` model (or zoo name), a ``.tflite`` file or an ``.npz`` export.
+
+    Returns a Keras model for ``.keras`` files and a ``PolicyFn`` object
+    (`TFLitePolicy` or `NumpyPolicy`) for exports.
+
+    Raises:
+        ValueError: For a missing, unknown or corrupted file, naming it.
+    """
+    from kd_rl.models import load_policy
+    from kd_rl.zoo import resolve_model_path
+
+    path = resolve_model_path(name_or_path)
+    if path.suffix == ".tflite":
+        try:
+            return TFLitePolicy(path)
+        except Exception as err:
+            raise ValueError(f"model file {str(path)!r} is not a valid TFLite model: {err}") from None
+    if path.suffix == ".npz":
+        try:
+            return NumpyPolicy.load(path)
+        except Exception as err:
+            raise ValueError(f"model file {str(path)!r} is not a kd_rl NumPy export: {err}") from None
+    return load_policy(path)

@@ -3,9 +3,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KD_RL_FAST", "1")
 
+import kd_rl  # noqa: E402, F401  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow resolves tf.keras)
+
+# isort: split
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 # The keys every teacher run's metrics.json must have (issue #3), spelled out once.
 TEACHER_METRIC_KEYS = frozenset(
@@ -15,7 +18,7 @@ TEACHER_METRIC_KEYS = frozenset(
 
 @pytest.fixture(autouse=True)
 def _seed():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     yield
 
 

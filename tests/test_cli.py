@@ -3,9 +3,9 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import TEACHER_METRIC_KEYS
 
 from kd_rl.cli import main
@@ -67,7 +67,7 @@ def test_distill_writes_a_complete_run(tmp_path, cartpole_teacher_path, capsys):
         assert key in metrics, key
     assert metrics["env_steps"] == 1000 and metrics["hidden_units"] == [16] and metrics["eval_episodes"] == 5
     assert metrics["student_params"] == 4 * 16 + 16 + 16 * 2 + 2
-    student = tf.keras.models.load_model(out / "student.keras", safe_mode=True)
+    student = keras.saving.load_model(out / "student.keras", safe_mode=True)
     assert student.hidden_units == (16,)
     assert "student" in capsys.readouterr().out
 

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,7 +16,7 @@ def test_distill_step_brings_kl_below_1e_3_and_leaves_teacher_alone(rng):
     teacher, student = _pair(num_actions=3)
     x = rng.normal(size=(256, 4)).astype(np.float32)
     teacher_before = [w.copy() for w in teacher.get_weights()]
-    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(3e-3), loss="kl", temperature=1.0)
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(3e-3), loss="kl", temperature=1.0)
     initial = float(kl_divergence_loss(teacher(x), student(x), 1.0))
     for _ in range(1500):
         step(x)
@@ -30,7 +31,7 @@ def test_distill_step_returns_the_loss_before_the_update(rng):
     teacher, student = _pair()
     x = rng.normal(size=(32, 4)).astype(np.float32)
     expected = float(kl_divergence_loss(teacher(x), student(x), 2.0))
-    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1), temperature=2.0)
+    step = make_distill_step(teacher, student, keras.optimizers.SGD(0.1), temperature=2.0)
     np.testing.assert_allclose(float(step(x)), expected, rtol=1e-5)
     assert float(kl_divergence_loss(teacher(x), student(x), 2.0)) < expected
 
@@ -41,8 +42,8 @@ def test_distill_step_accepts_stored_teacher_logits(rng):
     labels = teacher(x).numpy()
     a = StudentModel(2, observation_dim=4)
     a.set_weights(student.get_weights())
-    step_live = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1), loss="mse")
-    step_stored = make_distill_step(teacher, a, tf.keras.optimizers.SGD(0.1), loss="mse")
+    step_live = make_distill_step(teacher, student, keras.optimizers.SGD(0.1), loss="mse")
+    step_stored = make_distill_step(teacher, a, keras.optimizers.SGD(0.1), loss="mse")
     for _ in range(3):
         np.testing.assert_allclose(float(step_live(x)), float(step_stored(x, labels)), rtol=1e-6)
     for w1, w2 in zip(student.get_weights(), a.get_weights()):
@@ -53,7 +54,7 @@ def test_distill_step_accepts_stored_teacher_logits(rng):
 def test_other_losses_raise_agreement(loss, rng):
     teacher, student = _pair(num_actions=4)
     x = rng.normal(size=(256, 4)).astype(np.float32)
-    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(3e-3), loss=loss)
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(3e-3), loss=loss)
     for _ in range(400):
         step(x)
     assert np.mean(teacher.act(x) == student.act(x)) > 0.9
@@ -68,11 +69,9 @@ def test_a_stack_of_batches_runs_the_same_updates_in_one_call(jit_compile, store
     x = rng.normal(size=(5, 32, 4)).astype(np.float32)
     labels = teacher(x.reshape(-1, 4)).numpy().reshape(5, 32, 2) if stored else None
     step_a = make_distill_step(
-        teacher, one_by_one, tf.keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile
+        teacher, one_by_one, keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile
     )
-    step_b = make_distill_step(
-        teacher, stacked, tf.keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile
-    )
+    step_b = make_distill_step(teacher, stacked, keras.optimizers.Adam(1e-2), temperature=2.0, jit_compile=jit_compile)
     losses = [float(step_a(x[i], None if labels is None else labels[i])) for i in range(5)]
     stacked_losses = step_b(x, labels).numpy()
     assert stacked_losses.shape == (5,)
@@ -84,7 +83,7 @@ def test_a_stack_of_batches_runs_the_same_updates_in_one_call(jit_compile, store
 
 def test_one_step_takes_single_and_stacked_batches_in_any_order(rng):
     teacher, student = _pair()
-    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1))
+    step = make_distill_step(teacher, student, keras.optimizers.SGD(0.1))
     x = rng.normal(size=(3, 16, 4)).astype(np.float32)
     assert step(x).shape == (3,)
     assert step(x[0]).shape == ()
@@ -94,7 +93,7 @@ def test_one_step_takes_single_and_stacked_batches_in_any_order(rng):
 
 def test_distill_step_rejects_other_ranks(rng):
     teacher, student = _pair()
-    step = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.1))
+    step = make_distill_step(teacher, student, keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match=r"stack of batches \[steps, batch, obs_dim\], got shape \(4,\)"):
         step(np.zeros(4, np.float32))
 
@@ -104,8 +103,8 @@ def test_jit_compiled_step_matches(rng):
     twin = StudentModel(2, observation_dim=4)
     twin.set_weights(student.get_weights())
     x = rng.normal(size=(64, 4)).astype(np.float32)
-    plain = make_distill_step(teacher, student, tf.keras.optimizers.SGD(0.05), temperature=3.0)
-    xla = make_distill_step(teacher, twin, tf.keras.optimizers.SGD(0.05), temperature=3.0, jit_compile=True)
+    plain = make_distill_step(teacher, student, keras.optimizers.SGD(0.05), temperature=3.0)
+    xla = make_distill_step(teacher, twin, keras.optimizers.SGD(0.05), temperature=3.0, jit_compile=True)
     for _ in range(3):
         np.testing.assert_allclose(float(plain(x)), float(xla(x)), rtol=1e-4)
 
@@ -114,13 +113,13 @@ def test_bad_arguments():
     teacher, _ = _pair(num_actions=2)
     student3 = StudentModel(3, observation_dim=4)
     with pytest.raises(ValueError, match="num_actions"):
-        make_distill_step(teacher, student3, tf.keras.optimizers.Adam())
+        make_distill_step(teacher, student3, keras.optimizers.Adam())
     with pytest.raises(ValueError, match="observation_dim"):
-        make_distill_step(teacher, StudentModel(2, observation_dim=5), tf.keras.optimizers.Adam())
+        make_distill_step(teacher, StudentModel(2, observation_dim=5), keras.optimizers.Adam())
     with pytest.raises(ValueError, match="temperature"):
-        make_distill_step(teacher, StudentModel(2, observation_dim=4), tf.keras.optimizers.Adam(), temperature=0)
+        make_distill_step(teacher, StudentModel(2, observation_dim=4), keras.optimizers.Adam(), temperature=0)
     with pytest.raises(ValueError, match="loss must be one of"):
-        make_distill_step(teacher, StudentModel(2, observation_dim=4), tf.keras.optimizers.Adam(), loss="l1")
+        make_distill_step(teacher, StudentModel(2, observation_dim=4), keras.optimizers.Adam(), loss="l1")
     with pytest.raises(ValueError, match="num_actions"):
         Distiller(student=student3, teacher=teacher)
 
@@ -130,10 +129,10 @@ def test_distiller_fits_on_tf_data_with_callbacks(rng):
     x = rng.normal(size=(2048, 4)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices(x).shuffle(2048, seed=0).batch(64)
     distiller = Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=tf.keras.optimizers.Adam(3e-3), distillation_loss="kl", temperature=2.0)
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), distillation_loss="kl", temperature=2.0)
     teacher_before = teacher.get_weights()[0].copy()
     seen = []
-    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+    cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
     history = distiller.fit(ds, epochs=8, verbose=0, callbacks=[cb])
     losses = history.history["loss"]
     assert losses[-1] < 0.2 * losses[0]
@@ -156,7 +155,7 @@ def test_distiller_fit_with_steps_per_execution_matches_one_step_per_call(rng):
     weights = []
     for model, per_call in ((student, 1), (twin, 10)):
         distiller = Distiller(student=model, teacher=teacher)
-        distiller.compile(optimizer=tf.keras.optimizers.SGD(0.05), temperature=2.0, steps_per_execution=per_call)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.05), temperature=2.0, steps_per_execution=per_call)
         distiller.fit(x, batch_size=64, epochs=2, shuffle=False, verbose=0)
         weights.append(model.get_weights())
     assert not np.allclose(weights[0][0], initial[0])
@@ -170,10 +169,10 @@ def test_distiller_mixes_in_hard_labels_with_alpha(rng):
     y = teacher.act(x)
     distiller = Distiller(student=student, teacher=teacher)
     distiller.compile(
-        optimizer="adam", temperature=2.0, alpha=0.5, metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="acc")]
+        optimizer="adam", temperature=2.0, alpha=0.5, metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")]
     )
     logs = distiller.evaluate(x, y, batch_size=512, verbose=0, return_dict=True)
-    ce = float(tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, student(x)))
+    ce = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, student(x)))
     kl = float(kl_divergence_loss(teacher(x), student(x), 2.0))
     np.testing.assert_allclose(logs["loss"], 0.5 * ce + 0.5 * kl, rtol=1e-4)
     assert "acc" in logs

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from kd_rl.evaluate import run_episodes
-from kd_rl.export import NumpyPolicy, TFLitePolicy, export_model, load_any_policy
+from kd_rl.export import export_model
 from kd_rl.models import StudentModel, load_policy
+from kd_rl.policies import NumpyPolicy, TFLitePolicy, load_any_policy
 
 
 @pytest.fixture
@@ -37,9 +38,23 @@ def test_tflite_float_export_matches_keras(student, tmp_path, rng):
     path = export_model(student, "tflite", tmp_path / "s.tflite")
     policy = load_any_policy(path)
     assert isinstance(policy, TFLitePolicy)
+    # Run by LiteRT, not the deprecated tf.lite.Interpreter.
+    assert type(policy.interpreter).__module__.startswith("ai_edge_litert")
     x = rng.normal(scale=3, size=(64, 4)).astype(np.float32)
     np.testing.assert_allclose(policy(x), student(x).numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(policy(x[:1]), student(x[:1]).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_tflite_float_export_is_exact_on_visited_states(cartpole_teacher, tmp_path):
+    # Keras 3 models converted through from_concrete_functions([cf], model) gave
+    # outputs ~1e33: check the numbers on >= 1,000 states a policy really visits.
+    from kd_rl.data import visited_states
+
+    teacher = load_policy("CartPole-v1-ppo")  # with a baked-in observation normaliser
+    states = visited_states(teacher, "CartPole-v1", 1000, seed=0, epsilon=0.1)
+    assert len(states) >= 1000
+    policy = load_any_policy(export_model(teacher, "tflite", tmp_path / "t.tflite"))
+    np.testing.assert_allclose(policy(states), teacher(states).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_tflite_int8_export_agrees_and_acts_well(cartpole_teacher, tmp_path):

@@ -1,6 +1,6 @@
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kd_rl.models import PolicyModel, StudentModel, TeacherModel
 
@@ -56,7 +56,7 @@ def test_keras_file_round_trip_is_exact_in_safe_mode(tmp_path, cls, rng):
     x = rng.normal(size=(32, 6)).astype(np.float32)
     path = tmp_path / "m.keras"
     model.save(path)
-    loaded = tf.keras.models.load_model(path, safe_mode=True)
+    loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded) is cls
     assert loaded.hidden_units == (12, 7) and loaded.activation == "tanh"
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
@@ -68,7 +68,7 @@ def test_model_built_lazily_round_trips(tmp_path, rng):
     model(x)
     assert model.observation_dim == 4
     model.save(tmp_path / "s.keras")
-    loaded = tf.keras.models.load_model(tmp_path / "s.keras")
+    loaded = keras.saving.load_model(tmp_path / "s.keras")
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
 
 
@@ -83,14 +83,14 @@ def test_observation_normaliser_is_applied(rng):
 
 # A Keras user extends the student: a residual MLP with layer normalisation.
 # Registering it makes the .keras file load without custom_objects.
-@tf.keras.utils.register_keras_serializable(package="kd_rl_tests")
+@keras.saving.register_keras_serializable(package="kd_rl_tests")
 class LayerNormStudent(StudentModel):
     """A student whose hidden activations are layer-normalised."""
 
     def __init__(self, *args, epsilon: float = 1e-3, **kwargs):
         super().__init__(*args, **kwargs)
         self.epsilon = epsilon
-        self.norms = [tf.keras.layers.LayerNormalization(epsilon=epsilon) for _ in self.hidden_units]
+        self.norms = [keras.layers.LayerNormalization(epsilon=epsilon) for _ in self.hidden_units]
         self.ensure_built()  # now that every layer exists
 
     def call(self, observations, training=None):
@@ -110,13 +110,13 @@ def test_subclassed_student_trains_and_round_trips(tmp_path, rng):
     student = LayerNormStudent(2, hidden_units=16, epsilon=1e-4, observation_dim=4)
     assert student.count_params() == (4 * 16 + 16) + 2 * 16 + (16 * 2 + 2)
     x = rng.normal(size=(64, 4)).astype(np.float32)
-    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(1e-2))
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(1e-2))
     first = float(step(x))
     for _ in range(50):
         last = float(step(x))
     assert last < first
     student.save(tmp_path / "ln.keras")
-    loaded = tf.keras.models.load_model(tmp_path / "ln.keras", safe_mode=True)
+    loaded = keras.saving.load_model(tmp_path / "ln.keras", safe_mode=True)
     assert isinstance(loaded, LayerNormStudent) and loaded.epsilon == 1e-4
     np.testing.assert_array_equal(loaded(x).numpy(), student(x).numpy())
 

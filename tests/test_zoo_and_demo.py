@@ -1,6 +1,9 @@
 import json
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from conftest import TEACHER_METRIC_KEYS
 
@@ -30,12 +33,35 @@ def test_each_zoo_teacher_is_small_documented_and_scores_what_it_claims(entry):
     assert entry["mean_return"] >= THRESHOLDS[entry["env_id"]]
     model = load_policy(entry["name"])
     assert model.count_params() == entry["params"]
-    # A few episodes (seeded like the final evaluation) reproduce the recorded returns.
-    stats = run_episodes(model, entry["env_id"], episodes=3, seed=entry["seed"])
-    recorded = json.loads((folder / "metrics.json").read_text()).get("returns")
-    if recorded:
-        assert stats.returns == recorded[:3]
-    assert stats.mean_return >= 0.9 * THRESHOLDS[entry["env_id"]]
+    assert model.output_type == entry["outputs"] == {"dqn": "q_values", "ppo": "logits"}[entry["algo"]]
+    # The recorded score is re-measured here, not compared bit for bit: float
+    # rounding differs between CPUs (AVX2 vs AVX-512 kernels) and a chaotic
+    # environment's episodes then diverge. 20 episodes seeded like the final
+    # evaluation must land within 4 standard errors of the recorded mean.
+    n = 20
+    stats = run_episodes(model, entry["env_id"], episodes=n, seed=entry["seed"])
+    tolerance = 4 * entry["std_return"] / n**0.5 + 1.0
+    assert abs(stats.mean_return - entry["mean_return"]) <= tolerance, (stats.mean_return, entry["mean_return"])
+    assert entry["mean_return"] == pytest.approx(np.mean(entry["returns"]))
+
+
+def test_zoo_files_are_keras3_and_load_in_safe_mode_without_tf_keras(tmp_path):
+    # A process that cannot import tf_keras or TF-Agents loads every zoo file with Keras 3 alone.
+    code = (
+        "import sys, json, zipfile\n"
+        "sys.modules['tf_keras'] = None; sys.modules['tf_agents'] = None\n"
+        "import keras, numpy as np\n"
+        "import kd_rl.models\n"
+        "from kd_rl.zoo import list_zoo\n"
+        "for e in list_zoo():\n"
+        "    meta = json.loads(zipfile.ZipFile(e['path']).read('metadata.json'))\n"
+        "    assert meta['keras_version'].startswith('3.'), meta\n"
+        "    m = keras.saving.load_model(e['path'], safe_mode=True, compile=False)\n"
+        "    assert m.count_params() == e['params']\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
 def test_zoo_names_resolve_and_unknown_names_are_listed():

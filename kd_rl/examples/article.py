@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from kd_rl.distill import make_distill_step
 from kd_rl.losses import kl_divergence_loss
@@ -59,7 +59,7 @@ def synthetic_task(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return x, np.argmax(x @ w, axis=1)
 
 
-def _agreement(a: tf.keras.Model, b: tf.keras.Model, x: np.ndarray) -> float:
+def _agreement(a: keras.Model, b: keras.Model, x: np.ndarray) -> float:
     return float(np.mean(a.act(x) == b.act(x)))
 
 
@@ -72,7 +72,7 @@ def run(
     verbose: bool = True,
 ) -> ArticleResult:
     """Fit the teacher, distil it into the student, and report the numbers."""
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     say = print if verbose else (lambda *a, **k: None)
 
     x_train, y_train = synthetic_task(8000, seed=seed + 1)
@@ -85,8 +85,8 @@ def run(
 
     # 1. The teacher learns the task from labels (from logits: the model has no softmax).
     teacher.compile(
-        optimizer=tf.keras.optimizers.Adam(1e-3),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     teacher.fit(x_train, y_train, epochs=teacher_epochs, batch_size=batch_size, verbose=0)
@@ -101,7 +101,7 @@ def run(
     )
 
     # 2. The student learns from the teacher's softened outputs only: no labels.
-    step = make_distill_step(teacher, student, tf.keras.optimizers.Adam(1e-3), loss="kl", temperature=temperature)
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(1e-3), loss="kl", temperature=temperature)
     rng = np.random.default_rng(seed)
     for i in range(distill_steps):
         batch = x_train[rng.integers(0, len(x_train), size=batch_size)]
