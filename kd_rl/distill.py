@@ -479,9 +479,10 @@ def distill_policy(
                 losses = step(batch_obs.reshape(stack + (obs_dim,)), batch_logits.reshape(stack + (num_actions,)))
                 bar.update(len(observations))
                 bar.set_postfix(loss=f"{float(losses[-1]):.4g}")
-                if _due(config.eval_every, before, env_steps) or env_steps >= config.steps:
+                done = env_steps >= config.steps
+                if _due(config.eval_every, before, env_steps) or done:
                     curve.append(_evaluate_point(student, teacher, config, env_steps, float(losses[-1]), writer))
-                if checkpoint is not None and env_steps < config.steps and _due(config.checkpoint_every, before, env_steps):
+                if checkpoint is not None and not done and _due(config.checkpoint_every, before, env_steps):
                     elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
                     _save_checkpoint(checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed)
         finally:

@@ -1,4 +1,4 @@
-"""Tests for kd_rl.teachers: training, export, evaluation, resume, validation."""
+"""Tests for kd_rl.teachers: training, export, evaluation seeds, resume, validation."""
 
 from __future__ import annotations
 
@@ -6,25 +6,30 @@ import csv
 import json
 
 import gymnasium
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from conftest import TEACHER_METRIC_KEYS
+from tf_agents.networks import sequential
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from kd_rl import teachers
-from kd_rl.envs import make_env
+from kd_rl.evaluate import episode_seeds, run_episodes
 from kd_rl.models import TeacherModel
 from kd_rl.teachers import (
-    evaluate_policy,
     export_dqn_teacher,
     export_ppo_teacher,
     load_hyperparameters,
     make_dqn_agent,
+    make_env,
     make_ppo_agent,
+    make_q_network,
+    run,
     train_teacher,
 )
+from kd_rl.teachers.export import dense_layers
 
 # Tiny settings so a run takes seconds; the numbers are not meant to learn.
 TINY_DQN = dict(
@@ -111,38 +116,66 @@ def test_train_teacher_writes_model_metrics_and_curve(tmp_path, algo, steps, ove
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     assert metrics["env_steps"] == expected_steps and metrics["eval_episodes"] == 3
     assert metrics["hidden_units"] == [100] and metrics["command"] == "cmd"
+    assert metrics["outputs"] == {"dqn": "q_values", "ppo": "logits"}[algo]
+    assert {"tensorflow", "keras", "tf_keras", "tf_agents"} <= set(metrics["versions"])
+    assert metrics["versions"]["keras"].startswith("3.") and metrics["versions"]["tf_keras"].startswith("2.")
     assert [s for s, _ in _read_curve(out / "curve.csv")] == expected_curve
     assert (out / "tensorboard").is_dir()
 
-    teacher = tf.keras.models.load_model(out / "teacher.keras")
-    assert isinstance(teacher, TeacherModel)
+    # A Keras 3 model, loadable without kd_rl.teachers' legacy Keras.
+    teacher = keras.saving.load_model(out / "teacher.keras")
+    assert isinstance(teacher, TeacherModel) and isinstance(teacher, keras.Model)
     assert metrics["params"] == teacher.count_params() == 4 * 100 + 100 + 100 * 2 + 2
-    # The recorded score is the saved model's greedy score on seeds 3, 4, 5.
-    again = evaluate_policy(teacher, "CartPole-v1", episodes=3, seed=3)
-    assert metrics["mean_return"] == pytest.approx(again["mean_return"])
-    assert metrics["std_return"] == pytest.approx(np.std(again["returns"]))
+    # The recorded score is the saved model's greedy score with the run's seed.
+    again = run_episodes(teacher, "CartPole-v1", episodes=3, seed=3)
+    assert metrics["returns"] == again.returns
+    assert metrics["mean_return"] == pytest.approx(again.mean_return)
+    assert metrics["std_return"] == pytest.approx(np.std(again.returns))
 
 
 def test_export_dqn_logits_are_the_q_values_and_argmax_matches_greedy_policy():
     time_step_spec, action_spec = _specs()
     _, params = load_hyperparameters("CartPole-v1", "dqn", {"hidden_units": [32, 16]})
-    agent = make_dqn_agent(time_step_spec, action_spec, params, gradient_steps=1000)
+    q_network = make_q_network(action_spec, params)
+    agent = make_dqn_agent(time_step_spec, action_spec, params, gradient_steps=1000, q_network=q_network)
     observations = _rollout_observations(1000)
     # Scale the states up so the random network's Q-values differ clearly.
     observations = observations * np.float32(3.0)
 
-    teacher = export_dqn_teacher(agent, obs_dim=4, num_actions=2, hidden_units=(32, 16))
-    q_values, _ = agent._q_network(tf.constant(observations))
-    np.testing.assert_allclose(teacher(observations).numpy(), q_values.numpy(), rtol=1e-6, atol=1e-6)
+    teacher = export_dqn_teacher(q_network, obs_dim=4, num_actions=2, hidden_units=(32, 16))
+    assert isinstance(teacher, keras.Model)
+    q_values, _ = q_network(tf.constant(observations))
+    np.testing.assert_allclose(np.asarray(teacher(observations)), q_values.numpy(), rtol=1e-6, atol=1e-6)
 
     greedy = agent.policy.action(_time_steps(observations)).action.numpy()
-    np.testing.assert_array_equal(np.argmax(teacher(observations).numpy(), axis=-1), greedy)
+    np.testing.assert_array_equal(np.argmax(np.asarray(teacher(observations)), axis=-1), greedy)
     assert 0 < greedy.mean() < 1, "both actions should be greedy somewhere for the test to mean much"
 
     with pytest.raises(ValueError, match="hidden_units"):
-        export_dqn_teacher(agent, obs_dim=4, num_actions=2, hidden_units=100)
+        export_dqn_teacher(q_network, obs_dim=4, num_actions=2, hidden_units=100)
     with pytest.raises(ValueError, match="num_actions=3"):
-        export_dqn_teacher(agent, obs_dim=4, num_actions=3)
+        export_dqn_teacher(q_network, obs_dim=4, num_actions=3)
+    with pytest.raises(ValueError, match="obs_dim=5"):
+        export_dqn_teacher(q_network, obs_dim=5, num_actions=2)
+    with pytest.raises(ValueError, match="expected a TF-Agents Sequential"):
+        export_dqn_teacher(agent, obs_dim=4, num_actions=2)
+
+
+def test_only_plain_mlps_export():
+    dropout = sequential.Sequential([tf_keras.layers.Dense(8), tf_keras.layers.Dropout(0.1), tf_keras.layers.Dense(2)])
+    dropout.create_variables(tf.TensorSpec([4], tf.float32))
+    with pytest.raises(ValueError, match=r"cannot export layer .* \(Dropout\)"):
+        dense_layers(dropout)
+    linear = sequential.Sequential([tf_keras.layers.Dense(2)])
+    linear.create_variables(tf.TensorSpec([4], tf.float32))
+    with pytest.raises(ValueError, match="without hidden layers"):
+        dense_layers(linear)
+    mixed = sequential.Sequential(
+        [tf_keras.layers.Dense(8, "relu"), tf_keras.layers.Dense(8, "tanh"), tf_keras.layers.Dense(2)]
+    )
+    mixed.create_variables(tf.TensorSpec([4], tf.float32))
+    with pytest.raises(ValueError, match="share one activation"):
+        export_dqn_teacher(mixed, obs_dim=4, num_actions=2)
 
 
 def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
@@ -156,7 +189,8 @@ def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
     agent.update_observation_normalizer(tf.constant(skewed[None]))
 
     teacher = export_ppo_teacher(agent, obs_dim=4, num_actions=2)
-    count, avg, m2 = (v.numpy() for v in agent._observation_normalizer.variables[:3])
+    assert isinstance(teacher, keras.Model)
+    count, avg, m2 = (v.numpy() for v in agent.collect_policy.observation_normalizer.variables[:3])
     mean_ref = skewed.mean(axis=0)
     std_ref = np.sqrt(skewed.var(axis=0) + 1e-3)
     np.testing.assert_allclose(count, len(skewed), rtol=1e-6)
@@ -168,12 +202,12 @@ def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
 
     # Reference: TF-Agents' own normaliser, then the actor's logits.
     actor_logits = agent.collect_policy.distribution(_time_steps(observations)).action.logits.numpy()
-    np.testing.assert_allclose(teacher(observations).numpy(), actor_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(teacher(observations)), actor_logits, rtol=1e-5, atol=1e-5)
     by_hand = np.clip((observations - avg) / np.sqrt(m2 / count + 1e-3), -5.0, 5.0)
-    np.testing.assert_allclose(teacher.normalise(observations).numpy(), by_hand, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(teacher.normalise(observations)), by_hand, rtol=1e-5, atol=1e-5)
 
     greedy = agent.policy.action(_time_steps(observations)).action.numpy()
-    np.testing.assert_array_equal(np.argmax(teacher(observations).numpy(), axis=-1), greedy)
+    np.testing.assert_array_equal(np.argmax(np.asarray(teacher(observations)), axis=-1), greedy)
     assert 0 < greedy.mean() < 1, "both actions should be greedy somewhere for the test to mean much"
 
 
@@ -192,7 +226,7 @@ def test_resume_after_interruption_reaches_the_same_step_count(
 ):
     steps = expected_curve[-1]
     calls = []
-    real_evaluate = teachers.evaluate_policy
+    real_evaluate = run.run_episodes
 
     def dying_evaluate(*args, **kwargs):
         calls.append(1)
@@ -200,12 +234,12 @@ def test_resume_after_interruption_reaches_the_same_step_count(
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(teachers, "evaluate_policy", dying_evaluate)
+    monkeypatch.setattr(run, "run_episodes", dying_evaluate)
     kwargs = dict(steps=steps, seed=1, overrides=overrides, checkpoint_every=overrides["eval_every"], progress=False)
     with pytest.raises(KeyboardInterrupt):
         train_teacher("CartPole-v1", algo, tmp_path, **kwargs)
     assert not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(teachers, "evaluate_policy", real_evaluate)
+    monkeypatch.setattr(run, "run_episodes", real_evaluate)
 
     metrics = train_teacher("CartPole-v1", algo, tmp_path, resume=True, eval_episodes=2, **kwargs)
     assert metrics["resumed_from_env_steps"] == resumed_from
@@ -225,6 +259,13 @@ def test_resume_after_interruption_reaches_the_same_step_count(
         ("CartPole-v1", "ppo", {"steps": -5}, "steps must be an int >= 1, got -5"),
         ("CartPole-v1", "dqn", {"overrides": {"learning_rat": 1.0}}, r"unknown dqn hyperparameters \['learning_rat'\]"),
         ("CartPole-v1", "dqn", {"hidden_units": [0]}, "hidden_units"),
+        ("CartPole-v1", "dqn", {"overrides": {"batch_size": 0}}, "batch_size must be an int >= 1, got 0"),
+        ("CartPole-v1", "ppo", {"overrides": {"n_envs": 1.5}}, "n_envs must be an int"),
+        ("CartPole-v1", "dqn", {"overrides": {"activation": "nope"}}, "activation must be a Keras activation"),
+        ("CartPole-v1", "ppo", {"overrides": {"activation": "gelu"}}, "activation 'gelu' has no NumPy form"),
+        ("CartPole-v1", "dqn", {"overrides": {"lr_schedule": "cosine"}}, "lr_schedule must be"),
+        ("CartPole-v1", "dqn", {"overrides": {"loss": "l1"}}, "loss must be 'huber' or 'mse'"),
+        ("CartPole-v1", "dqn", {"eval_episodes": 0}, "eval_episodes must be an int >= 1, got 0"),
     ],
 )
 def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs, match):
@@ -244,23 +285,20 @@ def test_hyperparameters_defaults_and_alias():
     assert gym_id == "Acrobot-v1" and params == dict(default, n_envs=4)
 
 
-def test_evaluate_policy_matches_a_hand_rollout():
-    def always_left(observations):
-        return np.zeros(len(observations), np.int64)
+def test_periodic_evaluations_use_other_seeds_than_the_final_one(tmp_path, monkeypatch):
+    seeds = []
+    real_evaluate = run.run_episodes
 
-    result = evaluate_policy(always_left, "CartPole-v1", episodes=3, seed=5)
-    expected = []
-    for i in range(3):
-        env = gymnasium.make("CartPole-v1")
-        env.reset(seed=5 + i)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(0)
-            total, done = total + reward, terminated or truncated
-        expected.append(total)
-    assert result["returns"] == expected
-    assert result["lengths"] == [int(r) for r in expected]
-    assert result["mean_return"] == pytest.approx(np.mean(expected))
-    assert result["std_return"] == pytest.approx(np.std(expected))
-    with pytest.raises(ValueError, match="episodes must be an int >= 1, got 0"):
-        evaluate_policy(always_left, "CartPole-v1", episodes=0)
+    def recording_evaluate(policy, env_id, episodes, seed):
+        seeds.append(seed)
+        return real_evaluate(policy, env_id, episodes, seed)
+
+    monkeypatch.setattr(run, "run_episodes", recording_evaluate)
+    overrides = dict(TINY_DQN, eval_every=100, keep_best=True)
+    metrics = train_teacher("CartPole-v1", "dqn", tmp_path, steps=300, seed=4, overrides=overrides, progress=False)
+    assert seeds == [4 + run.PERIODIC_EVAL_SEED_OFFSET] * 3
+    periodic, final = episode_seeds(seeds[0], 20), episode_seeds(4, 100)
+    assert not set(periodic) & set(final), "best-weight selection must not see the final evaluation's episodes"
+    # keep_best exports the weights of the best periodic evaluation.
+    best = max(r for _, r in _read_curve(tmp_path / "curve.csv"))
+    assert metrics["exported_weights"] == "best" and metrics["best_eval_mean_return"] == best
