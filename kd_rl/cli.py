@@ -105,10 +105,10 @@ def _cmd_zoo(args) -> int:
     if args.json:
         _print_json(entries)
         return 0
-    print(f"{'name':28s} {'algo':5s} {'params':>8s} {'mean return':>12s} {'episodes':>9s}")
+    print(f"{'name':28s} {'algo':5s} {'outputs':9s} {'params':>8s} {'mean return':>12s} {'episodes':>9s}")
     for e in entries:
         print(
-            f"{e['name']:28s} {e.get('algo', '?'):5s} {e.get('params', 0):8d} "
+            f"{e['name']:28s} {e.get('algo', '?'):5s} {e.get('outputs', '?'):9s} {e.get('params', 0):8d} "
             f"{e.get('mean_return', float('nan')):8.1f} ± {e.get('std_return', float('nan')):<5.1f}"
             f"{e.get('eval_episodes', 0):6d}"
         )
@@ -198,11 +198,13 @@ def _cmd_distill(args) -> int:
         progress=not args.no_progress,
         teacher_name=str(args.teacher),
     )
+    score = m["normalised_score"]
     print(
         f"teacher {m['teacher_mean_return']:.1f} ({m['teacher_params']} params) -> "
         f"student {m['student_mean_return']:.1f} ({m['student_params']} params, {m['compression']:.1f}x smaller), "
-        f"agreement {m['agreement']:.3f}, {m['labelled_states']} labelled states, {m['train_seconds']:.1f} s; "
-        f"wrote {os.path.join(args.out, 'student.keras')}"
+        f"normalised score {'n/a' if score is None else f'{score:.3f}'} (random policy {m['random_mean_return']:.1f}), "
+        f"agreement {m['agreement']:.3f}, T={m['temperature']:g}, {m['labelled_states']} labelled states, "
+        f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
     )
     return 0
 
@@ -259,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--hidden", dest="hidden_units", type=_hidden, help="student hidden units, e.g. 50 or 64,64")
     p.add_argument("--loss", choices=["kl", "mse", "nll"])
-    p.add_argument("--temperature", type=float, help="softmax temperature for kl (> 0)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="softmax temperature for kl (> 0); default by the teacher's outputs: 0.01 for Q-values, 1 for logits",
+    )
     p.add_argument("--collect", choices=["teacher", "student", "mixed"], help="who acts while collecting")
     p.add_argument("--steps", type=_positive_int, help="teacher-labelled env steps")
     p.add_argument("--seed", type=int)
@@ -267,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--buffer-size", type=_positive_int)
     p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
-    p.add_argument("--checkpoint-every", type=_positive_int, help="env steps between checkpoints")
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        help="env steps between checkpoints (default: every 10%% of --steps from 50,000 steps, else none)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")

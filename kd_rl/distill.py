@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int
-from kd_rl.losses import check_temperature, get_loss
+from kd_rl.losses import KLDistillationLoss, check_temperature, default_temperature, get_loss, temperature_weight
 from kd_rl.models import PolicyModel, StudentModel, count_params
 
 __all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
@@ -57,7 +57,7 @@ def make_distill_step(
     student: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     loss: str | keras.losses.Loss = "kl",
-    temperature: float = 1.0,
+    temperature: float | None = None,
     scale_by_temperature_squared: bool = True,
     jit_compile: bool = False,
 ) -> Callable[..., tf.Tensor]:
@@ -85,7 +85,9 @@ def make_distill_step(
         optimizer: Any Keras optimizer.
         loss: ``"kl"``, ``"mse"``, ``"nll"`` or a ``keras.losses.Loss``
             called as ``loss(teacher_logits, student_logits)``.
-        temperature: Softmax temperature for ``"kl"`` (> 0).
+        temperature: Softmax temperature for ``"kl"`` (> 0); None: the
+            teacher's default (`kd_rl.losses.default_temperature`: 0.01 for
+            Q-values, 1 for logits).
         scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
         jit_compile: Compile the step with XLA.
 
@@ -93,12 +95,22 @@ def make_distill_step(
         ValueError: For a temperature <= 0, an unknown loss name, or a teacher
             and student with different numbers of actions.
     """
-    temperature = check_temperature(temperature)
+    temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
     loss_fn = get_loss(loss, temperature, scale_by_temperature_squared)
     check_compatible(teacher, student)
-    # Optimizer variables are made now, not inside the first trace of one of
-    # the two compiled functions.
-    optimizer.build(student.trainable_variables)
+
+    def prepare(observations=None):
+        # Variables are made eagerly, never inside the first trace of one of the
+        # two compiled functions: a model not built yet (a user's own) is built
+        # by a call on one observation, then the optimizer for its variables.
+        if observations is not None and not student.built:
+            one = np.asarray(observations, np.float32).reshape(-1, np.shape(observations)[-1])[:1]
+            student(one)
+            teacher(one)
+        if student.built and not optimizer.built:
+            optimizer.build(student.trainable_variables)
+
+    prepare()
 
     def update(observations, teacher_logits):
         if teacher_logits is None:
@@ -130,6 +142,8 @@ def make_distill_step(
     }
 
     def step(observations, teacher_logits=None):
+        if not optimizer.built:
+            prepare(observations)
         rank = np.ndim(observations)
         if rank not in compiled:
             raise ValueError(
@@ -152,8 +166,10 @@ class Distiller(keras.Model):
     ``loss = alpha * student_loss(actions, student_logits)
     + (1 - alpha) * distillation_loss(teacher_logits, student_logits)``.
 
-    Sample weights (``(x, y, sample_weight)`` or ``fit(sample_weight=...)``)
-    weigh both terms per sample, as Keras losses do. Calling the distiller
+    Sample weights weigh both terms per sample, as Keras losses do
+    (``sum(w · loss) / batch``). Keras hands them to ``train_step`` only beside
+    labels: pass ``(observations, actions, weights)`` (or ``fit(x, y,
+    sample_weight=w)``); with ``alpha=0`` the labels are ignored. Calling the distiller
     runs the student. Only the student's variables get gradients; the
     teacher's ``trainable`` flag is left as the caller set it.
 
@@ -172,11 +188,10 @@ class Distiller(keras.Model):
         self,
         optimizer="adam",
         distillation_loss: str | keras.losses.Loss = "kl",
-        temperature: float = 1.0,
+        temperature: float | None = None,
         alpha: float = 0.0,
         student_loss: keras.losses.Loss | None = None,
         metrics=None,
-        scale_by_temperature_squared: bool = True,
         **kwargs,
     ):
         """Configure the distiller.
@@ -185,36 +200,44 @@ class Distiller(keras.Model):
             optimizer: Keras optimizer (or its name) for the student.
             distillation_loss: ``"kl"``, ``"mse"``, ``"nll"`` or a Keras loss
                 called as ``loss(teacher_logits, student_logits)``.
-            temperature: Softmax temperature T > 0 for ``"kl"``. The KL is
-                scaled by T² (unless ``scale_by_temperature_squared=False``)
-                so that its gradient, ``T (q − p)``, does not fade as ``1/T``
-                at high temperature.
+            temperature: Softmax temperature T > 0 for ``"kl"``; None: the
+                teacher's default (`kd_rl.losses.default_temperature`: 0.01
+                for Q-values, 1 for logits).
             alpha: Weight in [0, 1] of ``student_loss`` on hard labels, used
                 only when the data carry labels; ``1 - alpha`` weighs the
-                distillation loss.
+                distillation loss. The KL term is ``T · max(T, 1) · KL``
+                (`kd_rl.losses.temperature_weight`): Hinton's T² for T >= 1,
+                T below 1, so that its gradient has the size of the hard
+                term's at any T and ``alpha`` means what it says (plain T²
+                would shrink the KL term 10,000-fold at T = 0.01). The
+                metric ``kl`` is the unweighted ``KL(p_T ‖ q_T)``, comparable
+                across temperatures.
             student_loss: Loss on ``(actions, student_logits)``; defaults to
                 sparse categorical cross-entropy from logits.
             metrics: Keras metrics of ``(actions, student_logits)``, updated
                 when the data carry labels.
-            scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
             **kwargs: Passed to ``keras.Model.compile`` (``steps_per_execution``,
                 ``jit_compile``, ...).
         """
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.temperature = check_temperature(temperature)
+        self.temperature = default_temperature(self.teacher) if temperature is None else check_temperature(temperature)
         self.alpha = float(alpha)
-        self.distillation_loss_fn = get_loss(distillation_loss, self.temperature, scale_by_temperature_squared)
+        self.distillation_loss_fn = get_loss(distillation_loss, self.temperature, scale_by_temperature_squared=False)
+        is_kl = isinstance(self.distillation_loss_fn, KLDistillationLoss)
+        self.distillation_weight = temperature_weight(self.temperature) if is_kl else 1.0
+        self.kl_fn = KLDistillationLoss(self.temperature, scale_by_temperature_squared=False, name="kl")
         self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         # Keras 3 models own a private `_loss_tracker`; these names are kd_rl's.
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
         self.agreement_tracker = keras.metrics.Mean(name="agreement")
 
     @property
     def metrics(self):
-        names = ("total_loss_tracker", "distillation_loss_tracker", "agreement_tracker")
+        names = ("total_loss_tracker", "distillation_loss_tracker", "kl_tracker", "agreement_tracker")
         trackers = [getattr(self, n) for n in names if hasattr(self, n)]
         compiled = getattr(self, "_compile_metrics", None)  # Keras's container of compile(metrics=...)
         return trackers + ([compiled] if compiled is not None else [])
@@ -226,7 +249,9 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         teacher_logits = tf.stop_gradient(self.teacher(x, training=False))
         student_logits = self.student(x, training=training)
-        distill = self.distillation_loss_fn(teacher_logits, student_logits, sample_weight=sample_weight)
+        distill = self.distillation_weight * self.distillation_loss_fn(
+            teacher_logits, student_logits, sample_weight=sample_weight
+        )
         total = distill
         if y is not None:
             hard = self.student_loss_fn(y, student_logits, sample_weight=sample_weight)
@@ -236,6 +261,7 @@ class Distiller(keras.Model):
     def _update_distill_metrics(self, x, y, sample_weight, teacher_logits, student_logits, distill, total):
         self.total_loss_tracker.update_state(total)
         self.distillation_loss_tracker.update_state(distill)
+        self.kl_tracker.update_state(self.kl_fn(teacher_logits, student_logits, sample_weight=sample_weight))
         same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(student_logits, axis=-1))
         self.agreement_tracker.update_state(tf.cast(same, tf.float32), sample_weight=sample_weight)
         if y is not None:
@@ -271,6 +297,10 @@ class Distiller(keras.Model):
 # --------------------------------------------------------------------------
 
 
+#: Runs of at least this many steps checkpoint every 10% of them unless told otherwise.
+LONG_RUN_STEPS = 50_000
+
+
 @dataclass
 class DistillConfig:
     """Every setting of a live distillation run (all recorded in metrics.json).
@@ -279,9 +309,12 @@ class DistillConfig:
         env_id: Gymnasium environment id.
         hidden_units: Student hidden layer width(s).
         loss: ``"kl"``, ``"mse"`` or ``"nll"``.
-        temperature: Softmax temperature for ``"kl"``. DQN Q-values differ by
-            little between actions, so a small T (Rusu et al. 2016 use 0.01)
-            turns them into a sharp target.
+        temperature: Softmax temperature for ``"kl"``; None (the default):
+            by what the teacher outputs (`kd_rl.losses.default_temperature`):
+            0.01 for a DQN's Q-values, which differ by little between actions
+            (Rusu et al. 2016 sharpen them so), and 1 for a policy's logits,
+            whose distribution is the target (T > 1 softens it, as in
+            Hinton et al. 2015). The value used is recorded in metrics.json.
         collect: ``"teacher"``, ``"student"`` (DAgger) or ``"mixed"``.
         steps: Teacher-labelled environment steps (the data budget).
         seed: Seeds TensorFlow, the sampler and the environments.
@@ -296,13 +329,15 @@ class DistillConfig:
         eval_every: Env steps between the evaluations that make the curve (0: none).
         curve_episodes: Episodes of each of those evaluations.
         eval_episodes: Episodes of the final evaluation of both policies.
-        checkpoint_every: Env steps between checkpoints (0: none).
+        checkpoint_every: Env steps between checkpoints (0: none); None (the
+            default): every 10% of ``steps`` for runs of at least
+            `LONG_RUN_STEPS` steps, none for shorter ones.
     """
 
     env_id: str = "CartPole-v1"
     hidden_units: int | tuple[int, ...] = 50
     loss: str = "kl"
-    temperature: float = 0.01
+    temperature: float | None = None
     collect: str = "student"
     steps: int = 10_000
     seed: int = 0
@@ -318,7 +353,7 @@ class DistillConfig:
     eval_every: int = 2_000
     curve_episodes: int = 10
     eval_episodes: int = 100
-    checkpoint_every: int = 0
+    checkpoint_every: int | None = None
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
@@ -326,7 +361,8 @@ class DistillConfig:
         from kd_rl.models import _normalise_hidden_units
 
         self.hidden_units = _normalise_hidden_units(self.hidden_units)
-        self.temperature = check_temperature(self.temperature)
+        if self.temperature is not None:
+            self.temperature = check_temperature(self.temperature)
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
         if self.collect not in COLLECT_MODES:
@@ -342,12 +378,20 @@ class DistillConfig:
             "eval_episodes",
         ):
             setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "checkpoint_every", "seed"):
+        for name in ("eval_every", "seed"):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0))
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        return self.steps // 10 if self.steps >= LONG_RUN_STEPS else 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -361,26 +405,35 @@ CURVE_EVAL_SEED_OFFSET = 10_000
 FINAL_EVAL_SEED_OFFSET = 1_000_000
 
 
-def _evaluate_point(student, teacher, config: DistillConfig, env_steps: int, loss: float, writer) -> dict:
+def _evaluate_point(student, teacher, config: DistillConfig, temperature: float, env_steps: int, loss: float) -> dict:
     from kd_rl.evaluate import run_episodes
 
     seed = CURVE_EVAL_SEED_OFFSET + config.seed
-    stats = run_episodes(student, config.env_id, config.curve_episodes, seed=seed, reference=teacher)
-    point = {
+    stats = run_episodes(
+        student, config.env_id, config.curve_episodes, seed=seed, reference=teacher, temperature=temperature
+    )
+    return {
         "env_steps": env_steps,
         "mean_return": stats.mean_return,
         "std_return": stats.std_return,
         "agreement": stats.agreement,
+        "kl": stats.kl,
         "loss": loss,
     }
+
+
+def _log_point(point: dict, writer) -> dict:
     if writer is not None:
-        with writer.as_default(step=env_steps):
-            for key in ("mean_return", "agreement", "loss"):
+        with writer.as_default(step=point["env_steps"]):
+            for key in ("mean_return", "agreement", "kl", "loss"):
                 tf.summary.scalar(f"distill/{key}", point[key])
     return point
 
 
-CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "loss")
+#: Columns of a run's curve.csv. ``kl`` is the unscaled ``KL(p_T ‖ q_T)`` on the
+#: states the student visits, comparable across losses and temperatures; ``loss``
+#: is the training loss of the last update (T²-scaled for ``kl``).
+CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "kl", "loss")
 
 
 def distill_policy(
@@ -450,9 +503,11 @@ def distill_policy(
             student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
         check_model_fits_env(student, config.env_id, role="student")
         optimizer = keras.optimizers.Adam(config.learning_rate)
-        step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, config.temperature)
+        temperature = default_temperature(teacher) if config.temperature is None else config.temperature
+        step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, temperature)
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
+        checkpoint_every = config.checkpoint_interval
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
         if resume:
             progress_state = _restore_checkpoint(checkpoint, config, student, optimizer, buffer)
@@ -481,8 +536,9 @@ def distill_policy(
                 bar.set_postfix(loss=f"{float(losses[-1]):.4g}")
                 done = env_steps >= config.steps
                 if _due(config.eval_every, before, env_steps) or done:
-                    curve.append(_evaluate_point(student, teacher, config, env_steps, float(losses[-1]), writer))
-                if checkpoint is not None and not done and _due(config.checkpoint_every, before, env_steps):
+                    point = _evaluate_point(student, teacher, config, temperature, env_steps, float(losses[-1]))
+                    curve.append(_log_point(point, writer))
+                if checkpoint is not None and not done and _due(checkpoint_every, before, env_steps):
                     elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
                     _save_checkpoint(checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed)
         finally:
@@ -490,7 +546,10 @@ def distill_policy(
             collector.close()
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
-        metrics = _final_metrics(teacher, student, config, buffer, env_steps, train_seconds, teacher_name, loss_fn)
+        metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds)
+        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every)
+        if loss_fn is not None:
+            metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:
             save_model(student, run_dir / "student.keras")
@@ -505,25 +564,33 @@ def _due(every: int, before: int, after: int) -> bool:
     return bool(every) and after // every > before // every
 
 
-def _final_metrics(teacher, student, config, buffer, env_steps, train_seconds, teacher_name, loss_fn) -> dict:
-    """Both policies on the same ``eval_episodes`` seeded episodes, and everything about the run."""
-    from kd_rl.evaluate import evaluate_model, run_episodes
+def _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds) -> dict:
+    """Both policies, and a random one, on the same ``eval_episodes`` seeded episodes; and the run's settings."""
+    from kd_rl.evaluate import evaluate_model, normalised_score, random_policy_return, run_episodes
 
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
+    random_return = random_policy_return(config.env_id, config.eval_episodes, seed=eval_seed)
     student_eval = evaluate_model(
-        student, config.env_id, config.eval_episodes, seed=eval_seed, reference=teacher, latency=False
+        student, config.env_id, config.eval_episodes, eval_seed, reference=teacher, latency=False
+    )
+    kl = run_episodes(
+        student, config.env_id, config.curve_episodes, eval_seed, reference=teacher, temperature=temperature
     )
     metrics = {
+        **config.to_dict(),
         "env_id": config.env_id,
-        "teacher": teacher_name,
+        "temperature": temperature,
+        "teacher_outputs": getattr(teacher, "output_type", None),
         "teacher_mean_return": teacher_eval.mean_return,
         "teacher_std_return": teacher_eval.std_return,
         "student_mean_return": student_eval["mean_return"],
         "student_std_return": student_eval["std_return"],
         "student_min_return": student_eval["min_return"],
-        "return_ratio": student_eval["mean_return"] / teacher_eval.mean_return if teacher_eval.mean_return else None,
+        "random_mean_return": random_return,
+        "normalised_score": normalised_score(student_eval["mean_return"], teacher_eval.mean_return, random_return),
         "agreement": student_eval["agreement"],
+        "kl": kl.kl,
         "teacher_params": count_params(teacher),
         "student_params": count_params(student),
         "compression": count_params(teacher) / count_params(student),
@@ -533,10 +600,7 @@ def _final_metrics(teacher, student, config, buffer, env_steps, train_seconds, t
         "train_seconds": train_seconds,
         "eval_episodes": config.eval_episodes,
         "eval_seed": eval_seed,
-        **config.to_dict(),
     }
-    if loss_fn is not None:
-        metrics["loss"] = type(loss_fn).__name__
     if getattr(student, "hidden_units", None) is not None:
         metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
     metrics["student_class"] = type(student).__name__

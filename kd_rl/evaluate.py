@@ -34,6 +34,9 @@ __all__ = [
     "model_size_bytes",
     "inference_latency_us",
     "check_model_fits_env",
+    "RandomPolicy",
+    "random_policy_return",
+    "normalised_score",
 ]
 
 
@@ -45,6 +48,7 @@ class EpisodeStats:
     lengths: list[int]
     agreement: float | None = None
     seeds: list[int] = field(default_factory=list)
+    kl: float | None = None
 
     @property
     def mean_return(self) -> float:
@@ -66,6 +70,8 @@ class EpisodeStats:
         }
         if self.agreement is not None:
             out["agreement"] = self.agreement
+        if self.kl is not None:
+            out["kl"] = self.kl
         return out
 
     def to_dict(self) -> dict:
@@ -101,6 +107,7 @@ def run_episodes(
     reference=None,
     max_steps: int | None = None,
     env_kwargs: dict | None = None,
+    temperature: float | None = None,
 ) -> EpisodeStats:
     """Run ``episodes`` greedy episodes of ``policy`` side by side.
 
@@ -116,6 +123,9 @@ def run_episodes(
         max_steps: Optional cap on steps per episode (the env's own time limit
             still applies).
         env_kwargs: Passed to ``gymnasium.make``.
+        temperature: With a ``reference``, also measure ``kl``: the mean over
+            visited states of ``KL(softmax(reference / T) ‖ softmax(policy / T))``,
+            the distillation target's divergence from the policy (needs logits).
 
     Returns:
         `EpisodeStats`.
@@ -134,12 +144,17 @@ def run_episodes(
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
         agree = total = 0
+        kl_sum = 0.0
         while active.any():
             idx = np.flatnonzero(active)
-            actions = _greedy(act(obs[idx]))
+            out = act(obs[idx])
+            actions = _greedy(out)
             if ref is not None:
-                agree += int(np.sum(actions == _greedy(ref(obs[idx]))))
+                ref_out = ref(obs[idx])
+                agree += int(np.sum(actions == _greedy(ref_out)))
                 total += len(idx)
+                if temperature is not None:
+                    kl_sum += float(np.sum(_kl(ref_out, out, temperature)))
             obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
             returns[idx] += rewards
             lengths[idx] += 1
@@ -152,7 +167,54 @@ def run_episodes(
         lengths=lengths.tolist(),
         agreement=None if ref is None else agree / max(total, 1),
         seeds=seeds,
+        kl=None if ref is None or temperature is None else kl_sum / max(total, 1),
     )
+
+
+def _kl(teacher_logits, student_logits, temperature: float) -> np.ndarray:
+    """Per-row ``KL(softmax(teacher / T) ‖ softmax(student / T))`` in float64: ``[batch]``."""
+    t = np.asarray(teacher_logits, np.float64) / temperature
+    s = np.asarray(student_logits, np.float64) / temperature
+    if t.ndim != 2 or s.shape != t.shape:
+        raise ValueError("kl needs logits [batch, num_actions] from both the policy and the reference")
+    log_p = t - np.logaddexp.reduce(t, axis=-1, keepdims=True)
+    log_q = s - np.logaddexp.reduce(s, axis=-1, keepdims=True)
+    return np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+class RandomPolicy:
+    """Uniformly random actions, ``int64 [batch]``: the floor of a normalised score.
+
+    Args:
+        num_actions: Number of discrete actions.
+        seed: Seed of the action sampler.
+    """
+
+    def __init__(self, num_actions: int, seed: int = 0):
+        self.num_actions = check_int("num_actions", num_actions)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, observations) -> np.ndarray:
+        return self.rng.integers(0, self.num_actions, size=len(observations))
+
+
+def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
+    """Mean return of a uniformly random policy over the episodes `run_episodes` plays for ``seed``."""
+    from kd_rl.envs import env_dims
+
+    _, num_actions = env_dims(env_id)
+    return run_episodes(RandomPolicy(num_actions, seed), env_id, episodes, seed=seed).mean_return
+
+
+def normalised_score(student_return: float, teacher_return: float, random_return: float) -> float | None:
+    """``(s − r) / (t − r)``: 0 for a random policy, 1 for the teacher; None if ``t == r``.
+
+    Unlike ``s / t`` it means the same for negative returns: a student at −161
+    against a teacher at −146 and a random policy at −180 scores 0.56, not 1.10.
+    """
+    if teacher_return == random_return:
+        return None
+    return (student_return - random_return) / (teacher_return - random_return)
 
 
 def model_size_bytes(model) -> int:

@@ -26,7 +26,10 @@ import tensorflow as tf
 
 __all__ = [
     "LOSS_NAMES",
+    "DEFAULT_TEMPERATURES",
     "check_temperature",
+    "default_temperature",
+    "temperature_weight",
     "kl_divergence_loss",
     "mse_loss",
     "nll_loss",
@@ -48,6 +51,38 @@ def check_temperature(temperature) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     return value
+
+
+#: The default distillation temperature for each kind of teacher output. A DQN's
+#: Q-values differ by little between actions, so a small T (Rusu et al. 2016
+#: use 0.01) sharpens ``softmax(q / T)`` into a near-greedy target. A policy's
+#: logits (a PPO actor's) already are a distribution: T = 1 keeps it, and
+#: T > 1 softens it (Hinton et al. 2015, and the article) if asked for.
+DEFAULT_TEMPERATURES = {"q_values": 0.01, "logits": 1.0, None: 1.0}
+
+
+def default_temperature(teacher) -> float:
+    """The default temperature for ``teacher``: by its ``output_type`` (see `DEFAULT_TEMPERATURES`).
+
+    A model that does not say what its outputs are (no ``output_type``, or
+    None) is taken to output logits: T = 1.
+    """
+    return DEFAULT_TEMPERATURES.get(getattr(teacher, "output_type", None), 1.0)
+
+
+def temperature_weight(temperature: float) -> float:
+    """``T · max(T, 1)``: the weight that keeps a KL term's gradient the size of a hard-label term's.
+
+    The gradient of ``KL(p_T ‖ q_T)`` with respect to a student logit is
+    ``(q_T − p_T) / T``. Weighted by T for T <= 1 it is ``q_T − p_T``, bounded
+    by 1 like the hard-label cross-entropy's ``q − y``; weighted by T² for
+    T >= 1 (Hinton et al. 2015) it stays ``T (q_T − p_T) ≈ (z − v) / N`` as T
+    grows instead of fading as ``1/T²``. Plain T² at T = 0.01 would weigh the
+    KL term 1e-4 times the hard term: `kd_rl.distill.Distiller` uses this
+    weight instead, so that ``alpha`` means what it says at any T.
+    """
+    temperature = check_temperature(temperature)
+    return temperature * max(temperature, 1.0)
 
 
 def _as_logits(teacher_logits, student_logits):

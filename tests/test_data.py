@@ -149,3 +149,17 @@ def test_visited_states_are_the_greedy_collector_states(cartpole_teacher):
     np.testing.assert_array_equal(states, expected[:100])
     explored = visited_states(cartpole_teacher, "CartPole-v1", 100, seed=3, epsilon=1.0)
     assert not np.array_equal(states, explored)
+
+
+def test_collection_takes_exactly_the_steps_asked_and_rotates_the_environments(cartpole_teacher):
+    # 500 steps over 8 environments: no state is thrown away and no environment falls behind.
+    collector = Collector("CartPole-v1", cartpole_teacher, mode="teacher", num_envs=8, seed=0)
+    try:
+        for n in (500, 500, 3, 13):
+            observations, logits = collector.collect(n)
+            assert len(observations) == len(logits) == n
+        steps = collector.envs.episode_steps + 0  # steps of each environment's current episode
+        assert collector.steps == 1016
+        assert np.all(steps == 127)  # 1016 / 8: the hand-made teacher never ends an episode this early
+    finally:
+        collector.close()

@@ -178,3 +178,122 @@ def test_distiller_mixes_in_hard_labels_with_alpha(rng):
     assert "acc" in logs
     with pytest.raises(ValueError, match="alpha"):
         distiller.compile(alpha=1.5)
+
+
+# A Keras user's own model, not a kd_rl PolicyModel: a functional MLP and a subclass.
+def _functional_policy(units=16, num_actions=3, obs_dim=4, seed=0):
+    inputs = keras.Input((obs_dim,))
+    hidden = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed))
+    return keras.Model(inputs, keras.layers.Dense(num_actions)(hidden(inputs)))
+
+
+class OwnStudent(keras.Model):
+    def __init__(self, num_actions=3):
+        super().__init__()
+        self.body = keras.layers.Dense(32, activation="tanh")
+        self.head = keras.layers.Dense(num_actions)
+
+    def call(self, x, training=None):
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("which", ["teacher", "student"])
+def test_a_users_own_keras_models_distil(which, rng):
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    teacher = _functional_policy() if which == "teacher" else TeacherModel(3, observation_dim=4)
+    student = OwnStudent() if which == "student" else StudentModel(3, observation_dim=4)
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(1e-2), temperature=1.0)
+    first = float(step(x))
+    for _ in range(200):
+        last = float(step(x))
+    assert last < 0.1 * first
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", temperature=1.0)
+    logs = distiller.evaluate(x, batch_size=256, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["kl"], float(kl_divergence_loss(teacher(x), student(x), 1.0, False)), rtol=1e-4)
+
+
+def test_a_keras2_model_is_refused_with_a_clear_message():
+    import tf_keras
+
+    from kd_rl.evaluate import check_model_fits_env
+
+    old = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"Keras 2 \(tf_keras\) model .* Keras 3"):
+        check_model_fits_env(old, "CartPole-v1", role="student")
+
+
+def test_default_temperature_follows_what_the_teacher_outputs(rng):
+    from kd_rl.losses import default_temperature
+
+    dqn = TeacherModel(2, observation_dim=4, output_type="q_values")
+    ppo = TeacherModel(2, observation_dim=4, output_type="logits")
+    assert default_temperature(dqn) == 0.01 and default_temperature(ppo) == 1.0
+    assert default_temperature(_functional_policy()) == 1.0  # unknown outputs are taken as logits
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    for teacher, t in ((dqn, 0.01), (ppo, 1.0)):
+        student = StudentModel(2, observation_dim=4)
+        loss = float(make_distill_step(teacher, student, keras.optimizers.SGD(0.0))(x))
+        np.testing.assert_allclose(loss, float(kl_divergence_loss(teacher(x), student(x), t)), rtol=1e-4)
+        distiller = Distiller(student=student, teacher=teacher)
+        distiller.compile()
+        assert distiller.temperature == t
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        TeacherModel(2, observation_dim=4, output_type="probabilities")
+
+
+@pytest.mark.parametrize("temperature", [0.01, 0.5, 1.0, 4.0])
+def test_alpha_weighs_hard_labels_against_t_max_t_1_kl_at_any_temperature(temperature, rng):
+    teacher, student = _pair(num_actions=3)
+    x = rng.normal(size=(256, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=256)  # labels that disagree with the teacher: both terms matter
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", temperature=temperature, alpha=0.3)
+    logs = distiller.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)
+    ce = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, student(x)))
+    kl = float(kl_divergence_loss(teacher(x), student(x), temperature, scale_by_temperature_squared=False))
+    weight = temperature * max(temperature, 1.0)
+    np.testing.assert_allclose(logs["kl"], kl, rtol=1e-4)
+    np.testing.assert_allclose(logs["distillation_loss"], weight * kl, rtol=1e-4)
+    np.testing.assert_allclose(logs["loss"], 0.3 * ce + 0.7 * weight * kl, rtol=1e-4)
+    # The weighted KL's gradient stays the size of the hard term's: with plain T² at
+    # T = 0.01 it was 1e-4 of it, and alpha = 0.3 meant "hard labels only".
+    with tf.GradientTape(persistent=True) as tape:
+        z = student(x)
+        hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, z)
+        soft = weight * kl_divergence_loss(teacher(x), z, temperature, scale_by_temperature_squared=False)
+    ratio = float(tf.norm(tape.gradient(soft, z)) / tf.norm(tape.gradient(hard, z)))
+    assert 0.05 < ratio < 20, ratio
+
+
+def test_sample_weights_weigh_each_sample(rng):
+    teacher, student = _pair(num_actions=3)
+    x = rng.normal(size=(128, 4)).astype(np.float32)
+    w = np.r_[np.ones(64), np.zeros(64)].astype(np.float32)
+    y = teacher.act(x)  # Keras passes sample weights only beside labels; alpha = 0 ignores them
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", temperature=2.0)
+    logs = distiller.evaluate(x, y, sample_weight=w, batch_size=128, verbose=0, return_dict=True)
+    # Keras's convention: sum(w * loss) / batch size.
+    expected = 0.5 * float(kl_divergence_loss(teacher(x[:64]), student(x[:64]), 2.0))
+    np.testing.assert_allclose(logs["distillation_loss"], expected, rtol=1e-4)
+    # A zero-weight half leaves no trace on the update: sum(w * l) / 128 is half the
+    # mean over the weighted 64, so SGD at 0.2 on all 128 moves as SGD at 0.1 on those 64.
+    twin = StudentModel(3, observation_dim=4)
+    twin.set_weights(student.get_weights())
+    before = student.get_weights()
+    for model, data, kwargs, rate in ((student, x, {"sample_weight": w}, 0.2), (twin, x[:64], {}, 0.1)):
+        d = Distiller(student=model, teacher=teacher)
+        d.compile(optimizer=keras.optimizers.SGD(rate), temperature=2.0)
+        d.fit(data, y[: len(data)], batch_size=len(data), epochs=1, verbose=0, shuffle=False, **kwargs)
+    assert not np.allclose(student.get_weights()[0], before[0])
+    for a, b in zip(student.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_distiller_leaves_the_teachers_trainable_flag_alone():
+    teacher, student = _pair()
+    assert teacher.trainable
+    Distiller(student=student, teacher=teacher).compile()
+    assert teacher.trainable
+    assert len(teacher.trainable_variables) == 4  # the caller's model is as it was

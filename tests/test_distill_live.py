@@ -19,12 +19,20 @@ def test_student_driven_distillation_matches_a_strong_teacher(cartpole_teacher, 
     student, metrics = distill_policy(cartpole_teacher, config, out_dir=tmp_path / "run", progress=False)
     assert metrics["teacher_mean_return"] == 500.0
     assert metrics["student_mean_return"] >= 0.99 * 500.0
+    # The hand-made teacher does not say what its outputs are: T = 1 (logits), recorded.
+    assert metrics["temperature"] == 1.0 and metrics["teacher_outputs"] is None
+    assert 9 < metrics["random_mean_return"] < 40
+    r = metrics["random_mean_return"]
+    expected = (metrics["student_mean_return"] - r) / (metrics["teacher_mean_return"] - r)
+    assert metrics["normalised_score"] == pytest.approx(expected) and "return_ratio" not in metrics
+    assert metrics["checkpoint_every"] == 0  # a short run does not checkpoint unless asked
     assert metrics["agreement"] > 0.85  # this teacher balances on its decision boundary
     assert metrics["labelled_states"] == metrics["env_steps"] == 4000
     assert metrics["student_params"] == 352 and metrics["teacher_params"] == 702
     curve = read_curve(tmp_path / "run" / "curve.csv")
     np.testing.assert_array_equal(curve["env_steps"], [2000, 4000])
-    assert set(curve) == {"env_steps", "mean_return", "std_return", "agreement", "loss"}
+    assert set(curve) == {"env_steps", "mean_return", "std_return", "agreement", "kl", "loss"}
+    assert np.all(curve["kl"] >= 0)
     assert (tmp_path / "run" / "tensorboard").is_dir()
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert on_disk["student_mean_return"] == metrics["student_mean_return"]
@@ -148,3 +156,20 @@ def test_resume_refuses_a_different_configuration_and_a_folder_without_checkpoin
     with pytest.raises(ValueError, match="nothing to resume"):
         distill_policy(cartpole_teacher, config, out_dir=tmp_path / "empty", resume=True, progress=False)
     assert not (tmp_path / "empty").exists()
+
+
+def test_long_runs_checkpoint_every_tenth_by_default():
+    assert DistillConfig(steps=100_000).checkpoint_interval == 10_000
+    assert DistillConfig(steps=49_999).checkpoint_interval == 0
+    assert DistillConfig(steps=100_000, checkpoint_every=0).checkpoint_interval == 0
+    assert DistillConfig(steps=100_000, checkpoint_every=7).checkpoint_interval == 7
+
+
+def test_a_q_value_teacher_is_distilled_at_t_0_01_by_default():
+    from kd_rl.models import load_policy
+
+    teacher = load_policy("CartPole-v1-dqn")
+    config = DistillConfig(steps=500, eval_every=0, eval_episodes=2, curve_episodes=2)
+    _, metrics = distill_policy(teacher, config, progress=False)
+    assert metrics["temperature"] == 0.01 and metrics["teacher_outputs"] == "q_values"
+    assert metrics["kl"] >= 0

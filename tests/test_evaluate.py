@@ -86,3 +86,43 @@ def test_model_must_fit_the_environment():
         check_model_fits_env(TeacherModel(2, observation_dim=4), "NoSuchEnv-v0")
     with pytest.raises(ValueError, match="episodes"):
         run_episodes(TeacherModel(2, observation_dim=4), "CartPole-v1", episodes=0)
+
+
+def test_normalised_score_is_honest_for_negative_returns():
+    from kd_rl.evaluate import normalised_score
+
+    # student/teacher would say 1.10 for a student worse than its teacher.
+    assert normalised_score(-161.0, -146.0, -180.0) == pytest.approx(19 / 34)
+    assert normalised_score(500.0, 500.0, 22.0) == 1.0
+    assert normalised_score(22.0, 500.0, 22.0) == 0.0
+    assert normalised_score(1.0, 5.0, 5.0) is None
+
+
+def test_random_policy_return_is_seeded_and_plays_the_same_episodes():
+    from kd_rl.evaluate import RandomPolicy, random_policy_return
+
+    a = random_policy_return("CartPole-v1", episodes=20, seed=3)
+    assert a == random_policy_return("CartPole-v1", episodes=20, seed=3)
+    assert 10 < a < 40  # a random CartPole policy lasts about 22 steps
+    stats = run_episodes(RandomPolicy(2, seed=3), "CartPole-v1", episodes=20, seed=3)
+    assert stats.mean_return == a and stats.seeds == episode_seeds(3, 20)
+
+
+def test_kl_on_visited_states_matches_numpy(cartpole_teacher):
+    student = StudentModel(2, hidden_units=8, observation_dim=4)
+    stats = run_episodes(student, "CartPole-v1", episodes=2, seed=0, reference=cartpole_teacher, temperature=2.0)
+    # Recompute on the states the student visits, one episode at a time.
+    total, count = 0.0, 0
+    for s in stats.seeds:
+        env = gym.make("CartPole-v1")
+        obs, _ = env.reset(seed=s)
+        done = False
+        while not done:
+            x = obs[None].astype(np.float32)
+            t, z = cartpole_teacher(x).numpy()[0] / 2.0, student(x).numpy()[0] / 2.0
+            p, q = np.exp(t - np.logaddexp.reduce(t)), np.exp(z - np.logaddexp.reduce(z))
+            total += float(np.sum(p * (np.log(p) - np.log(q))))
+            count += 1
+            obs, _, terminated, truncated, _ = env.step(int(np.argmax(z)))
+            done = terminated or truncated
+    assert stats.kl == pytest.approx(total / count, rel=1e-4)

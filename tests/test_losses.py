@@ -127,3 +127,24 @@ def test_keras_losses_serialise():
     again = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(again, losses.KLDistillationLoss)
     assert again.temperature == 3.0 and again.scale_by_temperature_squared is False
+
+
+def test_teacher_logits_keep_their_precision_under_mixed_precision():
+    # Teacher Q-values 1000.00 and 1000.01 round to the same float16 (spacing 0.5),
+    # so casting them to a float16 student's dtype before dividing by T = 0.01
+    # turned a clear preference into a tie.
+    teacher = np.array([[1000.0, 1000.01]], np.float32)
+    student = tf.constant([[0.0, 0.0]], tf.float16)
+    expected = np_kl(teacher, np.zeros((1, 2)), 0.01)  # float32 inputs, float64 arithmetic
+    got = losses.kl_divergence_loss(teacher, student, temperature=0.01)
+    assert got.dtype == tf.float32
+    np.testing.assert_allclose(float(got), expected, rtol=1e-3)
+    assert float(losses.mse_loss(teacher, student)) == pytest.approx((1000.0**2 + 1000.01**2) / 2, rel=1e-6)
+
+
+def test_temperature_weight_is_t_below_one_and_t_squared_above():
+    assert losses.temperature_weight(0.01) == pytest.approx(0.01)
+    assert losses.temperature_weight(1.0) == 1.0
+    assert losses.temperature_weight(4.0) == 16.0
+    with pytest.raises(ValueError, match="temperature"):
+        losses.temperature_weight(0)

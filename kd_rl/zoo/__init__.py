@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kd_rl.losses import DEFAULT_TEMPERATURES
+
 __all__ = ["ZOO_DIR", "list_zoo", "zoo_entry", "resolve_model_path", "zoo_table"]
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -56,14 +58,15 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 def zoo_table() -> str:
     """The zoo as a Markdown table: name, algorithm, size, score, training budget and command."""
     rows = [
-        "| name | env | algo | hidden units | parameters | mean return ± std (episodes) | env steps "
-        "| train time | command |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| name | env | algo | outputs (default T) | hidden units | parameters | mean return ± std (episodes) "
+        "| env steps | train time | command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in list_zoo():
         hidden = ",".join(str(u) for u in e.get("hidden_units", []))
         rows.append(
-            f"| `{e['name']}` | {e.get('env_id', '?')} | {e.get('algo', '?')} | {hidden} | {e.get('params', 0):,} | "
+            f"| `{e['name']}` | {e.get('env_id', '?')} | {e.get('algo', '?')} | {e.get('outputs', '?')} "
+            f"({DEFAULT_TEMPERATURES.get(e.get('outputs'), 1.0):g}) | {hidden} | {e.get('params', 0):,} | "
             f"{e.get('mean_return', float('nan')):.1f} ± {e.get('std_return', float('nan')):.1f} "
             f"({e.get('eval_episodes', 0)}) | {e.get('env_steps', 0):,} | {e.get('wall_seconds', 0):.0f} s | "
             f"`{e.get('command', '')}` |"
