@@ -61,6 +61,8 @@ _EXPORTS = {
     "train_teacher": "kd_rl.teachers",
     "export_dqn_teacher": "kd_rl.teachers",
     "export_ppo_teacher": "kd_rl.teachers",
+    "make_q_network": "kd_rl.teachers",
+    "make_actor_network": "kd_rl.teachers",
     "as_tf_policy": "kd_rl.policies",
     "KerasGreedyPolicy": "kd_rl.teachers",
 }

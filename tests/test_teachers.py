@@ -143,7 +143,7 @@ def test_export_dqn_logits_are_the_q_values_and_argmax_matches_greedy_policy():
     observations = observations * np.float32(3.0)
 
     teacher = export_dqn_teacher(q_network, obs_dim=4, num_actions=2, hidden_units=(32, 16))
-    assert isinstance(teacher, keras.Model)
+    assert isinstance(teacher, keras.Model) and teacher.output_type == "q_values"
     q_values, _ = q_network(tf.constant(observations))
     np.testing.assert_allclose(np.asarray(teacher(observations)), q_values.numpy(), rtol=1e-6, atol=1e-6)
 
@@ -189,6 +189,7 @@ def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
     agent.update_observation_normalizer(tf.constant(skewed[None]))
 
     teacher = export_ppo_teacher(agent, obs_dim=4, num_actions=2)
+    assert teacher.output_type == "logits"
     assert isinstance(teacher, keras.Model)
     count, avg, m2 = (v.numpy() for v in agent.collect_policy.observation_normalizer.variables[:3])
     mean_ref = skewed.mean(axis=0)

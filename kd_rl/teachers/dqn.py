@@ -1,0 +1,92 @@
+"""The DQN training loop, CleanRL-style: act, store, learn, log, evaluate, checkpoint.
+
+Python stays out of the inner loop's costly parts: the agent acts with a
+NumPy copy of the Q-network (refreshed after every training round) and samples
+a NumPy replay buffer; only ``agent.train`` runs in TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+from tf_agents.utils import common
+
+from kd_rl.models import TeacherModel
+from kd_rl.teachers.agents import make_dqn_agent, make_q_network
+from kd_rl.teachers.envs import make_env
+from kd_rl.teachers.export import dense_layers, export_dqn_teacher, numpy_policy
+from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.run import Run
+
+__all__ = ["train_dqn"]
+
+
+def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
+    """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached."""
+    p = run.params
+    env = make_env(gym_id, seed=run.seed)
+    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
+    action_spec = tensor_spec.from_spec(env.action_spec())
+    obs_dim, num_actions = int(env.observation_spec().shape[0]), int(env.action_spec().maximum) + 1
+    batch_size, train_freq = int(p["batch_size"]), int(p["train_freq"])
+    gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
+    rounds = max((run.steps - learning_starts) // train_freq, 1)
+    q_network = make_q_network(action_spec, p)
+    agent = make_dqn_agent(time_step_spec, action_spec, p, rounds * gradient_steps, q_network=q_network)
+    layers = dense_layers(q_network)
+    buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim)
+    env_steps = run.attach(q_network.variables, resume, agent=agent, replay_buffer=buffer)
+    if env_steps > 0:
+        buffer.sync_from_variables()
+        # The environment's state is not checkpointed: start a new episode,
+        # seeded from the step reached so a resumed run is reproducible too.
+        env.seed(run.seed + env_steps)
+
+    train = common.function(agent.train)
+    eps_start, eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
+    eps_steps = max(float(p["exploration_fraction"]) * run.steps, 1.0)
+    rng = run.rng
+    act = numpy_policy(layers)
+    observation = env.reset().observation
+    episode_return, finished, losses, last_log = 0.0, [], [], env_steps
+
+    with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
+        while env_steps < run.steps:
+            epsilon = eps_start + (eps_end - eps_start) * min(1.0, env_steps / eps_steps)
+            if rng.random() < epsilon:
+                action = int(rng.integers(num_actions))
+            else:
+                action = int(np.argmax(act(observation[None])[0]))
+            step = env.step(np.int64(action))
+            buffer.add(observation, action, step.reward, step.discount, step.observation)
+            env_steps += 1
+            episode_return += float(step.reward)
+            if int(step.step_type) == ts.StepType.LAST:
+                finished.append(episode_return)
+                episode_return = 0.0
+                observation = env.reset().observation
+            else:
+                observation = step.observation
+
+            if env_steps > learning_starts and env_steps % train_freq == 0:
+                for _ in range(gradient_steps):
+                    losses.append(train(buffer.sample(rng, batch_size)).loss)
+                act = numpy_policy(layers)
+
+            if env_steps - last_log >= 1000 or env_steps == run.steps:
+                run.bar.update(env_steps - last_log)
+                loss = {"loss": float(np.mean([float(x) for x in losses]))} if losses else {}
+                run.log_training(env_steps, finished, epsilon=epsilon, **loss)
+                finished, losses, last_log = [], [], env_steps
+            if run.due(run.eval_every, env_steps - 1, env_steps) or env_steps == run.steps:
+                run.evaluate(env_steps, act)
+            if run.due(run.checkpoint_every, env_steps - 1, env_steps) or (
+                run.checkpoint_every and env_steps == run.steps
+            ):
+                buffer.sync_to_variables()
+                run.save_checkpoint(env_steps)
+    env.close()
+    run.restore_best()
+    return export_dqn_teacher(q_network, obs_dim, num_actions), env_steps

@@ -1,0 +1,195 @@
+"""What every teacher run records, whatever the algorithm.
+
+`Run` holds a run's periodic evaluations (curve.csv), its best weights
+(``keep_best``), its checkpoints (``--resume``), TensorBoard scalars and the
+progress bar, so the training loops in `kd_rl.teachers.dqn` and
+`kd_rl.teachers.ppo` show only the algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.utils import common
+from tqdm import tqdm
+
+from kd_rl import _io
+from kd_rl.evaluate import run_episodes
+
+__all__ = ["CURVE_COLUMNS", "PERIODIC_EVAL_SEED_OFFSET", "Run"]
+
+#: Columns of a teacher run's curve.csv: one row per periodic evaluation.
+CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
+
+#: Periodic evaluations use the seed ``seed + 10000``, not the final
+#: evaluation's ``seed``, so picking the best weights does not peek at the
+#: episodes that score the exported teacher.
+PERIODIC_EVAL_SEED_OFFSET = 10_000
+
+
+class Run:
+    """The bookkeeping of one training run.
+
+    Args:
+        out_dir: The run folder (already prepared).
+        env_id: Gymnasium id, for evaluations.
+        seed: The run's seed; also seeds ``rng``, the loop's NumPy generator.
+        steps: Environment steps the run is to reach.
+        params: Hyperparameters (``periodic_eval_episodes`` and ``keep_best`` are used).
+        algo: ``"dqn"`` or ``"ppo"``, for the progress bar.
+        eval_every: Environment steps between periodic evaluations.
+        checkpoint_every: Environment steps between checkpoints; None: none.
+        progress: Show a tqdm progress bar.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        env_id: str,
+        seed: int,
+        steps: int,
+        params: dict,
+        algo: str,
+        eval_every: int,
+        checkpoint_every: int | None,
+        progress: bool,
+    ):
+        self.out_dir = out_dir
+        self.env_id = env_id
+        self.seed = seed
+        self.steps = steps
+        self.params = params
+        self.eval_every = eval_every
+        self.checkpoint_every = checkpoint_every
+        self.periodic_episodes = int(params["periodic_eval_episodes"])
+        self.keep_best = bool(params["keep_best"])
+        self.curve: list[tuple[int, float, float]] = []  # (env_steps, mean_return, wall_seconds)
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.prior_wall_seconds = 0.0
+        self.start_time = time.perf_counter()
+        self.start_steps = 0
+        self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
+        # Python-side state (curve, best score, RNG) travels in the checkpoint as JSON.
+        self.state = tf.Variable("", dtype=tf.string, trainable=False, name="run_state")
+        self.checkpointer = None
+        self.rng = np.random.default_rng(seed)
+        self.writer = tf.summary.create_file_writer(str(out_dir / "tensorboard"))
+        self.bar = tqdm(
+            total=steps,
+            disable=not progress,
+            desc=f"{algo} {env_id}",
+            unit="step",
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+
+    def attach(self, snapshot_variables: list, resume: bool, **trackables) -> int:
+        """Create the checkpointer and, if resuming, restore; return the env step reached.
+
+        Args:
+            snapshot_variables: The variables that make the exported policy
+                (kept as the best weights, restored by `restore_best`).
+            resume: Restore the last checkpoint in ``out_dir``, if there is one.
+            **trackables: Whatever else the checkpoint holds (agent, replay buffer).
+        """
+        self.snapshot_variables = snapshot_variables
+        self.best = tf.Module(name="best")
+        self.best.variables_ = [tf.Variable(v, trainable=False) for v in snapshot_variables]
+        ckpt_dir = self.out_dir / "checkpoints"
+        if not resume and ckpt_dir.exists():
+            # A fresh run must not pick up an old run's checkpoint.
+            shutil.rmtree(ckpt_dir)
+        self.checkpointer = common.Checkpointer(
+            str(ckpt_dir),
+            max_to_keep=1,
+            env_steps=self.env_steps,
+            run_state=self.state,
+            best=self.best,
+            **trackables,
+        )
+        if resume and self.checkpointer.checkpoint_exists:
+            self.checkpointer.initialize_or_restore()
+            state = json.loads(self.state.numpy().decode())
+            self.curve = [tuple(row) for row in state["curve"]]
+            self.best_score, self.best_step = state["best_score"], state["best_step"]
+            self.prior_wall_seconds = state["wall_seconds"]
+            self.rng.bit_generator.state = state["rng"]
+        self.start_steps = int(self.env_steps.numpy())
+        self.bar.update(self.start_steps)
+        return self.start_steps
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.prior_wall_seconds + time.perf_counter() - self.start_time
+
+    def steps_per_second(self, env_steps: int) -> float:
+        return (env_steps - self.start_steps) / max(time.perf_counter() - self.start_time, 1e-9)
+
+    @staticmethod
+    def due(every: int | None, before: int, after: int) -> bool:
+        """Whether a multiple of ``every`` lies in ``(before, after]``."""
+        return every is not None and after // every > before // every
+
+    def evaluate(self, env_steps: int, policy: Callable) -> float:
+        """Score ``policy`` greedily, extend the curve, keep the best weights; return the mean return."""
+        stats = run_episodes(policy, self.env_id, self.periodic_episodes, self.seed + PERIODIC_EVAL_SEED_OFFSET)
+        score = stats.mean_return
+        self.curve = [row for row in self.curve if row[0] < env_steps] + [
+            (env_steps, score, round(self.wall_seconds, 2))
+        ]
+        # Ties go to the later weights: equally good and trained longer.
+        if score >= self.best_score:
+            self.best_score, self.best_step = score, env_steps
+            for target, source in zip(self.best.variables_, self.snapshot_variables):
+                target.assign(source)
+        _io.write_csv(self.out_dir / "curve.csv", CURVE_COLUMNS, self.curve)
+        with self.writer.as_default(step=env_steps):
+            tf.summary.scalar("eval/mean_return", score)
+            tf.summary.scalar("eval/std_return", stats.std_return)
+        self.bar.set_postfix(eval=f"{score:.1f}", best=f"{self.best_score:.1f}")
+        return score
+
+    def log_training(self, env_steps: int, episode_returns: list, **scalars) -> None:
+        """TensorBoard scalars of training: mean episode return, steps per second, ``scalars``."""
+        with self.writer.as_default(step=env_steps):
+            if episode_returns:
+                tf.summary.scalar("train/episode_return", float(np.mean(episode_returns)))
+            tf.summary.scalar("train/steps_per_second", self.steps_per_second(env_steps))
+            for name, value in scalars.items():
+                tf.summary.scalar(f"train/{name}", float(value))
+
+    def save_checkpoint(self, env_steps: int) -> None:
+        self.env_steps.assign(env_steps)
+        state = {
+            "curve": self.curve,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "wall_seconds": self.wall_seconds,
+            "rng": self.rng.bit_generator.state,
+        }
+        self.state.assign(json.dumps(state))
+        self.checkpointer.save(global_step=env_steps)
+
+    def restore_best(self) -> None:
+        """Put the best evaluated weights back, if ``keep_best`` and there are any."""
+        if self.keep_best and self.best_step >= 0:
+            for target, source in zip(self.snapshot_variables, self.best.variables_):
+                target.assign(source)
+
+    @property
+    def exported_weights(self) -> str:
+        """``"best"`` if `restore_best` put the best weights back, else ``"last"``."""
+        return "best" if self.keep_best and self.best_step >= 0 else "last"
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.flush()
+        self.writer.close()

@@ -1,0 +1,170 @@
+"""`train_teacher`: the whole teacher pipeline, from hyperparameters to ``teacher.keras``.
+
+Check every argument, train (`kd_rl.teachers.dqn` or `kd_rl.teachers.ppo`),
+save the exported Keras 3 ``TeacherModel``, score it with
+`kd_rl.evaluate.run_episodes`, and write ``metrics.json`` and ``curve.csv``.
+
+Example:
+    >>> metrics = train_teacher("CartPole-v1", "dqn", "runs/cartpole-dqn")  # doctest: +SKIP
+    >>> metrics["mean_return"]  # doctest: +SKIP
+    500.0
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras
+
+from kd_rl import _io
+from kd_rl._validate import check_int
+from kd_rl.envs import env_dims
+from kd_rl.evaluate import run_episodes
+from kd_rl.models import count_params
+from kd_rl.teachers.dqn import train_dqn
+from kd_rl.teachers.hyperparams import check_algo, check_hyperparameters, load_hyperparameters
+from kd_rl.teachers.ppo import train_ppo
+from kd_rl.teachers.run import CURVE_COLUMNS, Run
+
+__all__ = ["train_teacher"]
+
+#: What each algorithm's exported teacher outputs (recorded as ``metrics["outputs"]``).
+OUTPUTS = {"dqn": "q_values", "ppo": "logits"}
+
+
+def train_teacher(
+    env_id: str,
+    algo: str,
+    out_dir: str | Path,
+    steps: int | None = None,
+    seed: int = 0,
+    hidden_units: int | Sequence[int] | None = None,
+    overrides: Mapping | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 100,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Train a DQN or PPO teacher and export it as a Keras ``TeacherModel``.
+
+    Writes to ``out_dir``: ``teacher.keras``, ``metrics.json``, ``curve.csv``
+    (``env_steps,mean_return,wall_seconds`` of the periodic greedy evaluations),
+    ``tensorboard/`` and, with ``checkpoint_every``, ``checkpoints/``. Nothing
+    is written before every argument has been checked.
+
+    The final score is the mean greedy return of the exported model over
+    ``eval_episodes`` episodes of ``run_episodes(teacher, env, eval_episodes,
+    seed)``. With the hyperparameter ``keep_best`` the exported weights are
+    those of the best periodic evaluation (which uses the seed ``seed + 10000``,
+    so other episodes), not the last.
+
+    Args:
+        env_id: Gymnasium id, or an alias from the hyperparameter file
+            (e.g. ``"CartPole-v1-large"``).
+        algo: ``"dqn"`` or ``"ppo"``.
+        out_dir: Output folder (created).
+        steps: Environment steps; default ``n_timesteps`` from the file. PPO
+            rounds it up to whole rollouts (``n_envs * n_steps``) and counts
+            every step of its environments, auto-resets included.
+        seed: Seeds TensorFlow, NumPy, the environments and the evaluations.
+        hidden_units: Overrides the file's ``hidden_units``.
+        overrides: Other hyperparameters to override, by key.
+        eval_every: Environment steps between periodic evaluations; default
+            the file's ``eval_every``.
+        eval_episodes: Episodes of the final evaluation.
+        checkpoint_every: Environment steps between checkpoints; None: none.
+        resume: Continue from the last checkpoint in ``out_dir`` (if there is
+            none, start afresh). The run ends at the same total step count as
+            an uninterrupted one.
+        progress: Show a tqdm progress bar.
+        command: The command line that made this run, recorded in the metrics.
+        overwrite: Delete a different run already in ``out_dir`` first
+            (without it, or ``resume``, a non-empty ``out_dir`` is refused).
+
+    Returns:
+        The metrics written to ``metrics.json``; ``outputs`` says what the
+        teacher's outputs are (``"q_values"`` for DQN, ``"logits"`` for PPO).
+
+    Raises:
+        ValueError: For an unknown ``algo`` or environment, an environment
+            whose spaces kd_rl cannot use, a bad hyperparameter or a
+            non-positive count.
+    """
+    algo = check_algo(algo)
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    overrides = dict(overrides or {})
+    if hidden_units is not None:
+        overrides["hidden_units"] = hidden_units
+    gym_id, params = load_hyperparameters(env_id, algo, overrides)
+    steps = check_int("steps", params["n_timesteps"] if steps is None else steps)
+    params["n_timesteps"] = steps
+    seed = check_int("seed", seed, minimum=0)
+    eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
+    eval_episodes = check_int("eval_episodes", eval_episodes)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
+    check_hyperparameters(params, algo)
+    env_dims(gym_id)  # Unknown id or unusable spaces: fail before writing anything.
+
+    existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
+    out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    with _io.cleanup_on_failure(out_dir, existed):
+        tf_keras.utils.set_random_seed(seed)
+        run = Run(out_dir, gym_id, seed, steps, params, algo, eval_every, checkpoint_every, progress)
+        try:
+            trainer = train_dqn if algo == "dqn" else train_ppo
+            teacher, env_steps = trainer(run, gym_id, resume)
+            steps_per_second = run.steps_per_second(env_steps)
+            wall_seconds = run.wall_seconds
+        finally:
+            run.close()
+
+        _io.save_model(teacher, out_dir / "teacher.keras")
+        final = run_episodes(teacher, gym_id, eval_episodes, seed)
+        metrics = {
+            "env_id": gym_id,
+            "hyperparameters_key": env_id,
+            "algo": algo,
+            "outputs": OUTPUTS[algo],
+            "seed": seed,
+            "env_steps": env_steps,
+            "resumed_from_env_steps": run.start_steps,
+            "wall_seconds": round(wall_seconds, 2),
+            "steps_per_second": round(steps_per_second, 1),
+            **{k: v for k, v in final.summary().items() if k.endswith("_return")},
+            "eval_episodes": eval_episodes,
+            "returns": final.returns,
+            "params": count_params(teacher),
+            "hidden_units": list(teacher.hidden_units),
+            "best_eval_env_steps": run.best_step,
+            "best_eval_mean_return": run.best_score if run.best_step >= 0 else None,
+            "exported_weights": run.exported_weights,
+            "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+            "versions": _versions(),
+        }
+        if command is not None:
+            metrics["command"] = command
+        _io.write_json(out_dir / "metrics.json", metrics)
+        _io.write_csv(out_dir / "curve.csv", CURVE_COLUMNS, run.curve)
+        return metrics
+
+
+def _versions() -> dict:
+    import gymnasium
+    import keras
+    import tf_agents
+
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf_keras": tf_keras.__version__,
+        "tf_agents": tf_agents.__version__,
+        "gymnasium": gymnasium.__version__,
+    }

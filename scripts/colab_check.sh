@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A Colab-like check (issue #11): a fresh Python 3.13 venv that first installs Colab's
+# preinstalled set, then kd_rl exactly as the README tells a Colab user, then fails if
+# TensorFlow or Keras were replaced, and runs a zoo distillation, a TFLite export and its
+# evaluation, a short PPO teacher training and notebook 02 in fast mode.
+#
+#   bash scripts/colab_check.sh [PYTHON3.13]      (default: python3.13, else pyenv's 3.13)
+#
+# Exit 0 when all of it works; the venv and runs live in a temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+PY=${1:-}
+if [ -z "$PY" ]; then
+  PY=$(command -v python3.13 || true)
+  [ -n "$PY" ] || PY=$(ls /root/.pyenv/versions/3.13*/bin/python 2>/dev/null | head -1 || true)
+fi
+if [ -z "$PY" ] || ! "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+  echo "colab_check: no Python 3.13 found (pass its path as the first argument)" >&2
+  exit 2
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+"$PY" -m venv "$WORK/venv"
+PIP="$WORK/venv/bin/python -m pip"
+export TF_CPP_MIN_LOG_LEVEL=3 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+echo "== 1. Colab's preinstalled set"
+$PIP install --quiet --upgrade pip
+$PIP install --quiet "tensorflow==2.20.*" "keras==3.13.*" "tf-keras==2.20.*" \
+  "tensorflow-probability==0.25.*" "gymnasium==1.3.*" matplotlib
+before=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | sort)
+echo "$before"
+
+echo "== 2. kd_rl as the README tells a Colab user"
+$PIP install --quiet "$REPO[teachers]"
+$PIP install --quiet --no-deps tf-agents==0.19.0 gym==0.23.0
+after=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | sort)
+if [ "$before" != "$after" ]; then
+  echo "colab_check: installing kd_rl changed TensorFlow/Keras:" >&2
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  exit 1
+fi
+echo "TensorFlow and Keras kept as they were."
+
+echo "== 3. distil from the zoo, export to TFLite, evaluate the export, train a PPO teacher"
+cd "$WORK"
+KD="$WORK/venv/bin/kd-rl"
+$KD distill --teacher CartPole-v1-dqn --env CartPole-v1 --steps 3000 --eval-episodes 20 --out runs/student --no-progress
+$KD export runs/student/student.keras --format tflite --out runs/student/student.tflite
+$KD evaluate runs/student/student.tflite --env CartPole-v1 --episodes 20
+$KD train-teacher --env CartPole-v1 --algo ppo --steps 4096 --out runs/ppo --no-progress
+"$WORK/venv/bin/python" - <<'PY'
+import json
+import kd_rl  # noqa: F401
+import keras
+from kd_rl.models import load_policy
+from kd_rl.policies import load_any_policy
+from kd_rl.data import visited_states
+import numpy as np
+
+student = load_policy("runs/student/student.keras")
+exported = load_any_policy("runs/student/student.tflite")
+states = visited_states(student, "CartPole-v1", 1000, seed=0, epsilon=0.1)
+np.testing.assert_allclose(exported(states), student(states).numpy(), rtol=1e-5, atol=1e-5)
+teacher = json.load(open("runs/ppo/metrics.json"))
+assert teacher["algo"] == "ppo" and teacher["env_steps"] >= 4096, teacher
+assert keras.__version__.startswith("3.13"), keras.__version__
+print("TFLite export exact on 1,000 visited states; PPO teacher trained:", teacher["mean_return"])
+PY
+
+echo "== 4. notebook 02 in fast mode"
+$PIP install --quiet "pytest>=8,<9" nbmake ipykernel
+cd "$REPO"
+KD_RL_FAST=1 "$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider --nbmake notebooks/02_dqn_teacher_to_student.ipynb
+echo "colab_check: passed"
