@@ -11,12 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
+is313() { [ -n "$1" ] && "$1" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; }
 PY=${1:-}
 if [ -z "$PY" ]; then
-  PY=$(command -v python3.13 || true)
-  [ -n "$PY" ] || PY=$(ls /root/.pyenv/versions/3.13*/bin/python 2>/dev/null | head -1 || true)
+  for candidate in "$(command -v python3.13 || true)" /root/.pyenv/versions/3.13*/bin/python; do
+    if is313 "$candidate"; then PY=$candidate; break; fi
+  done
 fi
-if [ -z "$PY" ] || ! "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+if ! is313 "$PY"; then
   echo "colab_check: no Python 3.13 found (pass its path as the first argument)" >&2
   exit 2
 fi
