@@ -240,6 +240,18 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from kd_rl._io import save_model
+    from kd_rl.models import load_policy
+
+    if not str(args.out).endswith(".keras"):
+        raise ValueError(f"--out must end in .keras, got {args.out!r}")
+    model = load_policy(args.model)  # reads kd_rl 0.1 (Keras 2) files as Keras 3 models
+    save_model(model, args.out)
+    print(f"wrote {args.out} (Keras 3, {model.count_params()} parameters)")
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -323,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="environment for int8 calibration states (default: from the model's zoo metrics)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("convert", help="re-save a kd_rl 0.1 (Keras 2) .keras file as a Keras 3 file")
+    p.add_argument("model", help=".keras file (or zoo name)")
+    p.add_argument("--out", required=True, help=".keras file to write")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("article", help="the article's example, reproduced and corrected")
     p.add_argument("--temperature", type=float, default=4.0)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -144,3 +146,25 @@ def test_wrong_observation_size_is_refused():
     model = StudentModel(2, observation_dim=4)
     with pytest.raises(ValueError, match="observation_dim=4"):
         model(np.zeros((1, 3), np.float32))
+
+
+def test_a_kd_rl_0_1_keras2_file_loads_as_keras3_and_converts(tmp_path, capsys):
+    # A PPO teacher saved by kd_rl 0.1 (TensorFlow 2.15, Keras 2): Keras 3 alone would
+    # load it with none of its weights; load_policy reads them from the archive.
+    import json
+    import zipfile
+
+    from kd_rl.cli import main
+    from kd_rl.models import load_policy
+
+    old = Path(__file__).parent / "data" / "keras2_ppo_teacher.keras"
+    assert json.loads(zipfile.ZipFile(old).read("metadata.json"))["keras_version"].startswith("2.")
+    model = load_policy(old)
+    zoo = load_policy("CartPole-v1-ppo")  # the same teacher, re-saved as a Keras 3 file
+    x = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), zoo(x).numpy())
+    assert model.observation_clip == 5.0 and model.observation_mean is not None
+    assert main(["convert", str(old), "--out", str(tmp_path / "new.keras")]) == 0
+    assert "Keras 3" in capsys.readouterr().out
+    new = keras.saving.load_model(tmp_path / "new.keras", safe_mode=True)
+    np.testing.assert_array_equal(new(x).numpy(), zoo(x).numpy())
