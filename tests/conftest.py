@@ -1,7 +1,6 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KD_RL_FAST", "1")
 
 import kd_rl  # noqa: E402, F401  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow resolves tf.keras)
 

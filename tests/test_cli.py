@@ -66,6 +66,10 @@ def test_distill_writes_a_complete_run(tmp_path, cartpole_teacher_path, capsys):
     ):
         assert key in metrics, key
     assert metrics["env_steps"] == 1000 and metrics["hidden_units"] == [16] and metrics["eval_episodes"] == 5
+    assert (metrics["loss"], metrics["collect"], metrics["seed"]) == ("kl", "student", 1)
+    assert metrics["temperature"] == 1.0  # the hand-made teacher does not say it outputs Q-values
+    assert (metrics["learning_rate"], metrics["batch_size"], metrics["buffer_size"]) == (1e-3, 128, 50_000)
+    assert metrics["teacher_mean_return"] == 500.0 and 0 < metrics["wall_seconds"] < 600
     assert metrics["student_params"] == 4 * 16 + 16 + 16 * 2 + 2
     student = keras.saving.load_model(out / "student.keras", safe_mode=True)
     assert student.hidden_units == (16,)

@@ -139,7 +139,8 @@ def test_resume_after_sigkill_completes_with_the_right_step_count(tmp_path, cart
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["env_steps"] == 12000
     assert metrics["labelled_states"] == 12000
-    assert metrics["student_mean_return"] > 0
+    # The resumed student learned: the hand-made teacher scores 500 on every episode.
+    assert metrics["student_mean_return"] >= 450 and metrics["agreement"] > 0.85
     curve = read_curve(out / "curve.csv")
     assert curve["env_steps"][-1] == 12000
     assert np.all(np.diff(curve["env_steps"]) > 0)

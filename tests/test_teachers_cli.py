@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 
 def _checkpointed_steps(folder):
     steps = [int(m.group(1)) for p in folder.glob("ckpt-*.index") if (m := re.match(r"ckpt-(\d+)\.index", p.name))]
@@ -41,17 +39,16 @@ def test_train_teacher_resumes_after_sigkill(tmp_path):
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if _checkpointed_steps(out / "checkpoints") >= 2000:
-            break
-        time.sleep(0.2)
+    # No deadline: a slow machine only takes longer (pytest's --timeout still bounds it), and
+    # the first of eight checkpoints is caught long before a fast machine ends the run.
+    while proc.poll() is None and _checkpointed_steps(out / "checkpoints") < 1000:
+        time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "metrics.json").exists() and not (out / "teacher.keras").exists()
     killed_at = _checkpointed_steps(out / "checkpoints")
-    assert 2000 <= killed_at < 8000
+    assert 1000 <= killed_at < 8000
 
     done = subprocess.run(argv + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -61,7 +58,13 @@ def test_train_teacher_resumes_after_sigkill(tmp_path):
     assert metrics["env_steps"] == 8000 and metrics["outputs"] == "q_values"
     assert metrics["resumed_from_env_steps"] == killed_at
     assert metrics["params"] == 4 * 16 + 16 + 16 * 2 + 2
-    assert np.isfinite(metrics["mean_return"])
+    # The recorded score is the exported teacher's, on the final evaluation's episodes.
+    import kd_rl  # noqa: F401
+    from kd_rl.evaluate import run_episodes
+    from kd_rl.models import load_policy
+
+    stats = run_episodes(load_policy(out / "teacher.keras"), "CartPole-v1", metrics["eval_episodes"], seed=2)
+    assert metrics["returns"] == stats.returns and metrics["mean_return"] == stats.mean_return
     rows = (out / "curve.csv").read_text().splitlines()
     assert rows[0] == "env_steps,mean_return,wall_seconds"
     steps = [int(r.split(",")[0]) for r in rows[1:]]
