@@ -32,6 +32,36 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         raise
 
 
+@contextmanager
+def native_output_silenced():
+    """Silence stdout and stderr at the file-descriptor level, C++ libraries included.
+
+    TensorFlow's TFLite converter and LiteRT's interpreter print progress lines
+    ("Saved artifact at ...", MLIR pass notes, "Created TensorFlow Lite XNNPACK
+    delegate") that tell a kd_rl user nothing. Errors still arrive as Python
+    exceptions.
+    """
+    import contextlib
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:

@@ -103,7 +103,7 @@ def export_model(
     """
     import tensorflow as tf
 
-    from kd_rl._io import atomic_path
+    from kd_rl._io import atomic_path, native_output_silenced
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -130,10 +130,12 @@ def export_model(
                 np.savez(f, **arrays)
         return out
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
+    with native_output_silenced():  # Keras's export prints the SavedModel it writes
+        converter = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
     if fmt == "tflite-int8":
         quantise_int8(converter, calibration_states(model, env_id, num_calibration_states, seed))
-    flatbuffer = converter.convert()
+    with native_output_silenced():
+        flatbuffer = converter.convert()
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(flatbuffer)
     return out

@@ -169,9 +169,12 @@ class TFLitePolicy:
     def __init__(self, path: str | os.PathLike, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
+        from kd_rl._io import native_output_silenced
+
         self.path = str(path)
-        self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        with native_output_silenced():  # LiteRT announces its XNNPACK delegate on stderr
+            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.observation_dim = int(self._input["shape"][-1])
