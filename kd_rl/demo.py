@@ -39,6 +39,7 @@ def run_demo(
     from kd_rl._io import write_text
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import inference_latency_us, model_size_bytes
+    from kd_rl.losses import default_temperature
     from kd_rl.models import load_policy
     from kd_rl.plots import plot_comparison_bars, plot_distillation_curve, read_curve, save
     from kd_rl.policies import NumpyPolicy
@@ -48,9 +49,11 @@ def run_demo(
     print(f"teacher: {teacher} ({teacher_model.count_params():,} parameters, hidden {teacher_model.hidden_units})")
     config = DistillConfig(env_id="CartPole-v1", seed=seed)
     width = ",".join(map(str, config.hidden_units))
+    temperature = default_temperature(teacher_model)
     print(
         f"distilling into a {width}-unit student on {config.env_id}: {config.steps:,} teacher-labelled "
-        f"states, {config.collect}-driven data, loss {config.loss} at temperature {config.temperature}"
+        f"states, {config.collect}-driven data, loss {config.loss} at temperature {temperature:g} "
+        f"(the default for a teacher whose outputs are {teacher_model.output_type or 'logits'})"
     )
     student, metrics = distill_policy(
         teacher_model, config, out_dir=out, overwrite=True, progress=progress, teacher_name=teacher
@@ -95,10 +98,10 @@ def run_demo(
         ),
         out / "teacher_vs_student.png",
     )
-    ratio = metrics["student_mean_return"] / metrics["teacher_mean_return"]
     text = (
         f"# kd_rl demo: {teacher} -> 50-unit student\n\n{table}\n\n"
-        f"The student keeps {100 * ratio:.1f}% of the teacher's return with "
+        f"The student scores {metrics['normalised_score']:.3f} on the normalised scale (0: a random policy, "
+        f"{metrics['random_mean_return']:.1f}; 1: the teacher) with "
         f"{metrics['teacher_params'] / metrics['student_params']:.1f}x fewer parameters, after "
         f"{metrics['labelled_states']:,} teacher-labelled states and {metrics['train_seconds']:.1f} s of training.\n"
         "Latencies are medians of batch-1 calls on this machine.\n"

@@ -164,7 +164,10 @@ class Distiller(keras.Model):
     is mixed in with weight ``alpha``:
 
     ``loss = alpha * student_loss(actions, student_logits)
-    + (1 - alpha) * distillation_loss(teacher_logits, student_logits)``.
+    + (1 - alpha) * w(T) * distillation_loss(teacher_logits, student_logits)``,
+
+    with ``w(T) = T · max(T, 1)`` for the KL loss (1 for the others; see
+    `compile`).
 
     Sample weights weigh both terms per sample, as Keras losses do
     (``sum(w · loss) / batch``). Keras hands them to ``train_step`` only beside
