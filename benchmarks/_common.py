@@ -1,4 +1,18 @@
-"""Shared helpers of the benchmark scripts: machine description and result files."""
+"""Shared helpers of the benchmark scripts: machine description, headline statistics and result files.
+
+Every script writes ``benchmarks/results/NAME.json`` and ``NAME.md`` through
+`write_results`. To try a script without touching the committed results, set
+``KD_RL_BENCH_OUT`` to another folder: results (and the figures the scripts
+and ``report.py`` draw, under ``img/``) go there instead, and ``report.py``
+reads its results from there and writes its ``benchmarks.md`` there::
+
+    KD_RL_BENCH_OUT=/tmp/bench python benchmarks/latency.py --repeats 50
+
+Headline statistics follow rliable (Agarwal et al., 2021): the interquartile
+mean over seeds (`iqm`) with a percentile-bootstrap confidence interval
+(`bootstrap_ci`), beside the worst seed (`summarise_runs`), since a mean of
+three seeds hides how often a run fails.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +20,30 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import kd_rl  # noqa: E402, F401  (first: sets TF_USE_LEGACY_KERAS before anything touches tf.keras)
+
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+OUT_ENV = "KD_RL_BENCH_OUT"
+
+
+def results_dir() -> Path:
+    """Where results are read and written: ``$KD_RL_BENCH_OUT`` if set, else ``benchmarks/results``."""
+    out = os.environ.get(OUT_ENV)
+    return Path(out) if out else RESULTS
+
+
+def docs_dir() -> Path:
+    """Where the docs page and its figures go: ``$KD_RL_BENCH_OUT`` if set, else ``docs``."""
+    out = os.environ.get(OUT_ENV)
+    return Path(out) if out else DOCS
 
 
 def quiet_tensorflow() -> None:
@@ -17,7 +52,9 @@ def quiet_tensorflow() -> None:
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    import numpy as np
+    from importlib.metadata import PackageNotFoundError, version
+
+    import keras
     import tensorflow as tf
 
     cpu = platform.processor() or ""
@@ -29,16 +66,110 @@ def machine() -> dict:
                     break
     except OSError:
         pass
+    try:
+        litert = version("ai-edge-litert")
+    except PackageNotFoundError:
+        litert = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "gpu": bool(tf.config.list_physical_devices("GPU")),
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "litert": litert,
         "numpy": np.__version__,
+        "kd_rl": kd_rl.__version__,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+# --------------------------------------------------------------------------
+# Headline statistics over seeds
+# --------------------------------------------------------------------------
+
+
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the middle 50% of the sorted values.
+
+    ``int(0.25 * n)`` values are cut from each end, as ``scipy.stats.trim_mean(values,
+    0.25)`` (rliable's IQM) does: for 10 seeds the mean of the middle 6; for 3 seeds, the mean.
+    """
+    x = np.sort(np.asarray(values, np.float64).ravel())
+    if x.size == 0:
+        raise ValueError("iqm needs at least one value, got none")
+    cut = int(0.25 * x.size)
+    return float(x[cut : x.size - cut].mean())
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    stat: Callable[[np.ndarray], float] = iqm,
+    n: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of ``stat`` over seeds: ``(low, high)``.
+
+    ``n`` resamples of the values, with replacement and of the same size, each
+    reduced by ``stat``; the interval is their ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles.
+    """
+    x = np.asarray(values, np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value, got none")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    samples = x[np.random.default_rng(seed).integers(0, x.size, size=(n, x.size))]
+    stats = np.array([stat(s) for s in samples])
+    low, high = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def summarise_runs(runs: Sequence[dict], key: str, higher_is_better: bool = True) -> dict:
+    """Headline numbers of ``run[key]`` over per-seed runs (each with a ``seed``).
+
+    Returns:
+        ``{"n", "iqm", "ci_low", "ci_high", "median", "mean", "worst", "worst_seed"}``:
+        the IQM with its 95% bootstrap interval, and the worst seed (lowest, or
+        highest where lower is better) with its value.
+    """
+    pairs = [(r["seed"], float(r[key])) for r in runs if r.get(key) is not None]
+    if not pairs:
+        raise ValueError(f"no run has a value for {key!r}")
+    seeds, values = zip(*pairs)
+    worst = int(np.argmin(values) if higher_is_better else np.argmax(values))
+    low, high = bootstrap_ci(values)
+    return {
+        "n": len(values),
+        "iqm": iqm(values),
+        "ci_low": low,
+        "ci_high": high,
+        "median": float(np.median(values)),
+        "mean": float(np.mean(values)),
+        "worst": values[worst],
+        "worst_seed": seeds[worst],
+    }
+
+
+def summary_row(label: str, s: dict, fmt: str = "{:.3f}") -> str:
+    """One Markdown table row: label | n | IQM | 95% CI | worst (seed) | median."""
+    f = fmt.format
+    return (
+        f"| {label} | {s['n']} | {f(s['iqm'])} | [{f(s['ci_low'])}, {f(s['ci_high'])}] | "
+        f"{f(s['worst'])} (seed {s['worst_seed']}) | {f(s['median'])} |"
+    )
+
+
+SUMMARY_HEADER = (
+    "| quantity | seeds | IQM | 95% CI of the IQM (bootstrap) | worst seed | median |\n|---|---|---|---|---|---|"
+)
+
+
+# --------------------------------------------------------------------------
+# Running and timing
+# --------------------------------------------------------------------------
 
 
 def timed_distill(teacher, **config):
@@ -46,7 +177,6 @@ def timed_distill(teacher, **config):
 
     ``metrics["total_seconds"]`` is the wall time of the whole call, final evaluations included.
     """
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from kd_rl.distill import DistillConfig, distill_policy
 
     start = time.perf_counter()
@@ -56,7 +186,7 @@ def timed_distill(teacher, **config):
 
 
 def tflite_interpreter_fn(policy):
-    """Time the TFLite interpreter alone: ``fn(x float32 [1, obs_dim])`` without ``TFLitePolicy``'s wrapper."""
+    """Time the LiteRT interpreter alone: ``fn(x float32 [1, obs_dim])`` without ``TFLitePolicy``'s wrapper."""
     interpreter, inp, out = policy.interpreter, policy._input["index"], policy._output["index"]
 
     def fn(x):
@@ -69,7 +199,6 @@ def tflite_interpreter_fn(policy):
 
 def curve_points(path, *columns: str) -> list[tuple]:
     """Rows of a run's ``curve.csv`` as ``(env_steps as int, *columns as floats)``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from kd_rl.plots import read_curve
 
     curve = read_curve(path)
@@ -78,20 +207,20 @@ def curve_points(path, *columns: str) -> list[tuple]:
 
 
 def write_results(name: str, data: dict, table: str) -> None:
-    """Write ``results/NAME.json`` and ``results/NAME.md`` (with the machine and command)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    """Write ``NAME.json`` and ``NAME.md`` (with the machine and command) to `results_dir`."""
     from kd_rl._io import write_json, write_text
 
     script = Path(sys.argv[0]).resolve()
-    repo = Path(__file__).resolve().parents[1]
-    if script.is_relative_to(repo):
-        script = script.relative_to(repo)  # the command as run from the repository root
+    if script.is_relative_to(ROOT):
+        script = script.relative_to(ROOT)  # the command as run from the repository root
     data = {"machine": machine(), "command": " ".join(["python", str(script), *sys.argv[1:]]), **data}
-    write_json(RESULTS / f"{name}.json", data)
+    out = results_dir()
+    write_json(out / f"{name}.json", data)
     m = data["machine"]
     header = (
         f"Measured with `{data['command']}` on {m['cpu']} ({m['cores']} cores, "
-        f"{'GPU' if m['gpu'] else 'no GPU'}), TensorFlow {m['tensorflow']}, {m['date']}.\n\n"
+        f"{'GPU' if m['gpu'] else 'no GPU'}), TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
+        f"LiteRT {m['litert']}, {m['date']}.\n\n"
     )
-    write_text(RESULTS / f"{name}.md", header + table + "\n")
+    write_text(out / f"{name}.md", header + table + "\n")
     print(header + table)

@@ -3,10 +3,12 @@
 Students of 100, 50, 25, 12, 6 and 3 hidden units are distilled (default
 settings: student-driven collection, KL at T = 0.01) from the large CartPole-v1
 teacher (10,000 labelled states) and from the LunarLander-v3 teacher (50,000),
-three seeds each. For every size: parameters, file bytes (float32 TFLite, int8
-TFLite, NumPy ``.npz``), batch-1 latency of the float32 TFLite interpreter and
-of ``NumpyPolicy`` (median µs of the seed-0 student, all timed in one process
-at the end), and the return over 100 evaluation episodes per seed.
+3 seeds each. For every size: parameters, file bytes (float32 TFLite, int8
+TFLite, NumPy ``.npz``), batch-1 latency of the float32 TFLite model in the
+LiteRT interpreter and of ``NumpyPolicy`` (median µs of the first seed's
+student, all timed in one process at the end), and the return and normalised
+score ``(student − random) / (teacher − random)`` over 100 evaluation
+episodes per seed.
 
     python benchmarks/compression.py [--envs CartPole-v1 LunarLander-v3] [--sizes 100 50 25 12 6 3]
 """
@@ -27,14 +29,15 @@ CASES = {"CartPole-v1": ("CartPole-v1-dqn-large", 10_000), "LunarLander-v3": ("L
 
 def _sizes_and_latency(model, env_id: str, workdir: Path, repeats: int) -> dict:
     from kd_rl.evaluate import inference_latency_us
-    from kd_rl.export import NumpyPolicy, TFLitePolicy, export_model
+    from kd_rl.export import export_model
+    from kd_rl.policies import NumpyPolicy, TFLitePolicy, observation_dim
 
     files = {
         "tflite": export_model(model, "tflite", workdir / "m.tflite"),
         "tflite-int8": export_model(model, "tflite-int8", workdir / "m8.tflite", env_id=env_id),
         "numpy": export_model(model, "numpy", workdir / "m.npz"),
     }
-    dim = model.observation_dim
+    dim = observation_dim(model)
     return {
         "bytes": {fmt: path.stat().st_size for fmt, path in files.items()},
         "tflite_latency": inference_latency_us(
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3000, help="timed calls per latency measurement")
+    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
     args = parser.parse_args()
 
     from kd_rl.models import load_policy
@@ -58,6 +62,7 @@ def main() -> None:
     results, models = {}, {}
     for env_id in args.envs:
         teacher_name, steps = CASES[env_id]
+        steps = min(steps, args.max_steps or steps)
         teacher = load_policy(teacher_name)
         models[(env_id, "teacher")] = teacher
         results[env_id] = {"teacher": teacher_name, "labelled_states": steps, "sizes": {}}
@@ -70,10 +75,11 @@ def main() -> None:
                 runs.append(m)
                 if seed == args.seeds[0]:
                     models[(env_id, hidden)] = student
-                print(env_id, hidden, seed, f"{m['student_mean_return']:.1f}", flush=True)
+                print(env_id, hidden, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
             results[env_id]["sizes"][hidden] = {"runs": runs}
         results[env_id]["teacher_params"] = runs[0]["teacher_params"]
         results[env_id]["teacher_mean_return"] = float(np.mean([r["teacher_mean_return"] for r in runs]))
+        results[env_id]["random_mean_return"] = float(np.mean([r["random_mean_return"] for r in runs]))
 
     # Sizes and latencies last, in one quiet stretch, so every row is timed alike.
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,38 +93,41 @@ def main() -> None:
     parts = []
     for env_id, r in results.items():
         t = r["teacher_files"]
+        n_seeds = len(args.seeds)
         rows = [
             f"**{env_id}**: teacher `{r['teacher']}`, {r['teacher_params']:,} parameters, return "
-            f"{r['teacher_mean_return']:.1f}; {r['labelled_states']:,} labelled states per student.\n",
+            f"{r['teacher_mean_return']:.1f} (random policy {r['random_mean_return']:.1f}); "
+            f"{r['labelled_states']:,} labelled states per student; {n_seeds} seeds per size.\n",
             "| hidden units | params | share of teacher | TFLite bytes | int8 bytes | .npz bytes | "
-            "TFLite µs (median) | NumPy µs (median) | return (mean ± std over seeds) | min seed | "
-            "ratio to teacher |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"LiteRT µs (median) | NumPy µs (median) | return (mean ± std, {n_seeds} seeds) | min seed | "
+            f"normalised score (mean ± std, {n_seeds} seeds) | min seed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
             f"| teacher | {r['teacher_params']:,} | 100% | {t['bytes']['tflite']:,} | {t['bytes']['tflite-int8']:,} | "
             f"{t['bytes']['numpy']:,} | {t['tflite_latency']['median_us']:.2f} | "
-            f"{t['numpy_latency']['median_us']:.2f} | {r['teacher_mean_return']:.1f} | | 100% |",
+            f"{t['numpy_latency']['median_us']:.2f} | {r['teacher_mean_return']:.1f} | | 1 | |",
         ]
         for hidden, s in r["sizes"].items():
             returns = np.array([m["student_mean_return"] for m in s["runs"]])
+            scores = np.array([m["normalised_score"] for m in s["runs"]], dtype=float)
             params = s["runs"][0]["student_params"]
             s["mean_return"], s["std_return"] = float(returns.mean()), float(returns.std())
-            s["return_ratio"] = s["mean_return"] / r["teacher_mean_return"]
+            s["mean_normalised_score"], s["std_normalised_score"] = float(scores.mean()), float(scores.std())
             rows.append(
                 f"| {hidden} | {params:,} | {100 * params / r['teacher_params']:.2f}% | {s['bytes']['tflite']:,} | "
                 f"{s['bytes']['tflite-int8']:,} | {s['bytes']['numpy']:,} | {s['tflite_latency']['median_us']:.2f} | "
                 f"{s['numpy_latency']['median_us']:.2f} | {returns.mean():.1f} ± {returns.std():.1f} | "
-                f"{returns.min():.1f} | {100 * s['return_ratio']:.1f}% |"
+                f"{returns.min():.1f} | {scores.mean():.3f} ± {scores.std():.3f} | {scores.min():.3f} |"
             )
-        keep = [h for h, s in r["sizes"].items() if s["return_ratio"] >= 0.95]
+        keep = [h for h, s in r["sizes"].items() if s["mean_normalised_score"] >= 0.95]
         smallest = min(keep, key=lambda h: r["sizes"][h]["runs"][0]["student_params"]) if keep else None
         rows.append(
             "\n"
             + (
-                f"Smallest student keeping >= 95% of the teacher's return (mean over seeds): {smallest} units, "
+                f"Smallest student with a normalised score >= 0.95 (mean over {n_seeds} seeds): {smallest} units, "
                 f"{r['sizes'][smallest]['runs'][0]['student_params']:,} parameters "
                 f"({r['teacher_params'] / r['sizes'][smallest]['runs'][0]['student_params']:.0f}x fewer)."
                 if smallest is not None
-                else "No student size kept 95% of the teacher's return."
+                else f"No student size reached a normalised score of 0.95 (mean over {n_seeds} seeds)."
             )
         )
         parts.append("\n".join(rows))

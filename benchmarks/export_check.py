@@ -3,14 +3,19 @@
 A student is distilled from a zoo teacher (default settings), exported to
 TFLite float32, TFLite int8 and NumPy, and every export is compared with the
 Keras student on the states the Keras student visits (argmax agreement) and
-on the same seeded episodes (mean return). Targets: agreement >= 99.5% for the
-float exports and >= 98% for int8, returns within 1% of the Keras model's.
+on the same seeded episodes (mean return). TFLite files run in LiteRT
+(``ai_edge_litert``) through `kd_rl.policies.TFLitePolicy`. The return of an
+export is scored against the Keras student's as a normalised score,
+``(export − random) / (Keras − random)`` (1: as good as the Keras student),
+which means the same for LunarLander's negative returns as for CartPole's.
+Targets: agreement >= 99.5% for the float exports and >= 98% for int8,
+normalised score within 0.01 of 1.
 
 Where the int8 export disagrees is measured too: the share of states whose
 top-two Keras logit gap is at least 4 steps of the int8 output's quantisation
 scale, and the agreement on those ("decisive") states.
 
-    python benchmarks/export_check.py [--states 10000]
+    python benchmarks/export_check.py [--states 10000] [--episodes 100] [--envs CartPole-v1 LunarLander-v3]
 """
 
 from __future__ import annotations
@@ -31,24 +36,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=10_000)
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--envs", nargs="+", default=[c[1] for c in CASES], choices=[c[1] for c in CASES])
+    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
     args = parser.parse_args()
 
     from kd_rl.data import visited_states
     from kd_rl.distill import DistillConfig, distill_policy
-    from kd_rl.evaluate import run_episodes
-    from kd_rl.export import export_model, load_any_policy
+    from kd_rl.evaluate import normalised_score, random_policy_return, run_episodes
+    from kd_rl.export import export_model
     from kd_rl.models import load_policy
+    from kd_rl.policies import load_any_policy
 
     results, rows = (
         {},
         [
             "| env | student params | format | file bytes | agreement | decisive states (gap >= 4 int8 steps) | "
-            "return | Keras return | return ratio |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "return | Keras return | random return | normalised score (Keras = 1) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ],
     )
     verdicts = []
-    for teacher_name, env_id, hidden, steps in CASES:
+    for teacher_name, env_id, hidden, steps in (c for c in CASES if c[1] in args.envs):
+        steps = min(steps, args.max_steps or steps)
         teacher = load_policy(teacher_name)
         student, _ = distill_policy(
             teacher,
@@ -61,6 +70,7 @@ def main() -> None:
         top_two = np.sort(keras_logits, axis=1)[:, -2:]
         gap = top_two[:, 1] - top_two[:, 0]
         keras_return = run_episodes(student, env_id, args.episodes, seed=777).mean_return
+        random_return = random_policy_return(env_id, args.episodes, seed=777)
         with tempfile.TemporaryDirectory() as tmp:
             for fmt, suffix in (("tflite", ".tflite"), ("tflite-int8", ".tflite"), ("numpy", ".npz")):
                 path = export_model(student, fmt, Path(tmp) / f"student-{fmt}{suffix}", env_id=env_id)
@@ -83,11 +93,13 @@ def main() -> None:
                         f"{100 * near_ties['decisive_agreement']:.2f}%"
                     )
                 ret = run_episodes(policy, env_id, args.episodes, seed=777).mean_return
-                ratio = ret / keras_return
+                score = normalised_score(ret, keras_return, random_return)
                 results[f"{env_id}/{fmt}"] = {
                     "agreement": agreement,
                     "return": ret,
                     "keras_return": keras_return,
+                    "random_return": random_return,
+                    "normalised_score": score,
                     "bytes": path.stat().st_size,
                     "states": len(states),
                 }
@@ -95,13 +107,15 @@ def main() -> None:
                     results[f"{env_id}/{fmt}"].update(near_ties)
                 rows.append(
                     f"| {env_id} | {student.count_params():,} | {fmt} | {path.stat().st_size:,} | "
-                    f"{100 * agreement:.2f}% | {decisive} | {ret:.1f} | {keras_return:.1f} | {100 * ratio:.1f}% |"
+                    f"{100 * agreement:.2f}% | {decisive} | {ret:.1f} | {keras_return:.1f} | {random_return:.1f} | "
+                    f"{'—' if score is None else f'{score:.3f}'} |"
                 )
                 need = 0.98 if fmt == "tflite-int8" else 0.995
-                ok = agreement >= need and abs(ratio - 1) <= 0.01
+                ok = agreement >= need and score is not None and abs(score - 1) <= 0.01
                 verdicts.append(
-                    f"{env_id} {fmt}: agreement {100 * agreement:.2f}% (target {100 * need:.1f}%), "
-                    f"return {100 * ratio:.1f}% of Keras: {'met' if ok else 'NOT met'}."
+                    f"- {env_id} {fmt}: agreement {100 * agreement:.2f}% (target {100 * need:.1f}%), "
+                    f"normalised score {'—' if score is None else f'{score:.3f}'} against the Keras student "
+                    f"(target 1 ± 0.01): {'met' if ok else 'NOT met'}."
                     + (
                         f" {near_ties['disagreements_at_near_ties']} of its {near_ties['disagreements']} "
                         f"disagreements are at near-ties (top-two gap < 4 x {near_ties['output_step']:.4f})."

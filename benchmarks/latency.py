@@ -1,8 +1,10 @@
 """Batch-1 action latency of teacher and student on every runtime kd_rl offers.
 
-For each model: an eager Keras call, a ``tf.function``, TFLite float32,
-TFLite int8 and the NumPy forward pass, each timed over many single calls
-(median and p99, microseconds), all in one process so the ratios are fair.
+For each model: an eager Keras 3 call, a ``tf.function``, the TFLite float32
+export in the LiteRT interpreter (alone, and through `TFLitePolicy`), the
+TFLite int8 export through `TFLitePolicy`, and the NumPy forward pass, each
+timed over many single calls (median and p99, microseconds), all in one
+process so the ratios are fair.
 
     python benchmarks/latency.py [--repeats 3000] [--teacher CartPole-v1-dqn]
 """
@@ -21,9 +23,10 @@ quiet_tensorflow()
 def runtimes(model, env_id: str, workdir: Path) -> dict:
     import tensorflow as tf
 
-    from kd_rl.export import NumpyPolicy, TFLitePolicy, export_model
+    from kd_rl.export import export_model
+    from kd_rl.policies import NumpyPolicy, TFLitePolicy, observation_dim
 
-    dim = model.observation_dim
+    dim = observation_dim(model)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([1, dim], tf.float32)])
     tfl = TFLitePolicy(export_model(model, "tflite", workdir / "m.tflite"))
     tfl8 = TFLitePolicy(export_model(model, "tflite-int8", workdir / "m8.tflite", env_id=env_id))
@@ -31,9 +34,9 @@ def runtimes(model, env_id: str, workdir: Path) -> dict:
     return {
         "keras eager": lambda x: model(x).numpy(),
         "tf.function": lambda x: fn(x).numpy(),
-        "TFLite float32": tflite_interpreter_fn(tfl),
-        "TFLite float32 (PolicyFn)": tfl,
-        "TFLite int8 (PolicyFn)": tfl8,
+        "LiteRT float32 (interpreter)": tflite_interpreter_fn(tfl),
+        "LiteRT float32 (TFLitePolicy)": tfl,
+        "LiteRT int8 (TFLitePolicy)": tfl8,
         "NumPy": npy,
     }
 

@@ -1,7 +1,9 @@
 """Write docs/benchmarks.md and its figures from benchmarks/results/.
 
 Run after the benchmark scripts; every number on the page comes from their
-JSON and Markdown results, each with the command that produced it.
+JSON and Markdown results, each with the command that produced it. With
+``KD_RL_BENCH_OUT`` set (see ``_common.py``) it reads the results there and
+writes the page and its figures there too.
 
     python benchmarks/report.py
 """
@@ -9,13 +11,8 @@ JSON and Markdown results, each with the command that produced it.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs"
-sys.path.insert(0, str(ROOT))
+from _common import docs_dir, results_dir
 
 INTRO = """# Benchmarks
 
@@ -26,6 +23,13 @@ the machine, the command) and `NAME.md` (the table below). Timings are medians o
 repetitions measured in one run, so ratios between rows are fair; absolute numbers move
 with the machine and its load. `python benchmarks/report.py` rebuilds this page from the
 results.
+
+Students are scored by their **normalised score**, `(student − random) / (teacher − random)`
+over the same seeded episodes: 1 is the teacher, 0 a uniformly random policy, and it means
+the same for negative returns (LunarLander-v3) as for positive ones. Where a section runs
+ten seeds, its headline is the interquartile mean (IQM) over seeds with a 95% percentile-
+bootstrap interval, beside the worst seed (as rliable recommends); each section says how
+many seeds it ran.
 """
 
 SECTIONS = [
@@ -33,32 +37,48 @@ SECTIONS = [
         "distill_cartpole",
         "Distilling the shipped CartPole-v1 teacher",
         "The 100-unit DQN teacher from the zoo into a 50-unit student with the default "
-        "settings (student-driven data, KL at T = 0.01, 10,000 teacher-labelled states), three "
-        "seeds; returns over the same 100 seeded episodes for teacher and student. Target: "
-        ">= 99% of the teacher's return with at most 20,000 labelled states in under 60 s.",
+        "settings (student-driven data, KL at T = 0.01, 10,000 teacher-labelled states), ten "
+        "seeds (0-9); returns over the same 100 seeded episodes for teacher, student and a random "
+        "policy. Target: a normalised score >= 0.99 with at most 20,000 labelled states in under "
+        "60 s, judged on the worst seed and on the IQM.",
     ),
     (
         "distill_compression",
         "Compression beyond the published headline",
         "Rusu et al. (2016) kept a DQN's performance with students about 15x smaller. Here the "
         "large CartPole-v1 teacher (67,586 parameters) and the LunarLander-v3 teacher (69,124) "
-        "are distilled into much smaller students, three seeds each. Targets: on CartPole-v1 a "
-        "student with at most 1% of the parameters keeps >= 99% of the return; on LunarLander-v3 "
-        "a student with at most 1/15 keeps >= 95%.",
+        "are distilled into much smaller students, ten seeds (0-9) each. Targets: on CartPole-v1 a "
+        "student with at most 1% of the parameters scores >= 0.99; on LunarLander-v3 a student "
+        "with at most 1/15 scores >= 0.95; each judged on the worst seed and on the IQM.",
     ),
     (
         "distill_collect",
         "Who acts while collecting: teacher or student?",
         "Teacher-driven data (the teacher acts) against student-driven data (DAgger: the student "
-        "acts, the teacher labels), five seeds each, with a small budget (3,000 labelled states) "
-        "where the difference can show; returns over 100 episodes, agreement on the states the "
-        "student visits.",
+        "acts, the teacher labels), 5 seeds each, with a small budget (3,000 labelled states) "
+        "where the difference can show; returns and normalised scores over 100 episodes, "
+        "agreement on the states the student visits.",
+    ),
+    (
+        "temperature",
+        "Temperature study",
+        "What the softmax temperature of the KL loss does, the article's central claim. Two zoo "
+        "teachers of CartPole-v1 with the same network and different outputs: `CartPole-v1-ppo` "
+        "(a stochastic policy's logits) and `CartPole-v1-dqn` (Q-values), each distilled into a "
+        "16-unit student with NLL (hard greedy labels), MSE (raw outputs) and KL at T = 0.01, 0.1, "
+        "1, 2 and 4, with 1,000 and 3,000 labelled states (student-driven) and 1,000 "
+        "(teacher-driven), 3 seeds. Per student: return and normalised score over 100 episodes, "
+        "agreement, and the KL between the teacher's and the student's action distributions on "
+        "the states the student visits, measured at a reference temperature fixed per teacher "
+        "(T_ref = 1 for both; 0.01 too for the DQN, its near-greedy policy) so that students "
+        "trained at different T compare fairly. The paragraph after the tables is generated from "
+        "the numbers.",
     ),
     (
         "teachers",
         "Training the teachers: steps and seconds to solve CartPole-v1",
         "Environment steps and wall seconds until the periodic evaluation (20 greedy episodes) "
-        "first reaches a mean return of 475, three seeds per algorithm. DQN uses the "
+        "first reaches a mean return of 475, 3 seeds per algorithm. DQN uses the "
         "`CartPole-v1-large` hyperparameters (256x256), PPO the `CartPole-v1` ones. Target: every "
         "seed solves, DQN within 50,000 steps and PPO within 100,000, each in under 5 minutes.",
     ),
@@ -66,10 +86,11 @@ SECTIONS = [
         "latency",
         "Batch-1 action latency",
         "The time to choose one action, as a deployed agent pays at every step: teacher and "
-        "50-unit student as an eager Keras call, a `tf.function`, TFLite float32 (the interpreter "
-        "alone, and through kd_rl's `TFLitePolicy` wrapper), TFLite int8 and `NumpyPolicy`. "
-        "Target: the student's fastest exported path <= 5 µs median and >= 100x faster than "
-        "the eager Keras call.",
+        "50-unit student as an eager Keras 3 call, a `tf.function`, the TFLite float32 export in "
+        "LiteRT (`ai_edge_litert`; the interpreter alone, and through kd_rl's `TFLitePolicy` "
+        "wrapper), the TFLite int8 export through `TFLitePolicy`, and `NumpyPolicy`. Target: the "
+        "student's fastest exported path <= 5 µs median and >= 100x faster than the eager Keras "
+        "call.",
     ),
     (
         "throughput",
@@ -86,16 +107,17 @@ SECTIONS = [
         "export_check",
         "How faithful are the exports?",
         "A distilled student (CartPole-v1: 50 units; LunarLander-v3: 256 units) exported to TFLite "
-        "float32, TFLite int8 and NumPy; each export is compared with the Keras student on 10,000 "
-        "states the student visits (argmax agreement) and on the same 100 seeded episodes. Targets: "
-        ">= 99.5% agreement for the float exports, >= 98% for int8, returns within 1%.\n\n"
-        "The int8 export misses its agreement target, and the table shows where. On states whose "
-        "top-two logit gap is at least 4 steps of the int8 output scale it agrees >= 99.9%; almost "
-        "every disagreement is a near-tie, a state where the student itself barely prefers one "
-        "action. A student distilled at T = 0.01 copies the teacher's Q-value gaps, and a policy "
-        "that balances a pole (or hovers a lander) spends much of its time near its own decision "
-        "boundary, so near-ties are common among the states it visits. The next section measures "
-        "what other quantisation schemes do about it.",
+        "float32, TFLite int8 and NumPy (TFLite files run in LiteRT); each export is compared with "
+        "the Keras student on 10,000 states the student visits (argmax agreement) and on the same "
+        "100 seeded episodes, its return scored against the Keras student's as a normalised score. "
+        "Targets: >= 99.5% agreement for the float exports, >= 98% for int8, a normalised score "
+        "within 0.01 of 1.\n\n"
+        "The decisive-states column shows where int8 disagrees: on states whose top-two logit gap "
+        "is at least 4 steps of the int8 output scale, against near-ties, states where the student "
+        "itself barely prefers one action. A student distilled at T = 0.01 copies the teacher's "
+        "Q-value gaps, and a policy that balances a pole (or hovers a lander) spends much of its "
+        "time near its own decision boundary, so near-ties are common among the states it visits. "
+        "The next section measures what other quantisation schemes do about it.",
     ),
     (
         "int8_study",
@@ -104,42 +126,36 @@ SECTIONS = [
         "whose margins are larger), converted after float-exact rewrites of the network: "
         "per-feature standardisation of the input folded into the first layer (one input scale "
         "then suits every feature), logits centred across actions, cross-layer weight equalisation "
-        "(TensorFlow 2.15 quantises Dense weights per tensor), quantisation-aware fine-tuning with "
+        "(which helps where Dense weights share one scale per tensor; the results say how many "
+        "scales the converter gave), quantisation-aware fine-tuning with "
         "`tf.quantization.fake_quant_*`, and, for reference, int16 activations with int8 weights "
-        "(not full int8). Agreement with the Keras student on 10,000 visited states.\n\n"
-        "No full-int8 variant reaches 98% on LunarLander-v3, and the one that helps CartPole-v1 "
-        "(standardisation) hurts LunarLander-v3, so `kd-rl export --format tflite-int8` stays the "
-        "plain conversion: one self-contained file that any TFLite runtime reads without extra "
-        "preprocessing. Even int16 activations stay below 98% on the KL LunarLander student. "
-        "Where every decision must match the Keras student, export `tflite` (float32).",
+        "(not full int8). Agreement with the Keras student on 10,000 visited states, in LiteRT.\n\n"
+        "`kd-rl export --format tflite-int8` stays the plain conversion: one self-contained file "
+        "that any TFLite runtime reads without extra preprocessing. Where every decision must match "
+        "the Keras student, export `tflite` (float32).",
     ),
     (
         "compression",
         "The compression sweep",
         "Students of 100, 50, 25, 12, 6 and 3 hidden units distilled with the default settings "
         "from the large CartPole-v1 teacher (10,000 labelled states) and the LunarLander-v3 "
-        "teacher (50,000), three seeds each: parameters, file bytes of each export format, "
-        "batch-1 latency (median µs of the TFLite float32 interpreter and of `NumpyPolicy`, "
-        "seed-0 student, all timed in one process) and return over 100 episodes per seed. The "
-        "latencies are comparable with each other; in this process, after many distillation "
-        "runs, the interpreter's floor measured about 4.5 µs, against 2.7 µs for the same "
-        "50-unit network in the latency benchmark above.",
+        "teacher (50,000), 3 seeds each: parameters, file bytes of each export format, "
+        "batch-1 latency (median µs of the TFLite float32 export in the LiteRT interpreter and of "
+        "`NumpyPolicy`, seed-0 student, all timed in one process) and return and normalised score "
+        "over 100 episodes per seed. The latencies are comparable with each other, not with the "
+        "latency benchmark above: this process has run many distillations first.",
     ),
     (
         "sample_efficiency",
         "Sample efficiency: distillation against learning from scratch",
-        "Environment steps until a 50-unit network reaches 95% of the teacher's return on "
-        "CartPole-v1 (first 20-episode evaluation >= 475), by distillation from the zoo teacher "
-        "(student-driven, evaluated every 100 env steps) and by DQN from scratch with the "
-        "`CartPole-v1` hyperparameters and 50 hidden units (evaluated every 1,000 env steps), "
-        "three seeds each. The teacher's own training is not counted for distillation; the "
-        "table states it. Counting the teacher up to its best snapshot (16,000 steps), "
-        "distillation costs about as much as learning from scratch (16,800 against a median of "
-        "18,000); counting its whole 100,000-step run, more. Its gain is that one trained "
-        "teacher yields students of any size for about a thousand env steps each. The figure "
-        "also shows DQN from scratch collapsing between 20,000 and 30,000 steps (every seed ends "
-        "at about 9; a known DQN instability on CartPole-v1), while every distilled student ends "
-        "its 5,000 steps at 500.",
+        "Environment steps until a 50-unit network reaches a normalised score of 0.95 on "
+        "CartPole-v1 (first 20-episode evaluation at or above the threshold the table states), by "
+        "distillation from the zoo teacher (student-driven, evaluated every 100 env steps) and by "
+        "DQN from scratch with the `CartPole-v1` hyperparameters and 50 hidden units (evaluated "
+        "every 1,000 env steps), 3 seeds each. The teacher's own training is not counted for "
+        "distillation; the table states it, both up to the teacher's best snapshot and for its "
+        "whole run. Distillation's gain is that one trained teacher yields students of any size "
+        "for a few thousand env steps each.",
     ),
 ]
 
@@ -147,6 +163,7 @@ COMMANDS = {
     "distill_cartpole": "python benchmarks/distill_targets.py cartpole",
     "distill_compression": "python benchmarks/distill_targets.py compression",
     "distill_collect": "python benchmarks/distill_targets.py collect",
+    "temperature": "python benchmarks/temperature.py",
     "teachers": "python benchmarks/teachers.py",
     "latency": "python benchmarks/latency.py",
     "throughput": "python benchmarks/throughput.py",
@@ -157,11 +174,12 @@ COMMANDS = {
 }
 
 
-def figures() -> dict[str, str]:
+def figures() -> dict[str, list[str]]:
     from kd_rl import plots
 
+    results, docs = results_dir(), docs_dir()
     made = {}
-    sweep = RESULTS / "compression.json"
+    sweep = results / "compression.json"
     if sweep.exists():
         data = json.loads(sweep.read_text())["results"]
         pairs = {
@@ -169,15 +187,23 @@ def figures() -> dict[str, str]:
             for env, r in data.items()
         }
         for env, r in data.items():
+            seeds = len(next(iter(r["sizes"].values()))["runs"])
             fig = plots.plot_compression_curve(
                 {env: pairs[env]},
                 teacher={env: (r["teacher_params"], r["teacher_mean_return"])},
-                title=f"{env}: the compression sweep (3 seeds per size)",
+                title=f"{env}: the compression sweep ({seeds} seeds per size)",
             )
             name = f"img/sweep_{env}.png"
-            plots.save(fig, DOCS / name)
+            plots.save(fig, docs / name)
             made.setdefault("compression", []).append(name)
-    eff = RESULTS / "sample_efficiency.json"
+    temperature = results / "temperature.json"
+    if temperature.exists():
+        from temperature import FIGURE
+        from temperature import figure as temperature_figure
+
+        plots.save(temperature_figure(json.loads(temperature.read_text())), docs / FIGURE)
+        made["temperature"] = [FIGURE]
+    eff = results / "sample_efficiency.json"
     if eff.exists():
         data = json.loads(eff.read_text())
         curves = {
@@ -192,9 +218,9 @@ def figures() -> dict[str, str]:
         )
         fig.axes[0].set_xscale("log")
         fig.axes[0].set_xlabel("environment steps (log scale)")
-        plots.save(fig, DOCS / "img/sample_efficiency.png")
+        plots.save(fig, docs / "img/sample_efficiency.png")
         made["sample_efficiency"] = ["img/sample_efficiency.png"]
-    teach = RESULTS / "teachers.json"
+    teach = results / "teachers.json"
     if teach.exists():
         runs = json.loads(teach.read_text())["runs"]
         curves = {
@@ -207,7 +233,7 @@ def figures() -> dict[str, str]:
         fig = plots.plot_training_curve(
             curves, title="Teacher training on CartPole-v1 (20-episode evaluations)", solved=475
         )
-        plots.save(fig, DOCS / "img/teachers.png")
+        plots.save(fig, docs / "img/teachers.png")
         made["teachers"] = ["img/teachers.png"]
     return made
 
@@ -219,12 +245,12 @@ def main() -> None:
     parts = [INTRO]
     for name, title, text in SECTIONS:
         parts.append(f"## {title}\n\n{text}\n\n```text\n{COMMANDS[name]}\n```\n")
-        result = RESULTS / f"{name}.md"
+        result = results_dir() / f"{name}.md"
         parts.append(result.read_text() if result.exists() else "Not measured yet: run the command above.\n")
         for image in made.get(name, []):
             parts.append(f"\n![{title}]({image})\n")
-    write_text(DOCS / "benchmarks.md", "\n".join(parts))
-    print("wrote", DOCS / "benchmarks.md")
+    write_text(docs_dir() / "benchmarks.md", "\n".join(parts))
+    print("wrote", docs_dir() / "benchmarks.md")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 Both methods train the same network (one hidden layer of 50 ReLU units) on
 CartPole-v1 and are scored the same way: 20 greedy episodes at regular
-intervals, and the first environment step at which that evaluation reaches
-95% of the teacher's return (the shipped 100-unit ``CartPole-v1-dqn`` teacher
-returns 500, so 475).
+intervals, and the first environment step at which that evaluation reaches a
+normalised score of 0.95, ``(return − random) / (teacher − random)`` with the
+teacher's and a random policy's returns over 100 episodes (the shipped
+100-unit ``CartPole-v1-dqn`` teacher returns 500 and a random policy about
+22, so about 476).
 
 * distillation: `distill_policy` with its default losses and collection
   (student-driven, KL at T = 0.01, 0.2 updates of 128 states per env step) in
@@ -34,7 +36,7 @@ from _common import curve_points, quiet_tensorflow, write_results
 
 quiet_tensorflow()
 
-DISTILL_EVAL_EVERY, DQN_EVAL_EVERY, EVAL_EPISODES, HIDDEN = 100, 1_000, 20, 50
+DISTILL_EVAL_EVERY, DQN_EVAL_EVERY, EVAL_EPISODES, HIDDEN, SCORE = 100, 1_000, 20, 50, 0.95
 
 
 def _read_curve(folder: str, run: str = "run") -> list[tuple[int, float]]:
@@ -54,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from kd_rl.distill import DistillConfig, distill_policy
-    from kd_rl.evaluate import run_episodes
+    from kd_rl.evaluate import random_policy_return, run_episodes
     from kd_rl.models import load_policy
     from kd_rl.teachers import train_teacher
     from kd_rl.zoo import zoo_entry
@@ -62,7 +64,8 @@ def main() -> None:
     env_id = "CartPole-v1"
     teacher = load_policy(args.teacher)
     teacher_return = run_episodes(teacher, env_id, 100, seed=0).mean_return
-    threshold = 0.95 * teacher_return
+    random_return = random_policy_return(env_id, 100, seed=0)
+    threshold = random_return + SCORE * (teacher_return - random_return)  # normalised score 0.95
     entry = zoo_entry(args.teacher)
     runs = []
     for seed in args.seeds:
@@ -106,10 +109,11 @@ def main() -> None:
             print(r["method"], seed, r["reached_at_env_steps"], r["best_return"], flush=True)
 
     rows = [
-        f"Teacher `{args.teacher}`: {teacher_return:.1f} over 100 episodes; threshold 95% = {threshold:.1f}. "
+        f"Teacher `{args.teacher}`: {teacher_return:.1f} over 100 episodes, random policy {random_return:.1f}; "
+        f"threshold (normalised score {SCORE}) = {threshold:.1f}. {len(args.seeds)} seeds per method. "
         f"The teacher itself cost {entry['env_steps']:,} env steps of DQN (its exported weights are the best "
         f"periodic evaluation, at {entry['best_eval_env_steps']:,}); that cost is not in the distillation rows.\n",
-        "| method | seed | budget (env steps) | env steps to 95% of the teacher | best 20-episode return |",
+        f"| method | seed | budget (env steps) | env steps to a normalised score of {SCORE} | best 20-episode return |",
         "|---|---|---|---|---|",
     ]
     for r in runs:
@@ -124,7 +128,7 @@ def main() -> None:
         }
     d, q = summary["distillation"], summary["DQN from scratch"]
     text = (
-        f"Distillation reached 95% on {d['seeds_reached']}/{len(args.seeds)} seeds"
+        f"Distillation reached a normalised score of {SCORE} on {d['seeds_reached']}/{len(args.seeds)} seeds"
         + (f" (median {d['median_env_steps']:,.0f} env steps)" if d["median_env_steps"] is not None else "")
         + f"; DQN from scratch on {q['seeds_reached']}/{len(args.seeds)}"
         + (f" (median {q['median_env_steps']:,.0f} env steps)" if q["median_env_steps"] is not None else "")
@@ -136,6 +140,7 @@ def main() -> None:
     write_results(
         "sample_efficiency",
         {"args": vars(args), "threshold": threshold, "teacher_return": teacher_return, "runs": runs}
+        | {"random_return": random_return, "threshold_normalised_score": SCORE}
         | {"summary": summary},
         "\n".join(rows) + "\n\n" + text,
     )

@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--teacher", default="CartPole-v1-dqn")
     args = parser.parse_args()
 
+    import keras
     import tensorflow as tf
 
     from kd_rl.distill import make_distill_step
@@ -55,7 +56,7 @@ def main() -> None:
             for batch in (64, 256, 1024):
                 student = StudentModel(teacher.num_actions, observation_dim=teacher.observation_dim)
                 step = make_distill_step(
-                    teacher, student, tf.keras.optimizers.Adam(1e-3), loss="kl", temperature=0.01, jit_compile=jit
+                    teacher, student, keras.optimizers.Adam(1e-3), loss="kl", temperature=0.01, jit_compile=jit
                 )
                 shape = (batch,) if per_call == 1 else (per_call, batch)
                 obs = rng.normal(size=(*shape, teacher.observation_dim)).astype(np.float32)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -38,7 +37,7 @@ __all__ = [
 #: A batched policy: ``observations float32 [batch, obs_dim] -> logits float32 [batch, num_actions]``.
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_POLICY_FN_ATTR = "_kd_rl_policy_fn"
 
 
 def _is_keras_model(obj) -> bool:
@@ -56,12 +55,12 @@ def as_policy_fn(policy) -> PolicyFn:
     """A fast batched ``PolicyFn`` for a Keras model; any other callable is returned as is.
 
     A Keras model is traced once per model with a ``[None, obs_dim]`` signature
-    (cached for the model's lifetime), so varying batch sizes and repeated
-    calls do not retrace, and later weight updates are seen.
+    (kept on the model itself, so it lives and dies with it), so varying batch
+    sizes and repeated calls do not retrace, and later weight updates are seen.
     """
     if not _is_keras_model(policy):
         return policy
-    fn = _COMPILED.get(policy)
+    fn = policy.__dict__.get(_POLICY_FN_ATTR)
     if fn is None:
         import tensorflow as tf
 
@@ -72,7 +71,8 @@ def as_policy_fn(policy) -> PolicyFn:
         def fn(observations):
             return forward(np.asarray(observations, np.float32)).numpy()
 
-        _COMPILED[policy] = fn
+        # object.__setattr__: Keras would track the function as part of the model (and save it).
+        object.__setattr__(policy, _POLICY_FN_ATTR, fn)
     return fn
 
 
