@@ -203,7 +203,9 @@ def _cmd_distill(args) -> int:
         f"teacher {m['teacher_mean_return']:.1f} ({m['teacher_params']} params) -> "
         f"student {m['student_mean_return']:.1f} ({m['student_params']} params, {m['compression']:.1f}x smaller), "
         f"normalised score {'n/a' if score is None else f'{score:.3f}'} (random policy {m['random_mean_return']:.1f}), "
-        f"agreement {m['agreement']:.3f}, T={m['temperature']:g}, {m['labelled_states']} labelled states, "
+        f"agreement {m['agreement']:.3f}, {m['loss']}"
+        + (f" at T={m['temperature']:g}" if m["temperature"] else "")
+        + f", {m['labelled_states']} labelled states, "
         f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
     )
     return 0
@@ -247,6 +249,12 @@ def _cmd_convert(args) -> int:
     if not str(args.out).endswith(".keras"):
         raise ValueError(f"--out must end in .keras, got {args.out!r}")
     model = load_policy(args.model)  # reads kd_rl 0.1 (Keras 2) files as Keras 3 models
+    if args.output_type is not None:
+        from kd_rl.models import PolicyModel
+
+        if not isinstance(model, PolicyModel):
+            raise ValueError(f"--output-type needs a kd_rl TeacherModel/StudentModel, got {type(model).__name__}")
+        model.output_type = args.output_type
     save_model(model, args.out)
     print(f"wrote {args.out} (Keras 3, {model.count_params()} parameters)")
     return 0
@@ -339,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="re-save a kd_rl 0.1 (Keras 2) .keras file as a Keras 3 file")
     p.add_argument("model", help=".keras file (or zoo name)")
     p.add_argument("--out", required=True, help=".keras file to write")
+    p.add_argument(
+        "--output-type",
+        choices=["q_values", "logits"],
+        help="what the model outputs (0.1 files do not say; a DQN teacher's are q_values: T = 0.01 by default)",
+    )
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("article", help="the article's example, reproduced and corrected")

@@ -32,6 +32,10 @@ def summary_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _score(value: float | None) -> str:
+    return "n/a (the teacher scores like a random policy)" if value is None else f"{value:.3f}"
+
+
 def run_demo(
     out_dir: str | os.PathLike = "runs/demo", teacher: str = "CartPole-v1-dqn", seed: int = 0, progress: bool = True
 ) -> dict:
@@ -100,7 +104,7 @@ def run_demo(
     )
     text = (
         f"# kd_rl demo: {teacher} -> 50-unit student\n\n{table}\n\n"
-        f"The student scores {metrics['normalised_score']:.3f} on the normalised scale (0: a random policy, "
+        f"The student scores {_score(metrics['normalised_score'])} on the normalised scale (0: a random policy, "
         f"{metrics['random_mean_return']:.1f}; 1: the teacher) with "
         f"{metrics['teacher_params'] / metrics['student_params']:.1f}x fewer parameters, after "
         f"{metrics['labelled_states']:,} teacher-labelled states and {metrics['train_seconds']:.1f} s of training.\n"

@@ -38,6 +38,10 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
     for model in (teacher, student):
         if isinstance(model, PolicyModel):
             model.ensure_built()
+    from kd_rl.evaluate import _check_not_keras2
+
+    _check_not_keras2(teacher, "teacher")
+    _check_not_keras2(student, "student")
     t_actions = getattr(teacher, "num_actions", None)
     s_actions = getattr(student, "num_actions", None)
     if t_actions is not None and s_actions is not None and t_actions != s_actions:
@@ -497,6 +501,11 @@ def distill_policy(
             f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
             "run without --resume (a run checkpoints with --checkpoint-every)"
         )
+    if resume and os.path.isfile(os.path.join(out_dir, "metrics.json")):
+        raise ValueError(
+            f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
+            "pass --overwrite to run it again"
+        )
     existed = out_dir is None or os.path.exists(out_dir)  # only a folder this run creates is removed
     run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with cleanup_on_failure(run_dir or ".", existed):
@@ -583,7 +592,10 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
     metrics = {
         **config.to_dict(),
         "env_id": config.env_id,
-        "temperature": temperature,
+        # The softmax temperature of the KL loss (None for mse and nll, which have none); the
+        # curve's and metrics' kl is measured at kl_temperature whatever the loss.
+        "temperature": temperature if config.loss == "kl" else None,
+        "kl_temperature": temperature,
         "teacher_outputs": getattr(teacher, "output_type", None),
         "teacher_mean_return": teacher_eval.mean_return,
         "teacher_std_return": teacher_eval.std_return,

@@ -5,6 +5,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import kd_rl  # noqa: E402, F401  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow resolves tf.keras)
 
 # isort: split
+import gymnasium  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -55,3 +56,31 @@ def cartpole_teacher_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
     make_cartpole_teacher().save(path)
     return path
+
+
+class Countdown(gymnasium.Env):
+    """Observation [t, 0]; reward t; terminates after `terminate_at` steps, truncates at `truncate_at`."""
+
+    def __init__(self, terminate_at=3, truncate_at=None, obs_shape=(2,), nan_at=None, start=0):
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, obs_shape, np.float64)
+        self.action_space = gymnasium.spaces.Discrete(2, start=start)
+        self.terminate_at, self.truncate_at, self.nan_at, self.t = terminate_at, truncate_at, nan_at, 0
+        self.actions = []
+
+    def _obs(self):
+        obs = np.zeros(self.observation_space.shape)
+        obs.flat[0] = self.t
+        if self.t == self.nan_at:
+            obs.flat[-1] = np.nan
+        return obs
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.actions.append(action)
+        self.t += 1
+        truncated = self.truncate_at is not None and self.t >= self.truncate_at
+        return self._obs(), float(self.t), self.t >= self.terminate_at, truncated, {}

@@ -221,6 +221,10 @@ def test_a_keras2_model_is_refused_with_a_clear_message():
     old = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"Keras 2 \(tf_keras\) model .* Keras 3"):
         check_model_fits_env(old, "CartPole-v1", role="student")
+    with pytest.raises(ValueError, match=r"student is a Keras 2 \(tf_keras\) model"):
+        make_distill_step(TeacherModel(2, observation_dim=4), old, keras.optimizers.Adam())
+    with pytest.raises(ValueError, match=r"teacher is a Keras 2 \(tf_keras\) model"):
+        Distiller(student=StudentModel(2, observation_dim=4), teacher=old)
 
 
 def test_default_temperature_follows_what_the_teacher_outputs(rng):

@@ -151,6 +151,9 @@ def test_resume_refuses_a_different_configuration_and_a_folder_without_checkpoin
     config = DistillConfig(steps=1000, checkpoint_every=500, eval_every=0, eval_episodes=2, collect_per_round=250)
     distill_policy(cartpole_teacher, config, out_dir=out, progress=False)
     assert _checkpoint_progress(out / "checkpoint.npz")["env_steps"] == 500  # none at the end: the run is done
+    with pytest.raises(ValueError, match="has finished"):
+        distill_policy(cartpole_teacher, config, out_dir=out, resume=True, progress=False)
+    (out / "metrics.json").unlink()  # as if the run had been killed after its checkpoint
     changed = DistillConfig(**{**config.to_dict(), "hidden_units": 16, "learning_rate": 0.01})
     with pytest.raises(ValueError, match=r"different settings: hidden_units=\[50\] \(now \[16\]\), learning_rate"):
         distill_policy(cartpole_teacher, changed, out_dir=out, resume=True, progress=False)

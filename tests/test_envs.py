@@ -5,39 +5,11 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pytest
+from conftest import Countdown
 
 from kd_rl.envs import EnvGroup, check_observation_finite, check_spaces, env_dims, make_gymnasium_env
 
-
-class _Countdown(gymnasium.Env):
-    """Observation [t, 0]; reward t; terminates after `terminate_at` steps, truncates at `truncate_at`."""
-
-    def __init__(self, terminate_at=3, truncate_at=None, obs_shape=(2,), nan_at=None, start=0):
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, obs_shape, np.float64)
-        self.action_space = gymnasium.spaces.Discrete(2, start=start)
-        self.terminate_at, self.truncate_at, self.nan_at, self.t = terminate_at, truncate_at, nan_at, 0
-        self.actions = []
-
-    def _obs(self):
-        obs = np.zeros(self.observation_space.shape)
-        obs.flat[0] = self.t
-        if self.t == self.nan_at:
-            obs.flat[-1] = np.nan
-        return obs
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.actions.append(action)
-        self.t += 1
-        truncated = self.truncate_at is not None and self.t >= self.truncate_at
-        return self._obs(), float(self.t), self.t >= self.terminate_at, truncated, {}
-
-
-gymnasium.register("KdRlCountdownEnvs-v0", entry_point=_Countdown)
+gymnasium.register("KdRlCountdownEnvs-v0", entry_point=Countdown)
 
 
 def test_make_gymnasium_env_and_env_dims():

@@ -168,3 +168,6 @@ def test_a_kd_rl_0_1_keras2_file_loads_as_keras3_and_converts(tmp_path, capsys):
     assert "Keras 3" in capsys.readouterr().out
     new = keras.saving.load_model(tmp_path / "new.keras", safe_mode=True)
     np.testing.assert_array_equal(new(x).numpy(), zoo(x).numpy())
+    assert new.output_type is None  # 0.1 files do not say what their outputs are
+    assert main(["convert", str(old), "--out", str(tmp_path / "typed.keras"), "--output-type", "logits"]) == 0
+    assert keras.saving.load_model(tmp_path / "typed.keras", safe_mode=True).output_type == "logits"

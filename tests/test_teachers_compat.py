@@ -73,7 +73,7 @@ def test_train_teacher_after_keras3_tf_keras_says_what_to_do(tmp_path):
         import kd_rl
         try:
             kd_rl.train_teacher("CartPole-v1", "dqn", {str(out)!r}, progress=False)
-        except RuntimeError as err:
+        except ImportError as err:
             print(type(err).__name__, err, sep="|")
         """,
         env={"TF_USE_LEGACY_KERAS": None},
@@ -84,6 +84,31 @@ def test_train_teacher_after_keras3_tf_keras_says_what_to_do(tmp_path):
     assert "import kd_rl before tensorflow/keras in this process (it sets TF_USE_LEGACY_KERAS=1)" in message
     assert "set TF_USE_LEGACY_KERAS=1 before starting Python" in message and "kd-rl CLI" in message
     assert not out.exists()
+
+
+def test_cli_with_tf_use_legacy_keras_0_says_what_to_do_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kd_rl.cli",
+            "train-teacher",
+            "--env",
+            "CartPole-v1",
+            "--algo",
+            "dqn",
+            "--out",
+            str(out),
+        ],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "TF_USE_LEGACY_KERAS='0'" in done.stderr, done.stderr
+    assert "unset it or set it to 1" in done.stderr and not out.exists()
 
 
 def test_tf_keras_is_legacy_keras_in_this_process():

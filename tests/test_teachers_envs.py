@@ -5,35 +5,11 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pytest
+from conftest import Countdown
 from tf_agents.environments import utils as env_utils
 from tf_agents.trajectories import time_step as ts
 
 from kd_rl.teachers import GymnasiumEnvironment, make_batched_env, make_env, make_tf_env
-
-
-class _Countdown(gymnasium.Env):
-    """Observation [t, 0]; reward t; terminates after `terminate_at` steps."""
-
-    def __init__(self, terminate_at=3, obs_shape=(2,), nan_at=None):
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, obs_shape, np.float64)
-        self.action_space = gymnasium.spaces.Discrete(2)
-        self.terminate_at, self.nan_at, self.t = terminate_at, nan_at, 0
-
-    def _obs(self):
-        obs = np.zeros(self.observation_space.shape)
-        obs.flat[0] = self.t
-        if self.t == self.nan_at:
-            obs.flat[-1] = np.nan
-        return obs
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.t += 1
-        return self._obs(), float(self.t), self.t >= self.terminate_at, False, {}
 
 
 def _run_episode(env, action=0):
@@ -52,7 +28,7 @@ def test_reset_gives_first_step_with_zero_reward_and_unit_discount():
 
 
 def test_termination_gives_discount_zero_and_rewards_pass_through():
-    env = GymnasiumEnvironment(_Countdown(terminate_at=3))
+    env = GymnasiumEnvironment(Countdown(terminate_at=3))
     steps = _run_episode(env)
     assert [int(s.step_type) for s in steps] == [0, 1, 1, 2]
     assert [float(s.discount) for s in steps] == [1.0, 1.0, 1.0, 0.0]
@@ -70,7 +46,7 @@ def test_truncation_by_time_limit_keeps_discount_one():
 
 
 def test_step_after_last_resets():
-    env = GymnasiumEnvironment(_Countdown(terminate_at=2))
+    env = GymnasiumEnvironment(Countdown(terminate_at=2))
     _run_episode(env)
     after = env.step(np.int64(1))
     assert int(after.step_type) == ts.StepType.FIRST
@@ -79,7 +55,7 @@ def test_step_after_last_resets():
 
 def test_validate_py_environment_passes():
     env_utils.validate_py_environment(make_env("CartPole-v1", seed=1), episodes=3)
-    env_utils.validate_py_environment(GymnasiumEnvironment(_Countdown()), episodes=3)
+    env_utils.validate_py_environment(GymnasiumEnvironment(Countdown()), episodes=3)
 
 
 def test_same_seed_same_episodes_different_seed_different():
@@ -121,7 +97,7 @@ def test_specs():
     assert env.observation_spec().dtype == np.float32
     # CartPole's infinite-ish bounds stay finite float32 numbers.
     assert np.all(np.isfinite(env.observation_spec().maximum))
-    infinite = GymnasiumEnvironment(_Countdown()).observation_spec()
+    infinite = GymnasiumEnvironment(Countdown()).observation_spec()
     assert infinite.maximum[0] == np.finfo(np.float32).max
 
 
@@ -132,7 +108,7 @@ def test_continuous_action_space_is_refused_by_name():
 
 def test_image_observation_space_is_refused_by_name():
     with pytest.raises(ValueError, match=r"observation space Box\(-inf, inf, \(4, 4, 3\), float64\).*1-D Box"):
-        GymnasiumEnvironment(_Countdown(obs_shape=(4, 4, 3)))
+        GymnasiumEnvironment(Countdown(obs_shape=(4, 4, 3)))
 
 
 def test_unknown_env_id():
@@ -141,7 +117,7 @@ def test_unknown_env_id():
 
 
 def test_nan_observation_names_the_step():
-    env = GymnasiumEnvironment(_Countdown(terminate_at=10, nan_at=2))
+    env = GymnasiumEnvironment(Countdown(terminate_at=10, nan_at=2))
     env.reset()
     env.step(np.int64(0))
     with pytest.raises(ValueError, match=r"observation at step 2 .*not finite.*indices \[1\]"):
@@ -170,7 +146,7 @@ def test_tf_env_batch_of_one():
 
 
 def test_action_space_start_is_added():
-    inner = _Countdown(terminate_at=5)
+    inner = Countdown(terminate_at=5)
     inner.action_space = gymnasium.spaces.Discrete(2, start=-1)
     seen = []
     step = inner.step

@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 
-INSTALL_COMMAND = 'pip install "kd_rl[teachers]" && pip install --no-deps tf-agents==0.19.0 gym==0.23.0'
+INSTALL_COMMAND = (
+    'pip install ".[teachers,box2d]" (in a kd_rl clone) && pip install --no-deps tf-agents==0.19.0 gym==0.23.0'
+)
 
 
-class LegacyKerasError(RuntimeError):
-    """TensorFlow's ``tf.keras`` is Keras 3 in this process, so TF-Agents cannot run."""
+class LegacyKerasError(ImportError):
+    """TensorFlow's ``tf.keras`` is Keras 3 in this process, so TF-Agents cannot run.
+
+    An ``ImportError``: TF-Agents cannot be used as installed here, which the
+    CLI reports in one line (exit 2) like a missing package.
+    """
 
 
 def _missing(err: ImportError) -> ImportError:
@@ -48,6 +55,12 @@ def check_legacy_keras() -> None:
     import tensorflow as tf
 
     if tf.keras.layers.Dense is not tf_keras.layers.Dense:
+        setting = os.environ.get("TF_USE_LEGACY_KERAS")
+        if setting not in (None, "1", "true", "True"):
+            raise LegacyKerasError(
+                f"TF-Agents needs Keras 2 but TF_USE_LEGACY_KERAS={setting!r} makes tf.keras Keras 3: "
+                "unset it or set it to 1 before starting Python"
+            )
         raise LegacyKerasError(
             "TF-Agents needs Keras 2 but tf.keras is already Keras 3 in this process: "
             "import kd_rl before tensorflow/keras in this process (it sets TF_USE_LEGACY_KERAS=1), "

@@ -1,7 +1,7 @@
 """Gymnasium environments as TF-Agents ``PyEnvironment`` objects.
 
 TF-Agents 0.19 only wraps the old ``gym`` API, so kd_rl carries its own bridge
-for Gymnasium 1.0. The one subtle point is the end of an episode:
+for Gymnasium (1.x). The one subtle point is the end of an episode:
 
 * ``terminated`` (the MDP reached a terminal state) gives a ``LAST`` time step
   with ``discount = 0``: there is no future to bootstrap from;
