@@ -177,3 +177,35 @@ def test_a_q_value_teacher_is_distilled_at_t_0_01_by_default():
     _, metrics = distill_policy(teacher, config, progress=False)
     assert metrics["temperature"] == 0.01 and metrics["teacher_outputs"] == "q_values"
     assert metrics["kl"] >= 0
+
+
+def test_a_checkpoint_is_one_file_and_a_crash_while_writing_keeps_the_previous_one(cartpole_teacher, tmp_path):
+    # In 0.1 a checkpoint was three files written in turn (TF checkpoint, buffer.npz,
+    # progress.json): a kill between them left weights of one step beside progress of another.
+    import kd_rl.distill as distill
+
+    out = tmp_path / "run"
+    config = DistillConfig(steps=1500, checkpoint_every=500, eval_every=0, eval_episodes=2, collect_per_round=250)
+    real_savez, calls = np.savez, []
+
+    def savez_then_crash(file, **arrays):
+        calls.append(sorted(arrays))
+        if len(calls) == 2:  # the second checkpoint dies half-written
+            file.write(b"half a checkpoint")
+            raise KeyboardInterrupt
+        return real_savez(file, **arrays)
+
+    monkeypatched = pytest.MonkeyPatch()
+    monkeypatched.setattr(distill.np, "savez", savez_then_crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            distill_policy(cartpole_teacher, config, out_dir=out, progress=False)
+    finally:
+        monkeypatched.undo()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "tensorboard"]  # no temp file left
+    progress = _checkpoint_progress(out / "checkpoint.npz")
+    assert progress["env_steps"] == 500 and progress["config"]["steps"] == 1500
+    keys = calls[0]
+    assert {"progress", "buffer_observations", "buffer_logits", "student_0", "optimizer_0"} <= set(keys)
+    _, metrics = distill_policy(cartpole_teacher, config, out_dir=out, resume=True, progress=False)
+    assert metrics["env_steps"] == 1500
