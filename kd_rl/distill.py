@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from kd_rl._validate import check_int
 from kd_rl.losses import KLDistillationLoss, check_temperature, default_temperature, get_loss, temperature_weight
-from kd_rl.models import PolicyModel, StudentModel, count_params
+from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params
 
 __all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
 
@@ -38,10 +38,8 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
     for model in (teacher, student):
         if isinstance(model, PolicyModel):
             model.ensure_built()
-    from kd_rl.evaluate import _check_not_keras2
-
-    _check_not_keras2(teacher, "teacher")
-    _check_not_keras2(student, "student")
+    check_keras3(teacher, "teacher")
+    check_keras3(student, "student")
     t_actions = getattr(teacher, "num_actions", None)
     s_actions = getattr(student, "num_actions", None)
     if t_actions is not None and s_actions is not None and t_actions != s_actions:

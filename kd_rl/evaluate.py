@@ -296,8 +296,9 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
     import keras
 
     from kd_rl.envs import env_dims
+    from kd_rl.models import check_keras3
 
-    _check_not_keras2(model, role)
+    check_keras3(model, role)
     obs_dim, num_actions = env_dims(env_id)
     model_dim = getattr(model, "observation_dim", None)
     if model_dim is None and isinstance(model, keras.Model) and model.built:
@@ -312,11 +313,3 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
     if model_actions != num_actions:
         raise ValueError(f"{role} outputs {model_actions} actions but {env_id} has {num_actions}")
     return obs_dim, num_actions
-
-
-def _check_not_keras2(model, role: str) -> None:
-    if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
-        raise ValueError(
-            f"{role} is a Keras 2 (tf_keras) model ({type(model).__name__}); kd_rl's students and teachers are "
-            "Keras 3 models: build them with `import keras` (after `import kd_rl`, `tf.keras` is Keras 2)"
-        )

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from kd_rl._validate import check_int
 
-__all__ = ["OUTPUT_TYPES", "PolicyModel", "TeacherModel", "StudentModel", "count_params", "load_policy"]
+__all__ = ["OUTPUT_TYPES", "PolicyModel", "check_keras3", "TeacherModel", "StudentModel", "count_params", "load_policy"]
 
 _PACKAGE = "kd_rl"
 
@@ -327,3 +327,12 @@ def _load_keras2_policy(path) -> PolicyModel | None:
     except (KeyError, ValueError, OSError) as err:
         raise ValueError(f"Keras 2 model file {str(path)!r} could not be converted: {err}") from None
     return model
+
+
+def check_keras3(model, role: str = "model") -> None:
+    """Raise ``ValueError`` naming ``role`` if ``model`` is a Keras 2 (``tf_keras``) model."""
+    if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
+        raise ValueError(
+            f"{role} is a Keras 2 (tf_keras) model ({type(model).__name__}); kd_rl's students and teachers are "
+            "Keras 3 models: build them with `import keras` (after `import kd_rl`, `tf.keras` is Keras 2)"
+        )
