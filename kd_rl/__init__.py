@@ -1,7 +1,8 @@
 """kd_rl: knowledge distillation for reinforcement learning in TensorFlow/Keras.
 
-A large teacher policy (TF-Agents DQN or PPO on a Gymnasium environment) is
-distilled into a small Keras 3 student that acts as well.
+A large teacher policy (TF-Agents DQN, PPO or SAC on a Gymnasium environment,
+with discrete or continuous actions) is distilled into a small Keras 3 student
+that acts as well.
 
 Two Kerases live in one process. kd_rl's models, losses, distillation,
 evaluation and export use Keras 3 (``import keras``). TF-Agents, used only to
@@ -36,6 +37,17 @@ _EXPORTS = {
     "kl_divergence_loss": "kd_rl.losses",
     "mse_loss": "kd_rl.losses",
     "nll_loss": "kd_rl.losses",
+    "gaussian_kl_loss": "kd_rl.losses",
+    "gaussian_mse_loss": "kd_rl.losses",
+    "gaussian_nll_loss": "kd_rl.losses",
+    "GaussianKLDistillationLoss": "kd_rl.losses",
+    "GaussianMSEDistillationLoss": "kd_rl.losses",
+    "GaussianNLLDistillationLoss": "kd_rl.losses",
+    "gaussian_action": "kd_rl.models",
+    "split_gaussian": "kd_rl.models",
+    "EnvSpec": "kd_rl.envs",
+    "env_spec": "kd_rl.envs",
+    "to_actions": "kd_rl.policies",
     "PolicyModel": "kd_rl.models",
     "StudentModel": "kd_rl.models",
     "TeacherModel": "kd_rl.models",

@@ -13,6 +13,11 @@ Three ways to choose who acts while the teacher labels every visited state:
 
 Labelled pairs go to a bounded `ReplayBuffer` of
 ``(observation, teacher_logits)`` that feeds ``tf.data``.
+
+Continuous actions work the same way: the teacher's label is its Gaussian
+``[mean, log_std]``, and whoever acts executes its deterministic action, or,
+with ``sample_actions=True``, an action drawn from its Gaussian (squashed or
+clipped into the bounds as the policy says).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import tensorflow as tf
 
 from kd_rl._validate import check_int
 from kd_rl.envs import EnvGroup
-from kd_rl.policies import as_policy_fn
+from kd_rl.policies import as_policy_fn, to_actions
 
 __all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
 
@@ -37,7 +42,8 @@ class ReplayBuffer:
     Args:
         capacity: Most pairs kept; the oldest are overwritten first.
         obs_dim: Observation size.
-        num_actions: Number of teacher logits per observation.
+        num_actions: Number of teacher outputs per observation: logits, or
+            ``2d`` Gaussian parameters for continuous actions.
     """
 
     def __init__(self, capacity: int, obs_dim: int, num_actions: int):
@@ -123,8 +129,9 @@ class Collector:
     """Steps ``num_envs`` Gymnasium environments together and labels each state.
 
     Args:
-        env_id: Gymnasium id (1-D Box observations, Discrete actions).
-        teacher: Model (or ``PolicyFn``) whose logits label every state.
+        env_id: Gymnasium id (1-D Box observations, Discrete or 1-D Box actions).
+        teacher: Model (or ``PolicyFn``) whose outputs (logits, or a
+            Gaussian's ``[mean, log_std]``) label every state.
         student: Model (or ``PolicyFn``) acting in ``student``/``mixed`` mode.
         mode: ``"teacher"``, ``"student"`` or ``"mixed"``.
         num_envs: Environments stepped together.
@@ -133,6 +140,9 @@ class Collector:
         epsilon: Probability of a uniformly random action (any mode).
         beta: `BetaSchedule` for ``mixed`` mode.
         total_steps: Budget the β schedule is spread over.
+        env_kwargs: Passed to ``gymnasium.make``.
+        sample_actions: Continuous actions only: execute an action sampled from
+            the acting policy's Gaussian instead of its deterministic action.
     """
 
     def __init__(
@@ -147,6 +157,7 @@ class Collector:
         beta: BetaSchedule | None = None,
         total_steps: int = 10_000,
         env_kwargs: dict | None = None,
+        sample_actions: bool = False,
     ):
         if mode not in COLLECT_MODES:
             raise ValueError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
@@ -159,9 +170,27 @@ class Collector:
         self.beta = beta or BetaSchedule()
         self.total_steps = check_int("total_steps", total_steps)
         self.num_envs = check_int("num_envs", num_envs)
+        self._teacher_model, self._student_model = teacher, student
         self.teacher = as_policy_fn(teacher)
         self.student = None if student is None else as_policy_fn(student)
         self.envs = EnvGroup(env_id, self.num_envs, env_kwargs)
+        for role, policy in (("teacher", teacher), ("student", student)):
+            continuous = getattr(policy, "is_continuous", None)
+            if continuous is not None and continuous != self.envs.is_continuous:
+                self.envs.close()
+                kind = "a continuous (Gaussian)" if continuous else "a discrete-action"
+                raise ValueError(f"{role} is {kind} policy but {env_id} has {self.envs.spec.describe()}")
+        self.sample_actions = bool(sample_actions)
+        if self.sample_actions:
+            from kd_rl.models import PolicyModel
+
+            acting = [m for m, used in ((teacher, mode != "student"), (student, mode != "teacher")) if used]
+            if not self.envs.is_continuous or not all(isinstance(m, PolicyModel) for m in acting):
+                self.envs.close()
+                raise ValueError(
+                    "sample_actions needs continuous actions and kd_rl Gaussian policies (PolicyModel) acting; "
+                    "for discrete actions explore with epsilon"
+                )
         self.rng = np.random.default_rng(seed)
         self.obs = self.envs.reset([seed + i for i in range(self.num_envs)])
         self.steps = 0  # env steps taken so far (all envs)
@@ -188,17 +217,23 @@ class Collector:
             self._next_env = (self._next_env + k) % self.num_envs
             obs = self.obs[idx]
             teacher_logits = np.asarray(self.teacher(obs), np.float32)
-            actions = np.argmax(teacher_logits, axis=-1)
+            actions = self._actions(self._teacher_model, teacher_logits)
             if self.mode != "teacher":
-                student_actions = np.argmax(self.student(obs), axis=-1)
+                student_actions = self._actions(self._student_model, self.student(obs))
                 if self.mode == "student":
                     actions = student_actions
                 else:
                     follow_teacher = self.rng.random(k) < self.beta(self.steps / self.total_steps)
-                    actions = np.where(follow_teacher, actions, student_actions)
+                    mask = follow_teacher if actions.ndim == 1 else follow_teacher[:, None]
+                    actions = np.where(mask, actions, student_actions)
             if self.epsilon > 0:
                 explore = self.rng.random(k) < self.epsilon
-                actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
+                if self.envs.is_continuous:
+                    spec = self.envs.spec
+                    random_actions = self.rng.uniform(spec.action_low, spec.action_high, size=(k, spec.action_dim))
+                    actions = np.where(explore[:, None], random_actions.astype(np.float32), actions)
+                else:
+                    actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
             all_obs.append(obs)
             all_logits.append(teacher_logits)
             next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
@@ -212,6 +247,16 @@ class Collector:
             self.steps += k
             remaining -= k
         return np.concatenate(all_obs), np.concatenate(all_logits)
+
+    def _actions(self, policy, outputs) -> np.ndarray:
+        """The actions ``policy`` takes given its ``outputs``: deterministic, or sampled (``sample_actions``)."""
+        if not self.sample_actions:
+            return to_actions(policy, outputs)
+        from kd_rl.models import gaussian_action, split_gaussian
+
+        mean, log_std = split_gaussian(np.asarray(outputs, np.float32))
+        draw = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape).astype(np.float32)
+        return gaussian_action(draw, policy.action_low, policy.action_high, policy.squash)
 
     def close(self) -> None:
         self.envs.close()

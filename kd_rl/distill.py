@@ -23,7 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int
-from kd_rl.losses import KLDistillationLoss, check_temperature, default_temperature, get_loss, temperature_weight
+from kd_rl.losses import (
+    GaussianKLDistillationLoss,
+    KLDistillationLoss,
+    check_temperature,
+    default_temperature,
+    get_loss,
+    temperature_weight,
+)
 from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params
 
 __all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
@@ -40,6 +47,29 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
             model.ensure_built()
     check_keras3(teacher, "teacher")
     check_keras3(student, "student")
+    t_cont, s_cont = is_gaussian(teacher), is_gaussian(student)
+    if t_cont != s_cont:
+        kinds = {True: "continuous (Gaussian)", False: "discrete"}
+        raise ValueError(
+            f"teacher and student must act in the same kind of action space, got a {kinds[t_cont]} teacher "
+            f"and a {kinds[s_cont]} student"
+        )
+    if t_cont:
+        if teacher.action_dim != student.action_dim:
+            raise ValueError(
+                f"teacher and student must have the same action_dim, got teacher={teacher.action_dim} "
+                f"and student={student.action_dim}"
+            )
+        same_bounds = np.allclose(teacher.action_low, student.action_low) and np.allclose(
+            teacher.action_high, student.action_high
+        )
+        if not same_bounds or teacher.squash != student.squash:
+            raise ValueError(
+                "teacher and student must share action bounds and squashing (the Gaussian KL is taken before "
+                f"the squash): teacher [{teacher.action_low.tolist()}, {teacher.action_high.tolist()}] "
+                f"squash={teacher.squash}, student [{student.action_low.tolist()}, "
+                f"{student.action_high.tolist()}] squash={student.squash}"
+            )
     t_actions = getattr(teacher, "num_actions", None)
     s_actions = getattr(student, "num_actions", None)
     if t_actions is not None and s_actions is not None and t_actions != s_actions:
@@ -52,6 +82,11 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
         raise ValueError(
             f"teacher and student must have the same observation_dim, got teacher={t_dim} and student={s_dim}"
         )
+
+
+def is_gaussian(model) -> bool:
+    """Whether ``model`` is a continuous (diagonal Gaussian) policy: a kd_rl model with action bounds."""
+    return bool(getattr(model, "is_continuous", False))
 
 
 def make_distill_step(
@@ -86,10 +121,13 @@ def make_distill_step(
         student: Model being trained; must output ``num_actions`` logits.
         optimizer: Any Keras optimizer.
         loss: ``"kl"``, ``"mse"``, ``"nll"`` or a ``keras.losses.Loss``
-            called as ``loss(teacher_logits, student_logits)``.
+            called as ``loss(teacher_logits, student_logits)``. For Gaussian
+            (continuous-action) policies the names give the Gaussian forms
+            (`kd_rl.losses.gaussian_kl_loss`, ...).
         temperature: Softmax temperature for ``"kl"`` (> 0); None: the
             teacher's default (`kd_rl.losses.default_temperature`: 0.01 for
-            Q-values, 1 for logits).
+            Q-values, 1 for logits and Gaussians). For a Gaussian it scales
+            the teacher's standard deviation.
         scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
         jit_compile: Compile the step with XLA.
 
@@ -98,7 +136,7 @@ def make_distill_step(
             and student with different numbers of actions.
     """
     temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
-    loss_fn = get_loss(loss, temperature, scale_by_temperature_squared)
+    loss_fn = get_loss(loss, temperature, scale_by_temperature_squared, gaussian=is_gaussian(teacher))
     check_compatible(teacher, student)
 
     def prepare(observations=None):
@@ -144,6 +182,11 @@ def make_distill_step(
     }
 
     def step(observations, teacher_logits=None):
+        # NumPy input of any float dtype is cast here: a float64 array would otherwise reach the graph as float64.
+        if not isinstance(observations, tf.Tensor):
+            observations = np.asarray(observations, np.float32)
+        if teacher_logits is not None and not isinstance(teacher_logits, tf.Tensor):
+            teacher_logits = np.asarray(teacher_logits, np.float32)
         if not optimizer.built:
             prepare(observations)
         rank = np.ndim(observations)
@@ -229,11 +272,19 @@ class Distiller(keras.Model):
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.temperature = default_temperature(self.teacher) if temperature is None else check_temperature(temperature)
         self.alpha = float(alpha)
-        self.distillation_loss_fn = get_loss(distillation_loss, self.temperature, scale_by_temperature_squared=False)
+        self.gaussian = is_gaussian(self.teacher)
+        self.distillation_loss_fn = get_loss(
+            distillation_loss, self.temperature, scale_by_temperature_squared=False, gaussian=self.gaussian
+        )
         is_kl = isinstance(self.distillation_loss_fn, KLDistillationLoss)
         self.distillation_weight = temperature_weight(self.temperature) if is_kl else 1.0
-        self.kl_fn = KLDistillationLoss(self.temperature, scale_by_temperature_squared=False, name="kl")
-        self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if self.gaussian:
+            self.kl_fn = GaussianKLDistillationLoss(self.temperature, name="kl")
+            # Hard labels of a continuous policy are actions; there is no one right loss for them.
+            self.student_loss_fn = student_loss
+        else:
+            self.kl_fn = KLDistillationLoss(self.temperature, scale_by_temperature_squared=False, name="kl")
+            self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         # Keras 3 models own a private `_loss_tracker`; these names are kd_rl's.
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -258,6 +309,11 @@ class Distiller(keras.Model):
             teacher_logits, student_logits, sample_weight=sample_weight
         )
         total = distill
+        if y is not None and self.student_loss_fn is None:
+            raise ValueError(
+                "data with labels for a continuous policy need compile(student_loss=...), a loss of "
+                "(actions, student [mean, log_std] outputs)"
+            )
         if y is not None:
             hard = self.student_loss_fn(y, student_logits, sample_weight=sample_weight)
             total = self.alpha * hard + (1.0 - self.alpha) * distill
@@ -267,7 +323,16 @@ class Distiller(keras.Model):
         self.total_loss_tracker.update_state(total)
         self.distillation_loss_tracker.update_state(distill)
         self.kl_tracker.update_state(self.kl_fn(teacher_logits, student_logits, sample_weight=sample_weight))
-        same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(student_logits, axis=-1))
+        if self.gaussian:
+            # Deterministic actions within AGREEMENT_TOLERANCE of the range in every dimension.
+            from kd_rl.evaluate import AGREEMENT_TOLERANCE
+
+            t_actions = self.teacher.actions_from_outputs(teacher_logits)
+            s_actions = self.student.actions_from_outputs(student_logits)
+            span = tf.constant(self.teacher.action_high - self.teacher.action_low, t_actions.dtype)
+            same = tf.reduce_all(tf.abs(t_actions - s_actions) / span <= AGREEMENT_TOLERANCE, axis=-1)
+        else:
+            same = tf.equal(tf.argmax(teacher_logits, axis=-1), tf.argmax(student_logits, axis=-1))
         self.agreement_tracker.update_state(tf.cast(same, tf.float32), sample_weight=sample_weight)
         if y is not None:
             self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
@@ -337,6 +402,12 @@ class DistillConfig:
         checkpoint_every: Env steps between checkpoints (0: none); None (the
             default): every 10% of ``steps`` for runs of at least
             `LONG_RUN_STEPS` steps, none for shorter ones.
+        sample_actions: Continuous actions: whoever acts while collecting
+            executes an action sampled from its Gaussian, not its
+            deterministic action.
+        state_dependent_std: Continuous actions: the new student's
+            ``log_std`` comes from a Dense head (True) or is one learned value
+            per action dimension (False).
     """
 
     env_id: str = "CartPole-v1"
@@ -359,6 +430,8 @@ class DistillConfig:
     curve_episodes: int = 10
     eval_episodes: int = 100
     checkpoint_every: int | None = None
+    sample_actions: bool = False
+    state_dependent_std: bool = True
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
@@ -390,6 +463,10 @@ class DistillConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+        for name in ("sample_actions", "state_dependent_std"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            setattr(self, name, bool(getattr(self, name)))
 
     @property
     def checkpoint_interval(self) -> int:
@@ -510,7 +587,7 @@ def distill_policy(
         start_time = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         if student is None:
-            student = StudentModel(num_actions, hidden_units=config.hidden_units, observation_dim=obs_dim)
+            student = _new_student(teacher, config, obs_dim, num_actions)
         check_model_fits_env(student, config.env_id, role="student")
         optimizer = keras.optimizers.Adam(config.learning_rate)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
@@ -529,6 +606,7 @@ def distill_policy(
             config.env_id, teacher, student, mode=config.collect, num_envs=config.num_envs,
             seed=config.seed + env_steps, epsilon=config.epsilon,
             beta=BetaSchedule(config.beta_start, config.beta_end), total_steps=config.steps,
+            sample_actions=config.sample_actions,
         )  # fmt: skip
         collector.steps = env_steps
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
@@ -569,6 +647,21 @@ def distill_policy(
         return student, metrics
 
 
+def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int) -> StudentModel:
+    """A new ``StudentModel`` of ``config.hidden_units`` for ``teacher``'s action space."""
+    if not is_gaussian(teacher):
+        return StudentModel(num_outputs, hidden_units=config.hidden_units, observation_dim=obs_dim)
+    return StudentModel(
+        hidden_units=config.hidden_units,
+        observation_dim=obs_dim,
+        action_low=teacher.action_low,
+        action_high=teacher.action_high,
+        squash=teacher.squash,
+        state_dependent_std=config.state_dependent_std,
+        log_std_range=teacher.log_std_range,
+    )
+
+
 def _due(every: int, before: int, after: int) -> bool:
     """Whether a multiple of ``every`` (0: never) lies in ``(before, after]``."""
     return bool(every) and after // every > before // every
@@ -603,6 +696,7 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
         "random_mean_return": random_return,
         "normalised_score": normalised_score(student_eval["mean_return"], teacher_eval.mean_return, random_return),
         "agreement": student_eval["agreement"],
+        "action_error": student_eval.get("action_error"),
         "kl": kl.kl,
         "teacher_params": count_params(teacher),
         "student_params": count_params(student),

@@ -1,8 +1,9 @@
 """Gymnasium environments for kd_rl: checked creation and one stepping loop.
 
-kd_rl distils policies over flat observation vectors and discrete actions, so
-it accepts a 1-D ``Box`` observation space and a ``Discrete`` action space,
-and says which space it refused otherwise.
+kd_rl distils policies over flat observation vectors, so it accepts a 1-D
+``Box`` observation space, and a ``Discrete`` action space or a 1-D ``Box``
+one with finite bounds (continuous control); it says which space it refused
+otherwise. `env_spec` describes an environment in those terms.
 
 `EnvGroup` steps several environments together so that one batched forward
 pass chooses every action of a time step. It is the one stepping loop of
@@ -21,6 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
@@ -29,6 +31,8 @@ from kd_rl._validate import check_int
 
 __all__ = [
     "EnvGroup",
+    "EnvSpec",
+    "env_spec",
     "check_observation_finite",
     "check_spaces",
     "env_dims",
@@ -63,7 +67,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
 
 
 def check_spaces(observation_space, action_space, env_id: str) -> None:
-    """Raise ``ValueError`` unless the spaces are a 1-D ``Box`` and a ``Discrete``.
+    """Raise ``ValueError`` unless the observations are a 1-D ``Box`` and the actions ``Discrete`` or a 1-D ``Box``.
 
     Args:
         observation_space: The environment's Gymnasium observation space.
@@ -73,12 +77,79 @@ def check_spaces(observation_space, action_space, env_id: str) -> None:
     Raises:
         ValueError: Naming the environment and the space it cannot use.
     """
-    if not isinstance(action_space, gymnasium.spaces.Discrete):
-        raise ValueError(f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete action space")
+    if isinstance(action_space, gymnasium.spaces.Box):
+        if len(action_space.shape) != 1:
+            raise ValueError(
+                f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete or a 1-D Box action space"
+            )
+        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+            raise ValueError(f"env {env_id!r} has action space {action_space}; kd_rl needs finite Box action bounds")
+    elif not isinstance(action_space, gymnasium.spaces.Discrete):
+        raise ValueError(
+            f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete or a 1-D Box action space"
+        )
     if not isinstance(observation_space, gymnasium.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
             f"env {env_id!r} has observation space {observation_space}; "
             "kd_rl needs a 1-D Box observation space (a flat vector of features)"
+        )
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What kd_rl needs to know of an environment: its observation size and action space.
+
+    Attributes:
+        env_id: The Gymnasium id.
+        obs_dim: Observation size.
+        num_actions: Number of discrete actions; None for a continuous action space.
+        action_low, action_high: The ``Box`` action bounds (float32 ``[d]``);
+            None for discrete actions.
+    """
+
+    env_id: str
+    obs_dim: int
+    num_actions: int | None = None
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+
+    @property
+    def is_continuous(self) -> bool:
+        return self.action_low is not None
+
+    @property
+    def action_dim(self) -> int | None:
+        """Size of a continuous action (None for discrete actions)."""
+        return None if self.action_low is None else int(self.action_low.size)
+
+    @property
+    def output_size(self) -> int:
+        """What a policy for it outputs per observation: ``num_actions`` logits or ``2d`` Gaussian parameters."""
+        return self.num_actions if self.action_low is None else 2 * self.action_dim
+
+    @property
+    def action_range(self) -> np.ndarray | None:
+        """``action_high - action_low`` (continuous actions)."""
+        return None if self.action_low is None else self.action_high - self.action_low
+
+    def describe(self) -> str:
+        """The action space in words, for messages."""
+        if self.action_low is None:
+            return f"{self.num_actions} discrete actions"
+        bounds = f"[{self.action_low.tolist()}, {self.action_high.tolist()}]"
+        return f"a continuous {self.action_dim}-dimensional action in {bounds}"
+
+    @classmethod
+    def from_spaces(cls, env_id: str, observation_space, action_space) -> EnvSpec:
+        check_spaces(observation_space, action_space, env_id)
+        obs_dim = int(observation_space.shape[0])
+        if isinstance(action_space, gymnasium.spaces.Discrete):
+            return cls(env_id, obs_dim, num_actions=int(action_space.n))
+        return cls(
+            env_id,
+            obs_dim,
+            action_low=np.asarray(action_space.low, np.float32),
+            action_high=np.asarray(action_space.high, np.float32),
         )
 
 
@@ -109,14 +180,16 @@ class EnvGroup:
 
     Observations come back stacked, ``float32 [n, obs_dim]``, and every one is
     checked to be finite where it enters (a NaN would silently poison every
-    network that sees it). Actions are indices ``0 .. num_actions - 1``; the
-    group adds the action space's ``start`` for environments whose
-    ``Discrete`` space does not start at 0. Nothing resets automatically: the
+    network that sees it). Discrete actions are indices ``0 .. num_actions -
+    1``; the group adds the action space's ``start`` for environments whose
+    ``Discrete`` space does not start at 0. Continuous actions are float
+    ``[d]`` vectors, clipped to the ``Box`` bounds (as TF-Agents and
+    Stable-Baselines3 do for Gaussian samples). Nothing resets automatically: the
     caller decides what an episode's end means (a new episode for collection,
     a finished one for evaluation).
 
     Args:
-        env_id: Gymnasium id (1-D ``Box`` observations, ``Discrete`` actions).
+        env_id: Gymnasium id (1-D ``Box`` observations, ``Discrete`` or 1-D ``Box`` actions).
         num_envs: Number of environments (>= 1).
         env_kwargs: Passed to ``gymnasium.make``.
 
@@ -129,15 +202,15 @@ class EnvGroup:
         self.num_envs = check_int("num_envs", num_envs)
         self.envs = [make_gymnasium_env(env_id, **(env_kwargs or {}))]
         try:
-            check_spaces(self.envs[0].observation_space, self.envs[0].action_space, env_id)
+            self.spec = EnvSpec.from_spaces(env_id, self.envs[0].observation_space, self.envs[0].action_space)
             self.envs += [make_gymnasium_env(env_id, **(env_kwargs or {})) for _ in range(self.num_envs - 1)]
         except BaseException:
             self.close()
             raise
-        space = self.envs[0].observation_space
-        self.obs_dim = int(space.shape[0])
-        self.num_actions = int(self.envs[0].action_space.n)
-        self._action_start = int(self.envs[0].action_space.start)  # Discrete(n, start=k)
+        self.obs_dim = self.spec.obs_dim
+        self.num_actions = self.spec.num_actions
+        self.is_continuous = self.spec.is_continuous
+        self._action_start = 0 if self.is_continuous else int(self.envs[0].action_space.start)  # Discrete(n, start=k)
         self.episode_steps = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self, seeds: Sequence[int | None] | None = None, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -164,7 +237,8 @@ class EnvGroup:
         """Step the environments ``indices`` (default all), one action each.
 
         Args:
-            actions: int ``[len(indices)]``, each in ``0 .. num_actions - 1``.
+            actions: int ``[len(indices)]``, each in ``0 .. num_actions - 1``,
+                or float ``[len(indices), d]`` for continuous actions (clipped to the bounds).
             indices: Which environments to step.
 
         Returns:
@@ -177,8 +251,12 @@ class EnvGroup:
         rewards = np.empty(k)
         terminated = np.empty(k, dtype=bool)
         truncated = np.empty(k, dtype=bool)
+        if self.is_continuous:
+            actions = np.asarray(actions, np.float32).reshape(k, self.spec.action_dim)
+            actions = np.clip(actions, self.spec.action_low, self.spec.action_high)
         for j, i in enumerate(indices):
-            o, rewards[j], terminated[j], truncated[j], _ = self.envs[i].step(int(actions[j]) + self._action_start)
+            action = actions[j] if self.is_continuous else int(actions[j]) + self._action_start
+            o, rewards[j], terminated[j], truncated[j], _ = self.envs[i].step(action)
             self.episode_steps[i] += 1
             check_observation_finite(o, int(self.episode_steps[i]))
             obs[j] = o
@@ -195,15 +273,27 @@ class EnvGroup:
         self.close()
 
 
-def env_dims(env_id: str, **gym_kwargs) -> tuple[int, int]:
-    """``(obs_dim, num_actions)`` of an environment, its spaces checked.
+def env_spec(env_id: str, **gym_kwargs) -> EnvSpec:
+    """An environment's `EnvSpec` (observation size and action space), its spaces checked.
 
     Raises:
         ValueError: For an unknown id or spaces kd_rl cannot use.
     """
     env = make_gymnasium_env(env_id, **gym_kwargs)
     try:
-        check_spaces(env.observation_space, env.action_space, env_id)
-        return int(env.observation_space.shape[0]), int(env.action_space.n)
+        return EnvSpec.from_spaces(env_id, env.observation_space, env.action_space)
     finally:
         env.close()
+
+
+def env_dims(env_id: str, **gym_kwargs) -> tuple[int, int]:
+    """``(obs_dim, num_actions)`` of an environment with discrete actions, its spaces checked.
+
+    Raises:
+        ValueError: For an unknown id, spaces kd_rl cannot use, or a
+            continuous action space (use `env_spec`).
+    """
+    spec = env_spec(env_id, **gym_kwargs)
+    if spec.is_continuous:
+        raise ValueError(f"env {env_id!r} has {spec.describe()}; this needs a Discrete action space")
+    return spec.obs_dim, spec.num_actions

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kd_rl._validate import check_int
-from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim
+from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
 
 __all__ = [
     "EpisodeStats",
@@ -37,6 +37,7 @@ __all__ = [
     "RandomPolicy",
     "random_policy_return",
     "normalised_score",
+    "AGREEMENT_TOLERANCE",
 ]
 
 
@@ -49,6 +50,7 @@ class EpisodeStats:
     agreement: float | None = None
     seeds: list[int] = field(default_factory=list)
     kl: float | None = None
+    action_error: float | None = None
 
     @property
     def mean_return(self) -> float:
@@ -72,6 +74,8 @@ class EpisodeStats:
             out["agreement"] = self.agreement
         if self.kl is not None:
             out["kl"] = self.kl
+        if self.action_error is not None:
+            out["action_error"] = self.action_error
         return out
 
     def to_dict(self) -> dict:
@@ -89,14 +93,8 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
     return [int(child.generate_state(1)[0]) for child in children]
 
 
-def _greedy(output) -> np.ndarray:
-    """Actions from a policy's output: the argmax of logits ``[batch, num_actions]``, or actions ``[batch]``."""
-    out = np.asarray(output)
-    if out.ndim == 2:
-        return np.argmax(out, axis=-1)
-    if out.ndim == 1:
-        return out.astype(np.int64)
-    raise ValueError(f"the policy must return logits [batch, num_actions] or actions [batch], got shape {out.shape}")
+#: Continuous actions "agree" when every dimension is within this share of its range.
+AGREEMENT_TOLERANCE = 0.05
 
 
 def run_episodes(
@@ -109,23 +107,30 @@ def run_episodes(
     env_kwargs: dict | None = None,
     temperature: float | None = None,
 ) -> EpisodeStats:
-    """Run ``episodes`` greedy episodes of ``policy`` side by side.
+    """Run ``episodes`` greedy (deterministic) episodes of ``policy`` side by side.
 
     Args:
-        policy: A Keras model or a ``PolicyFn`` giving logits (it acts
-            greedily), or a callable giving actions ``int [batch]``.
+        policy: A Keras model, a ``PolicyFn`` giving logits (it acts
+            greedily), a callable giving actions ``int [batch]``, or a
+            continuous policy (a kd_rl model, or an export giving actions).
         env_id: Gymnasium environment id.
         episodes: Number of episodes (>= 1), reset with `episode_seeds` ``(seed, episodes)``.
         seed: Seed of the evaluation (>= 0).
         reference: Optional model or ``PolicyFn`` (the teacher) scored on the
-            same visited states: ``agreement`` is the fraction of steps where
-            both choose the same action.
+            same visited states (the policy's own). Discrete actions:
+            ``agreement`` is the fraction of steps where both choose the same
+            action. Continuous actions: ``action_error`` is the mean over
+            steps and dimensions of ``|a − a_ref| / (high − low)``, and
+            ``agreement`` the fraction of steps where every dimension is within
+            `AGREEMENT_TOLERANCE` (5%) of its range.
         max_steps: Optional cap on steps per episode (the env's own time limit
             still applies).
         env_kwargs: Passed to ``gymnasium.make``.
         temperature: With a ``reference``, also measure ``kl``: the mean over
-            visited states of ``KL(softmax(reference / T) ‖ softmax(policy / T))``,
-            the distillation target's divergence from the policy (needs logits).
+            visited states of the distillation target's divergence from the
+            policy, ``KL(softmax(reference / T) ‖ softmax(policy / T))`` for
+            logits, or the Gaussian KL with the reference's standard deviation
+            scaled by T (`kd_rl.losses.gaussian_kl_loss`) for Gaussian policies.
 
     Returns:
         `EpisodeStats`.
@@ -136,25 +141,32 @@ def run_episodes(
     from kd_rl.envs import EnvGroup
 
     seeds = episode_seeds(seed, episodes)
-    act = as_policy_fn(policy)
+    forward = as_policy_fn(policy)
     ref = None if reference is None else as_policy_fn(reference)
     with EnvGroup(env_id, episodes, env_kwargs) as envs:
+        continuous = envs.is_continuous
         obs = envs.reset(seeds)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
         agree = total = 0
-        kl_sum = 0.0
+        kl_sum = error_sum = 0.0
         while active.any():
             idx = np.flatnonzero(active)
-            out = act(obs[idx])
-            actions = _greedy(out)
+            out = forward(obs[idx])
+            actions = to_actions(policy, out)
             if ref is not None:
                 ref_out = ref(obs[idx])
-                agree += int(np.sum(actions == _greedy(ref_out)))
+                ref_actions = to_actions(reference, ref_out)
                 total += len(idx)
+                if continuous:
+                    error = np.abs(actions - ref_actions) / envs.spec.action_range
+                    error_sum += float(np.sum(np.mean(error, axis=-1)))
+                    agree += int(np.sum(np.all(error <= AGREEMENT_TOLERANCE, axis=-1)))
+                else:
+                    agree += int(np.sum(actions == ref_actions))
                 if temperature is not None:
-                    kl_sum += float(np.sum(_kl(ref_out, out, temperature)))
+                    kl_sum += float(np.sum(_kl(ref_out, out, temperature, continuous)))
             obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
             returns[idx] += rewards
             lengths[idx] += 1
@@ -168,42 +180,73 @@ def run_episodes(
         agreement=None if ref is None else agree / max(total, 1),
         seeds=seeds,
         kl=None if ref is None or temperature is None else kl_sum / max(total, 1),
+        action_error=error_sum / max(total, 1) if ref is not None and continuous else None,
     )
 
 
-def _kl(teacher_logits, student_logits, temperature: float) -> np.ndarray:
-    """Per-row ``KL(softmax(teacher / T) ‖ softmax(student / T))`` in float64: ``[batch]``."""
-    t = np.asarray(teacher_logits, np.float64) / temperature
-    s = np.asarray(student_logits, np.float64) / temperature
+def _kl(teacher_outputs, student_outputs, temperature: float, gaussian: bool = False) -> np.ndarray:
+    """Per-row KL divergence of the target from the student, in float64: ``[batch]``.
+
+    Logits: ``KL(softmax(teacher / T) ‖ softmax(student / T))``. Gaussians
+    (``[mean, log_std]``): ``KL(N(mu_t, (T sigma_t)^2) ‖ N(mu_s, sigma_s^2))`` summed over dimensions.
+    """
+    t = np.asarray(teacher_outputs, np.float64)
+    s = np.asarray(student_outputs, np.float64)
     if t.ndim != 2 or s.shape != t.shape:
-        raise ValueError("kl needs logits [batch, num_actions] from both the policy and the reference")
+        raise ValueError("kl needs the outputs [batch, n] of both the policy and the reference (Keras models)")
+    if gaussian:
+        d = t.shape[-1] // 2
+        mu_t, log_t = t[:, :d], t[:, d:] + np.log(temperature)
+        mu_s, log_s = s[:, :d], s[:, d:]
+        per_dim = log_s - log_t + 0.5 * (np.exp(2 * (log_t - log_s)) + (mu_t - mu_s) ** 2 * np.exp(-2 * log_s)) - 0.5
+        return per_dim.sum(axis=-1)
+    t, s = t / temperature, s / temperature
     log_p = t - np.logaddexp.reduce(t, axis=-1, keepdims=True)
     log_q = s - np.logaddexp.reduce(s, axis=-1, keepdims=True)
     return np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 class RandomPolicy:
-    """Uniformly random actions, ``int64 [batch]``: the floor of a normalised score.
+    """Uniformly random actions: the floor of a normalised score.
+
+    Discrete: ``int64 [batch]`` in ``0 .. num_actions - 1``. Continuous (with
+    ``action_low``/``action_high``): ``float32 [batch, d]`` uniform in the box.
 
     Args:
-        num_actions: Number of discrete actions.
+        num_actions: Number of discrete actions (None for continuous actions).
         seed: Seed of the action sampler.
+        action_low, action_high: Box bounds of a continuous action.
     """
 
-    def __init__(self, num_actions: int, seed: int = 0):
-        self.num_actions = check_int("num_actions", num_actions)
+    def __init__(self, num_actions: int | None = None, seed: int = 0, action_low=None, action_high=None):
+        self.is_continuous = self.outputs_are_actions = action_low is not None
+        if self.is_continuous:
+            from kd_rl.models import _action_bounds
+
+            self.action_low, self.action_high = _action_bounds(action_low, action_high)
+            self.num_actions = None
+        else:
+            self.num_actions = check_int("num_actions", num_actions)
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, observations) -> np.ndarray:
+        if self.is_continuous:
+            size = (len(observations), self.action_low.size)
+            return self.rng.uniform(self.action_low, self.action_high, size=size).astype(np.float32)
         return self.rng.integers(0, self.num_actions, size=len(observations))
+
+    @classmethod
+    def for_env(cls, env_id: str, seed: int = 0) -> RandomPolicy:
+        """A random policy over ``env_id``'s action space."""
+        from kd_rl.envs import env_spec
+
+        spec = env_spec(env_id)
+        return cls(spec.num_actions, seed, spec.action_low, spec.action_high)
 
 
 def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
     """Mean return of a uniformly random policy over the episodes `run_episodes` plays for ``seed``."""
-    from kd_rl.envs import env_dims
-
-    _, num_actions = env_dims(env_id)
-    return run_episodes(RandomPolicy(num_actions, seed), env_id, episodes, seed=seed).mean_return
+    return run_episodes(RandomPolicy.for_env(env_id, seed), env_id, episodes, seed=seed).mean_return
 
 
 def normalised_score(student_return: float, teacher_return: float, random_return: float) -> float | None:
@@ -283,23 +326,31 @@ def evaluate_model(
 
 
 def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, int]:
-    """Check that ``model`` reads ``env_id``'s observations and picks its actions.
+    """Check that ``model`` reads ``env_id``'s observations and acts in its action space.
 
     Returns:
-        ``(obs_dim, num_actions)`` of the environment.
+        ``(obs_dim, output_size)`` of the environment: ``num_actions`` logits
+        for discrete actions, ``2d`` Gaussian parameters for continuous ones
+        (`kd_rl.envs.EnvSpec.output_size`).
 
     Raises:
-        ValueError: Naming the role, the sizes and the environment on a mismatch,
-            the environment's space when kd_rl cannot use it, or a Keras 2
-            (``tf_keras``) model where kd_rl needs Keras 3.
+        ValueError: Naming the role, the sizes and the environment on a mismatch
+            (observation size, number of actions, discrete against continuous,
+            action bounds), the environment's space when kd_rl cannot use it,
+            or a Keras 2 (``tf_keras``) model where kd_rl needs Keras 3.
     """
     import keras
 
-    from kd_rl.envs import env_dims
+    from kd_rl.envs import env_spec
     from kd_rl.models import check_keras3
 
     check_keras3(model, role)
-    obs_dim, num_actions = env_dims(env_id)
+    spec = env_spec(env_id)
+    obs_dim = spec.obs_dim
+    continuous = bool(getattr(model, "is_continuous", False))
+    if continuous != spec.is_continuous:
+        kind = "a continuous (Gaussian)" if continuous else "a discrete-action"
+        raise ValueError(f"{role} is {kind} policy but {env_id} has {spec.describe()}")
     model_dim = getattr(model, "observation_dim", None)
     if model_dim is None and isinstance(model, keras.Model) and model.built:
         try:
@@ -309,7 +360,20 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
     if model_dim is not None and model_dim != obs_dim:
         raise ValueError(f"{role} expects {model_dim} observation features but {env_id} gives {obs_dim}")
     out = model(np.zeros((1, obs_dim), np.float32))
-    model_actions = int(np.shape(out)[-1])
-    if model_actions != num_actions:
-        raise ValueError(f"{role} outputs {model_actions} actions but {env_id} has {num_actions}")
-    return obs_dim, num_actions
+    size = int(np.shape(out)[-1])
+    if continuous:
+        if getattr(model, "action_dim", None) != spec.action_dim:
+            raise ValueError(
+                f"{role} outputs {model.action_dim}-dimensional actions but {env_id} has {spec.describe()}"
+            )
+        bounds = (getattr(model, "action_low", None), getattr(model, "action_high", None))
+        if bounds[0] is not None and not (
+            np.allclose(bounds[0], spec.action_low) and np.allclose(bounds[1], spec.action_high)
+        ):
+            raise ValueError(
+                f"{role} acts in [{model.action_low.tolist()}, {model.action_high.tolist()}] "
+                f"but {env_id} has {spec.describe()}"
+            )
+    elif size != spec.num_actions:
+        raise ValueError(f"{role} outputs {size} actions but {env_id} has {spec.num_actions}")
+    return obs_dim, spec.output_size

@@ -10,7 +10,11 @@
 Every exported file loads back with `kd_rl.policies.load_any_policy` as a
 batched ``PolicyFn`` (``observations [batch, obs_dim] -> logits [batch,
 num_actions]``; TFLite files run with LiteRT, ``ai_edge_litert``), so
-``kd-rl evaluate`` measures its return like a Keras model's.
+``kd-rl evaluate`` measures its return like a Keras model's. A continuous
+(Gaussian) policy is exported as its deterministic action, ``observations
+[batch, obs_dim] -> actions [batch, d]`` inside the bounds: the TFLite
+signature's output is named ``deterministic_actions``, and the ``.npz`` holds the
+mean layer with the bounds and the squash.
 """
 
 from __future__ import annotations
@@ -71,10 +75,25 @@ def _batch1_model(model):
     """
     import keras
 
-    from kd_rl.policies import observation_dim
+    from kd_rl.models import DeterministicAction, PolicyModel
+    from kd_rl.policies import _ACTIONS_OUTPUT, observation_dim
 
     inputs = keras.Input(shape=(observation_dim(model),), batch_size=1, name="observations")
-    return keras.Model(inputs, model(inputs, training=False), name="policy")
+    if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
+        # The action needs the mean only: leaving log_std out keeps the graph resizable to any batch.
+        class GaussianMean(keras.layers.Layer):  # made here, used once for the conversion, never saved
+            def call(self, observations):
+                return model.mean_layer(model.features(observations))
+
+        outputs = GaussianMean(name="mean")(inputs)
+    else:
+        outputs = model(inputs, training=False)
+    if getattr(model, "is_continuous", False):
+        # A continuous policy is exported as its deterministic action, what a controller needs.
+        action = DeterministicAction(model.action_low, model.action_high, model.squash, name=_ACTIONS_OUTPUT)
+        # A named output: the TFLite signature keeps the name, which tells TFLitePolicy what it gives.
+        outputs = {_ACTIONS_OUTPUT: action(outputs)}
+    return keras.Model(inputs, outputs, name="policy")
 
 
 def export_model(
@@ -124,6 +143,9 @@ def export_model(
             if getattr(model, key, None) is not None:
                 arrays[key] = np.asarray(getattr(model, key), np.float32)
         meta = {"layers": len(weights), "activation": model.activation, "observation_clip": model.observation_clip}
+        if getattr(model, "is_continuous", False):
+            arrays["action_low"], arrays["action_high"] = model.action_low, model.action_high
+            meta["squash"] = model.squash
         arrays["meta"] = np.array(json.dumps(meta))
         with atomic_path(out) as tmp:
             with open(tmp, "wb") as f:

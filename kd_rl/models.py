@@ -1,8 +1,15 @@
 """Keras policy networks: the teacher and the student.
 
-Both are small multi-layer perceptrons that map observations to one logit per
-action. Logits stay logits everywhere inside kd_rl; probabilities are made only
-at the edges (`PolicyModel.action_probabilities`).
+Both are small multi-layer perceptrons. For a discrete action space they map
+observations to one logit per action. Logits stay logits everywhere inside
+kd_rl; probabilities are made only at the edges
+(`PolicyModel.action_probabilities`).
+
+For a continuous (``Box``) action space of ``d`` dimensions they output the
+parameters of a diagonal Gaussian, ``[mean, log_std]`` (``2d`` numbers per
+observation), with the action bounds and whether the action is
+tanh-squashed (SAC) or clipped (PPO) saved with the model; `PolicyModel.act`
+gives the deterministic action inside the bounds for both kinds.
 
 A DQN teacher's logits are its Q-values, so ``softmax(q / tau)`` is the
 softened policy of Rusu et al. (2016). A PPO teacher's logits are its actor's
@@ -27,12 +34,29 @@ import tensorflow as tf
 
 from kd_rl._validate import check_int
 
-__all__ = ["OUTPUT_TYPES", "PolicyModel", "check_keras3", "TeacherModel", "StudentModel", "count_params", "load_policy"]
+__all__ = [
+    "LOG_STD_RANGE",
+    "OUTPUT_TYPES",
+    "PolicyModel",
+    "check_keras3",
+    "TeacherModel",
+    "StudentModel",
+    "count_params",
+    "DeterministicAction",
+    "gaussian_action",
+    "load_policy",
+    "split_gaussian",
+]
 
 _PACKAGE = "kd_rl"
 
-#: What a policy's outputs can be: Q-values, policy logits, or not said.
-OUTPUT_TYPES = ("q_values", "logits", None)
+#: What a policy's outputs can be: Q-values, policy logits, a Gaussian's
+#: ``[mean, log_std]`` (continuous actions), or not said (discrete).
+OUTPUT_TYPES = ("q_values", "logits", "gaussian", None)
+
+#: Default clip of a Gaussian policy's log standard deviation, as TF-Agents' SAC
+#: (``std_clip_transform``) and Stable-Baselines3's SAC use.
+LOG_STD_RANGE = (-20.0, 2.0)
 
 
 def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
@@ -64,15 +88,118 @@ def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
     return arr
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PolicyModel(keras.Model):
-    """An MLP policy that outputs one logit (or Q-value) per action.
+def _action_bounds(action_low, action_high) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    if action_low is None and action_high is None:
+        return None, None
+    if action_low is None or action_high is None:
+        raise ValueError("a continuous policy needs both action_low and action_high (the Box action bounds)")
+    low = np.asarray(action_low, dtype=np.float32).reshape(-1)
+    high = np.asarray(action_high, dtype=np.float32).reshape(-1)
+    if low.shape != high.shape or low.size == 0:
+        raise ValueError(
+            f"action_low and action_high must have the same number (>= 1) of entries, got {low.size} and {high.size}"
+        )
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError(f"action bounds must be finite, got low={low.tolist()} high={high.tolist()}")
+    if np.any(low >= high):
+        raise ValueError(f"action_low must be < action_high everywhere, got low={low.tolist()} high={high.tolist()}")
+    return low, high
 
-    ``call`` maps ``observations: float32 [batch, obs_dim]`` to
-    ``logits: float32 [batch, num_actions]``; it never applies a softmax.
+
+def _log_std_range(value) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"log_std_range must be (min, max) or None, got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"log_std_range must be finite with min < max, got {value!r}")
+    return lo, hi
+
+
+def split_gaussian(outputs):
+    """``(mean, log_std)``, each ``[batch, d]``, from a Gaussian policy's outputs ``[batch, 2d]``.
+
+    Works on TensorFlow tensors and NumPy arrays alike.
+    """
+    d = outputs.shape[-1] // 2
+    return outputs[..., :d], outputs[..., d:]
+
+
+def gaussian_action(mean, action_low, action_high, squash: bool):
+    """The deterministic action of a Gaussian policy, inside ``[action_low, action_high]``.
+
+    With ``squash`` (SAC's tanh-squashed Gaussian)
+    ``a = low + (tanh(mean) + 1) / 2 * (high - low)`` — the mode of TF-Agents'
+    ``SquashToSpecNormal``; without it (PPO's Gaussian on the action itself)
+    ``a = clip(mean, low, high)``, what the environment receives.
 
     Args:
-        num_actions: Number of discrete actions (>= 1).
+        mean: ``float32 [batch, d]`` (a TF tensor or NumPy array).
+        action_low, action_high: ``[d]`` bounds.
+        squash: Whether the policy is tanh-squashed.
+
+    Returns:
+        ``float32 [batch, d]``, of the same kind (TF or NumPy) as ``mean``.
+    """
+    if isinstance(mean, np.ndarray):
+        low, high = np.asarray(action_low, np.float32), np.asarray(action_high, np.float32)
+        if squash:
+            return (low + (np.tanh(mean) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+        return np.clip(mean, low, high).astype(np.float32)
+    low = tf.constant(action_low, mean.dtype)
+    high = tf.constant(action_high, mean.dtype)
+    if squash:
+        return low + (tf.tanh(mean) + 1.0) * 0.5 * (high - low)
+    return tf.clip_by_value(mean, low, high)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DeterministicAction(keras.layers.Layer):
+    """From a Gaussian policy's ``[mean, log_std]`` (or its mean) to its deterministic action (`gaussian_action`).
+
+    Used to export a continuous policy whose one output is the action
+    ``float32 [batch, d]`` (``kd_rl.export``).
+    """
+
+    def __init__(self, action_low, action_high, squash: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.action_low, self.action_high = _action_bounds(action_low, action_high)
+        self.squash = bool(squash)
+
+    def call(self, outputs):
+        # ``[mean, log_std]`` (2d values), or the mean alone (d values).
+        mean = outputs if outputs.shape[-1] == self.action_low.size else split_gaussian(outputs)[0]
+        return gaussian_action(mean, self.action_low, self.action_high, self.squash)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.action_low.size)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(action_low=self.action_low.tolist(), action_high=self.action_high.tolist(), squash=self.squash)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolicyModel(keras.Model):
+    """An MLP policy: logits for discrete actions, a diagonal Gaussian for continuous ones.
+
+    Discrete (``num_actions`` given): ``call`` maps
+    ``observations: float32 [batch, obs_dim]`` to
+    ``logits: float32 [batch, num_actions]``; it never applies a softmax.
+
+    Continuous (``action_low``/``action_high`` given, ``d`` entries each):
+    ``call`` returns ``float32 [batch, 2d]`` = ``[mean, log_std]`` of a
+    diagonal Gaussian (`split_gaussian` separates them), ``log_std`` clipped to
+    ``log_std_range``. With ``squash`` the action is ``tanh``-squashed into the
+    bounds (SAC); without, the Gaussian is over the action itself and actions
+    are clipped to the bounds (PPO). `act` gives the deterministic action
+    for both kinds.
+
+    Args:
+        num_actions: Number of discrete actions (>= 1); None for a continuous policy.
         hidden_units: Width of each hidden layer: an int for one layer or a
             sequence of ints for several.
         activation: Keras activation name for the hidden layers.
@@ -86,9 +213,18 @@ class PolicyModel(keras.Model):
         observation_clip: Optional clip applied to normalised observations.
         output_type: What the outputs are, for a teacher: ``"q_values"`` (a DQN's
             action values) or ``"logits"`` (a policy's logits, e.g. a PPO
-            actor's); None when unknown. Saved with the model; the
+            actor's); None when unknown; always ``"gaussian"`` for a
+            continuous policy (None is taken as it). Saved with the model; the
             distillation temperature's default follows it
             (`kd_rl.losses.default_temperature`).
+        action_low, action_high: The ``Box`` action bounds, ``d`` finite
+            entries each with ``low < high``; given, the policy is continuous.
+        squash: Continuous only: tanh-squash the Gaussian into the bounds
+            (True, SAC) or clip its samples (False, PPO).
+        state_dependent_std: Continuous only: ``log_std`` from a Dense head on
+            the last hidden layer (True) or one learned value per action
+            dimension, the same for every observation (False).
+        log_std_range: Continuous only: ``(min, max)`` clip of ``log_std``, or None.
         **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Raises:
@@ -99,7 +235,7 @@ class PolicyModel(keras.Model):
 
     def __init__(
         self,
-        num_actions: int,
+        num_actions: int | None = None,
         hidden_units: int | Sequence[int] | None = None,
         activation: str = "relu",
         observation_dim: int | None = None,
@@ -107,10 +243,36 @@ class PolicyModel(keras.Model):
         observation_std=None,
         observation_clip: float | None = None,
         output_type: str | None = None,
+        action_low=None,
+        action_high=None,
+        squash: bool = True,
+        state_dependent_std: bool = True,
+        log_std_range: Sequence[float] | None = LOG_STD_RANGE,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_actions = check_int("num_actions", num_actions)
+        self.action_low, self.action_high = _action_bounds(action_low, action_high)
+        self.is_continuous = self.action_low is not None
+        if self.is_continuous:
+            if num_actions is not None:
+                raise ValueError(
+                    "give either num_actions (discrete actions) or action_low/action_high (continuous), not both"
+                )
+            if output_type not in ("gaussian", None):
+                raise ValueError(f"a continuous policy's output_type is 'gaussian', got {output_type!r}")
+            output_type = "gaussian"
+            self.action_dim = int(self.action_low.size)
+            self.num_actions = None
+        else:
+            if num_actions is None:
+                raise ValueError("give num_actions (discrete actions) or action_low/action_high (continuous)")
+            if output_type == "gaussian":
+                raise ValueError("output_type='gaussian' needs action_low/action_high (a continuous policy)")
+            self.num_actions = check_int("num_actions", num_actions)
+            self.action_dim = None
+        self.squash = bool(squash)
+        self.state_dependent_std = bool(state_dependent_std)
+        self.log_std_range = _log_std_range(log_std_range)
         self.observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
         if hidden_units is None:
             hidden_units = self.default_hidden_units
@@ -135,11 +297,27 @@ class PolicyModel(keras.Model):
             keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
             for i, units in enumerate(self.hidden_units)
         ]
-        self.logits_layer = keras.layers.Dense(self.num_actions, name="logits")
+        if self.is_continuous:
+            self.mean_layer = keras.layers.Dense(self.action_dim, name="mean")
+            if self.state_dependent_std:
+                self.log_std_layer = keras.layers.Dense(self.action_dim, name="log_std")
+            else:
+                self.log_std = self.add_weight(
+                    shape=(self.action_dim,), initializer="zeros", name="log_std", trainable=True
+                )
+        else:
+            self.logits_layer = keras.layers.Dense(self.num_actions, name="logits")
         if type(self).__init__ is PolicyModel.__init__:
             self.ensure_built()
         # A subclass with its own __init__ adds layers after super().__init__(),
         # so it calls self.ensure_built() at its end (or is built by its first call).
+
+    @property
+    def output_layers(self) -> list:
+        """The Dense layers after the last hidden one: ``[logits]``, or ``[mean(, log_std)]``."""
+        if not self.is_continuous:
+            return [self.logits_layer]
+        return [self.mean_layer] + ([self.log_std_layer] if self.state_dependent_std else [])
 
     def ensure_built(self) -> PolicyModel:
         """Build the weights now if ``observation_dim`` is known; returns ``self``.
@@ -160,9 +338,11 @@ class PolicyModel(keras.Model):
         if self.observation_dim is None and dim is not None:
             self.observation_dim = int(dim)
         shape = input_shape
-        for layer in [*self.hidden_layers, self.logits_layer]:
+        for layer in self.hidden_layers:
             layer.build(shape)
             shape = (*shape[:-1], layer.units)
+        for layer in self.output_layers:
+            layer.build(shape)
 
     def normalise(self, observations: tf.Tensor) -> tf.Tensor:
         """Apply the fixed observation normaliser, if the model has one."""
@@ -183,22 +363,55 @@ class PolicyModel(keras.Model):
                 f"observations have {dim} features but the model was built for observation_dim={self.observation_dim}"
             )
 
-    def call(self, observations, training=None):
+    def features(self, observations) -> tf.Tensor:
+        """The last hidden layer's activations: ``float32 [batch, hidden_units[-1]]``."""
         x = self.normalise(observations)
         for layer in self.hidden_layers:
             x = layer(x)
-        return self.logits_layer(x)
+        return x
+
+    def head(self, features) -> tf.Tensor:
+        """The outputs from the last hidden layer's activations (logits, or ``[mean, log_std]``)."""
+        if not self.is_continuous:
+            return self.logits_layer(features)
+        mean = self.mean_layer(features)
+        if self.state_dependent_std:
+            log_std = self.log_std_layer(features)
+        else:
+            # zeros_like + broadcast (not broadcast_to): a TFLite export then resizes to any batch.
+            log_std = tf.zeros_like(mean) + tf.cast(self.log_std, mean.dtype)
+        if self.log_std_range is not None:
+            log_std = tf.clip_by_value(log_std, *self.log_std_range)
+        return tf.concat([mean, log_std], axis=-1)
+
+    def call(self, observations, training=None):
+        return self.head(self.features(observations))
 
     def action_probabilities(self, observations, temperature: float = 1.0) -> tf.Tensor:
-        """``softmax(logits / temperature)``: float32 [batch, num_actions]."""
+        """``softmax(logits / temperature)``: float32 [batch, num_actions] (discrete policies)."""
         from kd_rl.losses import check_temperature
 
+        if self.is_continuous:
+            raise ValueError("action_probabilities is for discrete policies; a continuous one outputs a Gaussian")
         temperature = check_temperature(temperature)
         return tf.nn.softmax(self(observations) / temperature, axis=-1)
 
+    def actions_from_outputs(self, outputs):
+        """The deterministic actions for outputs of this model (TF tensor or NumPy array).
+
+        Discrete: ``argmax(logits)`` (int64 ``[batch]``); continuous:
+        `gaussian_action` of the mean (float32 ``[batch, d]``).
+        """
+        if not self.is_continuous:
+            if isinstance(outputs, np.ndarray):
+                return np.argmax(outputs, axis=-1)
+            return tf.argmax(outputs, axis=-1)
+        mean, _ = split_gaussian(outputs)
+        return gaussian_action(mean, self.action_low, self.action_high, self.squash)
+
     def act(self, observations) -> np.ndarray:
-        """Greedy actions ``argmax(logits)``: int64 [batch]."""
-        return np.argmax(self(observations).numpy(), axis=-1)
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]`` inside the bounds."""
+        return self.actions_from_outputs(np.asarray(self(observations)))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -212,6 +425,14 @@ class PolicyModel(keras.Model):
             observation_clip=self.observation_clip,
             output_type=self.output_type,
         )
+        if self.is_continuous:
+            config.update(
+                action_low=self.action_low.tolist(),
+                action_high=self.action_high.tolist(),
+                squash=self.squash,
+                state_dependent_std=self.state_dependent_std,
+                log_std_range=None if self.log_std_range is None else list(self.log_std_range),
+            )
         return config
 
     @classmethod

@@ -1,9 +1,12 @@
 """Policies you can act with: one callable interface for every form of a policy.
 
 A *policy function* (`PolicyFn`) maps ``observations float32 [batch, obs_dim]``
-to ``logits float32 [batch, num_actions]`` (a DQN's Q-values, an actor's
-logits); acting greedily is ``argmax`` over the last axis. Every form kd_rl
-deals in becomes one:
+to the policy's outputs: for discrete actions ``logits float32 [batch,
+num_actions]`` (a DQN's Q-values, an actor's logits), where acting greedily is
+``argmax`` over the last axis; for continuous actions a Keras model's
+``[mean, log_std]`` ``float32 [batch, 2d]``, or, for an exported continuous
+policy, its deterministic actions ``float32 [batch, d]`` (`to_actions` turns
+any of these into actions). Every form kd_rl deals in becomes one:
 
 * a Keras model: `as_policy_fn` wraps it in one compiled ``tf.function`` per
   model (made once and reused, so repeated evaluations do not retrace);
@@ -32,6 +35,7 @@ __all__ = [
     "TFLitePolicy",
     "load_any_policy",
     "observation_dim",
+    "to_actions",
 ]
 
 #: A batched policy: ``observations float32 [batch, obs_dim] -> logits float32 [batch, num_actions]``.
@@ -95,17 +99,36 @@ _ACTIVATIONS = {
 
 
 class NumpyPolicy:
-    """A kd_rl MLP evaluated with NumPy alone: ``policy(obs) -> logits``.
+    """A kd_rl MLP evaluated with NumPy alone: ``policy(obs) -> logits`` (or actions).
+
+    Discrete: ``policy(obs)`` gives logits ``[batch, num_actions]`` and
+    `act` their argmax. Continuous (``action_low``/``action_high`` given):
+    the last layer gives the Gaussian's mean, and ``policy(obs)`` and `act`
+    both give the deterministic action ``float32 [batch, d]`` inside the bounds
+    (`kd_rl.models.gaussian_action`).
 
     Args:
-        weights: ``[(kernel [in, out], bias [out]), ...]``, the last pair giving logits.
+        weights: ``[(kernel [in, out], bias [out]), ...]``, the last pair giving
+            logits (discrete) or the Gaussian's mean (continuous).
         activation: Hidden activation name (one of relu, tanh, sigmoid, linear, elu, softplus, swish).
         observation_mean: Fixed mean subtracted from observations, if any.
         observation_std: Fixed standard deviation observations are divided by, if any.
         observation_clip: Clip applied after normalising, if any.
+        action_low, action_high: Box action bounds of a continuous policy.
+        squash: Continuous only: tanh-squash the mean into the bounds (else clip it).
     """
 
-    def __init__(self, weights, activation="relu", observation_mean=None, observation_std=None, observation_clip=None):
+    def __init__(
+        self,
+        weights,
+        activation="relu",
+        observation_mean=None,
+        observation_std=None,
+        observation_clip=None,
+        action_low=None,
+        action_high=None,
+        squash: bool = False,
+    ):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation {activation!r} has no NumPy form; supported: {', '.join(_ACTIVATIONS)}")
         self.weights = [(np.asarray(k, np.float32), np.asarray(b, np.float32)) for k, b in weights]
@@ -115,7 +138,24 @@ class NumpyPolicy:
         self.std = None if observation_std is None else np.asarray(observation_std, np.float32)
         self.clip = observation_clip
         self.observation_dim = self.weights[0][0].shape[0]
-        self.num_actions = self.weights[-1][0].shape[1]
+        self.is_continuous = action_low is not None
+        self.outputs_are_actions = self.is_continuous
+        if self.is_continuous:
+            from kd_rl.models import _action_bounds
+
+            self.action_low, self.action_high = _action_bounds(action_low, action_high)
+            self.squash = bool(squash)
+            self.action_dim = int(self.action_low.size)
+            self.num_actions = None
+            if self.weights[-1][0].shape[1] != self.action_dim:
+                raise ValueError(
+                    f"the last layer has {self.weights[-1][0].shape[1]} outputs but the action has {self.action_dim}"
+                )
+        else:
+            self.action_low = self.action_high = None
+            self.squash = False
+            self.action_dim = None
+            self.num_actions = self.weights[-1][0].shape[1]
 
     def __call__(self, observations) -> np.ndarray:
         x = np.asarray(observations, np.float32)
@@ -130,20 +170,31 @@ class NumpyPolicy:
         for kernel, bias in self.weights[:-1]:
             x = self._act(x @ kernel + bias)
         kernel, bias = self.weights[-1]
-        return x @ kernel + bias
+        out = x @ kernel + bias
+        if self.is_continuous:
+            from kd_rl.models import gaussian_action
+
+            return gaussian_action(out, self.action_low, self.action_high, self.squash)
+        return out
 
     def act(self, observations) -> np.ndarray:
-        return np.argmax(self(observations), axis=-1)
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
+        out = self(observations)
+        return out if self.is_continuous else np.argmax(out, axis=-1)
 
     @classmethod
     def from_model(cls, model) -> NumpyPolicy:
         """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs only; see `export_model`)."""
+        continuous = getattr(model, "is_continuous", False)
         return cls(
             dense_weights(model),
             model.activation,
             observation_mean=model.observation_mean,
             observation_std=model.observation_std,
             observation_clip=model.observation_clip,
+            action_low=model.action_low if continuous else None,
+            action_high=model.action_high if continuous else None,
+            squash=model.squash if continuous else False,
         )
 
     def count_params(self) -> int:
@@ -155,8 +206,19 @@ class NumpyPolicy:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             weights = [(data[f"kernel_{i}"], data[f"bias_{i}"]) for i in range(meta["layers"])]
-            norm = {k: (data[k] if k in data.files else None) for k in ("observation_mean", "observation_std")}
-        return cls(weights, meta["activation"], observation_clip=meta.get("observation_clip"), **norm)
+            keys = ("observation_mean", "observation_std", "action_low", "action_high")
+            arrays = {k: (data[k] if k in data.files else None) for k in keys}
+        return cls(
+            weights,
+            meta["activation"],
+            observation_clip=meta.get("observation_clip"),
+            squash=bool(meta.get("squash", False)),
+            **arrays,
+        )
+
+
+#: Name of the output of an exported continuous policy (its deterministic action).
+_ACTIONS_OUTPUT = "deterministic_actions"
 
 
 class TFLitePolicy:
@@ -178,7 +240,12 @@ class TFLitePolicy:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self.observation_dim = int(self._input["shape"][-1])
-        self.num_actions = int(self._output["shape"][-1])
+        # A continuous policy is exported with its deterministic action as the output (see kd_rl.export).
+        signatures = self.interpreter.get_signature_list()
+        outputs = [name for signature in signatures.values() for name in signature.get("outputs", [])]
+        self.outputs_are_actions = self.is_continuous = outputs == [_ACTIONS_OUTPUT]
+        size = int(self._output["shape"][-1])
+        self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
         self._batch = int(self._input["shape"][0])
 
     def __call__(self, observations) -> np.ndarray:
@@ -202,9 +269,17 @@ class TFLitePolicy:
             out = (out.astype(np.float32) - zero) * scale
         return out
 
+    def act(self, observations) -> np.ndarray:
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
+        out = self(observations)
+        return out if self.is_continuous else np.argmax(out, axis=-1)
+
 
 def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(kernel, bias), ...]`` of a kd_rl MLP, hidden layers first, the logits layer last.
+    """``[(kernel, bias), ...]`` of a kd_rl MLP, hidden layers first, the logits (or mean) layer last.
+
+    For a continuous policy the last pair is the Gaussian's mean layer: what
+    its deterministic action needs.
 
     Raises:
         ValueError: For a model that is not a plain kd_rl ``PolicyModel``.
@@ -216,10 +291,37 @@ def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
             f"numpy export supports kd_rl's plain MLPs only; {type(model).__name__} has its own call() "
             "(export it to tflite instead)"
         )
-    layers = list(getattr(model, "hidden_layers", [])) + [getattr(model, "logits_layer", None)]
+    model.ensure_built()
+    output = model.mean_layer if model.is_continuous else getattr(model, "logits_layer", None)
+    layers = list(getattr(model, "hidden_layers", [])) + [output]
     if layers[-1] is None or any(len(layer.get_weights()) != 2 for layer in layers):
-        raise ValueError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and logits_layer)")
+        raise ValueError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and an output layer)")
     return [tuple(layer.get_weights()) for layer in layers]
+
+
+def to_actions(policy, outputs) -> np.ndarray:
+    """The deterministic actions for ``outputs`` that ``policy`` gave.
+
+    A kd_rl ``PolicyModel`` knows its own (argmax, or its Gaussian's
+    deterministic action); an exported continuous policy (``NumpyPolicy``,
+    ``TFLitePolicy``) already gives actions; any other policy's 2-D outputs
+    are logits (argmax) and 1-D outputs are discrete actions.
+
+    Returns:
+        int64 ``[batch]`` or float32 ``[batch, d]``.
+    """
+    from kd_rl.models import PolicyModel
+
+    if isinstance(policy, PolicyModel):
+        return np.asarray(policy.actions_from_outputs(np.asarray(outputs)))
+    out = np.asarray(outputs)
+    if getattr(policy, "outputs_are_actions", False):
+        return out.astype(np.float32)
+    if out.ndim == 2:
+        return np.argmax(out, axis=-1)
+    if out.ndim == 1:
+        return out.astype(np.int64)
+    raise ValueError(f"the policy must return logits [batch, num_actions] or actions [batch], got shape {out.shape}")
 
 
 def load_any_policy(name_or_path):

@@ -101,7 +101,7 @@ def test_evaluate_exported_files(tmp_path, cartpole_teacher_path, capsys):
         (["--hidden", "0"], "--hidden"),
         (["--env", "NoSuchEnv-v0"], "unknown environment id"),
         (["--env", "LunarLander-v3"], "teacher expects 4 observation features but LunarLander-v3 gives 8"),
-        (["--env", "Pendulum-v1"], "Discrete"),
+        (["--env", "Pendulum-v1"], "teacher is a discrete-action policy but Pendulum-v1 has a continuous"),
     ],
 )
 def test_distill_bad_input_is_one_line_and_writes_nothing(tmp_path, cartpole_teacher_path, capsys, extra, match):

@@ -99,7 +99,7 @@ def test_collector_bad_input(cartpole_teacher):
         Collector("CartPole-v1", cartpole_teacher, mode="student")
     with pytest.raises(ValueError, match="epsilon"):
         Collector("CartPole-v1", cartpole_teacher, mode="teacher", epsilon=2)
-    with pytest.raises(ValueError, match="Discrete"):
+    with pytest.raises(ValueError, match="teacher is a discrete-action policy but Pendulum-v1 has a continuous"):
         Collector("Pendulum-v1", cartpole_teacher, mode="teacher")
 
 

@@ -39,7 +39,15 @@ def test_unknown_env_id_is_named(bad):
 def test_check_spaces_names_the_refused_space():
     box, discrete = gymnasium.spaces.Box(-1, 1, (3,)), gymnasium.spaces.Discrete(2)
     check_spaces(box, discrete, "ok")  # a 1-D Box and a Discrete: no error
-    with pytest.raises(ValueError, match=r"env 'Pendulum-v1' has action space Box\(-2.0, 2.0, \(1,\), float32\)"):
+    check_spaces(box, gymnasium.spaces.Box(-2, 2, (1,)), "ok")  # a 1-D Box of actions (continuous): no error
+    matrix = gymnasium.spaces.Box(-1, 1, (2, 2))
+    with pytest.raises(ValueError, match=r"env 'm' has action space Box\(-1.0, 1.0, \(2, 2\), float32\)"):
+        check_spaces(box, matrix, "m")
+    with pytest.raises(ValueError, match=r"env 'u' has action space .*finite Box action bounds"):
+        check_spaces(box, gymnasium.spaces.Box(-np.inf, np.inf, (2,)), "u")
+    with pytest.raises(ValueError, match=r"env 'md' has action space MultiDiscrete"):
+        check_spaces(box, gymnasium.spaces.MultiDiscrete([2, 3]), "md")
+    with pytest.raises(ValueError, match=r"env 'Pendulum-v1' has a continuous 1-dimensional action.*needs a Discrete"):
         env_dims("Pendulum-v1")
     image = gymnasium.spaces.Box(0, 255, (4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match=r"env 'img' has observation space Box\(0, 255, \(4, 4, 3\), uint8\).*1-D Box"):
@@ -107,7 +115,7 @@ def test_env_group_nan_observation_names_the_step():
 
 
 def test_env_group_refuses_unusable_spaces():
-    with pytest.raises(ValueError, match="action space Box"):
-        EnvGroup("Pendulum-v1", 2)
+    with pytest.raises(ValueError, match="observation space Box"):
+        EnvGroup("CarRacing-v3", 2)
     with pytest.raises(ValueError, match="unknown environment id 'Foo-v0'"):
         EnvGroup("Foo-v0", 1)

@@ -4,6 +4,8 @@
 student, a teacher, any ``PolicyModel``) in a greedy ``TFPolicy``, so it runs
 in TF-Agents drivers and metrics and saves with ``PolicySaver`` like any agent
 policy. The model may be a Keras 3 model (kd_rl's) or a ``tf_keras`` one.
+A continuous (Gaussian) kd_rl policy acts with its deterministic action
+(`kd_rl.models.PolicyModel.act`) under a float ``Box`` action spec.
 
 Example:
     >>> from tf_agents.drivers import dynamic_episode_driver
@@ -23,29 +25,36 @@ __all__ = ["KerasGreedyPolicy", "as_tf_policy"]
 
 
 class KerasGreedyPolicy(tf_policy.TFPolicy):
-    """A greedy TF-Agents policy: ``action = argmax(model(observation))``.
+    """A greedy TF-Agents policy: ``action = argmax(model(observation))``, or a Gaussian policy's deterministic action.
 
     Args:
-        model: Keras model, ``float32 [batch, obs_dim] -> logits [batch, num_actions]``.
+        model: Keras model, ``float32 [batch, obs_dim] -> logits [batch, num_actions]``,
+            or a continuous kd_rl ``PolicyModel`` (``[mean, log_std]``).
         time_step_spec: The environment's time-step spec (tensor specs).
-        action_spec: A scalar integer ``BoundedTensorSpec`` with minimum 0.
+        action_spec: A scalar integer ``BoundedTensorSpec`` with minimum 0, or
+            for a continuous model a float ``BoundedTensorSpec [d]`` with the
+            model's bounds.
         name: Name of the policy.
 
     Raises:
         ValueError: If the action spec is not a scalar integer spec starting at
-            0, or the model's outputs do not match its number of actions.
+            0 (or, for a continuous model, a float spec of its size and
+            bounds), or the model's outputs do not match its number of actions.
     """
 
     def __init__(self, model, time_step_spec, action_spec, name: str | None = None):
         action_spec = tensor_spec.from_spec(action_spec)
         time_step_spec = tensor_spec.from_spec(time_step_spec)
-        if action_spec.shape.rank != 0 or not action_spec.dtype.is_integer:
+        self._continuous = bool(getattr(model, "is_continuous", False))
+        if self._continuous:
+            self._check_continuous_spec(model, action_spec)
+        elif action_spec.shape.rank != 0 or not action_spec.dtype.is_integer:
             raise ValueError(f"action_spec must be a scalar integer spec, got {action_spec}")
-        if int(action_spec.minimum) != 0:
+        elif int(action_spec.minimum) != 0:
             raise ValueError(f"action_spec must start at 0, got minimum {action_spec.minimum}")
-        num_actions = int(action_spec.maximum) + 1
         obs_dim = int(time_step_spec.observation.shape[-1])
         out = model(tf.zeros([1, obs_dim], tf.float32))
+        num_actions = 2 * model.action_dim if self._continuous else int(action_spec.maximum) + 1
         if int(out.shape[-1]) != num_actions:
             raise ValueError(f"the model outputs {int(out.shape[-1])} logits but the action spec has {num_actions}")
         super().__init__(time_step_spec, action_spec, name=name)
@@ -56,6 +65,24 @@ class KerasGreedyPolicy(tf_policy.TFPolicy):
         # the TensorFlow backend), so they are listed here to be found.
         self._tf_variables = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
 
+    @staticmethod
+    def _check_continuous_spec(model, action_spec) -> None:
+        import numpy as np
+
+        if action_spec.shape.rank != 1 or not action_spec.dtype.is_floating:
+            raise ValueError(f"a continuous model needs a float action spec of shape [d], got {action_spec}")
+        if int(action_spec.shape[0]) != model.action_dim:
+            raise ValueError(
+                f"the model acts in {model.action_dim} dimensions but the action spec has {action_spec.shape[0]}"
+            )
+        low = np.broadcast_to(action_spec.minimum, action_spec.shape)
+        high = np.broadcast_to(action_spec.maximum, action_spec.shape)
+        if not (np.allclose(low, model.action_low) and np.allclose(high, model.action_high)):
+            raise ValueError(
+                f"the model acts in [{model.action_low.tolist()}, {model.action_high.tolist()}] but the action spec "
+                f"is [{low.tolist()}, {high.tolist()}]"
+            )
+
     def _variables(self):
         return self._tf_variables
 
@@ -64,8 +91,11 @@ class KerasGreedyPolicy(tf_policy.TFPolicy):
 
     def _action(self, time_step, policy_state, seed):
         observations = tf.cast(time_step.observation, tf.float32)
-        logits = self._model(observations, training=False)
-        actions = tf.cast(tf.argmax(logits, axis=-1), self.action_spec.dtype)
+        outputs = self._model(observations, training=False)
+        if self._continuous:
+            actions = tf.cast(self._model.actions_from_outputs(outputs), self.action_spec.dtype)
+        else:
+            actions = tf.cast(tf.argmax(outputs, axis=-1), self.action_spec.dtype)
         return policy_step.PolicyStep(actions, policy_state, ())
 
 
