@@ -36,6 +36,12 @@ __all__ = [
     "KLDistillationLoss",
     "MSEDistillationLoss",
     "NLLDistillationLoss",
+    "gaussian_kl_loss",
+    "gaussian_mse_loss",
+    "gaussian_nll_loss",
+    "GaussianKLDistillationLoss",
+    "GaussianMSEDistillationLoss",
+    "GaussianNLLDistillationLoss",
     "get_loss",
 ]
 
@@ -58,7 +64,8 @@ def check_temperature(temperature) -> float:
 #: use 0.01) sharpens ``softmax(q / T)`` into a near-greedy target. A policy's
 #: logits (a PPO actor's) already are a distribution: T = 1 keeps it, and
 #: T > 1 softens it (Hinton et al. 2015, and the article) if asked for.
-DEFAULT_TEMPERATURES = {"q_values": 0.01, "logits": 1.0, None: 1.0}
+#: A Gaussian policy's temperature scales its standard deviation: T = 1 keeps it.
+DEFAULT_TEMPERATURES = {"q_values": 0.01, "logits": 1.0, "gaussian": 1.0, None: 1.0}
 
 
 def default_temperature(teacher) -> float:
@@ -200,12 +207,18 @@ class NLLDistillationLoss(_DistillationLoss):
 
 
 def get_loss(
-    name: str | keras.losses.Loss, temperature: float = 1.0, scale_by_temperature_squared: bool = True
+    name: str | keras.losses.Loss,
+    temperature: float = 1.0,
+    scale_by_temperature_squared: bool = True,
+    gaussian: bool = False,
 ) -> keras.losses.Loss:
     """Build a distillation loss by name (``"kl"``, ``"mse"`` or ``"nll"``).
 
     A ``keras.losses.Loss`` instance is returned unchanged, so custom losses
     plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
+    With ``gaussian=True`` (continuous actions) the names give the Gaussian
+    forms: `gaussian_kl_loss`, `gaussian_mse_loss` (on the means) and
+    `gaussian_nll_loss`.
 
     Raises:
         ValueError: If ``name`` is not one of `LOSS_NAMES`.
@@ -213,10 +226,135 @@ def get_loss(
     if isinstance(name, keras.losses.Loss):
         return name
     key = str(name).lower()
+    if key not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")
+    if gaussian:
+        if key == "kl":
+            return GaussianKLDistillationLoss(temperature)
+        return GaussianMSEDistillationLoss() if key == "mse" else GaussianNLLDistillationLoss()
     if key == "kl":
         return KLDistillationLoss(temperature, scale_by_temperature_squared)
-    if key == "mse":
-        return MSEDistillationLoss()
-    if key == "nll":
-        return NLLDistillationLoss()
-    raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")
+    return MSEDistillationLoss() if key == "mse" else NLLDistillationLoss()
+
+
+# Continuous actions: diagonal Gaussian policies.
+#
+# A Gaussian policy outputs ``[mean, log_std]`` (``float32 [..., 2d]``, see
+# `kd_rl.models.split_gaussian`). For a tanh-squashed policy (SAC) the Gaussian
+# is over the action before the squash ``a = low + (tanh(u) + 1)(high - low)/2``.
+# KL divergence does not change under one invertible map applied to both
+# distributions, so the KL between two squashed policies with the same bounds
+# is exactly the KL between their Gaussians before the squash.
+#
+# The temperature of a Gaussian target scales the teacher's standard
+# deviation: ``p_T = N(mu_t, (T sigma_t)^2)``. T > 1 widens the target (the
+# student is asked to keep more exploration noise), T < 1 narrows it. Unlike a
+# softmax, the mean's gradient ``(mu_s - mu_t) / sigma_s^2`` does not shrink
+# with T, so no T² factor is applied.
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _split(outputs):
+    d = outputs.shape[-1]
+    if d is None or d % 2:
+        raise ValueError(f"Gaussian policy outputs must have an even size 2d = [mean, log_std], got {d}")
+    return outputs[..., : d // 2], outputs[..., d // 2 :]
+
+
+def _gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature):
+    teacher_outputs, student_outputs = _as_logits(teacher_outputs, student_outputs)
+    mu_t, log_std_t = _split(tf.stop_gradient(teacher_outputs))
+    mu_s, log_std_s = _split(student_outputs)
+    log_std_t = log_std_t + math.log(temperature)
+    # KL(N(mu_t, s_t^2) || N(mu_s, s_s^2)) = log(s_s/s_t) + (s_t^2 + (mu_t - mu_s)^2) / (2 s_s^2) - 1/2, per dimension.
+    var_ratio = tf.exp(2.0 * (log_std_t - log_std_s))
+    mahalanobis = tf.square(mu_t - mu_s) * tf.exp(-2.0 * log_std_s)
+    per_dim = log_std_s - log_std_t + 0.5 * (var_ratio + mahalanobis) - 0.5
+    return tf.reduce_sum(per_dim, axis=-1)
+
+
+def _gaussian_mse_per_sample(teacher_outputs, student_outputs):
+    teacher_outputs, student_outputs = _as_logits(teacher_outputs, student_outputs)
+    mu_t, _ = _split(tf.stop_gradient(teacher_outputs))
+    mu_s, _ = _split(student_outputs)
+    return tf.reduce_mean(tf.square(mu_s - mu_t), axis=-1)
+
+
+def _gaussian_nll_per_sample(teacher_outputs, student_outputs):
+    teacher_outputs, student_outputs = _as_logits(teacher_outputs, student_outputs)
+    mu_t, _ = _split(tf.stop_gradient(teacher_outputs))
+    mu_s, log_std_s = _split(student_outputs)
+    z = (mu_t - mu_s) * tf.exp(-log_std_s)
+    return tf.reduce_sum(0.5 * tf.square(z) + log_std_s + 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_kl_loss(teacher_outputs, student_outputs, temperature: float = 1.0) -> tf.Tensor:
+    """Mean over the batch of ``KL(N(mu_t, (T sigma_t)^2) ‖ N(mu_s, sigma_s^2))``, summed over action dimensions.
+
+    Per dimension the KL of two Gaussians is
+    ``log(sigma_s / (T sigma_t)) + ((T sigma_t)^2 + (mu_t − mu_s)^2) / (2 sigma_s^2) − 1/2``.
+
+    Args:
+        teacher_outputs: float32 [..., 2d], ``[mean, log_std]``; the fixed target.
+        student_outputs: float32 [..., 2d], ``[mean, log_std]``.
+        temperature: T > 0 scales the teacher's standard deviation.
+
+    Returns:
+        A float32 scalar.
+    """
+    temperature = check_temperature(temperature)
+    return tf.reduce_mean(_gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature))
+
+
+def gaussian_mse_loss(teacher_outputs, student_outputs) -> tf.Tensor:
+    """Mean squared error between the student's and the teacher's means (the standard deviations are ignored)."""
+    return tf.reduce_mean(_gaussian_mse_per_sample(teacher_outputs, student_outputs))
+
+
+def gaussian_nll_loss(teacher_outputs, student_outputs) -> tf.Tensor:
+    """Mean negative log-likelihood of the teacher's deterministic action under the student's Gaussian.
+
+    ``Σ_d [(mu_t − mu_s)^2 / (2 sigma_s^2) + log sigma_s + log(2π)/2]``, before the squash
+    for tanh-squashed policies (the squash's Jacobian does not depend on the student).
+    """
+    return tf.reduce_mean(_gaussian_nll_per_sample(teacher_outputs, student_outputs))
+
+
+@keras.saving.register_keras_serializable(package="kd_rl")
+class GaussianKLDistillationLoss(_DistillationLoss):
+    """Keras form of `gaussian_kl_loss`; ``y_true`` are the teacher's ``[mean, log_std]``."""
+
+    def __init__(self, temperature: float = 1.0, name="gaussian_kl_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.temperature = check_temperature(temperature)
+
+    def call(self, y_true, y_pred):
+        return _gaussian_kl_per_sample(y_true, y_pred, self.temperature)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(temperature=self.temperature)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kd_rl")
+class GaussianMSEDistillationLoss(_DistillationLoss):
+    """Keras form of `gaussian_mse_loss`; ``y_true`` are the teacher's ``[mean, log_std]``."""
+
+    def __init__(self, name="gaussian_mse_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return _gaussian_mse_per_sample(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kd_rl")
+class GaussianNLLDistillationLoss(_DistillationLoss):
+    """Keras form of `gaussian_nll_loss`; ``y_true`` are the teacher's ``[mean, log_std]``."""
+
+    def __init__(self, name="gaussian_nll_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return _gaussian_nll_per_sample(y_true, y_pred)
