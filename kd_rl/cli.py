@@ -140,11 +140,22 @@ def _cmd_train_teacher(args) -> int:
     return 0
 
 
+def _task_of(model, env_id: str | None):
+    """A multi-task student's path for ``env_id``; any other model as it is."""
+    from kd_rl.multitask import MultiTaskStudent
+
+    if not isinstance(model, MultiTaskStudent):
+        return model
+    if env_id is None:
+        raise ValueError(f"the model is a multi-task student: name its task with --env (one of {model.task_ids})")
+    return model.for_task(env_id)
+
+
 def _cmd_evaluate(args) -> int:
     from kd_rl.evaluate import check_model_fits_env, evaluate_model
     from kd_rl.policies import load_any_policy
 
-    model = load_any_policy(args.model)
+    model = _task_of(load_any_policy(args.model), args.env)
     check_model_fits_env(model, args.env, role="model")
     result = evaluate_model(model, args.env, episodes=args.episodes, seed=args.seed, latency=False)
     result = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
@@ -177,18 +188,28 @@ def _distill_config(args):
             "buffer_size",
             "eval_episodes",
             "checkpoint_every",
+            "sample_actions",
+            "state_dependent_std",
         )
         if getattr(args, key, None) is not None
     }
-    return DistillConfig(env_id=args.env, **overrides)
+    return DistillConfig(env_id=args.env[0], **overrides)
 
 
 def _cmd_distill(args) -> int:
     from kd_rl.distill import distill_policy
     from kd_rl.models import load_policy
 
+    if len(args.teacher) != len(args.env):
+        raise ValueError(
+            f"give one --env per --teacher, in pairs: got {len(args.teacher)} --teacher and {len(args.env)} --env"
+        )
+    if len(args.teacher) > 1:
+        return _distill_multitask(args)
+    if args.adapter_units is not None:
+        raise ValueError("--adapter is for multi-task students (several --teacher/--env pairs)")
     config = _distill_config(args)
-    teacher = load_policy(args.teacher)
+    teacher = load_policy(args.teacher[0])
     _, m = distill_policy(
         teacher,
         config,
@@ -196,16 +217,55 @@ def _cmd_distill(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        teacher_name=str(args.teacher),
+        teacher_name=str(args.teacher[0]),
     )
     score = m["normalised_score"]
     print(
         f"teacher {m['teacher_mean_return']:.1f} ({m['teacher_params']} params) -> "
         f"student {m['student_mean_return']:.1f} ({m['student_params']} params, {m['compression']:.1f}x smaller), "
         f"normalised score {'n/a' if score is None else f'{score:.3f}'} (random policy {m['random_mean_return']:.1f}), "
-        f"agreement {m['agreement']:.3f}, {m['loss']}"
+        f"agreement {m['agreement']:.3f}"
+        + (f" (mean action error {m['action_error']:.3f} of the range)" if m.get("action_error") is not None else "")
+        + f", {m['loss']}"
         + (f" at T={m['temperature']:g}" if m["temperature"] else "")
         + f", {m['labelled_states']} labelled states, "
+        f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
+    )
+    return 0
+
+
+def _distill_multitask(args) -> int:
+    from kd_rl.models import load_policy
+    from kd_rl.multitask import MultiTaskConfig, distill_multitask
+
+    unsupported = [f for f in ("resume", "checkpoint_every", "sample_actions") if getattr(args, f, None)]
+    if unsupported:
+        flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
+        raise ValueError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
+    fields = ("loss", "temperature", "collect", "steps", "seed", "learning_rate", "batch_size", "buffer_size")
+    overrides = {k: getattr(args, k) for k in (*fields, "eval_episodes", "state_dependent_std")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.hidden_units is not None:
+        overrides["trunk_units"] = args.hidden_units
+    if args.adapter_units is not None:
+        overrides["adapter_units"] = args.adapter_units
+    config = MultiTaskConfig(env_ids=tuple(args.env), **overrides)
+    teachers = [load_policy(t) for t in args.teacher]
+    _, m = distill_multitask(
+        teachers, config, out_dir=args.out, overwrite=args.overwrite, progress=not args.no_progress,
+        teacher_names=[str(t) for t in args.teacher],
+    )  # fmt: skip
+    for t in m["tasks"]:
+        score = t["normalised_score"]
+        print(
+            f"{t['env_id']}: teacher {t['teacher_mean_return']:.1f} -> student {t['student_mean_return']:.1f}, "
+            f"normalised score {'n/a' if score is None else f'{score:.3f}'} "
+            f"(random {t['random_mean_return']:.1f}), agreement {t['agreement']:.3f}"
+        )
+    gm = m["geometric_mean_score"]
+    print(
+        f"one student, {m['student_params']} params for {len(m['tasks'])} tasks ({m['compression']:.1f}x fewer than "
+        f"the teachers' {m['teacher_params']}); geometric mean score {'n/a' if gm is None else f'{gm:.3f}'}; "
         f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
     )
     return 0
@@ -230,7 +290,7 @@ def _cmd_export(args) -> int:
     from kd_rl.export import export_model
     from kd_rl.models import load_policy
 
-    model = load_policy(args.model)
+    model = _task_of(load_policy(args.model), args.env)
     calibration_env = args.env
     if calibration_env is None and args.format == "tflite-int8":
         from kd_rl.zoo import ZOO_DIR, zoo_entry
@@ -276,15 +336,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("distill", help="distil a teacher into a smaller student on a live environment")
-    p.add_argument("--teacher", required=True, help="teacher .keras file or zoo name (see kd-rl zoo)")
-    p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. CartPole-v1")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        action="append",
+        help="teacher .keras file or zoo name (see kd-rl zoo); several --teacher/--env pairs make a multi-task student",
+    )
+    p.add_argument(
+        "--env", required=True, action="append", help="Gymnasium environment id, e.g. CartPole-v1 (one per --teacher)"
+    )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--hidden", dest="hidden_units", type=_hidden, help="student hidden units, e.g. 50 or 64,64")
+    p.add_argument(
+        "--hidden",
+        dest="hidden_units",
+        type=_hidden,
+        help="student hidden units, e.g. 50 or 64,64 (multi-task: the shared trunk's)",
+    )
+    p.add_argument(
+        "--adapter", dest="adapter_units", type=_positive_int, help="multi-task: each task's input adapter width (64)"
+    )
     p.add_argument("--loss", choices=["kl", "mse", "nll"])
     p.add_argument(
         "--temperature",
         type=float,
-        help="softmax temperature for kl (> 0); default by the teacher's outputs: 0.01 for Q-values, 1 for logits",
+        help="temperature for kl (> 0); default by the teacher's outputs: 0.01 for Q-values, 1 for logits and "
+        "Gaussians (for a Gaussian it scales the teacher's standard deviation)",
     )
     p.add_argument("--collect", choices=["teacher", "student", "mixed"], help="who acts while collecting")
     p.add_argument("--steps", type=_positive_int, help="teacher-labelled env steps")
@@ -293,6 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--buffer-size", type=_positive_int)
     p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
+    p.add_argument(
+        "--sample-actions",
+        action="store_true",
+        default=None,
+        help="continuous actions: execute actions sampled from the acting policy's Gaussian while collecting",
+    )
+    p.add_argument(
+        "--constant-std",
+        dest="state_dependent_std",
+        action="store_false",
+        default=None,
+        help="continuous actions: the student's log-std is one learned value per action dimension",
+    )
     p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
@@ -304,9 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_distill)
 
-    p = sub.add_parser("train-teacher", help="train a TF-Agents DQN or PPO teacher")
+    p = sub.add_parser("train-teacher", help="train a TF-Agents DQN, PPO or SAC teacher")
     p.add_argument("--env", required=True)
-    p.add_argument("--algo", required=True, choices=["dqn", "ppo"])
+    p.add_argument(
+        "--algo",
+        required=True,
+        choices=["dqn", "ppo", "sac"],
+        help="dqn: Discrete actions; sac: Box actions; ppo: either",
+    )
     p.add_argument("--steps", type=_positive_int, help="env steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
@@ -340,7 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--format", required=True, choices=["tflite", "tflite-int8", "numpy"])
     p.add_argument("--out", required=True)
-    p.add_argument("--env", help="environment for int8 calibration states (default: from the model's zoo metrics)")
+    p.add_argument(
+        "--env",
+        help="environment for int8 calibration states (default: from the model's zoo metrics); "
+        "for a multi-task student, the task to export",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_export)
 

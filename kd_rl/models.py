@@ -248,8 +248,11 @@ class PolicyModel(keras.Model):
         squash: bool = True,
         state_dependent_std: bool = True,
         log_std_range: Sequence[float] | None = LOG_STD_RANGE,
+        _hidden_layers: Sequence[keras.layers.Dense] | None = None,
         **kwargs,
     ):
+        # _hidden_layers: Dense layers to use (and share) instead of new ones; kd_rl's
+        # MultiTaskStudent gives each task's model its adapter and the shared trunk so.
         super().__init__(**kwargs)
         self.action_low, self.action_high = _action_bounds(action_low, action_high)
         self.is_continuous = self.action_low is not None
@@ -293,10 +296,15 @@ class PolicyModel(keras.Model):
             raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         self.output_type = output_type
 
-        self.hidden_layers = [
-            keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
-            for i, units in enumerate(self.hidden_units)
-        ]
+        if _hidden_layers is not None:
+            if tuple(layer.units for layer in _hidden_layers) != self.hidden_units:
+                raise ValueError(f"the given hidden layers do not have hidden_units={self.hidden_units}")
+            self.hidden_layers = list(_hidden_layers)
+        else:
+            self.hidden_layers = [
+                keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")
+                for i, units in enumerate(self.hidden_units)
+            ]
         if self.is_continuous:
             self.mean_layer = keras.layers.Dense(self.action_dim, name="mean")
             if self.state_dependent_std:
@@ -338,11 +346,11 @@ class PolicyModel(keras.Model):
         if self.observation_dim is None and dim is not None:
             self.observation_dim = int(dim)
         shape = input_shape
-        for layer in self.hidden_layers:
-            layer.build(shape)
-            shape = (*shape[:-1], layer.units)
-        for layer in self.output_layers:
-            layer.build(shape)
+        for layer in [*self.hidden_layers, *self.output_layers]:
+            if not layer.built:  # a shared layer (MultiTaskStudent's trunk) may be built already
+                layer.build(shape)
+            if layer in self.hidden_layers:
+                shape = (*shape[:-1], layer.units)
 
     def normalise(self, observations: tf.Tensor) -> tf.Tensor:
         """Apply the fixed observation normaliser, if the model has one."""

@@ -1,0 +1,469 @@
+"""Multi-task policy distillation: one small student for several environments (Rusu et al. 2016).
+
+Rusu et al. distilled ten Atari DQN teachers into one network with a shared
+body and one output layer per game. Control tasks differ in their inputs as
+well as their outputs, so `MultiTaskStudent` has, per task, an input
+*adapter* (a Dense layer from that environment's observations to a common
+width) and an output *head* (logits, or a Gaussian for continuous actions),
+around a *trunk* of Dense layers that every task shares::
+
+    observations of task k ──adapter_k──▶ trunk (shared) ──head_k──▶ outputs of task k
+
+Each task's path is an ordinary kd_rl ``StudentModel`` whose hidden layers
+are ``[adapter_k, *trunk]`` — the same layer objects, so the weights are
+shared — and `MultiTaskStudent.for_task` returns it: every single-task tool
+(`kd_rl.evaluate.run_episodes`, `kd_rl.export.export_model`, ``kd-rl
+evaluate``, the TF-Agents wrapper) takes it as it is.
+
+`distill_multitask` trains one: one replay buffer and one collector per task;
+each update draws a batch from every task's buffer and applies each task's
+loss (at that teacher's temperature) to its own head, the trunk taking the sum.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kd_rl._validate import check_int
+from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params
+
+__all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
+
+
+def task_spec(env_id: str, teacher=None) -> dict:
+    """A task as `MultiTaskStudent` stores it: ``env_id``, ``obs_dim`` and the action space.
+
+    Discrete: ``num_actions``. Continuous: ``action_low``, ``action_high`` and
+    ``squash`` (the teacher's, so that its Gaussian KL is exact; tanh-squashed
+    when there is no teacher).
+    """
+    from kd_rl.envs import env_spec
+
+    spec = env_spec(env_id)
+    task = {"env_id": env_id, "obs_dim": spec.obs_dim}
+    if spec.is_continuous:
+        task.update(
+            action_low=spec.action_low.tolist(),
+            action_high=spec.action_high.tolist(),
+            squash=bool(getattr(teacher, "squash", True)),
+        )
+    else:
+        task["num_actions"] = spec.num_actions
+    return task
+
+
+@keras.saving.register_keras_serializable(package="kd_rl")
+class MultiTaskStudent(keras.Model):
+    """One student for several tasks: per-task adapters and heads around a shared trunk.
+
+    Args:
+        tasks: One dict per task, as from `task_spec`: ``env_id``, ``obs_dim``
+            and ``num_actions`` (discrete) or ``action_low``/``action_high``/
+            ``squash`` (continuous). Task ids must be unique.
+        trunk_units: Widths of the shared Dense layers.
+        adapter_units: Width of every task's input adapter.
+        activation: Keras activation of adapters and trunk.
+        state_dependent_std: Continuous tasks: ``log_std`` from a Dense head
+            (True) or one learned value per action dimension.
+        **kwargs: Passed to ``keras.Model``.
+
+    ``student(observations, task=env_id)`` runs one task's path:
+    ``float32 [batch, obs_dim_k] -> [batch, num_actions_k]`` (or ``[batch, 2d_k]``).
+
+    Raises:
+        ValueError: For no tasks, a repeated task id or a malformed task.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[dict],
+        trunk_units: int | Sequence[int] = (64,),
+        adapter_units: int = 64,
+        activation: str = "relu",
+        state_dependent_std: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        tasks = [dict(t) for t in tasks]
+        if not tasks:
+            raise ValueError("a MultiTaskStudent needs at least one task")
+        ids = [t.get("env_id") for t in tasks]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"each task may appear once; repeated: {repeated}")
+        self.tasks = tasks
+        self.task_ids = ids
+        self.trunk_units = _normalise_hidden_units(trunk_units)
+        self.adapter_units = check_int("adapter_units", adapter_units)
+        self.activation = activation
+        self.state_dependent_std = bool(state_dependent_std)
+        self.trunk = [
+            keras.layers.Dense(units, activation=activation, name=f"trunk_{i}")
+            for i, units in enumerate(self.trunk_units)
+        ]
+        self.adapters = [
+            keras.layers.Dense(self.adapter_units, activation=activation, name=f"adapter_{i}")
+            for i in range(len(tasks))
+        ]
+        # One StudentModel per task, built on the task's adapter and the shared trunk.
+        self.task_models = [self._task_model(i, task) for i, task in enumerate(tasks)]
+        self.built = True  # every task's model built its layers (observation sizes are known)
+
+    def _task_model(self, index: int, task: dict) -> StudentModel:
+        for key in ("env_id", "obs_dim"):
+            if key not in task:
+                raise ValueError(f"task {index} has no {key!r}: {task}")
+        action = (
+            {"num_actions": task["num_actions"]}
+            if "num_actions" in task
+            else {
+                "action_low": task["action_low"],
+                "action_high": task["action_high"],
+                "squash": task.get("squash", True),
+                "state_dependent_std": self.state_dependent_std,
+                "log_std_range": LOG_STD_RANGE,
+            }
+        )
+        return StudentModel(
+            hidden_units=(self.adapter_units, *self.trunk_units),
+            activation=self.activation,
+            observation_dim=task["obs_dim"],
+            name=f"task_{index}",
+            _hidden_layers=[self.adapters[index], *self.trunk],
+            **action,
+        )
+
+    def task_index(self, task: int | str) -> int:
+        """The index of ``task`` (an index or an environment id)."""
+        if isinstance(task, int | np.integer) and not isinstance(task, bool) and 0 <= task < len(self.tasks):
+            return int(task)
+        if task in self.task_ids:
+            return self.task_ids.index(task)
+        raise ValueError(f"the student has no task {task!r}; its tasks are {self.task_ids}")
+
+    def for_task(self, task: int | str) -> StudentModel:
+        """Task ``task``'s path as an ordinary single-task ``StudentModel`` (weights shared, not copied).
+
+        Saved alone (``.save``), it is a plain ``StudentModel`` file.
+        """
+        return self.task_models[self.task_index(task)]
+
+    def call(self, observations, task=0, training=None):
+        return self.for_task(task)(observations, training=training)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            tasks=self.tasks,
+            trunk_units=list(self.trunk_units),
+            adapter_units=self.adapter_units,
+            activation=self.activation,
+            state_dependent_std=self.state_dependent_std,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+
+def geometric_mean(scores: Sequence[float | None]) -> float | None:
+    """Geometric mean of normalised scores, each clipped at 0 (a task no better than random makes it 0).
+
+    Rusu et al. (2016) summarise their multi-task student so (89.3% of the
+    teachers on ten Atari games). None if any score is undefined.
+    """
+    if not scores or any(s is None for s in scores):
+        return None
+    clipped = [max(float(s), 0.0) for s in scores]
+    if min(clipped) == 0.0:
+        return 0.0
+    return float(math.exp(np.mean(np.log(clipped))))
+
+
+@dataclass
+class MultiTaskConfig:
+    """Settings of a multi-task distillation run (all recorded in metrics.json).
+
+    Per-task budgets: every task gets ``steps`` labelled states, a buffer of
+    ``buffer_size`` and ``batch_size`` states in every update.
+
+    Attributes:
+        env_ids: The tasks, one Gymnasium id per teacher, in order.
+        trunk_units: Shared layers' widths.
+        adapter_units: Width of each task's input adapter.
+        loss: ``"kl"``, ``"mse"`` or ``"nll"`` (each task's Gaussian form for continuous tasks).
+        temperature: One temperature for every task; None: each teacher's
+            default (`kd_rl.losses.default_temperature`).
+        collect: ``"teacher"``, ``"student"`` or ``"mixed"``.
+        steps: Teacher-labelled environment steps per task.
+        Others: as in `kd_rl.distill.DistillConfig`.
+    """
+
+    env_ids: tuple[str, ...] = ("CartPole-v1", "LunarLander-v3")
+    trunk_units: int | tuple[int, ...] = (64,)
+    adapter_units: int = 64
+    loss: str = "kl"
+    temperature: float | None = None
+    collect: str = "student"
+    steps: int = 10_000
+    seed: int = 0
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    buffer_size: int = 50_000
+    num_envs: int = 8
+    collect_per_round: int = 500
+    updates_per_round: int = 100
+    epsilon: float = 0.0
+    beta_start: float = 1.0
+    beta_end: float = 0.0
+    eval_every: int = 5_000
+    curve_episodes: int = 10
+    eval_episodes: int = 100
+    state_dependent_std: bool = True
+
+    def __post_init__(self):
+        from kd_rl.data import COLLECT_MODES
+        from kd_rl.losses import LOSS_NAMES, check_temperature
+
+        if isinstance(self.env_ids, str):
+            self.env_ids = (self.env_ids,)
+        self.env_ids = tuple(self.env_ids)
+        if not self.env_ids or not all(isinstance(e, str) and e for e in self.env_ids):
+            raise ValueError(f"env_ids must be one or more environment ids, got {self.env_ids!r}")
+        repeated = sorted({e for e in self.env_ids if self.env_ids.count(e) > 1})
+        if repeated:
+            raise ValueError(f"each environment may be given once; repeated: {repeated}")
+        self.trunk_units = _normalise_hidden_units(self.trunk_units)
+        self.adapter_units = check_int("adapter_units", self.adapter_units)
+        if self.temperature is not None:
+            self.temperature = check_temperature(self.temperature)
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+        if self.collect not in COLLECT_MODES:
+            raise ValueError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
+        for name in ("steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round"):
+            setattr(self, name, check_int(name, getattr(self, name)))
+        for name in ("curve_episodes", "eval_episodes"):
+            setattr(self, name, check_int(name, getattr(self, name)))
+        for name in ("eval_every", "seed"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["env_ids"], d["trunk_units"] = list(self.env_ids), list(self.trunk_units)
+        return d
+
+
+def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
+    """Per task: ``(loss_fn, weight, temperature)``; KL terms weighted by ``T · max(T, 1)``.
+
+    The weight keeps each task's gradient the size of a hard-label term's
+    whatever its temperature (`kd_rl.losses.temperature_weight`): plain T² at
+    a DQN teacher's T = 0.01 would shrink its task 10,000-fold against a
+    PPO teacher's at T = 1, and the shared trunk would learn only the latter.
+    """
+    from kd_rl.losses import default_temperature, get_loss, temperature_weight
+
+    out = []
+    for teacher, model in zip(teachers, student.task_models):
+        temperature = default_temperature(teacher) if config.temperature is None else config.temperature
+        gaussian = model.is_continuous
+        loss_fn = get_loss(config.loss, temperature, scale_by_temperature_squared=False, gaussian=gaussian)
+        weight = temperature_weight(temperature) if config.loss == "kl" and not gaussian else 1.0
+        out.append((loss_fn, weight, temperature))
+    return out
+
+
+def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses):
+    """A compiled update on one batch per task: ``step(observations, labels) -> per-task losses``.
+
+    ``observations[k]``: float32 ``[updates, batch, obs_dim_k]`` and
+    ``labels[k]`` (the teacher's outputs): ``[updates, batch, outputs_k]``, as
+    tuples over tasks; runs ``updates`` updates of the summed task losses and
+    returns float32 ``[updates, tasks]``.
+    """
+    variables = student.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function(reduce_retracing=True)
+    def step(observations, labels):
+        updates = tf.shape(observations[0])[0]
+        history = tf.TensorArray(tf.float32, size=updates)
+        for i in tf.range(updates):
+            with tf.GradientTape() as tape:
+                per_task = [
+                    weight * loss_fn(labels[k][i], student.task_models[k](observations[k][i], training=True))
+                    for k, (loss_fn, weight, _) in enumerate(task_losses)
+                ]
+                total = tf.add_n(per_task)
+            grads = tape.gradient(total, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            history = history.write(i, tf.stack([tf.cast(v, tf.float32) for v in per_task]))
+        return history.stack()
+
+    return step
+
+
+#: Seeds of the curve and final evaluations, as in `kd_rl.distill`.
+CURVE_EVAL_SEED_OFFSET = 10_000
+FINAL_EVAL_SEED_OFFSET = 1_000_000
+
+
+def distill_multitask(
+    teachers: Sequence[keras.Model],
+    config: MultiTaskConfig,
+    out_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    student: MultiTaskStudent | None = None,
+    teacher_names: Sequence[str] | None = None,
+) -> tuple[MultiTaskStudent, dict]:
+    """Distil ``teachers[k]`` (on ``config.env_ids[k]``) into one `MultiTaskStudent`.
+
+    Each round collects ``collect_per_round`` labelled states in every task
+    (the task's teacher labels them; who acts follows ``config.collect``),
+    then runs ``updates_per_round`` updates, each on one batch of every
+    task's buffer. The final evaluation plays ``eval_episodes`` seeded
+    episodes per task with the teacher, the student's path for the task and a
+    random policy, all on the same episodes.
+
+    With ``out_dir`` it writes ``student.keras`` (the multi-task student),
+    ``metrics.json`` (a ``tasks`` list and ``geometric_mean_score``),
+    ``curve.csv`` (``env_steps``, one mean-return column per task, ``loss``),
+    each atomically.
+
+    Raises:
+        ValueError: For a teacher that does not fit its environment, a
+            student without those tasks, or ``out_dir`` holding another run.
+    """
+    from tqdm import tqdm
+
+    from kd_rl._io import cleanup_on_failure, prepare_run_dir, save_model, write_csv, write_json
+    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+    from kd_rl.evaluate import check_model_fits_env
+
+    teachers = list(teachers)
+    if len(teachers) != len(config.env_ids):
+        raise ValueError(f"got {len(teachers)} teachers for {len(config.env_ids)} environments; give one per task")
+    shapes = [check_model_fits_env(t, e, role=f"teacher of {e}") for t, e in zip(teachers, config.env_ids)]
+    if student is None:
+        tasks = [task_spec(e, t) for t, e in zip(teachers, config.env_ids)]
+        student = MultiTaskStudent(
+            tasks, config.trunk_units, config.adapter_units, state_dependent_std=config.state_dependent_std
+        )
+    for env_id in config.env_ids:
+        check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
+    existed = out_dir is None or os.path.exists(out_dir)
+    run_dir = None if out_dir is None else prepare_run_dir(out_dir, overwrite=overwrite)
+    with cleanup_on_failure(run_dir or ".", existed):
+        start = time.perf_counter()
+        keras.utils.set_random_seed(config.seed)
+        task_losses = _task_losses(teachers, student, config)
+        models = [student.for_task(e) for e in config.env_ids]
+        step = make_multitask_step(student, keras.optimizers.Adam(config.learning_rate), task_losses)
+        buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
+        collectors = [
+            Collector(
+                env_id, teacher, model, mode=config.collect, num_envs=config.num_envs, seed=config.seed + 1000 * k,
+                epsilon=config.epsilon, beta=BetaSchedule(config.beta_start, config.beta_end),
+                total_steps=config.steps,
+            )
+            for k, (env_id, teacher, model) in enumerate(zip(config.env_ids, teachers, models))
+        ]  # fmt: skip
+        rng = np.random.default_rng(config.seed)
+        curve, env_steps, n = [], 0, config.updates_per_round * config.batch_size
+        bar = tqdm(total=config.steps, disable=not progress, desc="distill (multi-task)", unit="step")
+        try:
+            while env_steps < config.steps:
+                chunk = min(config.collect_per_round, config.steps - env_steps)
+                for collector, buffer in zip(collectors, buffers):
+                    buffer.add(*collector.collect(chunk))
+                before, env_steps = env_steps, env_steps + chunk
+                batches = [buffer.sample(n, rng) for buffer in buffers]
+                stack = (config.updates_per_round, config.batch_size)
+                observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
+                labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
+                losses = step(observations, labels).numpy()
+                bar.update(chunk)
+                done = env_steps >= config.steps
+                if (config.eval_every and env_steps // config.eval_every > before // config.eval_every) or done:
+                    curve.append(_curve_point(models, config, env_steps, float(losses[-1].sum())))
+        finally:
+            bar.close()
+            for collector in collectors:
+                collector.close()
+        train_seconds = time.perf_counter() - start
+        metrics = _final_metrics(teachers, student, config, task_losses, buffers, train_seconds)
+        metrics["teachers"] = list(teacher_names) if teacher_names else None
+        metrics["wall_seconds"] = time.perf_counter() - start
+        if run_dir is not None:
+            save_model(student, run_dir / "student.keras")
+            columns = ["env_steps", *config.env_ids, "loss"]
+            write_csv(run_dir / "curve.csv", columns, [[p[c] for c in columns] for p in curve])
+            write_json(run_dir / "metrics.json", metrics)
+        return student, metrics
+
+
+def _curve_point(models, config: MultiTaskConfig, env_steps: int, loss: float) -> dict:
+    from kd_rl.evaluate import run_episodes
+
+    point = {"env_steps": env_steps, "loss": loss}
+    for model, env_id in zip(models, config.env_ids):
+        seed = CURVE_EVAL_SEED_OFFSET + config.seed
+        point[env_id] = run_episodes(model, env_id, config.curve_episodes, seed=seed).mean_return
+    return point
+
+
+def _final_metrics(teachers, student, config, task_losses, buffers, train_seconds) -> dict:
+    from kd_rl.evaluate import normalised_score, random_policy_return, run_episodes
+
+    eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
+    tasks = []
+    for teacher, env_id, (_, _, temperature), buffer in zip(teachers, config.env_ids, task_losses, buffers):
+        model = student.for_task(env_id)
+        teacher_return = run_episodes(teacher, env_id, config.eval_episodes, seed=eval_seed).mean_return
+        random_return = random_policy_return(env_id, config.eval_episodes, seed=eval_seed)
+        stats = run_episodes(model, env_id, config.eval_episodes, seed=eval_seed, reference=teacher)
+        tasks.append(
+            {
+                "env_id": env_id,
+                "teacher_mean_return": teacher_return,
+                "student_mean_return": stats.mean_return,
+                "student_std_return": stats.std_return,
+                "random_mean_return": random_return,
+                "normalised_score": normalised_score(stats.mean_return, teacher_return, random_return),
+                "agreement": stats.agreement,
+                "action_error": stats.action_error,
+                "temperature": temperature if config.loss == "kl" else None,
+                "teacher_outputs": getattr(teacher, "output_type", None),
+                "teacher_params": count_params(teacher),
+                "task_params": count_params(model),
+                "labelled_states": int(buffer.added),
+            }
+        )
+    teacher_params = sum(t["teacher_params"] for t in tasks)
+    student_params = count_params(student)
+    return {
+        **config.to_dict(),
+        "tasks": tasks,
+        "geometric_mean_score": geometric_mean([t["normalised_score"] for t in tasks]),
+        "min_score": min((t["normalised_score"] for t in tasks if t["normalised_score"] is not None), default=None),
+        "teacher_params": teacher_params,
+        "student_params": student_params,
+        "compression": teacher_params / student_params,
+        "train_seconds": train_seconds,
+        "eval_seed": eval_seed,
+    }

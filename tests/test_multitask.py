@@ -1,0 +1,172 @@
+"""Multi-task distillation: one student, per-task adapters and heads, a shared trunk."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kd_rl.models import StudentModel, TeacherModel, count_params, load_policy
+from kd_rl.multitask import MultiTaskConfig, MultiTaskStudent, distill_multitask, geometric_mean, task_spec
+
+TASKS = [
+    {"env_id": "CartPole-v1", "obs_dim": 4, "num_actions": 2},
+    {"env_id": "Acrobot-v1", "obs_dim": 6, "num_actions": 3},
+    {"env_id": "Pendulum-v1", "obs_dim": 3, "action_low": [-2.0], "action_high": [2.0], "squash": True},
+]
+
+
+def test_task_spec_reads_the_environment():
+    assert task_spec("Acrobot-v1") == TASKS[1]
+    assert task_spec("Pendulum-v1") == TASKS[2]
+
+
+def test_parameters_are_shared_and_counted_once():
+    student = MultiTaskStudent(TASKS, trunk_units=(32, 16), adapter_units=8)
+    trunk = 8 * 32 + 32 + 32 * 16 + 16
+    adapters = (4 + 6 + 3) * 8 + 3 * 8
+    heads = (16 * 2 + 2) + (16 * 3 + 3) + 2 * (16 * 1 + 1)
+    assert count_params(student) == trunk + adapters + heads
+    paths = [student.for_task(t["env_id"]) for t in TASKS]
+    assert all(isinstance(p, StudentModel) for p in paths)
+    assert paths[0].hidden_layers[1] is paths[1].hidden_layers[1] is student.trunk[0]
+    assert paths[0].hidden_layers[0] is not paths[1].hidden_layers[0]
+    assert paths[2].is_continuous and paths[2].squash
+
+
+def test_call_and_for_task_agree_and_share_weights(rng):
+    student = MultiTaskStudent(TASKS, trunk_units=(16,), adapter_units=8)
+    obs = rng.normal(size=(5, 6)).astype(np.float32)
+    path = student.for_task("Acrobot-v1")
+    np.testing.assert_allclose(student(obs, task="Acrobot-v1"), path(obs))
+    np.testing.assert_allclose(student(obs, task=1), path(obs))
+    # Moving the trunk moves every task's path: the weights are shared, not copied.
+    before = np.asarray(student.for_task("CartPole-v1")(obs[:, :4]))
+    student.trunk[0].bias.assign(student.trunk[0].bias + 1.0)
+    assert not np.allclose(before, student.for_task("CartPole-v1")(obs[:, :4]))
+    with pytest.raises(ValueError, match=r"no task 'MountainCar-v0'; its tasks are \['CartPole-v1'"):
+        student.for_task("MountainCar-v0")
+
+
+def test_save_and_load_round_trip_in_safe_mode(tmp_path, rng):
+    student = MultiTaskStudent(TASKS, trunk_units=(16,), adapter_units=8)
+    student.save(tmp_path / "m.keras")
+    again = load_policy(tmp_path / "m.keras")
+    assert isinstance(again, MultiTaskStudent) and again.task_ids == student.task_ids
+    for k, task in enumerate(TASKS):
+        obs = rng.normal(size=(4, task["obs_dim"])).astype(np.float32)
+        np.testing.assert_allclose(np.asarray(again(obs, task=k)), np.asarray(student(obs, task=k)), rtol=1e-6)
+    # One task's path saves as an ordinary StudentModel.
+    student.for_task("Pendulum-v1").save(tmp_path / "p.keras")
+    single = load_policy(tmp_path / "p.keras")
+    assert type(single) is StudentModel and single.is_continuous
+
+
+def test_bad_tasks_are_refused():
+    with pytest.raises(ValueError, match="at least one task"):
+        MultiTaskStudent([])
+    with pytest.raises(ValueError, match=r"repeated: \['CartPole-v1'\]"):
+        MultiTaskStudent([TASKS[0], TASKS[0]])
+    with pytest.raises(ValueError, match="repeated"):
+        MultiTaskConfig(env_ids=("CartPole-v1", "CartPole-v1"))
+
+
+def test_geometric_mean_clips_at_zero():
+    assert geometric_mean([1.0, 0.25]) == pytest.approx(0.5)
+    assert geometric_mean([1.0, -0.3]) == 0.0
+    assert geometric_mean([0.9, None]) is None
+
+
+def _random_teacher(task, hidden=64):
+    if "num_actions" in task:
+        return TeacherModel(task["num_actions"], hidden_units=hidden, observation_dim=task["obs_dim"])
+    return TeacherModel(
+        hidden_units=hidden, observation_dim=task["obs_dim"], action_low=task["action_low"],
+        action_high=task["action_high"],
+    )  # fmt: skip
+
+
+def test_distill_multitask_learns_every_task_and_writes_a_run(cartpole_teacher, tmp_path):
+    teachers = [cartpole_teacher, _random_teacher(TASKS[1]), _random_teacher(TASKS[2])]
+    env_ids = tuple(t["env_id"] for t in TASKS)
+    config = MultiTaskConfig(
+        env_ids=env_ids, trunk_units=(32,), adapter_units=32, steps=1500, collect_per_round=500,
+        updates_per_round=100, eval_every=500, curve_episodes=2, eval_episodes=3, learning_rate=3e-3,
+    )  # fmt: skip
+    student, metrics = distill_multitask(teachers, config, out_dir=tmp_path / "run", progress=False)
+    assert [t["env_id"] for t in metrics["tasks"]] == list(env_ids)
+    cartpole, acrobot, pendulum = metrics["tasks"]
+    assert cartpole["student_mean_return"] > 150 and cartpole["agreement"] > 0.8
+    assert acrobot["agreement"] > 0.6 and pendulum["action_error"] < 0.2
+    expected = geometric_mean([t["normalised_score"] for t in metrics["tasks"]])
+    assert metrics["geometric_mean_score"] == expected
+    assert metrics["student_params"] == count_params(student)
+    header = (tmp_path / "run" / "curve.csv").read_text().splitlines()[0]
+    assert header == "env_steps,CartPole-v1,Acrobot-v1,Pendulum-v1,loss"
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["tasks"][0]["env_id"] == "CartPole-v1"
+    assert isinstance(load_policy(tmp_path / "run" / "student.keras"), MultiTaskStudent)
+
+
+def test_a_teacher_that_does_not_fit_its_task_writes_nothing(cartpole_teacher, tmp_path):
+    config = MultiTaskConfig(env_ids=("CartPole-v1", "Acrobot-v1"), steps=100)
+    with pytest.raises(ValueError, match="teacher of Acrobot-v1 expects 4 observation features"):
+        distill_multitask([cartpole_teacher, cartpole_teacher], config, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- Command line ---------------------------------------------------------------------------------
+
+
+def _error(capsys, argv, match):
+    from kd_rl.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and match in err, err
+
+
+def test_cli_multitask_distil_evaluate_export(cartpole_teacher_path, tmp_path, capsys):
+    from kd_rl.cli import main
+
+    acrobot = tmp_path / "acrobot.keras"
+    _random_teacher(TASKS[1]).save(acrobot)
+    out = tmp_path / "run"
+    argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--teacher", str(acrobot)]
+    argv += ["--env", "Acrobot-v1", "--out", str(out), "--hidden", "16", "--adapter", "16", "--steps", "500"]
+    assert main([*argv, "--eval-episodes", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "CartPole-v1: teacher" in printed and "geometric mean score" in printed
+    student = out / "student.keras"
+    assert main(["evaluate", str(student), "--env", "Acrobot-v1", "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
+    export = ["export", str(student), "--env", "CartPole-v1", "--format", "numpy", "--out", str(tmp_path / "c.npz")]
+    assert main(export) == 0
+    from kd_rl.policies import NumpyPolicy
+
+    assert NumpyPolicy.load(tmp_path / "c.npz").num_actions == 2
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--teacher", "CartPole-v1-dqn"], "give one --env per --teacher, in pairs: got 2 --teacher and 1 --env"),
+        (["--teacher", "CartPole-v1-dqn", "--env", "CartPole-v1"], "repeated: ['CartPole-v1']"),
+        (["--teacher", "CartPole-v1-dqn", "--env", "Acrobot-v1"], "teacher of Acrobot-v1 expects 4 observation"),
+        (["--teacher", "CartPole-v1-dqn", "--env", "LunarLander-v3", "--resume"], "--resume: not available"),
+    ],
+)
+def test_cli_multitask_bad_input(extra, match, cartpole_teacher_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(out), *extra]
+    _error(capsys, argv, match)
+    assert not out.exists()
+
+
+def test_cli_evaluate_needs_a_task_of_the_student(tmp_path, capsys):
+    path = tmp_path / "m.keras"
+    MultiTaskStudent(TASKS[:2], trunk_units=(8,), adapter_units=8).save(path)
+    _error(capsys, ["evaluate", str(path), "--env", "Pendulum-v1"], "no task 'Pendulum-v1'")
+    _error(
+        capsys, ["export", str(path), "--format", "numpy", "--out", str(tmp_path / "x.npz")], "name its task with --env"
+    )
+    assert not (tmp_path / "x.npz").exists()
