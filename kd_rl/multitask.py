@@ -156,6 +156,19 @@ class MultiTaskStudent(keras.Model):
         """
         return self.task_models[self.task_index(task)]
 
+    def with_tasks(self, tasks: Sequence[dict]) -> MultiTaskStudent:
+        """A new student with ``tasks`` added, starting from this one's weights (transfer to new tasks).
+
+        The trunk and the existing tasks' adapters and heads are copied; the new
+        tasks' adapters and heads start fresh.
+        """
+        student = MultiTaskStudent(
+            [*self.tasks, *tasks], self.trunk_units, self.adapter_units, self.activation, self.state_dependent_std
+        )
+        for source, target in zip(self.task_models, student.task_models):
+            target.set_weights(source.get_weights())
+        return student
+
     def call(self, observations, task=0, training=None):
         return self.for_task(task)(observations, training=training)
 
@@ -278,7 +291,8 @@ def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
     from kd_rl.losses import default_temperature, get_loss, temperature_weight
 
     out = []
-    for teacher, model in zip(teachers, student.task_models):
+    for teacher, env_id in zip(teachers, config.env_ids):
+        model = student.for_task(env_id)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
         gaussian = model.is_continuous
         loss_fn = get_loss(config.loss, temperature, scale_by_temperature_squared=False, gaussian=gaussian)
@@ -287,15 +301,23 @@ def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
     return out
 
 
-def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses):
+def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses, env_ids: Sequence[str] | None = None):
     """A compiled update on one batch per task: ``step(observations, labels) -> per-task losses``.
 
     ``observations[k]``: float32 ``[updates, batch, obs_dim_k]`` and
     ``labels[k]`` (the teacher's outputs): ``[updates, batch, outputs_k]``, as
     tuples over tasks; runs ``updates`` updates of the summed task losses and
-    returns float32 ``[updates, tasks]``.
+    returns float32 ``[updates, tasks]``. With ``env_ids`` (default: every
+    task) only those tasks are trained, in that order, and only their
+    variables are updated.
     """
-    variables = student.trainable_variables
+    models = [student.for_task(e) for e in (env_ids or student.task_ids)]
+    variables, seen = [], set()
+    for model in models:  # the trunk appears in every task's model: update it once
+        for v in model.trainable_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                variables.append(v)
     optimizer.build(variables)
 
     @tf.function(reduce_retracing=True)
@@ -305,7 +327,7 @@ def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses):
         for i in tf.range(updates):
             with tf.GradientTape() as tape:
                 per_task = [
-                    weight * loss_fn(labels[k][i], student.task_models[k](observations[k][i], training=True))
+                    weight * loss_fn(labels[k][i], models[k](observations[k][i], training=True))
                     for k, (loss_fn, weight, _) in enumerate(task_losses)
                 ]
                 total = tf.add_n(per_task)
@@ -373,7 +395,8 @@ def distill_multitask(
         keras.utils.set_random_seed(config.seed)
         task_losses = _task_losses(teachers, student, config)
         models = [student.for_task(e) for e in config.env_ids]
-        step = make_multitask_step(student, keras.optimizers.Adam(config.learning_rate), task_losses)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        step = make_multitask_step(student, optimizer, task_losses, config.env_ids)
         buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
         collectors = [
             Collector(
