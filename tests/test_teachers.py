@@ -253,9 +253,9 @@ def test_resume_after_interruption_reaches_the_same_step_count(
     "env_id, algo, kwargs, match",
     [
         ("Foo-v0", "dqn", {}, "unknown environment id 'Foo-v0'"),
-        ("Pendulum-v1", "ppo", {}, "action space Box"),
+        ("Pendulum-v1", "dqn", {}, "algo 'dqn' needs a Discrete action space, but env 'Pendulum-v1' has"),
         ("KdRlImageTest-v0", "dqn", {}, r"observation space Box\(0, 255, \(8, 8, 3\), uint8\)"),
-        ("CartPole-v1", "a2c", {}, "algo must be one of \\['dqn', 'ppo'\\], got 'a2c'"),
+        ("CartPole-v1", "a2c", {}, "algo must be one of \\['dqn', 'ppo', 'sac'\\], got 'a2c'"),
         ("CartPole-v1", "dqn", {"steps": 0}, "steps must be an int >= 1, got 0"),
         ("CartPole-v1", "ppo", {"steps": -5}, "steps must be an int >= 1, got -5"),
         ("CartPole-v1", "dqn", {"overrides": {"learning_rat": 1.0}}, r"unknown dqn hyperparameters \['learning_rat'\]"),

@@ -101,14 +101,37 @@ def test_specs():
     assert infinite.maximum[0] == np.finfo(np.float32).max
 
 
-def test_continuous_action_space_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"env 'Pendulum-v1' has action space Box\(-2.0, 2.0, \(1,\), float32\)"):
-        make_env("Pendulum-v1")
+def _box_countdown(low, high):
+    env = Countdown(terminate_at=10)
+    env.action_space = gymnasium.spaces.Box(np.float32(low), np.float32(high), (2,), np.float32)
+    return env
 
 
-def test_image_observation_space_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"observation space Box\(-inf, inf, \(4, 4, 3\), float64\).*1-D Box"):
-        GymnasiumEnvironment(Countdown(obs_shape=(4, 4, 3)))
+def test_box_action_space_becomes_a_bounded_float_spec_and_actions_are_clipped():
+    spec = make_env("Pendulum-v1").action_spec()
+    assert spec.shape == (1,) and spec.dtype == np.float32
+    assert (float(spec.minimum[0]), float(spec.maximum[0])) == (-2.0, 2.0)
+    gym_env = _box_countdown(-1.0, 1.0)
+    env = GymnasiumEnvironment(gym_env)
+    env.reset()
+    env.step(np.array([5.0, -0.25], np.float32))
+    env.step(np.array([[-3.0, 0.5]], np.float32))  # a batch of one is reshaped to the action's shape
+    np.testing.assert_array_equal(np.stack(gym_env.actions), [[1.0, -0.25], [-1.0, 0.5]])
+    assert gym_env.actions[0].dtype == np.float32
+    with pytest.raises(ValueError, match=r"action space Box\(-inf, inf, \(2,\), float32\).*finite"):
+        GymnasiumEnvironment(_box_countdown(-np.inf, np.inf))
+
+
+def test_multi_dimensional_observations_are_flattened():
+    env = GymnasiumEnvironment(Countdown(obs_shape=(4, 4, 3)))
+    assert env.observation_spec().shape == (48,)
+    assert env.reset().observation.shape == (48,)
+    assert env.step(np.array(0, np.int64)).observation[0] == 1.0
+
+
+def test_non_box_observation_space_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"observation space Discrete\(16\).*needs a Box observation"):
+        make_env("FrozenLake-v1")
 
 
 def test_unknown_env_id():

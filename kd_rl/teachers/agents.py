@@ -1,11 +1,24 @@
-"""TF-Agents DQN and PPO agents over networks built from ``tf_keras`` layers kd_rl holds.
+"""TF-Agents DQN, PPO and SAC agents over networks built from ``tf_keras`` layers kd_rl holds.
 
 Each network is a TF-Agents ``Sequential`` of ``tf_keras.layers.Dense``
-layers (the TF-Agents DQN tutorial's way), so the layers that hold a teacher's
-weights are public: `kd_rl.teachers.export` reads them from
-``network.layers`` rather than from an agent's private attributes.
+layers (the TF-Agents DQN tutorial's way), ending for an actor in one layer
+that turns the last Dense layer's outputs into a distribution, so the layers
+that hold a teacher's weights are public: `kd_rl.teachers.export` reads them
+from ``network.layers`` rather than from an agent's private attributes.
 Initialisers are those of TF-Agents' ``QNetwork`` and
 ``ActorDistributionNetwork``, which these networks replace.
+
+The actors' distributions:
+
+* discrete PPO: ``Categorical(logits)``;
+* continuous PPO: a diagonal Gaussian ``N(mean, exp(log_std)^2)`` with one learned ``log_std``
+  per action dimension (`GaussianHead`, Stable-Baselines3's choice); samples
+  are clipped to the bounds by the environment;
+* SAC: TF-Agents' tanh-squashed Gaussian, ``SquashToSpecNormal(
+  MultivariateNormalDiag(mean, exp(clip(log_std, -20, 2))))`` from one Dense
+  layer of ``2d`` outputs ``[mean, log_std]``: what
+  ``TanhNormalProjectionNetwork(std_transform=sac_agent.std_clip_transform)``
+  gives.
 
 Optimizers are ``tf_keras`` optimizers: a Keras 3 optimizer cannot update
 ``tf_keras`` variables.
@@ -16,11 +29,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from tf_agents.agents.ddpg import critic_network
 from tf_agents.agents.dqn import dqn_agent
 from tf_agents.agents.ppo import ppo_clip_agent
+from tf_agents.agents.sac import sac_agent
+from tf_agents.distributions import utils as distribution_utils
 from tf_agents.networks import sequential, value_network
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
@@ -28,7 +45,23 @@ from tf_agents.utils import common
 
 from kd_rl.teachers.hyperparams import activation
 
-__all__ = ["make_q_network", "make_actor_network", "make_dqn_agent", "make_ppo_agent"]
+__all__ = [
+    "SAC_LOG_STD_RANGE",
+    "GaussianHead",
+    "is_continuous",
+    "make_actor_network",
+    "make_critic_network",
+    "make_dqn_agent",
+    "make_ppo_agent",
+    "make_q_network",
+    "make_sac_actor_network",
+    "make_sac_agent",
+]
+
+
+#: The clip of a SAC actor's ``log_std``: TF-Agents' ``sac_agent.std_clip_transform``
+#: (and Stable-Baselines3's SAC) clip it to [-20, 2] before ``exp``.
+SAC_LOG_STD_RANGE = (-20.0, 2.0)
 
 
 def _num_actions(action_spec) -> int:
@@ -36,6 +69,22 @@ def _num_actions(action_spec) -> int:
     if action_spec.shape.rank != 0 or not action_spec.dtype.is_integer or int(action_spec.minimum) != 0:
         raise ValueError(f"action_spec must be a scalar integer spec with minimum 0, got {action_spec}")
     return int(action_spec.maximum) + 1
+
+
+def is_continuous(action_spec) -> bool:
+    """Whether ``action_spec`` is a continuous action (a float spec), not a discrete one."""
+    return tensor_spec.from_spec(action_spec).dtype.is_floating
+
+
+def _action_dim(action_spec) -> int:
+    action_spec = tensor_spec.from_spec(action_spec)
+    if action_spec.shape.rank != 1 or not action_spec.dtype.is_floating:
+        raise ValueError(f"action_spec must be a float spec of shape [d] (a Box action), got {action_spec}")
+    low = np.broadcast_to(action_spec.minimum, action_spec.shape)
+    high = np.broadcast_to(action_spec.maximum, action_spec.shape)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
+        raise ValueError(f"action_spec must have finite bounds with minimum < maximum, got {action_spec}")
+    return int(action_spec.shape[0])
 
 
 def _learning_rate(hyperparameters: Mapping, gradient_steps: int | None):
@@ -81,26 +130,115 @@ def _categorical(logits: tf.Tensor, dtype: tf.DType) -> tfp.distributions.Catego
     return tfp.distributions.Categorical(logits=logits, dtype=dtype)
 
 
-def make_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequential:
-    """A PPO actor: Dense layers to logits ``[batch, num_actions]``, then a ``Categorical``.
+class GaussianHead(tf_keras.layers.Layer):
+    """``mean [batch, d] -> MultivariateNormalDiag(mean, exp(log_std))``, one learned ``log_std`` per dimension.
 
-    The greedy action (the distribution's mode) is ``argmax(logits)``.
+    The standard deviation does not depend on the observation (as in
+    Stable-Baselines3's PPO and TF-Agents' ``NormalProjectionNetwork`` with
+    ``state_dependent_std=False``), so the exported teacher stores it as one
+    ``[d]`` vector. The distribution's mode is ``mean``.
 
     Args:
-        action_spec: Scalar integer ``BoundedTensorSpec`` with minimum 0.
+        initial_log_std: ``log_std``'s initial value in every dimension.
+    """
+
+    def __init__(self, initial_log_std: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_log_std = float(initial_log_std)
+
+    def build(self, input_shape):
+        self.log_std = self.add_weight(
+            name="log_std",
+            shape=(int(input_shape[-1]),),
+            initializer=tf_keras.initializers.Constant(self.initial_log_std),
+            trainable=True,
+        )
+        super().build(input_shape)
+
+    def call(self, mean):
+        # Event shape [d], as the action spec; a full [batch, d] scale because
+        # TF-Agents stores the parameters per batch entry (policy_info["dist_params"]).
+        scale = tf.exp(self.log_std) * tf.ones_like(mean)
+        return tfp.distributions.MultivariateNormalDiag(loc=mean, scale_diag=scale)
+
+
+def make_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequential:
+    """A PPO actor: Dense layers, then a ``Categorical`` (discrete) or a ``Normal`` (continuous) over actions.
+
+    Discrete: Dense layers to logits ``[batch, num_actions]``, then
+    ``Categorical(logits)``; the greedy action (the mode) is ``argmax(logits)``.
+    Continuous: Dense layers to the mean ``[batch, d]``, then a `GaussianHead`;
+    the greedy action is the mean, clipped to the bounds by the policy.
+
+    Args:
+        action_spec: Scalar integer ``BoundedTensorSpec`` with minimum 0, or a
+            float ``BoundedTensorSpec`` of shape ``[d]`` with finite bounds.
         hyperparameters: ``hidden_units`` and ``activation`` are used.
     """
-    num_actions = _num_actions(action_spec)
+    continuous = is_continuous(action_spec)
+    outputs = _action_dim(action_spec) if continuous else _num_actions(action_spec)
     hidden = [
         tf_keras.layers.Dense(units, activation=activation(hyperparameters["activation"]))
         for units in hyperparameters["hidden_units"]
     ]
-    # Small initial logits, as TF-Agents' CategoricalProjectionNetwork: a near-uniform first policy.
-    logits = tf_keras.layers.Dense(num_actions, kernel_initializer=tf_keras.initializers.VarianceScaling(0.1))
+    # Small initial outputs, as TF-Agents' projection networks: a near-uniform
+    # (or near-zero-mean) first policy.
+    last = tf_keras.layers.Dense(outputs, kernel_initializer=tf_keras.initializers.VarianceScaling(0.1))
+    if continuous:
+        distribution = GaussianHead(name="gaussian")
+    else:
+        distribution = tf_keras.layers.Lambda(
+            functools.partial(_categorical, dtype=tensor_spec.from_spec(action_spec).dtype), name="categorical"
+        )
+    return sequential.Sequential([*hidden, last, distribution], name="ActorNetwork")
+
+
+def _tanh_squashed_normal(outputs: tf.Tensor, action_spec) -> distribution_utils.SquashToSpecNormal:
+    mean, log_std = tf.split(outputs, 2, axis=-1)
+    std = tf.exp(tf.clip_by_value(log_std, *SAC_LOG_STD_RANGE))  # = sac_agent.std_clip_transform(log_std)
+    normal = tfp.distributions.MultivariateNormalDiag(loc=mean, scale_diag=std)
+    return distribution_utils.SquashToSpecNormal(normal, action_spec)
+
+
+def make_sac_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequential:
+    """A SAC actor: Dense layers to ``[mean, log_std]`` ``[batch, 2d]``, then a tanh-squashed Gaussian.
+
+    The distribution is TF-Agents' ``SquashToSpecNormal(MultivariateNormalDiag(
+    mean, exp(clip(log_std, -20, 2))))``, as from ``TanhNormalProjectionNetwork``
+    with ``sac_agent.std_clip_transform``. Its mode, the greedy action, is
+    ``low + (tanh(mean) + 1) / 2 * (high - low)``.
+
+    Args:
+        action_spec: Float ``BoundedTensorSpec`` of shape ``[d]`` with finite bounds.
+        hyperparameters: ``hidden_units`` and ``activation`` are used.
+
+    Raises:
+        ValueError: For a discrete or unbounded action spec.
+    """
+    d = _action_dim(action_spec)
+    hidden = [
+        tf_keras.layers.Dense(units, activation=activation(hyperparameters["activation"]))
+        for units in hyperparameters["hidden_units"]
+    ]
+    projection = tf_keras.layers.Dense(2 * d, name="mean_log_std")
     distribution = tf_keras.layers.Lambda(
-        functools.partial(_categorical, dtype=tensor_spec.from_spec(action_spec).dtype), name="categorical"
+        functools.partial(_tanh_squashed_normal, action_spec=tensor_spec.from_spec(action_spec)),
+        name="tanh_squashed_normal",
     )
-    return sequential.Sequential([*hidden, logits, distribution], name="ActorNetwork")
+    return sequential.Sequential([*hidden, projection, distribution], name="ActorNetwork")
+
+
+def make_critic_network(observation_spec, action_spec, hyperparameters: Mapping) -> critic_network.CriticNetwork:
+    """A SAC critic ``Q(observation, action)``: the two joined, then ``critic_hidden_units`` Dense layers.
+
+    TF-Agents' ``CriticNetwork`` with the initialisers of its SAC examples.
+    """
+    return critic_network.CriticNetwork(
+        (observation_spec, action_spec),
+        joint_fc_layer_params=tuple(hyperparameters["critic_hidden_units"]),
+        kernel_initializer="glorot_uniform",
+        last_kernel_initializer="glorot_uniform",
+    )
 
 
 def make_dqn_agent(
@@ -154,6 +292,67 @@ def make_dqn_agent(
     return agent
 
 
+def make_sac_agent(
+    time_step_spec: ts.TimeStep,
+    action_spec,
+    hyperparameters: Mapping,
+    gradient_steps: int | None = None,
+    actor_network: sequential.Sequential | None = None,
+) -> sac_agent.SacAgent:
+    """A TF-Agents ``SacAgent``: a tanh-squashed Gaussian actor, two critics, a learned entropy coefficient.
+
+    Critic targets use the minimum of two target critics, updated softly
+    (``tau``) after every gradient step; the entropy coefficient ``alpha``
+    starts at ``initial_alpha`` and is tuned towards ``target_entropy``
+    (``auto``: ``-d``, as Stable-Baselines3; TF-Agents' own default is ``-d/2``).
+
+    Args:
+        time_step_spec: Tensor time-step spec of the environment.
+        action_spec: Float ``BoundedTensorSpec`` ``[d]`` of the continuous action.
+        hyperparameters: As from `load_hyperparameters` for ``"sac"``.
+        gradient_steps: Gradient steps of the whole run (for ``lr_schedule: linear``).
+        actor_network: The actor; default `make_sac_actor_network`. Pass your
+            own to keep a reference for `export_sac_teacher`.
+
+    Returns:
+        An initialised agent (target critics equal to the critics). Its
+        ``policy`` samples the Gaussian; TF-Agents' greedy policy of it
+        (``GreedyPolicy(agent.policy)``) takes the mode.
+
+    Raises:
+        ValueError: For a discrete or unbounded action spec, or an unknown
+            learning-rate schedule.
+    """
+    p = hyperparameters
+    d = _action_dim(action_spec)
+    actor = make_sac_actor_network(action_spec, p) if actor_network is None else actor_network
+    critic = make_critic_network(time_step_spec.observation, action_spec, p)
+    target_entropy = -float(d) if p["target_entropy"] == "auto" else float(p["target_entropy"])
+
+    def adam():
+        return tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps))
+
+    agent = sac_agent.SacAgent(
+        time_step_spec,
+        action_spec,
+        critic_network=critic,
+        actor_network=actor,
+        actor_optimizer=adam(),
+        critic_optimizer=adam(),
+        alpha_optimizer=adam(),
+        target_update_tau=float(p["tau"]),
+        target_update_period=1,
+        td_errors_loss_fn=tf.math.squared_difference,
+        gamma=float(p["gamma"]),
+        initial_log_alpha=float(np.log(float(p["initial_alpha"]))),
+        target_entropy=target_entropy,
+        gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),
+        train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
+    )
+    agent.initialize()
+    return agent
+
+
 def make_ppo_agent(
     time_step_spec: ts.TimeStep,
     action_spec,
@@ -164,11 +363,14 @@ def make_ppo_agent(
     """A TF-Agents ``PPOClipAgent`` with a Dense actor and a ``ValueNetwork``.
 
     Observations are normalised (``normalize_observations=True``); GAE
-    advantages and TD(lambda) returns; the agent's ``policy`` is greedy.
+    advantages and TD(lambda) returns; the agent's ``policy`` is greedy. The
+    actor is categorical for a discrete action, Gaussian for a continuous one
+    (`make_actor_network`).
 
     Args:
         time_step_spec: Tensor time-step spec of the environment.
-        action_spec: Scalar ``BoundedTensorSpec`` of the discrete action.
+        action_spec: Scalar ``BoundedTensorSpec`` of the discrete action, or
+            float ``[d]`` of a continuous one.
         hyperparameters: As from `load_hyperparameters` for ``"ppo"``.
         gradient_steps: Gradient steps of the whole run (for ``lr_schedule: linear``).
         actor_network: The actor; default `make_actor_network`. The agent's

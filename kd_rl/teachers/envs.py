@@ -8,9 +8,13 @@ for Gymnasium (1.x). The one subtle point is the end of an episode:
 * ``truncated`` (a time limit) gives a ``LAST`` time step with
   ``discount = 1``: the state had a future, so value targets still bootstrap.
 
-Environments are made and checked by `kd_rl.envs` (1-D ``Box`` observations,
-``Discrete`` actions, finite observations), so the bridge refuses exactly what
-the rest of kd_rl refuses, with the same messages.
+Environments are made and checked by `kd_rl.envs` (``Box`` observations of
+any shape, flattened into ``float32 [obs_dim]`` as everywhere in kd_rl;
+``Discrete`` or 1-D ``Box`` actions; finite observations), so the bridge
+refuses exactly what the rest of kd_rl refuses, with the same messages. A
+``Discrete`` space becomes a scalar ``int64`` action spec starting at 0; a
+``Box`` space a ``float32 [d]`` spec with its bounds, and actions are clipped
+to them (a Gaussian policy's samples may fall outside).
 
 Example:
     >>> env = make_env("CartPole-v1", seed=0)
@@ -38,18 +42,18 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 def _observation_spec(space: gymnasium.spaces.Box) -> array_spec.BoundedArraySpec:
     # Gymnasium allows infinite bounds; TF-Agents specs work with finite
     # float32 numbers, so infinity becomes the largest float32.
-    low = np.clip(np.asarray(space.low, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
-    high = np.clip(np.asarray(space.high, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
-    return array_spec.BoundedArraySpec(
-        shape=space.shape, dtype=np.float32, minimum=low, maximum=high, name="observation"
-    )
+    # A multi-dimensional Box is flattened, as kd_rl.envs flattens it for the students.
+    low = np.clip(np.ravel(np.asarray(space.low, dtype=np.float64)), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+    high = np.clip(np.ravel(np.asarray(space.high, dtype=np.float64)), -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+    return array_spec.BoundedArraySpec(shape=low.shape, dtype=np.float32, minimum=low, maximum=high, name="observation")
 
 
 class GymnasiumEnvironment(py_environment.PyEnvironment):
     """A Gymnasium environment seen as a TF-Agents ``PyEnvironment``.
 
     Time steps carry ``observation: float32 [obs_dim]``, ``reward: float32 []``
-    and ``discount: float32 []``. A ``step`` after a ``LAST`` time step resets
+    and ``discount: float32 []``. Actions are ``int64 []`` (``Discrete``) or
+    ``float32 [d]`` (``Box``, clipped to the bounds). A ``step`` after a ``LAST`` time step resets
     the environment (TF-Agents' auto-reset) and ignores its action.
 
     Args:
@@ -60,8 +64,8 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
         **gym_kwargs: Passed to ``gymnasium.make`` (e.g. ``max_episode_steps``).
 
     Raises:
-        ValueError: If the id is unknown or the spaces are not a 1-D ``Box``
-            observation space and a ``Discrete`` action space.
+        ValueError: If the id is unknown or the spaces are not a ``Box``
+            observation space and a ``Discrete`` or 1-D ``Box`` action space.
     """
 
     def __init__(self, env: str | gymnasium.Env, seed: int | None = None, **gym_kwargs):
@@ -80,11 +84,21 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
             env.close()
             raise
         self._env = env
-        self._action_start = int(env.action_space.start)
         self._observation_spec = _observation_spec(env.observation_space)
-        self._action_spec = array_spec.BoundedArraySpec(
-            shape=(), dtype=np.int64, minimum=0, maximum=int(env.action_space.n) - 1, name="action"
-        )
+        space = env.action_space
+        self.is_continuous = isinstance(space, gymnasium.spaces.Box)
+        if self.is_continuous:
+            self._action_start = 0
+            self._action_low = np.asarray(space.low, np.float32)
+            self._action_high = np.asarray(space.high, np.float32)
+            self._action_spec = array_spec.BoundedArraySpec(
+                shape=space.shape, dtype=np.float32, minimum=self._action_low, maximum=self._action_high, name="action"
+            )
+        else:
+            self._action_start = int(space.start)
+            self._action_spec = array_spec.BoundedArraySpec(
+                shape=(), dtype=np.int64, minimum=0, maximum=int(space.n) - 1, name="action"
+            )
         self._seed = seed
         self._episode_step = 0
 
@@ -104,7 +118,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
         self._seed = seed
 
     def _observation(self, observation) -> np.ndarray:
-        observation = np.asarray(observation, dtype=np.float32)
+        observation = np.ravel(np.asarray(observation, dtype=np.float32))
         check_observation_finite(observation, self._episode_step)
         return observation
 
@@ -131,7 +145,12 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
         return self._time_step(ts.StepType.FIRST, self._observation(observation), 0.0, 1.0)
 
     def _step(self, action) -> ts.TimeStep:
-        action = int(np.asarray(action).item()) + self._action_start
+        if self.is_continuous:
+            action = np.clip(
+                np.asarray(action, np.float32).reshape(self._action_low.shape), self._action_low, self._action_high
+            )
+        else:
+            action = int(np.asarray(action).item()) + self._action_start
         observation, reward, terminated, truncated, _ = self._env.step(action)
         self._episode_step += 1
         observation = self._observation(observation)
@@ -166,7 +185,7 @@ def make_batched_env(
     """``num_envs`` environments stepped together, environment ``i`` seeded ``seed + i``.
 
     Time steps are batched: ``observation: float32 [num_envs, obs_dim]``,
-    actions ``int64 [num_envs]``. Each environment auto-resets on its own.
+    actions ``int64 [num_envs]`` (or ``float32 [num_envs, d]``). Each environment auto-resets on its own.
     Stepping is serial (no thread pool): on a small CPU the threads only add
     overhead for environments as cheap as CartPole.
 

@@ -1,15 +1,26 @@
 """Export TF-Agents teachers as Keras 3 `kd_rl.models.TeacherModel`s.
 
-The exported teacher's logits are
+The exported teacher's outputs are
 
-* a DQN teacher's Q-values (`export_dqn_teacher`), or
-* a PPO teacher's actor logits, with PPO's observation normaliser baked in
-  (`export_ppo_teacher`),
+* a DQN teacher's Q-values (`export_dqn_teacher`),
+* a discrete PPO teacher's actor logits, with PPO's observation normaliser
+  baked in (`export_ppo_teacher`),
 
-so that ``argmax(teacher(observations))`` is the TF-Agents greedy action.
+so that ``argmax(teacher(observations))`` is the TF-Agents greedy action; or,
+for a continuous action, a Gaussian's ``[mean, log_std]`` (``2d`` outputs,
+``output_type="gaussian"``):
+
+* a SAC teacher's tanh-squashed Gaussian (`export_sac_teacher`,
+  ``squash=True``, state-dependent ``log_std`` clipped to [-20, 2]),
+* a continuous PPO teacher's Gaussian (`export_ppo_teacher`, ``squash=False``,
+  one learned ``log_std`` per dimension, the normaliser baked in),
+
+so that ``teacher.act(observations)`` is the TF-Agents greedy action (the
+distribution's mode), clipped to the bounds as the environment clips it.
 Weights are read from the ``tf_keras`` Dense layers of the networks that
-`kd_rl.teachers.agents` builds (``network.layers``), and the normaliser from
-the PPO policy's public ``observation_normalizer``.
+`kd_rl.teachers.agents` builds (``network.layers``), PPO's ``log_std`` from its
+`GaussianHead` layer, and the normaliser from the PPO policy's public
+``observation_normalizer``.
 """
 
 from __future__ import annotations
@@ -26,8 +37,17 @@ from tf_agents.utils import tensor_normalizer
 
 from kd_rl.models import TeacherModel, _normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
+from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
 
-__all__ = ["dense_layers", "export_dqn_teacher", "export_ppo_teacher", "numpy_policy", "ppo_normaliser"]
+__all__ = [
+    "action_bounds",
+    "dense_layers",
+    "export_dqn_teacher",
+    "export_ppo_teacher",
+    "export_sac_teacher",
+    "numpy_policy",
+    "ppo_normaliser",
+]
 
 _NO_NORMALISER = (None, None, None)
 
@@ -35,7 +55,7 @@ _NO_NORMALISER = (None, None, None)
 def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
     """The Dense layers of a kd_rl Q-network or actor, input to output.
 
-    The actor's final ``Lambda`` (logits to a ``Categorical``) is skipped.
+    An actor's final distribution layer (a ``Lambda`` or a `GaussianHead`) is skipped.
 
     Raises:
         ValueError: If ``network`` is not a TF-Agents ``Sequential`` of Dense
@@ -46,7 +66,7 @@ def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
             f"expected a TF-Agents Sequential network (see kd_rl.teachers.agents), got {type(network).__name__}"
         )
     layers = list(network.layers)
-    if layers and isinstance(layers[-1], tf_keras.layers.Lambda):
+    if layers and isinstance(layers[-1], tf_keras.layers.Lambda | GaussianHead):
         layers = layers[:-1]
     for layer in layers:
         if not isinstance(layer, tf_keras.layers.Dense):
@@ -100,25 +120,38 @@ def _ppo_actor_layers(agent) -> list[tf_keras.layers.Dense]:
     return dense_layers(agent.actor_net)
 
 
-def _copy_into_teacher(
-    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER
-) -> TeacherModel:
+def action_bounds(action_spec) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``, float32 ``[d]``, of a continuous ``BoundedTensorSpec`` / ``BoundedArraySpec``."""
+    shape = tuple(int(n) for n in action_spec.shape)
+    low = np.broadcast_to(np.asarray(action_spec.minimum, np.float32), shape).copy()
+    high = np.broadcast_to(np.asarray(action_spec.maximum, np.float32), shape).copy()
+    return low, high
+
+
+def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -> tuple[int, ...]:
     hidden, output = layers[:-1], layers[-1]
     found_units = tuple(int(layer.units) for layer in hidden)
     if hidden_units is not None and _normalise_hidden_units(hidden_units) != found_units:
         raise ValueError(f"hidden_units={hidden_units!r} does not match the network's hidden layers {found_units}")
-    if int(output.units) != num_actions:
-        raise ValueError(f"num_actions={num_actions} does not match the network's {output.units} outputs")
+    if int(output.units) != outputs:
+        raise ValueError(f"{what} does not match the network's {output.units} outputs")
     kernel_in = int(layers[0].kernel.shape[0])
     if kernel_in != obs_dim:
         raise ValueError(f"obs_dim={obs_dim} does not match the network's input size {kernel_in}")
     if tf_keras.activations.serialize(output.activation) != "linear":
-        raise ValueError("the network's output layer must be linear to export its outputs as logits")
+        raise ValueError("the network's output layer must be linear to export its outputs")
+    return found_units
+
+
+def _copy_into_teacher(
+    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER
+) -> TeacherModel:
+    found_units = _check_layers(layers, obs_dim, num_actions, hidden_units, f"num_actions={num_actions}")
     mean, std, clip = normaliser
     teacher = TeacherModel(
         num_actions=num_actions,
         hidden_units=found_units,
-        activation=_activation_name(hidden),
+        activation=_activation_name(layers[:-1]),
         observation_dim=obs_dim,
         observation_mean=mean,
         observation_std=std,
@@ -156,9 +189,13 @@ def export_dqn_teacher(
 
 
 def export_ppo_teacher(
-    agent: ppo_agent.PPOAgent, obs_dim: int, num_actions: int, hidden_units: int | Sequence[int] | None = None
+    agent: ppo_agent.PPOAgent,
+    obs_dim: int,
+    num_actions: int | None = None,
+    hidden_units: int | Sequence[int] | None = None,
+    action_spec=None,
 ) -> TeacherModel:
-    """A TeacherModel whose logits are the PPO actor's categorical logits.
+    """A TeacherModel with the PPO actor's outputs: categorical logits, or a Gaussian's ``[mean, log_std]``.
 
     The agent's observation normaliser becomes the teacher's fixed
     ``observation_mean``, ``observation_std = sqrt(var + eps)`` and
@@ -168,25 +205,122 @@ def export_ppo_teacher(
         agent: A TF-Agents ``PPOAgent`` (e.g. ``PPOClipAgent``) whose actor is
             from `kd_rl.teachers.make_actor_network`.
         obs_dim: Observation size.
-        num_actions: Number of actions.
+        num_actions: Number of actions (discrete actions).
         hidden_units: If given, must equal the actor's hidden layer widths.
+        action_spec: The continuous action's bounded spec (continuous actions;
+            default the agent's own ``action_spec``).
 
     Returns:
-        A built ``TeacherModel``: ``float32 [batch, obs_dim] -> logits [batch, num_actions]``,
-        with ``output_type="logits"`` (so distillation defaults to T = 1).
+        A built ``TeacherModel``. Discrete: ``float32 [batch, obs_dim] -> logits
+        [batch, num_actions]``, ``output_type="logits"`` (so distillation
+        defaults to T = 1). Continuous: ``-> [mean, log_std] [batch, 2d]``,
+        ``output_type="gaussian"``, ``squash=False``, one ``log_std`` per
+        dimension, not clipped; ``teacher.act`` is ``clip(mean, low, high)``.
 
     Raises:
         ValueError: If the actor does not match the sizes or is not a plain MLP.
     """
     layers = _ppo_actor_layers(agent)
-    return _copy_into_teacher(layers, obs_dim, num_actions, hidden_units, "logits", ppo_normaliser(agent))
+    head = agent.actor_net.layers[-1]
+    if not isinstance(head, GaussianHead):
+        if num_actions is None:
+            raise ValueError("num_actions is needed to export a PPO teacher with discrete actions")
+        return _copy_into_teacher(layers, obs_dim, num_actions, hidden_units, "logits", ppo_normaliser(agent))
+    low, high = action_bounds(agent.action_spec if action_spec is None else action_spec)
+    d = low.size
+    found_units = _check_layers(layers, obs_dim, d, hidden_units, f"the action's {d} dimensions")
+    mean, std, clip = ppo_normaliser(agent)
+    teacher = TeacherModel(
+        action_low=low,
+        action_high=high,
+        squash=False,
+        state_dependent_std=False,
+        log_std_range=None,
+        hidden_units=found_units,
+        activation=_activation_name(layers[:-1]),
+        observation_dim=obs_dim,
+        observation_mean=mean,
+        observation_std=std,
+        observation_clip=clip,
+        output_type="gaussian",
+    )
+    for source, target in zip(layers, [*teacher.hidden_layers, teacher.mean_layer]):
+        target.set_weights([source.kernel.numpy(), source.bias.numpy()])
+    teacher.log_std.assign(head.log_std.numpy())
+    return teacher
 
 
-def numpy_policy(layers, normaliser=_NO_NORMALISER) -> NumpyPolicy:
+def export_sac_teacher(
+    actor_network: sequential.Sequential,
+    obs_dim: int,
+    action_spec,
+    hidden_units: int | Sequence[int] | None = None,
+) -> TeacherModel:
+    """A TeacherModel with a SAC actor's tanh-squashed Gaussian: outputs ``[mean, log_std]``.
+
+    The actor's last Dense layer (``2d`` outputs ``[mean, log_std]``) is split
+    into the teacher's ``mean_layer`` and ``log_std_layer``; ``log_std`` is
+    clipped to `SAC_LOG_STD_RANGE` as TF-Agents clips it.
+
+    Args:
+        actor_network: The SAC actor, as from `kd_rl.teachers.make_sac_actor_network`.
+        obs_dim: Observation size.
+        action_spec: The action's bounded spec, float ``[d]``.
+        hidden_units: If given, must equal the actor's hidden layer widths.
+
+    Returns:
+        A built ``TeacherModel``: ``float32 [batch, obs_dim] -> [mean, log_std]
+        [batch, 2d]``, ``output_type="gaussian"``, ``squash=True``;
+        ``teacher.act`` is ``low + (tanh(mean) + 1) / 2 * (high - low)``, the
+        mode of TF-Agents' ``SquashToSpecNormal``.
+
+    Raises:
+        ValueError: If the actor does not match the sizes or is not a plain MLP.
+    """
+    layers = dense_layers(actor_network)
+    low, high = action_bounds(action_spec)
+    d = low.size
+    found_units = _check_layers(layers, obs_dim, 2 * d, hidden_units, f"2 x the action's {d} dimensions")
+    teacher = TeacherModel(
+        action_low=low,
+        action_high=high,
+        squash=True,
+        state_dependent_std=True,
+        log_std_range=SAC_LOG_STD_RANGE,
+        hidden_units=found_units,
+        activation=_activation_name(layers[:-1]),
+        observation_dim=obs_dim,
+        output_type="gaussian",
+    )
+    for source, target in zip(layers[:-1], teacher.hidden_layers):
+        target.set_weights([source.kernel.numpy(), source.bias.numpy()])
+    kernel, bias = layers[-1].kernel.numpy(), layers[-1].bias.numpy()
+    teacher.mean_layer.set_weights([kernel[:, :d], bias[:d]])
+    teacher.log_std_layer.set_weights([kernel[:, d:], bias[d:]])
+    return teacher
+
+
+def numpy_policy(layers, normaliser=_NO_NORMALISER, action_spec=None, squash: bool = False) -> NumpyPolicy:
     """A NumPy copy of Dense ``layers`` (and a normaliser) to act with during training.
 
     A TF call costs ~0.3 ms whatever its size; the NumPy forward pass costs
     ~10 us for one CartPole observation, which makes per-step acting cheap.
+
+    Args:
+        layers: The Dense layers, as from `dense_layers`.
+        normaliser: ``(mean, std, clip)`` of the observations.
+        action_spec: A continuous action's bounded spec: the policy then gives
+            deterministic actions. With ``squash`` (SAC) the last layer's
+            outputs are ``[mean, log_std]`` and only the mean is kept.
+        squash: Tanh-squash the mean into the bounds (SAC), else clip it (PPO).
     """
     weights = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in layers]
-    return NumpyPolicy(weights, _activation_name(layers[:-1]), *normaliser)
+    if action_spec is None:
+        return NumpyPolicy(weights, _activation_name(layers[:-1]), *normaliser)
+    low, high = action_bounds(action_spec)
+    if squash:
+        kernel, bias = weights[-1]
+        weights[-1] = (kernel[:, : low.size], bias[: low.size])
+    return NumpyPolicy(
+        weights, _activation_name(layers[:-1]), *normaliser, action_low=low, action_high=high, squash=squash
+    )

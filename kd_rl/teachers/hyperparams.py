@@ -17,9 +17,20 @@ from kd_rl._validate import check_int
 from kd_rl.models import _normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 
-__all__ = ["ALGORITHMS", "check_algo", "check_hyperparameters", "load_hyperparameters"]
+__all__ = [
+    "ACTION_SPACES",
+    "ALGORITHMS",
+    "check_algo",
+    "check_algo_for_actions",
+    "check_hyperparameters",
+    "load_hyperparameters",
+]
 
-ALGORITHMS = ("dqn", "ppo")
+ALGORITHMS = ("dqn", "ppo", "sac")
+
+#: The action spaces each algorithm trains on: ``"discrete"`` (Gymnasium
+#: ``Discrete``) and/or ``"continuous"`` (``Box``).
+ACTION_SPACES = {"dqn": ("discrete",), "ppo": ("discrete", "continuous"), "sac": ("continuous",)}
 
 _HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
@@ -27,6 +38,7 @@ _HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 _COUNTS = {
     "dqn": ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval"),
     "ppo": ("n_envs", "n_steps", "n_epochs"),
+    "sac": ("batch_size", "buffer_size", "train_freq", "gradient_steps"),
 }
 
 
@@ -35,6 +47,29 @@ def check_algo(algo) -> str:
     if algo not in ALGORITHMS:
         raise ValueError(f"algo must be one of {list(ALGORITHMS)}, got {algo!r}")
     return algo
+
+
+def check_algo_for_actions(algo: str, action_kind: str, env_id: str, action_space=None) -> None:
+    """Raise ``ValueError`` if ``algo`` cannot train on ``env_id``'s kind of action space.
+
+    The message names the algorithms that can (`ACTION_SPACES`).
+
+    Args:
+        algo: One of `ALGORITHMS`.
+        action_kind: ``"discrete"`` or ``"continuous"``.
+        env_id: Named in the message.
+        action_space: The action space as the message shows it (a Gymnasium
+            space, or words such as `kd_rl.envs.EnvSpec.describe`'s).
+    """
+    allowed = ACTION_SPACES[check_algo(algo)]
+    if action_kind not in allowed:
+        kinds = {"discrete": "a Discrete", "continuous": "a Box"}
+        others = [a for a in ALGORITHMS if action_kind in ACTION_SPACES[a]]
+        raise ValueError(
+            f"algo {algo!r} needs {kinds[allowed[0]]} action space, but env {env_id!r} has "
+            f"{action_space if action_space is not None else kinds[action_kind]}; "
+            f"for this env use algo {' or '.join(repr(a) for a in others)}"
+        )
 
 
 def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = None) -> tuple[str, dict]:
@@ -47,7 +82,7 @@ def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = Non
 
     Args:
         env_id: A Gymnasium id or an alias defined in the file.
-        algo: ``"dqn"`` or ``"ppo"``.
+        algo: ``"dqn"``, ``"ppo"`` or ``"sac"``.
         overrides: Keys to replace; each must be a key of ``default``.
 
     Returns:
@@ -73,8 +108,9 @@ def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = Non
             )
         params.update(overrides)
     params["hidden_units"] = _normalise_hidden_units(params["hidden_units"])
-    if "value_hidden_units" in params:
-        params["value_hidden_units"] = _normalise_hidden_units(params["value_hidden_units"])
+    for key in ("value_hidden_units", "critic_hidden_units"):
+        if key in params:
+            params[key] = _normalise_hidden_units(params[key])
     return gym_id, params
 
 
@@ -93,6 +129,14 @@ def check_hyperparameters(params: Mapping, algo: str) -> None:
         raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {params['lr_schedule']!r}")
     if algo == "dqn" and params["loss"] not in ("huber", "mse"):
         raise ValueError(f"loss must be 'huber' or 'mse', got {params['loss']!r}")
+    if algo == "sac":
+        check_int("learning_starts", params["learning_starts"], minimum=0)
+        target = params["target_entropy"]
+        if target != "auto" and (isinstance(target, bool) or not isinstance(target, int | float)):
+            raise ValueError(f"target_entropy must be 'auto' or a number, got {target!r}")
+        alpha = params["initial_alpha"]
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
+            raise ValueError(f"initial_alpha must be a number > 0, got {alpha!r}")
 
 
 def activation(name: str):

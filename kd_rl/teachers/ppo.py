@@ -2,7 +2,9 @@
 
 Collection runs ``n_steps`` steps of ``n_envs`` environments inside one
 ``tf.function``; the agent trains on the whole rollout (TF-Agents' PPO).
-Periodic evaluations act with a NumPy copy of the actor and its normaliser.
+Periodic evaluations act with a NumPy copy of the actor and its normaliser:
+greedily (argmax) for discrete actions, with the Gaussian's mean clipped to
+the bounds for continuous ones.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tf_agents.trajectories import trajectory
 from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
-from kd_rl.teachers.agents import make_ppo_agent
+from kd_rl.teachers.agents import is_continuous, make_ppo_agent
 from kd_rl.teachers.envs import make_batched_env
 from kd_rl.teachers.export import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 from kd_rl.teachers.run import Run
@@ -34,7 +36,10 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     total_steps = math.ceil(run.steps / rollout) * rollout
     py_env = make_batched_env(gym_id, n_envs, seed=run.seed)
     tf_env = tf_py_environment.TFPyEnvironment(py_env)
-    obs_dim, num_actions = int(py_env.observation_spec().shape[0]), int(py_env.action_spec().maximum) + 1
+    obs_dim = int(py_env.observation_spec().shape[0])
+    continuous = is_continuous(tf_env.action_spec())
+    num_actions = None if continuous else int(py_env.action_spec().maximum) + 1
+    action_spec = tf_env.action_spec() if continuous else None
     gradient_steps = total_steps // rollout * int(p["n_epochs"])
     agent = make_ppo_agent(tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps)
     layers = dense_layers(agent.actor_net)
@@ -80,9 +85,9 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
             run.bar.update(rollout)
             run.log_training(env_steps, finished, loss=float(loss))
             if run.due(run.eval_every, before, env_steps) or env_steps >= total_steps:
-                run.evaluate(env_steps, numpy_policy(layers, ppo_normaliser(agent)))
+                run.evaluate(env_steps, numpy_policy(layers, ppo_normaliser(agent), action_spec=action_spec))
             if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and env_steps >= total_steps):
                 run.save_checkpoint(env_steps)
     tf_env.close()
     run.restore_best()
-    return export_ppo_teacher(agent, obs_dim, num_actions), env_steps
+    return export_ppo_teacher(agent, obs_dim, num_actions, action_spec=action_spec), env_steps

@@ -1,8 +1,8 @@
-"""DQN's replay buffer: a uniform ring of transitions in NumPy, checkpointable.
+"""DQN's and SAC's replay buffer: a uniform ring of transitions in NumPy, checkpointable.
 
 It is not `kd_rl.data.ReplayBuffer` (observations and teacher logits, for
-distillation): DQN stores whole transitions and hands them to TF-Agents'
-``DqnAgent.train`` in its ``Transition`` form.
+distillation): DQN and SAC store whole transitions and hand them to
+TF-Agents' ``DqnAgent.train`` / ``SacAgent.train`` in their ``Transition`` form.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ class TransitionBuffer(tf.Module):
     Args:
         capacity: Most transitions kept; the oldest are overwritten.
         obs_dim: Observation size.
+        action_dim: None for a discrete action (``int64 []``), else the size
+            of a continuous one (``float32 [action_dim]``).
     """
 
-    def __init__(self, capacity: int, obs_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int | None = None):
         super().__init__(name="replay_buffer")
         self.capacity = int(capacity)
         self._arrays = {
             "observation": np.zeros((capacity, obs_dim), np.float32),
-            "action": np.zeros(capacity, np.int64),
+            "action": (
+                np.zeros(capacity, np.int64) if action_dim is None else np.zeros((capacity, action_dim), np.float32)
+            ),
             "reward": np.zeros(capacity, np.float32),
             "discount": np.zeros(capacity, np.float32),
             "next_observation": np.zeros((capacity, obs_dim), np.float32),
@@ -44,7 +48,7 @@ class TransitionBuffer(tf.Module):
         self.counters = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="size_position")
 
     def add(self, observation, action, reward, discount, next_observation) -> None:
-        """Store one transition (``observation: float32 [obs_dim]``, scalars, ``next_observation``)."""
+        """Store one transition (``observation: float32 [obs_dim]``, an action, scalars, ``next_observation``)."""
         i = self.position
         a = self._arrays
         a["observation"][i] = observation

@@ -1,8 +1,8 @@
 """`train_teacher`: the whole teacher pipeline, from hyperparameters to ``teacher.keras``.
 
-Check every argument, train (`kd_rl.teachers.dqn` or `kd_rl.teachers.ppo`),
-save the exported Keras 3 ``TeacherModel``, score it with
-`kd_rl.evaluate.run_episodes`, and write ``metrics.json`` and ``curve.csv``.
+Check every argument, train (`kd_rl.teachers.dqn`, `kd_rl.teachers.ppo` or
+`kd_rl.teachers.sac`), save the exported Keras 3 ``TeacherModel``, score it
+with `kd_rl.evaluate.run_episodes`, and write ``metrics.json`` and ``curve.csv``.
 
 Example:
     >>> metrics = train_teacher("CartPole-v1", "dqn", "runs/cartpole-dqn")  # doctest: +SKIP
@@ -21,18 +21,24 @@ import tf_keras
 
 from kd_rl import _io
 from kd_rl._validate import check_int
-from kd_rl.envs import env_dims
+from kd_rl.envs import env_spec
 from kd_rl.evaluate import run_episodes
 from kd_rl.models import count_params
 from kd_rl.teachers.dqn import train_dqn
-from kd_rl.teachers.hyperparams import check_algo, check_hyperparameters, load_hyperparameters
+from kd_rl.teachers.hyperparams import (
+    check_algo,
+    check_algo_for_actions,
+    check_hyperparameters,
+    load_hyperparameters,
+)
 from kd_rl.teachers.ppo import train_ppo
 from kd_rl.teachers.run import CURVE_COLUMNS, Run
+from kd_rl.teachers.sac import train_sac
 
 __all__ = ["train_teacher"]
 
-#: What each algorithm's exported teacher outputs (recorded as ``metrics["outputs"]``).
-OUTPUTS = {"dqn": "q_values", "ppo": "logits"}
+#: The training loop of each algorithm.
+TRAINERS = {"dqn": train_dqn, "ppo": train_ppo, "sac": train_sac}
 
 
 def train_teacher(
@@ -51,7 +57,12 @@ def train_teacher(
     command: str | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Train a DQN or PPO teacher and export it as a Keras ``TeacherModel``.
+    """Train a DQN, PPO or SAC teacher and export it as a Keras ``TeacherModel``.
+
+    DQN needs a ``Discrete`` action space, SAC a ``Box`` one; PPO takes either
+    (a categorical actor, or a Gaussian one with a learned ``log_std`` per
+    dimension). A continuous teacher outputs its Gaussian's ``[mean, log_std]``
+    and acts with `TeacherModel.act` (SAC's tanh-squashed mean, PPO's clipped mean).
 
     Writes to ``out_dir``: ``teacher.keras``, ``metrics.json``, ``curve.csv``
     (``env_steps,mean_return,wall_seconds`` of the periodic greedy evaluations),
@@ -67,7 +78,7 @@ def train_teacher(
     Args:
         env_id: Gymnasium id, or an alias from the hyperparameter file
             (e.g. ``"CartPole-v1-large"``).
-        algo: ``"dqn"`` or ``"ppo"``.
+        algo: ``"dqn"``, ``"ppo"`` or ``"sac"``.
         out_dir: Output folder (created).
         steps: Environment steps; default ``n_timesteps`` from the file. PPO
             rounds it up to whole rollouts (``n_envs * n_steps``) and counts
@@ -89,12 +100,14 @@ def train_teacher(
 
     Returns:
         The metrics written to ``metrics.json``; ``outputs`` says what the
-        teacher's outputs are (``"q_values"`` for DQN, ``"logits"`` for PPO).
+        teacher's outputs are (``"q_values"`` for DQN, ``"logits"`` for
+        discrete PPO, ``"gaussian"`` for SAC and continuous PPO).
 
     Raises:
         ValueError: For an unknown ``algo`` or environment, an environment
-            whose spaces kd_rl cannot use, a bad hyperparameter or a
-            non-positive count.
+            whose spaces kd_rl cannot use, an algorithm that cannot train on
+            its action space (DQN on a ``Box``, SAC on a ``Discrete``), a bad
+            hyperparameter or a non-positive count.
     """
     algo = check_algo(algo)
     if not isinstance(env_id, str) or not env_id:
@@ -110,7 +123,9 @@ def train_teacher(
     eval_episodes = check_int("eval_episodes", eval_episodes)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
     check_hyperparameters(params, algo)
-    env_dims(gym_id)  # Unknown id or unusable spaces: fail before writing anything.
+    # Unknown id, unusable spaces or the wrong algorithm for them: fail before writing anything.
+    spec = env_spec(gym_id)
+    check_algo_for_actions(algo, "continuous" if spec.is_continuous else "discrete", gym_id, spec.describe())
 
     existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
@@ -118,8 +133,7 @@ def train_teacher(
         tf_keras.utils.set_random_seed(seed)
         run = Run(out_dir, gym_id, seed, steps, params, algo, eval_every, checkpoint_every, progress)
         try:
-            trainer = train_dqn if algo == "dqn" else train_ppo
-            teacher, env_steps = trainer(run, gym_id, resume)
+            teacher, env_steps = TRAINERS[algo](run, gym_id, resume)
             steps_per_second = run.steps_per_second(env_steps)
             wall_seconds = run.wall_seconds
         finally:
@@ -131,7 +145,7 @@ def train_teacher(
             "env_id": gym_id,
             "hyperparameters_key": env_id,
             "algo": algo,
-            "outputs": OUTPUTS[algo],
+            "outputs": teacher.output_type,
             "seed": seed,
             "env_steps": env_steps,
             "resumed_from_env_steps": run.start_steps,
