@@ -262,7 +262,9 @@ class Collector:
         self.envs.close()
 
 
-def visited_states(policy, env_id: str, num_states: int, seed: int = 0, epsilon: float = 0.0) -> np.ndarray:
+def visited_states(
+    policy, env_id: str, num_states: int, seed: int = 0, epsilon: float = 0.0, env_kwargs: dict | None = None
+) -> np.ndarray:
     """The states ``policy`` visits acting greedily in ``env_id``, with ε-random actions.
 
     Eight environments seeded ``seed, seed + 1, ...`` are stepped together, as
@@ -272,8 +274,9 @@ def visited_states(policy, env_id: str, num_states: int, seed: int = 0, epsilon:
         float32 ``[num_states, obs_dim]``.
     """
     collector = Collector(
-        env_id, policy, mode="teacher", num_envs=8, seed=seed, epsilon=epsilon, total_steps=num_states
-    )
+        env_id, policy, mode="teacher", num_envs=8, seed=seed, epsilon=epsilon, total_steps=num_states,
+        env_kwargs=env_kwargs,
+    )  # fmt: skip
     try:
         observations, _ = collector.collect(num_states)
     finally:

@@ -1,9 +1,15 @@
 """Gymnasium environments for kd_rl: checked creation and one stepping loop.
 
-kd_rl distils policies over flat observation vectors, so it accepts a 1-D
-``Box`` observation space, and a ``Discrete`` action space or a 1-D ``Box``
-one with finite bounds (continuous control); it says which space it refused
-otherwise. `env_spec` describes an environment in those terms.
+kd_rl distils policies over flat observation vectors: it accepts a ``Box``
+observation space of any shape (a 2-D list of vehicles, say), flattened into a
+vector ``[obs_dim]`` where it enters, and a ``Discrete`` action space or a 1-D
+``Box`` one with finite bounds (continuous control); it says which space it
+refused otherwise. `env_spec` describes an environment in those terms.
+
+Environment ids may be Gymnasium's ``module:Env-vN`` form, so that a
+third-party package registers its environments on first use, and
+``env_kwargs`` (``--env-kwargs`` on the command line) are passed to
+``gymnasium.make``.
 
 `EnvGroup` steps several environments together so that one batched forward
 pass chooses every action of a time step. It is the one stepping loop of
@@ -36,20 +42,36 @@ __all__ = [
     "check_observation_finite",
     "check_spaces",
     "env_dims",
+    "parse_env_kwargs",
     "make_gymnasium_env",
 ]
 
 
 def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
-    """``gymnasium.make(env_id, **gym_kwargs)`` with a clear error for unknown ids.
+    """``gymnasium.make(env_id, **gym_kwargs)`` with a clear error for unknown ids and bad arguments.
+
+    ``env_id`` may be ``"module:Env-vN"``: Gymnasium imports ``module`` first,
+    which registers a third-party package's environments.
 
     Raises:
-        ValueError: If ``env_id`` is not a registered Gymnasium id.
+        ValueError: If ``env_id`` is not a registered Gymnasium id, its module
+            cannot be imported, or the environment rejects ``gym_kwargs``.
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty Gymnasium environment id, got {env_id!r}")
     try:
         return gymnasium.make(env_id, **gym_kwargs)
+    except ModuleNotFoundError as err:
+        module = env_id.split(":", 1)[0] if ":" in env_id else err.name
+        raise ValueError(
+            f"environment {env_id!r}: module {module!r} cannot be imported ({err.msg.split('.')[0]})"
+        ) from None
+    except TypeError as err:
+        if not gym_kwargs:
+            raise
+        raise ValueError(
+            f"environment {env_id!r} rejects the arguments {gym_kwargs}: {err}".split(" was raised")[0]
+        ) from None
     except (
         gymnasium.error.NameNotFound,
         gymnasium.error.NamespaceNotFound,
@@ -67,7 +89,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
 
 
 def check_spaces(observation_space, action_space, env_id: str) -> None:
-    """Raise ``ValueError`` unless the observations are a 1-D ``Box`` and the actions ``Discrete`` or a 1-D ``Box``.
+    """Raise ``ValueError`` unless the observations are a ``Box`` and the actions ``Discrete`` or a 1-D ``Box``.
 
     Args:
         observation_space: The environment's Gymnasium observation space.
@@ -88,10 +110,10 @@ def check_spaces(observation_space, action_space, env_id: str) -> None:
         raise ValueError(
             f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete or a 1-D Box action space"
         )
-    if not isinstance(observation_space, gymnasium.spaces.Box) or len(observation_space.shape) != 1:
+    if not isinstance(observation_space, gymnasium.spaces.Box) or len(observation_space.shape) == 0:
         raise ValueError(
             f"env {env_id!r} has observation space {observation_space}; "
-            "kd_rl needs a 1-D Box observation space (a flat vector of features)"
+            "kd_rl needs a Box observation space (an array of features, flattened into a vector)"
         )
 
 
@@ -101,7 +123,7 @@ class EnvSpec:
 
     Attributes:
         env_id: The Gymnasium id.
-        obs_dim: Observation size.
+        obs_dim: Observation size (all of a multi-dimensional ``Box``'s entries: it is flattened).
         num_actions: Number of discrete actions; None for a continuous action space.
         action_low, action_high: The ``Box`` action bounds (float32 ``[d]``);
             None for discrete actions.
@@ -142,7 +164,7 @@ class EnvSpec:
     @classmethod
     def from_spaces(cls, env_id: str, observation_space, action_space) -> EnvSpec:
         check_spaces(observation_space, action_space, env_id)
-        obs_dim = int(observation_space.shape[0])
+        obs_dim = int(np.prod(observation_space.shape))
         if isinstance(action_space, gymnasium.spaces.Discrete):
             return cls(env_id, obs_dim, num_actions=int(action_space.n))
         return cls(
@@ -228,7 +250,7 @@ class EnvGroup:
             obs, _ = self.envs[i].reset(seed=None if seed is None else int(seed))
             self.episode_steps[i] = 0
             check_observation_finite(obs, 0)
-            out[j] = obs
+            out[j] = np.ravel(obs)
         return out
 
     def step(
@@ -259,7 +281,7 @@ class EnvGroup:
             o, rewards[j], terminated[j], truncated[j], _ = self.envs[i].step(action)
             self.episode_steps[i] += 1
             check_observation_finite(o, int(self.episode_steps[i]))
-            obs[j] = o
+            obs[j] = np.ravel(o)
         return obs, rewards, terminated, truncated
 
     def close(self) -> None:
@@ -271,6 +293,25 @@ class EnvGroup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def parse_env_kwargs(text: str | None) -> dict | None:
+    """``--env-kwargs`` text as a dict: a JSON object (``'{"continuous": true}'``), or None for None.
+
+    Raises:
+        ValueError: If the text is not JSON or not a JSON object.
+    """
+    import json
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}': {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}', got {text!r}")
+    return value
 
 
 def env_spec(env_id: str, **gym_kwargs) -> EnvSpec:

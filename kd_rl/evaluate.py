@@ -236,17 +236,18 @@ class RandomPolicy:
         return self.rng.integers(0, self.num_actions, size=len(observations))
 
     @classmethod
-    def for_env(cls, env_id: str, seed: int = 0) -> RandomPolicy:
+    def for_env(cls, env_id: str, seed: int = 0, env_kwargs: dict | None = None) -> RandomPolicy:
         """A random policy over ``env_id``'s action space."""
         from kd_rl.envs import env_spec
 
-        spec = env_spec(env_id)
+        spec = env_spec(env_id, **(env_kwargs or {}))
         return cls(spec.num_actions, seed, spec.action_low, spec.action_high)
 
 
-def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
+def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0, env_kwargs: dict | None = None) -> float:
     """Mean return of a uniformly random policy over the episodes `run_episodes` plays for ``seed``."""
-    return run_episodes(RandomPolicy.for_env(env_id, seed), env_id, episodes, seed=seed).mean_return
+    policy = RandomPolicy.for_env(env_id, seed, env_kwargs)
+    return run_episodes(policy, env_id, episodes, seed=seed, env_kwargs=env_kwargs).mean_return
 
 
 def normalised_score(student_return: float, teacher_return: float, random_return: float) -> float | None:
@@ -301,6 +302,7 @@ def evaluate_model(
     seed: int = 0,
     reference=None,
     latency: bool = True,
+    env_kwargs: dict | None = None,
 ) -> dict:
     """`run_episodes` plus what a model has beyond its returns, as plain JSON.
 
@@ -311,7 +313,7 @@ def evaluate_model(
     """
     import keras
 
-    stats = run_episodes(model, env_id, episodes=episodes, seed=seed, reference=reference)
+    stats = run_episodes(model, env_id, episodes=episodes, seed=seed, reference=reference, env_kwargs=env_kwargs)
     out = {"env_id": env_id, "seed": seed, **stats.summary(), "returns": stats.returns, "lengths": stats.lengths}
     if isinstance(model, keras.Model):
         from kd_rl.models import count_params
@@ -325,7 +327,7 @@ def evaluate_model(
     return out
 
 
-def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, int]:
+def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: dict | None = None) -> tuple[int, int]:
     """Check that ``model`` reads ``env_id``'s observations and acts in its action space.
 
     Returns:
@@ -345,7 +347,7 @@ def check_model_fits_env(model, env_id: str, role: str = "model") -> tuple[int, 
     from kd_rl.models import check_keras3
 
     check_keras3(model, role)
-    spec = env_spec(env_id)
+    spec = env_spec(env_id, **(env_kwargs or {}))
     obs_dim = spec.obs_dim
     continuous = bool(getattr(model, "is_continuous", False))
     if continuous != spec.is_continuous:

@@ -38,11 +38,13 @@ FORMATS = ("tflite", "tflite-int8", "numpy")
 _SUFFIX = {"tflite": ".tflite", "tflite-int8": ".tflite", "numpy": ".npz"}
 
 
-def calibration_states(model, env_id: str, num_states: int = 2000, seed: int = 0) -> np.ndarray:
+def calibration_states(
+    model, env_id: str, num_states: int = 2000, seed: int = 0, env_kwargs: dict | None = None
+) -> np.ndarray:
     """States visited by ``model`` acting (ε = 0.1) in ``env_id``: float32 [num_states, obs_dim]."""
     from kd_rl.data import visited_states
 
-    return visited_states(model, env_id, num_states, seed, epsilon=0.1)
+    return visited_states(model, env_id, num_states, seed, epsilon=0.1, env_kwargs=env_kwargs)
 
 
 def quantise_int8(converter, states: np.ndarray) -> None:
@@ -103,6 +105,7 @@ def export_model(
     env_id: str | None = None,
     seed: int = 0,
     num_calibration_states: int = 2000,
+    env_kwargs: dict | None = None,
 ) -> Path:
     """Export ``model`` to ``fmt`` at ``out`` (written atomically).
 
@@ -113,6 +116,7 @@ def export_model(
         env_id: Environment whose states calibrate ``tflite-int8``.
         seed: Seed of the calibration episodes.
         num_calibration_states: States used for int8 calibration.
+        env_kwargs: Passed to ``gymnasium.make`` for the calibration environment.
 
     Returns:
         The path written.
@@ -155,7 +159,7 @@ def export_model(
     with native_output_silenced():  # Keras's export prints the SavedModel it writes
         converter = tf.lite.TFLiteConverter.from_keras_model(_batch1_model(model))
     if fmt == "tflite-int8":
-        quantise_int8(converter, calibration_states(model, env_id, num_calibration_states, seed))
+        quantise_int8(converter, calibration_states(model, env_id, num_calibration_states, seed, env_kwargs))
     with native_output_silenced():
         flatbuffer = converter.convert()
     with atomic_path(out) as tmp:

@@ -211,7 +211,7 @@ def _register_image_env():
     [
         (["--env", "NoSuchEnv-v0", "--algo", "dqn"], "unknown environment id"),
         (["--env", "Pendulum-v1", "--algo", "dqn"], "Discrete action space"),
-        (["--env", "KdRlTestImage-v0", "--algo", "ppo"], "1-D Box observation space"),
+        (["--env", "FrozenLake-v1", "--algo", "ppo"], "needs a Box observation space"),
         (["--env", "CartPole-v1", "--algo", "dqn", "--steps", "0"], "--steps"),
         (["--env", "CartPole-v1", "--algo", "a2c"], "--algo"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gymnasium
 import numpy as np
 import pytest
@@ -49,9 +51,10 @@ def test_check_spaces_names_the_refused_space():
         check_spaces(box, gymnasium.spaces.MultiDiscrete([2, 3]), "md")
     with pytest.raises(ValueError, match=r"env 'Pendulum-v1' has a continuous 1-dimensional action.*needs a Discrete"):
         env_dims("Pendulum-v1")
-    image = gymnasium.spaces.Box(0, 255, (4, 4, 3), np.uint8)
-    with pytest.raises(ValueError, match=r"env 'img' has observation space Box\(0, 255, \(4, 4, 3\), uint8\).*1-D Box"):
-        check_spaces(image, discrete, "img")
+    check_spaces(gymnasium.spaces.Box(0, 255, (4, 4, 3), np.uint8), discrete, "img")  # any Box: flattened
+    grid = gymnasium.spaces.Discrete(16)
+    with pytest.raises(ValueError, match=r"env 'grid' has observation space Discrete\(16\).*needs a Box observation"):
+        check_spaces(grid, discrete, "grid")
 
 
 def test_check_observation_finite_names_the_step_and_indices():
@@ -115,7 +118,61 @@ def test_env_group_nan_observation_names_the_step():
 
 
 def test_env_group_refuses_unusable_spaces():
-    with pytest.raises(ValueError, match="observation space Box"):
-        EnvGroup("CarRacing-v3", 2)
+    with pytest.raises(ValueError, match="observation space Discrete"):
+        EnvGroup("FrozenLake-v1", 2)
     with pytest.raises(ValueError, match="unknown environment id 'Foo-v0'"):
         EnvGroup("Foo-v0", 1)
+
+
+def test_multi_dimensional_box_observations_are_flattened():
+    # Countdown with a [3, 2] observation: its first entry counts the steps.
+    with EnvGroup("KdRlCountdownEnvs-v0", 2, env_kwargs={"obs_shape": (3, 2), "terminate_at": 5}) as envs:
+        assert envs.obs_dim == 6
+        obs = envs.reset()
+        assert obs.shape == (2, 6)
+        obs, *_ = envs.step([0, 1])
+        np.testing.assert_array_equal(obs[:, 0], [1, 1])
+    from kd_rl.envs import env_spec
+
+    assert env_spec("KdRlCountdownEnvs-v0", obs_shape=(3, 2)).obs_dim == 6
+
+
+def test_a_student_distils_on_a_2d_observation_space(tmp_path):
+    from kd_rl.distill import DistillConfig, distill_policy
+    from kd_rl.models import TeacherModel
+
+    teacher = TeacherModel(2, hidden_units=8, observation_dim=6)
+    config = DistillConfig(
+        env_id="KdRlCountdownEnvs-v0", env_kwargs={"obs_shape": (3, 2), "terminate_at": 20}, steps=200,
+        hidden_units=4, eval_every=0, eval_episodes=2, collect_per_round=100, updates_per_round=5,
+    )  # fmt: skip
+    student, metrics = distill_policy(teacher, config, progress=False)
+    assert student.observation_dim == 6 and metrics["env_kwargs"]["terminate_at"] == 20
+    assert metrics["student_mean_return"] == metrics["teacher_mean_return"] == sum(range(1, 21))
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs,match",
+    [
+        ("no_such_package.envs:Foo-v0", {}, "module 'no_such_package.envs' cannot be imported"),
+        ("CartPole-v1", {"no_such_argument": 1}, "rejects the arguments {'no_such_argument': 1}"),
+    ],
+)
+def test_env_ids_with_modules_and_bad_kwargs_are_named(env_id, kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        make_gymnasium_env(env_id, **kwargs)
+
+
+def test_module_env_ids_register_on_first_use():
+    env = make_gymnasium_env("gymnasium.envs.classic_control:CartPole-v1")
+    assert env.spec.id == "CartPole-v1"
+    env.close()
+
+
+@pytest.mark.parametrize("text", ["[1]", "{not json", "3"])
+def test_env_kwargs_text_must_be_a_json_object(text):
+    from kd_rl.envs import parse_env_kwargs
+
+    with pytest.raises(ValueError, match="--env-kwargs must be a JSON object"):
+        parse_env_kwargs(text)
+    assert parse_env_kwargs('{"continuous": true}') == {"continuous": True}
