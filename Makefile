@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kd_rl-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
+# Material for MkDocs prints a notice about MkDocs 2 on every build; this silences it.
+export NO_MKDOCS_2_WARNING ?= 1
 
 .PHONY: demo test install lint format docs clean
 
@@ -31,7 +33,13 @@ test: $(STAMP)
 	$(BIN)/ruff check kd_rl tests benchmarks scripts
 	$(BIN)/python -m pytest -q --timeout 900
 	KD_RL_FAST=1 $(BIN)/python -m pytest -q --timeout 900 --nbmake notebooks
-	$(BIN)/mkdocs build --strict --quiet --site-dir "$$(mktemp -d)/site"
+	site="$$(mktemp -d)/site" && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" && \
+		$(BIN)/python scripts/docs_browser_check.py --site-dir "$$site"
+
+# The docs site in site/ (open it from any file server, offline), checked in headless Chromium.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+	$(BIN)/python scripts/docs_browser_check.py --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check kd_rl tests benchmarks scripts

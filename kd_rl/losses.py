@@ -1,17 +1,18 @@
-"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
+r"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
 
 Every loss takes ``teacher_logits`` and ``student_logits`` of shape
 ``float32 [..., num_actions]`` (logits or Q-values, never probabilities) and
-averages over all leading (batch) dimensions. With teacher logits ``v``,
-student logits ``z`` and temperature ``T``:
+averages over all leading (batch) dimensions. With teacher logits $v$, student
+logits $z$, temperature $T$ and $N$ actions, per sample:
 
-* ``kl``: ``T² · KL(p_T ‖ q_T)`` with ``p_T = softmax(v / T)`` and
-  ``q_T = softmax(z / T)``. Its gradient with respect to a student logit is
-  ``∂L/∂z_i = T (q_T,i − p_T,i)``, so the T² factor keeps the gradient's size
-  from shrinking as ``1/T`` at high temperature (Hinton et al., 2015).
-* ``mse``: ``mean_a (z_a − v_a)²``, regressing the Q-values.
-* ``nll``: ``−log softmax(z)[a*]`` with ``a* = argmax_a v_a``, imitating the
-  teacher's greedy action.
+* ``kl``: $T^2 \mathrm{KL}(p \| q) = T^2 \sum_a p_a (\log p_a - \log q_a)$ with
+  $p = \mathrm{softmax}(v / T)$ and $q = \mathrm{softmax}(z / T)$. Its gradient
+  with respect to a student logit is $\partial L / \partial z_i = T (q_i - p_i)$,
+  so the T² factor keeps the gradient's size from fading as $1/T^2$ at high
+  temperature (Hinton et al., 2015).
+* ``mse``: $\frac{1}{N} \sum_a (z_a - v_a)^2$, regressing the Q-values.
+* ``nll``: $-\log \mathrm{softmax}(z)_{a^*}$ with $a^* = \arg\max_a v_a$,
+  imitating the teacher's greedy action.
 
 All are computed with ``log_softmax`` so they stay finite for temperatures
 from 0.01 to 100 and logits up to ±1e4.
@@ -78,15 +79,16 @@ def default_temperature(teacher) -> float:
 
 
 def temperature_weight(temperature: float) -> float:
-    """``T · max(T, 1)``: the weight that keeps a KL term's gradient the size of a hard-label term's.
+    r"""$w(T) = T \max(T, 1)$: the weight that keeps a KL term's gradient the size of a hard-label term's.
 
-    The gradient of ``KL(p_T ‖ q_T)`` with respect to a student logit is
-    ``(q_T − p_T) / T``. Weighted by T for T <= 1 it is ``q_T − p_T``, bounded
-    by 1 like the hard-label cross-entropy's ``q − y``; weighted by T² for
-    T >= 1 (Hinton et al. 2015) it stays ``T (q_T − p_T) ≈ (z − v) / N`` as T
-    grows instead of fading as ``1/T²``. Plain T² at T = 0.01 would weigh the
-    KL term 1e-4 times the hard term: `kd_rl.distill.Distiller` uses this
-    weight instead, so that ``alpha`` means what it says at any T.
+    With $p = \mathrm{softmax}(v / T)$ and $q = \mathrm{softmax}(z / T)$, the
+    gradient of $\mathrm{KL}(p \| q)$ with respect to a student logit is
+    $(q - p) / T$. Weighted by $T$ for $T \le 1$ it is $q - p$, bounded by 1
+    like the hard-label cross-entropy's $q - y$; weighted by $T^2$ for
+    $T \ge 1$ (Hinton et al. 2015) it stays $T (q - p) \approx (z - v) / N$ as
+    $T$ grows instead of fading as $1/T^2$. Plain $T^2$ at $T = 0.01$ would
+    weigh the KL term $10^{-4}$ times the hard term: `kd_rl.distill.Distiller`
+    uses this weight instead, so that ``alpha`` means what it says at any $T$.
     """
     temperature = check_temperature(temperature)
     return temperature * max(temperature, 1.0)
@@ -131,14 +133,23 @@ def _nll_per_sample(teacher_logits, student_logits):
 def kl_divergence_loss(
     teacher_logits, student_logits, temperature: float = 1.0, scale_by_temperature_squared: bool = True
 ) -> tf.Tensor:
-    """Mean of ``T² · KL(softmax(teacher/T) || softmax(student/T))`` over the batch.
+    r"""Mean over the batch of $T^2 \mathrm{KL}(p \| q)$, Hinton's distillation loss.
+
+    With teacher logits $v$ and student logits $z$, for each of the $B$
+    samples $b$ of the batch, $p_b = \mathrm{softmax}(v_b / T)$ and
+    $q_b = \mathrm{softmax}(z_b / T)$:
+
+    $$L = \frac{1}{B} \sum_b T^2 \sum_a p_{b,a} (\log p_{b,a} - \log q_{b,a})$$
+
+    Its gradient with respect to a student logit is
+    $\partial L / \partial z_{b,i} = T (q_{b,i} - p_{b,i}) / B$.
 
     Args:
         teacher_logits: float32 [..., num_actions]; the fixed target.
         student_logits: float32 [..., num_actions].
-        temperature: T > 0. Small T (e.g. 0.01) sharpens DQN Q-values into an
+        temperature: $T > 0$. Small T (e.g. 0.01) sharpens DQN Q-values into an
             almost greedy target, as Rusu et al. (2016) recommend.
-        scale_by_temperature_squared: Multiply by T² (Hinton et al., 2015).
+        scale_by_temperature_squared: Multiply by $T^2$ (Hinton et al., 2015).
 
     Returns:
         A float32 scalar.
@@ -148,12 +159,18 @@ def kl_divergence_loss(
 
 
 def mse_loss(teacher_logits, student_logits) -> tf.Tensor:
-    """Mean squared error between student and teacher logits (Q-values): a scalar."""
+    r"""Mean squared error between student and teacher logits (Q-values): a scalar.
+
+    $$L = \frac{1}{B} \sum_b \frac{1}{N} \sum_a (z_{b,a} - v_{b,a})^2$$
+    """
     return tf.reduce_mean(_mse_per_sample(teacher_logits, student_logits))
 
 
 def nll_loss(teacher_logits, student_logits) -> tf.Tensor:
-    """Mean negative log-likelihood of the teacher's argmax action under the student: a scalar."""
+    r"""Mean negative log-likelihood of the teacher's argmax action under the student: a scalar.
+
+    $$L = -\frac{1}{B} \sum_b \log \mathrm{softmax}(z_b)_{a^*_b}, \qquad a^*_b = \arg\max_a v_{b,a}$$
+    """
     return tf.reduce_mean(_nll_per_sample(teacher_logits, student_logits))
 
 
