@@ -13,7 +13,15 @@ from kd_rl.models import load_policy
 from kd_rl.zoo import ZOO_DIR, list_zoo, resolve_model_path, zoo_entry
 
 # Pendulum-v1 has no official threshold: -200 is issue #13's target for its teacher.
-THRESHOLDS = {"CartPole-v1": 495.0, "LunarLander-v3": 200.0, "Pendulum-v1": -200.0}
+THRESHOLDS = {
+    "CartPole-v1": 495.0,
+    "LunarLander-v3": 200.0,
+    "Pendulum-v1": -200.0,
+    "Acrobot-v1": -100.0,  # Gymnasium's reward threshold
+    # Gymnasium's threshold is -110; the shipped DQN teacher (-124.8, RL-Zoo's settings) is below it,
+    # good enough to teach (issue #14) but not "solved" (issue #16 tracks it). The test pins what it claims.
+    "MountainCar-v0": -130.0,
+}
 ENTRIES = list_zoo()
 
 
