@@ -157,6 +157,49 @@ SECTIONS = [
         "whole run. Distillation's gain is that one trained teacher yields students of any size "
         "for a few thousand env steps each.",
     ),
+    (
+        "scaling",
+        "Scale-out: collection on Ray actors",
+        "Labelled states per second of student-driven collection in one process and on 1, 2 and 4 "
+        "Ray actors, for a cheap teacher (the zoo's CartPole-v1 DQN) and an expensive one (a 2x1024 "
+        "MLP), with the fixed cost of a round and the actors' start-up; then a projection from the "
+        "1-actor rate and the learner's measured update rate to 64 actors. On 2 shared cores more "
+        "than one actor cannot run faster; the projection assumes a core per actor "
+        "(see [Scaling out](scaling.md)).",
+    ),
+    (
+        "continuous",
+        "Continuous control: Gaussian teachers into small students",
+        "The zoo's SAC teachers (tanh-squashed Gaussians) distilled with the Gaussian KL on "
+        "student-driven data into one-layer students, 3 seeds per size: parameters, float32 TFLite "
+        "bytes, the batch-1 latency of the student's deterministic action (LiteRT interpreter and "
+        "NumPy), and the normalised score over 100 episodes. Then the three losses at equal data "
+        "budgets: the return kept, the action error, and the student's action noise against the "
+        "teacher's (sigma_s / sigma_t; see [Continuous control](continuous.md)). Targets (Pendulum-v1): "
+        "a student with at most 1/10 of the teacher's parameters keeps >= 95% of the normalised "
+        "score; the TFLite action takes <= 5 us.",
+    ),
+    (
+        "multitask",
+        "Multi-task distillation: four teachers, one student",
+        "The zoo's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v3 DQN teachers into one "
+        "`MultiTaskStudent` with at most 1/10 of their summed parameters, 3 seeds; against four "
+        "single-task students with the same total parameters and labelled states; and transfer to "
+        "the last task from a trunk trained on the other three (see "
+        "[Multi-task distillation](multitask.md)). Targets: a geometric mean of normalised scores "
+        ">= 0.95 (Rusu et al. 2016: 0.893 on Atari), no task below 0.85.",
+    ),
+    (
+        "kickstart",
+        "Kickstarting",
+        "DQN students trained on the reward plus a decaying distillation term (see "
+        "[Kickstarting](kickstarting.md)), 3 seeds per case, against the same student from scratch "
+        "(same hyperparameters and budget). Targets: from a strong teacher into a student at most "
+        "half as wide, >= 5x fewer env steps to the solved score (CartPole-v1 475, LunarLander-v3 "
+        "200); from a teacher scoring 40-70% of 475, a final score above the teacher's that closes "
+        "at least half the gap to 475, where pure distillation stays at the teacher's level; and "
+        "what a constant λ does instead of a linear decay.",
+    ),
 ]
 
 COMMANDS = {
@@ -171,6 +214,10 @@ COMMANDS = {
     "int8_study": "python benchmarks/int8_study.py",
     "compression": "python benchmarks/compression.py",
     "sample_efficiency": "python benchmarks/sample_efficiency.py",
+    "scaling": "python benchmarks/scaling.py --rounds 3",
+    "kickstart": "python benchmarks/kickstart.py",
+    "continuous": "python benchmarks/continuous.py",
+    "multitask": "python benchmarks/multitask.py --steps 20000",
 }
 
 
@@ -220,6 +267,15 @@ def figures() -> dict[str, list[str]]:
         fig.axes[0].set_xlabel("environment steps (log scale)")
         plots.save(fig, docs / "img/sample_efficiency.png")
         made["sample_efficiency"] = ["img/sample_efficiency.png"]
+    kick = results / "kickstart.json"
+    if kick.exists():
+        from kickstart import FIGURES
+        from kickstart import figure as kickstart_figure
+
+        data = json.loads(kick.read_text())
+        for which, name in FIGURES.items():
+            plots.save(kickstart_figure(data, which), docs / name)
+        made["kickstart"] = list(FIGURES.values())
     teach = results / "teachers.json"
     if teach.exists():
         runs = json.loads(teach.read_text())["runs"]

@@ -131,6 +131,10 @@ def _cmd_train_teacher(args) -> int:
         checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
         command=command,
+        kickstart=args.kickstart,
+        kickstart_weight=args.kickstart_weight,
+        kickstart_schedule=args.kickstart_schedule,
+        kickstart_until=args.kickstart_until,
     )
     print(
         f"{args.env} {args.algo}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
@@ -156,8 +160,11 @@ def _cmd_evaluate(args) -> int:
     from kd_rl.policies import load_any_policy
 
     model = _task_of(load_any_policy(args.model), args.env)
-    check_model_fits_env(model, args.env, role="model")
-    result = evaluate_model(model, args.env, episodes=args.episodes, seed=args.seed, latency=False)
+    env_kwargs = _env_kwargs(args)
+    check_model_fits_env(model, args.env, "model", env_kwargs)
+    result = evaluate_model(
+        model, args.env, episodes=args.episodes, seed=args.seed, latency=False, env_kwargs=env_kwargs
+    )
     result = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
     result.setdefault("params", None)
     if args.json:
@@ -190,10 +197,19 @@ def _distill_config(args):
             "checkpoint_every",
             "sample_actions",
             "state_dependent_std",
+            "actors",
+            "ray_address",
+            "strategy",
         )
         if getattr(args, key, None) is not None
     }
-    return DistillConfig(env_id=args.env[0], **overrides)
+    return DistillConfig(env_id=args.env[0], env_kwargs=_env_kwargs(args), **overrides)
+
+
+def _env_kwargs(args) -> dict | None:
+    from kd_rl.envs import parse_env_kwargs
+
+    return parse_env_kwargs(getattr(args, "env_kwargs", None))
 
 
 def _cmd_distill(args) -> int:
@@ -238,7 +254,11 @@ def _distill_multitask(args) -> int:
     from kd_rl.models import load_policy
     from kd_rl.multitask import MultiTaskConfig, distill_multitask
 
-    unsupported = [f for f in ("resume", "checkpoint_every", "sample_actions") if getattr(args, f, None)]
+    unsupported = [
+        f
+        for f in ("resume", "checkpoint_every", "sample_actions", "actors", "ray_address", "env_kwargs")
+        if getattr(args, f, None)
+    ]
     if unsupported:
         flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
         raise ValueError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
@@ -297,7 +317,9 @@ def _cmd_export(args) -> int:
 
         if str(args.model) in {p.name for p in ZOO_DIR.iterdir()}:
             calibration_env = zoo_entry(str(args.model))["env_id"]
-    path = export_model(model, args.format, args.out, env_id=calibration_env, seed=args.seed)
+    path = export_model(
+        model, args.format, args.out, env_id=calibration_env, seed=args.seed, env_kwargs=_env_kwargs(args)
+    )
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
     return 0
 
@@ -321,6 +343,9 @@ def _cmd_convert(args) -> int:
 
 
 # ----------------------------------------------------------------- parser
+
+
+_ENV_KWARGS_HELP = "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--buffer-size", type=_positive_int)
     p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
+    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
     p.add_argument(
         "--sample-actions",
         action="store_true",
@@ -386,6 +412,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every",
         type=_positive_int,
         help="env steps between checkpoints (default: every 10%% of --steps from 50,000 steps, else none)",
+    )
+    p.add_argument(
+        "--actors",
+        type=int,
+        help="Ray actors that collect and label in parallel (default 0: this process); needs kd_rl[distributed]",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with --actors: a running Ray cluster, host:port as `ray start --head` prints it (default: a local one)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["default", "mirrored"],
+        help="the learner's tf.distribute strategy: default (one device) or mirrored (every GPU of this host)",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -406,6 +446,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint-every", type=_positive_int)
+    p.add_argument(
+        "--kickstart",
+        metavar="TEACHER",
+        help="kickstart from this teacher (zoo name or .keras file): the loss gains λ·KL(teacher ‖ agent)",
+    )
+    p.add_argument("--kickstart-weight", type=float, metavar="λ0", help="the distillation weight at step 0 (default 1)")
+    p.add_argument(
+        "--kickstart-schedule",
+        choices=["constant", "linear", "exponential"],
+        help="how λ decays over env steps (default linear)",
+    )
+    p.add_argument(
+        "--kickstart-until",
+        type=_positive_int,
+        metavar="STEPS",
+        help="env steps at which linear λ reaches 0, exponential 1%% of λ0 (default half of --steps)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true")
     group.add_argument("--overwrite", action="store_true")
@@ -417,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True)
     p.add_argument("--episodes", type=_positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -439,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment for int8 calibration states (default: from the model's zoo metrics); "
         "for a multi-task student, the task to export",
     )
+    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_export)
 

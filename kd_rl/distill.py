@@ -408,6 +408,17 @@ class DistillConfig:
         state_dependent_std: Continuous actions: the new student's
             ``log_std`` comes from a Dense head (True) or is one learned value
             per action dimension (False).
+        env_kwargs: Passed to ``gymnasium.make`` for every environment of the
+            run (collection and evaluations), e.g. ``{"continuous": True}``.
+        actors: Ray actors that collect and label in parallel (0: collect in
+            this process). Needs ``pip install "kd_rl[distributed]"``; see
+            `kd_rl.distributed` and docs/scaling.md.
+        ray_address: With ``actors``: a running Ray cluster (``host:port``,
+            ``ray://host:port`` or ``"auto"``); None: start a local Ray
+            instance with this machine's cores.
+        strategy: The learner's ``tf.distribute`` strategy: ``"default"``
+            (one device) or ``"mirrored"`` (a ``MirroredStrategy`` over every
+            GPU, the batch split across them; `kd_rl.distributed.make_strategy`).
     """
 
     env_id: str = "CartPole-v1"
@@ -432,6 +443,10 @@ class DistillConfig:
     checkpoint_every: int | None = None
     sample_actions: bool = False
     state_dependent_std: bool = True
+    env_kwargs: dict | None = None
+    actors: int = 0
+    ray_address: str | None = None
+    strategy: str = "default"
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
@@ -456,7 +471,7 @@ class DistillConfig:
             "eval_episodes",
         ):
             setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "seed"):
+        for name in ("eval_every", "seed", "actors"):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0))
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
@@ -467,6 +482,14 @@ class DistillConfig:
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
             setattr(self, name, bool(getattr(self, name)))
+        from kd_rl.distributed import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.env_kwargs is not None and not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict of gymnasium.make arguments or None, got {self.env_kwargs!r}")
+        if self.ray_address is not None and not self.actors:
+            raise ValueError(f"ray_address={self.ray_address!r} needs actors >= 1 (collection on a Ray cluster)")
 
     @property
     def checkpoint_interval(self) -> int:
@@ -492,8 +515,9 @@ def _evaluate_point(student, teacher, config: DistillConfig, temperature: float,
 
     seed = CURVE_EVAL_SEED_OFFSET + config.seed
     stats = run_episodes(
-        student, config.env_id, config.curve_episodes, seed=seed, reference=teacher, temperature=temperature
-    )
+        student, config.env_id, config.curve_episodes, seed=seed, reference=teacher, temperature=temperature,
+        env_kwargs=config.env_kwargs,
+    )  # fmt: skip
     return {
         "env_steps": env_steps,
         "mean_return": stats.mean_return,
@@ -567,10 +591,11 @@ def distill_policy(
 
     from kd_rl._io import cleanup_on_failure, prepare_run_dir, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+    from kd_rl.distributed import DistributedCollector
     from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
-    obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, role="teacher")
+    obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
     if resume and (out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE))):
         raise ValueError(
             f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
@@ -581,17 +606,28 @@ def distill_policy(
             f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
             "pass --overwrite to run it again"
         )
+    if config.actors:  # before anything is written: Ray missing, or a cluster that does not answer
+        from kd_rl.distributed import check_ray_ready
+
+        check_ray_ready(config.ray_address)
+    if config.strategy != "default" and student is not None:
+        raise ValueError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
     existed = out_dir is None or os.path.exists(out_dir)  # only a folder this run creates is removed
     run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with cleanup_on_failure(run_dir or ".", existed):
         start_time = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
-        if student is None:
-            student = _new_student(teacher, config, obs_dim, num_actions)
-        check_model_fits_env(student, config.env_id, role="student")
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        from kd_rl.distributed import make_mirrored_distill_step, make_strategy
+
+        strategy = make_strategy(config.strategy)
+        with strategy.scope():  # the default strategy's scope changes nothing
+            if student is None:
+                student = _new_student(teacher, config, obs_dim, num_actions)
+            optimizer = keras.optimizers.Adam(config.learning_rate)
+        check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
-        step = make_distill_step(teacher, student, optimizer, loss_fn or config.loss, temperature)
+        make_step = make_distill_step if config.strategy == "default" else make_mirrored_distill_step
+        step = make_step(teacher, student, optimizer, loss_fn or config.loss, temperature)
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
@@ -602,11 +638,12 @@ def distill_policy(
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
         rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
-        collector = Collector(
+        scale_out = {"actors": config.actors, "ray_address": config.ray_address} if config.actors else {}
+        collector = (DistributedCollector if config.actors else Collector)(
             config.env_id, teacher, student, mode=config.collect, num_envs=config.num_envs,
             seed=config.seed + env_steps, epsilon=config.epsilon,
             beta=BetaSchedule(config.beta_start, config.beta_end), total_steps=config.steps,
-            sample_actions=config.sample_actions,
+            sample_actions=config.sample_actions, env_kwargs=config.env_kwargs, **scale_out,
         )  # fmt: skip
         collector.steps = env_steps
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
@@ -672,14 +709,16 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
     from kd_rl.evaluate import evaluate_model, normalised_score, random_policy_return, run_episodes
 
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
-    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed)
-    random_return = random_policy_return(config.env_id, config.eval_episodes, seed=eval_seed)
+    kwargs = config.env_kwargs
+    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed, env_kwargs=kwargs)
+    random_return = random_policy_return(config.env_id, config.eval_episodes, seed=eval_seed, env_kwargs=kwargs)
     student_eval = evaluate_model(
-        student, config.env_id, config.eval_episodes, eval_seed, reference=teacher, latency=False
+        student, config.env_id, config.eval_episodes, eval_seed, reference=teacher, latency=False, env_kwargs=kwargs
     )
     kl = run_episodes(
-        student, config.env_id, config.curve_episodes, eval_seed, reference=teacher, temperature=temperature
-    )
+        student, config.env_id, config.curve_episodes, eval_seed, reference=teacher, temperature=temperature,
+        env_kwargs=kwargs,
+    )  # fmt: skip
     metrics = {
         **config.to_dict(),
         "env_id": config.env_id,
@@ -719,7 +758,9 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
 CHECKPOINT_FILE = "checkpoint.npz"
 
 #: Settings that may differ between a run and its resumption (they do not change what is learned).
-_RESUMABLE_SETTINGS = ("steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every")
+_RESUMABLE_SETTINGS = (
+    "steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every", "ray_address", "strategy",
+)  # fmt: skip
 
 
 def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve, wall_seconds) -> None:
@@ -735,6 +776,10 @@ def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve,
             np.savez(f, **arrays)
 
 
+#: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
+_DEFAULTS = {"actors": 0}
+
+
 def _restore_checkpoint(path, config, student, optimizer, buffer) -> dict:
     """Load a checkpoint written by `_save_checkpoint`, checking that it belongs to this run.
 
@@ -747,7 +792,9 @@ def _restore_checkpoint(path, config, student, optimizer, buffer) -> dict:
             progress = json.loads(str(data["progress"]))
             saved = progress["config"]
             differing = sorted(
-                k for k, v in config.to_dict().items() if k not in _RESUMABLE_SETTINGS and saved.get(k) != v
+                k
+                for k, v in config.to_dict().items()
+                if k not in _RESUMABLE_SETTINGS and saved.get(k, _DEFAULTS.get(k)) != v
             )
             if differing:
                 detail = ", ".join(f"{k}={saved.get(k)!r} (now {config.to_dict()[k]!r})" for k in differing)

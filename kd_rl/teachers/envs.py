@@ -25,9 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium
 import numpy as np
-from tf_agents.environments import batched_py_environment, py_environment, tf_py_environment
+from tf_agents.environments import batched_py_environment, parallel_py_environment, py_environment, tf_py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -180,18 +182,36 @@ def make_tf_env(env_id: str, seed: int | None = None, **gym_kwargs) -> tf_py_env
 
 
 def make_batched_env(
-    env_id: str, num_envs: int, seed: int | None = None, **gym_kwargs
-) -> batched_py_environment.BatchedPyEnvironment:
+    env_id: str, num_envs: int, seed: int | None = None, parallel: bool = False, **gym_kwargs
+) -> batched_py_environment.BatchedPyEnvironment | parallel_py_environment.ParallelPyEnvironment:
     """``num_envs`` environments stepped together, environment ``i`` seeded ``seed + i``.
 
     Time steps are batched: ``observation: float32 [num_envs, obs_dim]``,
     actions ``int64 [num_envs]`` (or ``float32 [num_envs, d]``). Each environment auto-resets on its own.
     Stepping is serial (no thread pool): on a small CPU the threads only add
-    overhead for environments as cheap as CartPole.
+    overhead for environments as cheap as CartPole. With ``parallel=True``
+    each environment steps in a process of its own (TF-Agents'
+    ``ParallelPyEnvironment``), worth it only for slow simulators with a free
+    core per environment (see docs/scaling.md).
 
     Raises:
         ValueError: If ``num_envs`` is not an int >= 1, or as `make_env`.
     """
     num_envs = check_int("num_envs", num_envs)
+    if parallel:
+        return _parallel_env(env_id, num_envs, seed, gym_kwargs)
     envs = [make_env(env_id, seed=None if seed is None else seed + i, **gym_kwargs) for i in range(num_envs)]
     return batched_py_environment.BatchedPyEnvironment(envs, multithreading=False)
+
+
+def _parallel_env(env_id: str, num_envs: int, seed: int | None, gym_kwargs: dict):
+    from tf_agents.system import system_multiprocessing
+
+    if not system_multiprocessing.multiprocessing_core.initialized():
+        system_multiprocessing.enable_interactive_mode()  # TF-Agents asks for this outside its handle_main
+    make_env(env_id, **gym_kwargs).close()  # a bad id or space fails here, not in a child process
+    constructors = [
+        functools.partial(make_env, env_id, seed=None if seed is None else seed + i, **gym_kwargs)
+        for i in range(num_envs)
+    ]
+    return parallel_py_environment.ParallelPyEnvironment(constructors, start_serially=False)

@@ -1,0 +1,195 @@
+"""Collection on Ray actors: labelled states per second for 1, 2 and 4 actors, and where the learner binds.
+
+For a cheap teacher (the zoo's CartPole-v1 DQN, 100 units) and an expensive
+one (a 2x1024 MLP, same environment), student-driven collection in rounds of
+``--round`` states (the live loop's ``collect_per_round``), as
+`distill_policy` runs it: the one-process `Collector`, then a
+`DistributedCollector` with 1, 2 and 4 actors on a local Ray instance. Each
+row is the median of ``--rounds`` timed rounds after one warm-up round; the
+per-round overhead is the median time of a round of one state per actor
+(broadcasting the student's weights, dispatching, gathering). The learner's
+rate is `make_distill_step`'s: ``updates_per_round`` updates of
+``batch_size`` states in one call. From these the script projects, on paper,
+the loop's rate with N actors (see docs/scaling.md).
+
+    python benchmarks/scaling.py [--rounds 5] [--round 500] [--actors 1 2 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+from _common import quiet_tensorflow, write_results
+
+quiet_tensorflow()
+
+TEACHERS = {"cheap": "CartPole-v1-dqn (100 units)", "expensive": "2x1024 MLP"}
+
+
+def _teacher(kind: str):
+    from kd_rl.models import TeacherModel, load_policy
+
+    if kind == "cheap":
+        return load_policy("CartPole-v1-dqn")
+    model = TeacherModel(2, hidden_units=(1024, 1024), observation_dim=4)
+    model.ensure_built()
+    return model
+
+
+def _time_rounds(collector, num_states: int, rounds: int) -> list[float]:
+    collector.collect(num_states)  # warm-up: traces, first episodes
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        collector.collect(num_states)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _learner_rate(teacher, updates: int, batch: int, rounds: int) -> float:
+    """Updates per second of the live loop's stacked step."""
+    import keras
+
+    from kd_rl.distill import make_distill_step
+    from kd_rl.models import StudentModel
+
+    student = StudentModel(2, hidden_units=50, observation_dim=4)
+    step = make_distill_step(teacher, student, keras.optimizers.Adam(1e-3), "kl", 0.01)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(updates, batch, 4)).astype(np.float32)
+    logits = rng.normal(size=(updates, batch, 2)).astype(np.float32)
+    step(obs, logits).numpy()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step(obs, logits).numpy()
+        times.append(time.perf_counter() - start)
+    return updates / float(np.median(times))
+
+
+def project(per_actor: float, overhead: float, round_states: int, learn_seconds: float, actors: int) -> dict:
+    """The loop's labelled states/s with ``actors`` actors, each labelling ``per_actor`` states/s.
+
+    Synchronous (as `distill_policy` runs): a round takes collection
+    ``round_states / (actors · per_actor) + overhead`` plus learning ``learn_seconds``.
+    Pipelined (collection of the next round during the updates): the larger of the two.
+    """
+    collect = round_states / (actors * per_actor) + overhead
+    return {
+        "actors": actors,
+        "collect_seconds": collect,
+        "sync_states_per_s": round_states / (collect + learn_seconds),
+        "pipelined_states_per_s": round_states / max(collect, learn_seconds),
+        "learner_bound": collect < learn_seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--round", type=int, default=500, help="states per round (collect_per_round)")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--updates", type=int, default=100, help="updates per round (updates_per_round)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
+    args = parser.parse_args()
+
+    import ray
+
+    from kd_rl.data import Collector
+    from kd_rl.distributed import DistributedCollector
+    from kd_rl.models import StudentModel
+
+    ray.init(num_cpus=max(os.cpu_count(), max(args.actors)), include_dashboard=False, log_to_driver=False)
+    results = {"round_states": args.round, "load_before": os.getloadavg(), "teachers": {}}
+    for kind in args.teachers:
+        teacher = _teacher(kind)
+        student = StudentModel(2, hidden_units=50, observation_dim=4)
+        student.ensure_built()
+        rows = []
+        local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
+        times = _time_rounds(local, args.round, args.rounds)
+        local.close()
+        rows.append({"actors": 0, "states_per_s": args.round / float(np.median(times)), "round_s": times})
+        print(kind, rows[-1]["actors"], f"{rows[-1]['states_per_s']:.0f} states/s", flush=True)
+        for n in args.actors:
+            start = time.perf_counter()
+            collector = DistributedCollector(
+                "CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9, actors=n
+            )
+            startup = time.perf_counter() - start
+            try:
+                times = _time_rounds(collector, args.round, args.rounds)
+                overhead = _time_rounds(collector, n, args.rounds)
+            finally:
+                collector.close()
+            rows.append(
+                {
+                    "actors": n,
+                    "states_per_s": args.round / float(np.median(times)),
+                    "round_s": times,
+                    "overhead_s": float(np.median(overhead)),
+                    "startup_s": startup,
+                }
+            )
+            print(kind, n, f"{rows[-1]['states_per_s']:.0f} states/s", flush=True)
+        updates_per_s = _learner_rate(teacher, args.updates, args.batch, args.rounds)
+        one = next(r for r in rows if r["actors"] == 1)
+        learn_seconds = args.updates / updates_per_s
+        projection = [
+            project(one["states_per_s"], one["overhead_s"], args.round, learn_seconds, n)
+            for n in (1, 2, 4, 8, 16, 32, 64)
+        ]
+        results["teachers"][kind] = {
+            "teacher": TEACHERS[kind],
+            "rows": rows,
+            "learner_updates_per_s": updates_per_s,
+            "learn_seconds_per_round": learn_seconds,
+            "projection": projection,
+        }
+    results["load_after"] = os.getloadavg()
+    ray.shutdown()
+    write_results("scaling", results, _table(results, args))
+
+
+def _table(results: dict, args) -> str:
+    lines = [
+        f"Student-driven collection on CartPole-v1 (8 environments per collector), rounds of {args.round} states; "
+        f"load average {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after (2 cores "
+        "shared with other work: more actors than free cores only share them).\n",
+        "| teacher | collector | labelled states/s | vs one process | overhead per round | actor start-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["teachers"].values():
+        base = r["rows"][0]["states_per_s"]
+        for row in r["rows"]:
+            name = "one process" if row["actors"] == 0 else f"{row['actors']} Ray actor(s)"
+            overhead = f"{row['overhead_s'] * 1e3:.0f} ms" if "overhead_s" in row else "-"
+            startup = f"{row['startup_s']:.0f} s" if "startup_s" in row else "-"
+            lines.append(
+                f"| {r['teacher']} | {name} | {row['states_per_s']:.0f} | {row['states_per_s'] / base:.2f}x | "
+                f"{overhead} | {startup} |"
+            )
+    lines += [
+        "",
+        f"Projection from the 1-actor rate and the learner's measured rate ({args.updates} updates of "
+        f"{args.batch} states per round of {args.round}), one core per actor:\n",
+        "| teacher | learner updates/s | actors | collection s/round | learn s/round | loop states/s (sync) | "
+        "loop states/s (pipelined) | bound by |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["teachers"].values():
+        for p in r["projection"]:
+            lines.append(
+                f"| {r['teacher']} | {r['learner_updates_per_s']:.0f} | {p['actors']} | {p['collect_seconds']:.3f} | "
+                f"{r['learn_seconds_per_round']:.3f} | {p['sync_states_per_s']:.0f} | "
+                f"{p['pipelined_states_per_s']:.0f} | {'learner' if p['learner_bound'] else 'collection'} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
