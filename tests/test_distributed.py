@@ -183,6 +183,7 @@ def test_mirrored_step_on_two_cpu_devices_equals_the_single_device_step(tmp_path
     _check_equal_to_single_device(result, replicas=2)
 
 
+@pytest.mark.slow
 def test_multi_worker_mirrored_step_on_two_local_processes_equals_the_single_device_step(tmp_path):
     sockets = [socket.socket() for _ in range(2)]
     for s in sockets:
@@ -211,6 +212,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_actors_collect_what_local_collectors_with_their_seeds_collect_and_dead_ones_are_replaced(
     local_ray, cartpole_teacher
 ):
@@ -256,6 +258,7 @@ def test_actors_collect_what_local_collectors_with_their_seeds_collect_and_dead_
             c.close()
 
 
+@pytest.mark.slow
 def test_two_actors_distil_cartpole_to_the_teacher_even_when_one_is_killed(local_ray, cartpole_teacher, monkeypatch):
     """The one-process run's test (test_distill_live), on 2 actors; actor 1 is killed in round 3."""
     collectors, original = [], DistributedCollector.collect
