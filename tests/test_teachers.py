@@ -45,12 +45,14 @@ TINY_PPO = dict(n_envs=2, n_steps=32, n_epochs=2, periodic_eval_episodes=2)
 METRIC_KEYS = TEACHER_METRIC_KEYS | {"hidden_units", "command", "hyperparameters"}
 
 
-class _ImageEnv(gymnasium.Env):
-    observation_space = gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+class _DictObservationEnv(gymnasium.Env):
+    """Observations kd_rl cannot flatten into one feature vector (a Box of any shape it can)."""
+
+    observation_space = gymnasium.spaces.Dict({"position": gymnasium.spaces.Discrete(3)})
     action_space = gymnasium.spaces.Discrete(2)
 
 
-gymnasium.register("KdRlImageTest-v0", entry_point=_ImageEnv)
+gymnasium.register("KdRlDictObservationTest-v0", entry_point=_DictObservationEnv)
 
 
 def _read_curve(path):
@@ -254,7 +256,7 @@ def test_resume_after_interruption_reaches_the_same_step_count(
     [
         ("Foo-v0", "dqn", {}, "unknown environment id 'Foo-v0'"),
         ("Pendulum-v1", "dqn", {}, "algo 'dqn' needs a Discrete action space, but env 'Pendulum-v1' has"),
-        ("KdRlImageTest-v0", "dqn", {}, r"observation space Box\(0, 255, \(8, 8, 3\), uint8\)"),
+        ("KdRlDictObservationTest-v0", "dqn", {}, r"observation space Dict\('position': Discrete\(3\)\)"),
         ("CartPole-v1", "a2c", {}, "algo must be one of \\['dqn', 'ppo', 'sac'\\], got 'a2c'"),
         ("CartPole-v1", "dqn", {"steps": 0}, "steps must be an int >= 1, got 0"),
         ("CartPole-v1", "ppo", {"steps": -5}, "steps must be an int >= 1, got -5"),

@@ -83,11 +83,12 @@ def test_export_sac_matches_tf_agents_greedy_policy_on_visited_states(tmp_path):
     actor = make_sac_actor_network(action_spec, params)
     agent = make_sac_agent(time_step_spec, action_spec, params, actor_network=actor)
     # Non-trivial weights: a wide spread of means (squashed actions away from
-    # 0 and near the bounds) and of log_std, some of it above the clip of 2.
+    # 0 and near the bounds) and of log_std, centred on SAC's clip of 2 so that
+    # the clip matters on some states whatever the random initial weights.
     actor.layers[0].kernel.assign(actor.layers[0].kernel * 2.0)
     projection = actor.layers[-2]
     projection.kernel.assign(projection.kernel * 1.5)
-    projection.bias.assign([0.3, 1.5])
+    projection.bias.assign([0.3, SAC_LOG_STD_RANGE[1]])
 
     greedy = greedy_policy.GreedyPolicy(agent.policy)
     observations = _visited_states(greedy, 1000)

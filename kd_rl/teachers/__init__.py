@@ -15,6 +15,7 @@ Modules, one concept each:
 * `dqn`, `ppo`, `sac`: the training loops (PPO: discrete or continuous actions);
 * `export`: a trained agent as a `kd_rl.models.TeacherModel`;
 * `tf_policy`: any Keras policy as a TF-Agents policy;
+* `kickstart`: agents whose loss also pulls them towards a teacher (Schmitt et al. 2018);
 * `train`: `train_teacher`, the whole pipeline.
 """
 
@@ -33,6 +34,13 @@ from kd_rl.teachers.agents import (
 from kd_rl.teachers.envs import GymnasiumEnvironment, make_batched_env, make_env, make_tf_env
 from kd_rl.teachers.export import export_dqn_teacher, export_ppo_teacher, export_sac_teacher
 from kd_rl.teachers.hyperparams import ALGORITHMS, load_hyperparameters
+from kd_rl.teachers.kickstart import (
+    Kickstart,
+    KickstartedDdqnAgent,
+    KickstartedDqnAgent,
+    KickstartedPPOClipAgent,
+    KickstartedSacAgent,
+)
 from kd_rl.teachers.tf_policy import KerasGreedyPolicy, as_tf_policy
 from kd_rl.teachers.train import train_teacher
 
@@ -40,6 +48,11 @@ __all__ = [
     "ALGORITHMS",
     "GymnasiumEnvironment",
     "KerasGreedyPolicy",
+    "Kickstart",
+    "KickstartedDdqnAgent",
+    "KickstartedDqnAgent",
+    "KickstartedPPOClipAgent",
+    "KickstartedSacAgent",
     "as_tf_policy",
     "export_dqn_teacher",
     "export_ppo_teacher",

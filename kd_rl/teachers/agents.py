@@ -247,6 +247,7 @@ def make_dqn_agent(
     hyperparameters: Mapping,
     gradient_steps: int | None = None,
     q_network: sequential.Sequential | None = None,
+    kickstart=None,
 ) -> dqn_agent.DqnAgent:
     """A TF-Agents ``DqnAgent`` (``DdqnAgent`` if ``double_dqn``).
 
@@ -257,6 +258,8 @@ def make_dqn_agent(
         gradient_steps: Gradient steps of the whole run (for ``lr_schedule: linear``).
         q_network: The online Q-network; default `make_q_network`. Pass your
             own to keep a reference for `export_dqn_teacher`.
+        kickstart: A `kd_rl.teachers.kickstart.Kickstart`: the agent's loss
+            gains its distillation term (`KickstartedDqnAgent`).
 
     Returns:
         An initialised agent whose optimizer variables already exist (so a
@@ -271,6 +274,12 @@ def make_dqn_agent(
     net = make_q_network(action_spec, p) if q_network is None else q_network
     optimizer = tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps))
     agent_class = dqn_agent.DdqnAgent if p["double_dqn"] else dqn_agent.DqnAgent
+    extra = {}
+    if kickstart is not None:
+        from kd_rl.teachers import kickstart as ks
+
+        agent_class = ks.KickstartedDdqnAgent if p["double_dqn"] else ks.KickstartedDqnAgent
+        extra["kickstart"] = kickstart
     agent = agent_class(
         time_step_spec,
         action_spec,
@@ -286,6 +295,7 @@ def make_dqn_agent(
         gamma=float(p["gamma"]),
         gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
+        **extra,
     )
     agent.initialize()
     optimizer.build(net.trainable_variables)
@@ -298,6 +308,7 @@ def make_sac_agent(
     hyperparameters: Mapping,
     gradient_steps: int | None = None,
     actor_network: sequential.Sequential | None = None,
+    kickstart=None,
 ) -> sac_agent.SacAgent:
     """A TF-Agents ``SacAgent``: a tanh-squashed Gaussian actor, two critics, a learned entropy coefficient.
 
@@ -313,6 +324,8 @@ def make_sac_agent(
         gradient_steps: Gradient steps of the whole run (for ``lr_schedule: linear``).
         actor_network: The actor; default `make_sac_actor_network`. Pass your
             own to keep a reference for `export_sac_teacher`.
+        kickstart: A `kd_rl.teachers.kickstart.Kickstart`: the actor loss
+            gains its distillation term (`KickstartedSacAgent`).
 
     Returns:
         An initialised agent (target critics equal to the critics). Its
@@ -332,7 +345,12 @@ def make_sac_agent(
     def adam():
         return tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps))
 
-    agent = sac_agent.SacAgent(
+    agent_class, extra = sac_agent.SacAgent, {}
+    if kickstart is not None:
+        from kd_rl.teachers import kickstart as ks
+
+        agent_class, extra = ks.KickstartedSacAgent, {"kickstart": kickstart}
+    agent = agent_class(
         time_step_spec,
         action_spec,
         critic_network=critic,
@@ -348,6 +366,7 @@ def make_sac_agent(
         target_entropy=target_entropy,
         gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
+        **extra,
     )
     agent.initialize()
     return agent
@@ -359,6 +378,7 @@ def make_ppo_agent(
     hyperparameters: Mapping,
     gradient_steps: int | None = None,
     actor_network: sequential.Sequential | None = None,
+    kickstart=None,
 ) -> ppo_clip_agent.PPOClipAgent:
     """A TF-Agents ``PPOClipAgent`` with a Dense actor and a ``ValueNetwork``.
 
@@ -375,6 +395,8 @@ def make_ppo_agent(
         gradient_steps: Gradient steps of the whole run (for ``lr_schedule: linear``).
         actor_network: The actor; default `make_actor_network`. The agent's
             public ``actor_net`` is this network.
+        kickstart: A `kd_rl.teachers.kickstart.Kickstart`: the policy-gradient
+            loss gains its distillation term (`KickstartedPPOClipAgent`).
 
     Returns:
         An initialised agent whose optimizer variables already exist.
@@ -390,7 +412,12 @@ def make_ppo_agent(
         activation_fn=activation(p["activation"]),
     )
     optimizer = tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps), epsilon=1e-5)
-    agent = ppo_clip_agent.PPOClipAgent(
+    agent_class, extra = ppo_clip_agent.PPOClipAgent, {}
+    if kickstart is not None:
+        from kd_rl.teachers import kickstart as ks
+
+        agent_class, extra = ks.KickstartedPPOClipAgent, {"kickstart": kickstart}
+    agent = agent_class(
         time_step_spec,
         action_spec,
         optimizer=optimizer,
@@ -409,6 +436,7 @@ def make_ppo_agent(
         normalize_observations=True,
         gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
+        **extra,
     )
     agent.initialize()
     value.create_variables()

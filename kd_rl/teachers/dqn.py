@@ -1,5 +1,8 @@
 """The DQN training loop, CleanRL-style: act, store, learn, log, evaluate, checkpoint.
 
+A kickstarted run (``run.kickstart``) sets the distillation weight λ from the
+environment steps before each training round (`kd_rl.teachers.kickstart`).
+
 Python stays out of the inner loop's costly parts: the agent acts with a
 NumPy copy of the Q-network (refreshed after every training round) and samples
 a NumPy replay buffer; only ``agent.train`` runs in TensorFlow.
@@ -34,7 +37,9 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
     rounds = max((run.steps - learning_starts) // train_freq, 1)
     q_network = make_q_network(action_spec, p)
-    agent = make_dqn_agent(time_step_spec, action_spec, p, rounds * gradient_steps, q_network=q_network)
+    agent = make_dqn_agent(
+        time_step_spec, action_spec, p, rounds * gradient_steps, q_network=q_network, kickstart=run.kickstart
+    )
     layers = dense_layers(q_network)
     buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim)
     env_steps = run.attach(q_network.variables, resume, agent=agent, replay_buffer=buffer)
@@ -71,6 +76,8 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 observation = step.observation
 
             if env_steps > learning_starts and env_steps % train_freq == 0:
+                if run.kickstart is not None:
+                    run.kickstart.set_step(env_steps)
                 for _ in range(gradient_steps):
                     losses.append(train(buffer.sample(rng, batch_size)).loss)
                 act = numpy_policy(layers)

@@ -4,7 +4,8 @@ Collection runs ``n_steps`` steps of ``n_envs`` environments inside one
 ``tf.function``; the agent trains on the whole rollout (TF-Agents' PPO).
 Periodic evaluations act with a NumPy copy of the actor and its normaliser:
 greedily (argmax) for discrete actions, with the Gaussian's mean clipped to
-the bounds for continuous ones.
+the bounds for continuous ones. A kickstarted run (``run.kickstart``) sets λ
+from the environment steps before each training round.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     num_actions = None if continuous else int(py_env.action_spec().maximum) + 1
     action_spec = tf_env.action_spec() if continuous else None
     gradient_steps = total_steps // rollout * int(p["n_epochs"])
-    agent = make_ppo_agent(tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps)
+    agent = make_ppo_agent(tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps, kickstart=run.kickstart)
     layers = dense_layers(agent.actor_net)
     normaliser_variables = tf.nest.flatten(agent.collect_policy.observation_normalizer.variables)
     env_steps = run.attach([*agent.actor_net.variables, *normaliser_variables], resume, agent=agent)
@@ -70,6 +71,8 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
         while env_steps < total_steps:
             time_step = collect(time_step)
             experience = replay.gather_all()
+            if run.kickstart is not None:
+                run.kickstart.set_step(env_steps)
             loss = train(experience).loss
             replay.clear()
             # Episode returns for the logs, from the rollout's rewards.

@@ -1,9 +1,10 @@
 """What every teacher run records, whatever the algorithm.
 
 `Run` holds a run's periodic evaluations (curve.csv), its best weights
-(``keep_best``), its checkpoints (``--resume``), TensorBoard scalars and the
-progress bar, so the training loops in `kd_rl.teachers.dqn` and
-`kd_rl.teachers.ppo` show only the algorithm.
+(``keep_best``), its checkpoints (``--resume``), TensorBoard scalars, a
+kickstarted run's λ and loss terms, and the progress bar, so the training
+loops in `kd_rl.teachers.dqn`, `kd_rl.teachers.ppo` and `kd_rl.teachers.sac`
+show only the algorithm.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from kd_rl import _io
 from kd_rl.evaluate import run_episodes
+from kd_rl.teachers.kickstart import CURVE_COLUMNS as KICKSTART_COLUMNS
 
 __all__ = ["CURVE_COLUMNS", "PERIODIC_EVAL_SEED_OFFSET", "Run"]
 
@@ -47,6 +49,9 @@ class Run:
         eval_every: Environment steps between periodic evaluations.
         checkpoint_every: Environment steps between checkpoints; None: none.
         progress: Show a tqdm progress bar.
+        kickstart: A kickstarted run's `kd_rl.teachers.kickstart.Kickstart`:
+            its scalars join the training logs (TensorBoard ``train/kickstart_weight``,
+            ``train/rl_loss``, ``train/kickstart_loss``) and curve.csv's columns.
     """
 
     def __init__(
@@ -60,8 +65,12 @@ class Run:
         eval_every: int,
         checkpoint_every: int | None,
         progress: bool,
+        kickstart=None,
     ):
         self.out_dir = out_dir
+        self.kickstart = kickstart
+        #: curve.csv's columns: `CURVE_COLUMNS`, then a kickstarted run's λ and loss terms.
+        self.curve_columns = CURVE_COLUMNS + (KICKSTART_COLUMNS if kickstart is not None else ())
         self.env_id = env_id
         self.seed = seed
         self.steps = steps
@@ -70,7 +79,7 @@ class Run:
         self.checkpoint_every = checkpoint_every
         self.periodic_episodes = int(params["periodic_eval_episodes"])
         self.keep_best = bool(params["keep_best"])
-        self.curve: list[tuple[int, float, float]] = []  # (env_steps, mean_return, wall_seconds)
+        self.curve: list[tuple] = []  # rows of curve_columns
         self.best_score = -math.inf
         self.best_step = -1
         self.prior_wall_seconds = 0.0
@@ -142,24 +151,31 @@ class Run:
         """Score ``policy`` greedily, extend the curve, keep the best weights; return the mean return."""
         stats = run_episodes(policy, self.env_id, self.periodic_episodes, self.seed + PERIODIC_EVAL_SEED_OFFSET)
         score = stats.mean_return
-        self.curve = [row for row in self.curve if row[0] < env_steps] + [
-            (env_steps, score, round(self.wall_seconds, 2))
-        ]
+        new = (env_steps, score, round(self.wall_seconds, 2))
+        if self.kickstart is not None:
+            # λ now; the loss terms' means as last logged.
+            latest = dict(self.kickstart.latest, kickstart_weight=float(self.kickstart.weight.numpy()))
+            new += tuple(round(latest[name], 6) for name in KICKSTART_COLUMNS)
+        self.curve = [row for row in self.curve if row[0] < env_steps] + [new]
         # Ties go to the later weights: equally good and trained longer.
         if score >= self.best_score:
             self.best_score, self.best_step = score, env_steps
             for target, source in zip(self.best.variables_, self.snapshot_variables):
                 target.assign(source)
-        _io.write_csv(self.out_dir / "curve.csv", CURVE_COLUMNS, self.curve)
-        with self.writer.as_default(step=env_steps):
+        _io.write_csv(self.out_dir / "curve.csv", self.curve_columns, self.curve)
+        # record_if(True): the loops silence TF-Agents' own per-step summaries with record_if(False).
+        with self.writer.as_default(step=env_steps), tf.summary.record_if(True):
             tf.summary.scalar("eval/mean_return", score)
             tf.summary.scalar("eval/std_return", stats.std_return)
         self.bar.set_postfix(eval=f"{score:.1f}", best=f"{self.best_score:.1f}")
         return score
 
     def log_training(self, env_steps: int, episode_returns: list, **scalars) -> None:
-        """TensorBoard scalars of training: mean episode return, steps per second, ``scalars``."""
-        with self.writer.as_default(step=env_steps):
+        """TensorBoard scalars of training: mean episode return, steps per second, ``scalars`` (and a kickstart's)."""
+        if self.kickstart is not None:
+            scalars.update(self.kickstart.scalars())
+        # record_if(True): the loops silence TF-Agents' own per-step summaries with record_if(False).
+        with self.writer.as_default(step=env_steps), tf.summary.record_if(True):
             if episode_returns:
                 tf.summary.scalar("train/episode_return", float(np.mean(episode_returns)))
             tf.summary.scalar("train/steps_per_second", self.steps_per_second(env_steps))

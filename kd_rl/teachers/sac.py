@@ -5,7 +5,8 @@ bounds (as Stable-Baselines3), later ones are sampled from the agent's
 tanh-squashed Gaussian (its ``collect_policy``). Transitions go to the NumPy
 `TransitionBuffer`; ``agent.train`` runs ``gradient_steps`` times every
 ``train_freq`` steps. Periodic evaluations act deterministically (the
-Gaussian's squashed mean) with a NumPy copy of the actor.
+Gaussian's squashed mean) with a NumPy copy of the actor. A kickstarted run
+(``run.kickstart``) sets λ from the environment steps before each training round.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
     rounds = max((run.steps - learning_starts) // train_freq, 1)
     actor = make_sac_actor_network(action_spec, p)
-    agent = make_sac_agent(time_step_spec, action_spec, p, rounds * gradient_steps, actor_network=actor)
+    agent = make_sac_agent(
+        time_step_spec, action_spec, p, rounds * gradient_steps, actor_network=actor, kickstart=run.kickstart
+    )
     layers = dense_layers(actor)
     buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim, action_dim=low.size)
     env_steps = run.attach(actor.variables, resume, agent=agent, replay_buffer=buffer)
@@ -72,6 +75,8 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 time_step = step
 
             if env_steps > learning_starts and env_steps % train_freq == 0:
+                if run.kickstart is not None:
+                    run.kickstart.set_step(env_steps)
                 for _ in range(gradient_steps):
                     losses.append(train(buffer.sample(rng, batch_size)))
 

@@ -3,11 +3,15 @@
 Check every argument, train (`kd_rl.teachers.dqn`, `kd_rl.teachers.ppo` or
 `kd_rl.teachers.sac`), save the exported Keras 3 ``TeacherModel``, score it
 with `kd_rl.evaluate.run_episodes`, and write ``metrics.json`` and ``curve.csv``.
+With ``kickstart`` the agent also learns from a teacher (`kd_rl.teachers.kickstart`).
 
 Example:
     >>> metrics = train_teacher("CartPole-v1", "dqn", "runs/cartpole-dqn")  # doctest: +SKIP
     >>> metrics["mean_return"]  # doctest: +SKIP
     500.0
+    >>> metrics = train_teacher(  # doctest: +SKIP
+    ...     "CartPole-v1", "dqn", "runs/kick", hidden_units=64, kickstart="CartPole-v1-dqn-large"
+    ... )
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from kd_rl.teachers.hyperparams import (
     check_hyperparameters,
     load_hyperparameters,
 )
+from kd_rl.teachers.kickstart import Kickstart, check_kickstart_teacher
 from kd_rl.teachers.ppo import train_ppo
-from kd_rl.teachers.run import CURVE_COLUMNS, Run
+from kd_rl.teachers.run import Run
 from kd_rl.teachers.sac import train_sac
 
 __all__ = ["train_teacher"]
@@ -56,6 +61,11 @@ def train_teacher(
     progress: bool = True,
     command: str | None = None,
     overwrite: bool = False,
+    kickstart=None,
+    kickstart_weight: float | None = None,
+    kickstart_schedule: str | None = None,
+    kickstart_until: int | None = None,
+    kickstart_temperature: float | None = None,
 ) -> dict:
     """Train a DQN, PPO or SAC teacher and export it as a Keras ``TeacherModel``.
 
@@ -74,6 +84,13 @@ def train_teacher(
     seed)``. With the hyperparameter ``keep_best`` the exported weights are
     those of the best periodic evaluation (which uses the seed ``seed + 10000``,
     so other episodes), not the last.
+
+    Kickstarting (``kickstart``: a teacher) adds ``λ_t · KL(teacher ‖ agent)`` on
+    the agent's own states to the DQN, PPO or SAC loss, with ``λ_t`` following
+    ``kickstart_schedule`` (`kd_rl.teachers.kickstart`); the agent's network
+    (``hidden_units``) may be smaller than the teacher's. ``metrics.json``
+    gains ``kickstart`` (the settings), curve.csv the columns
+    ``kickstart_weight, rl_loss, kickstart_loss``, TensorBoard the same scalars.
 
     Args:
         env_id: Gymnasium id, or an alias from the hyperparameter file
@@ -97,6 +114,15 @@ def train_teacher(
         command: The command line that made this run, recorded in the metrics.
         overwrite: Delete a different run already in ``out_dir`` first
             (without it, or ``resume``, a non-empty ``out_dir`` is refused).
+        kickstart: A teacher to kickstart from: a zoo name, a ``.keras`` path or
+            a Keras 3 kd_rl policy, for the same observations and actions (a
+            continuous one squashed as the algorithm's: SAC tanh, PPO clip).
+        kickstart_weight: λ0 >= 0; default 1.
+        kickstart_schedule: ``"constant"``, ``"linear"`` (default) or ``"exponential"``.
+        kickstart_until: Env steps at which ``linear`` reaches 0 (``exponential``:
+            1% of λ0); default half of ``steps``.
+        kickstart_temperature: The teacher's temperature; default by its
+            outputs (0.01 for Q-values, 1 for logits and Gaussians).
 
     Returns:
         The metrics written to ``metrics.json``; ``outputs`` says what the
@@ -107,7 +133,10 @@ def train_teacher(
         ValueError: For an unknown ``algo`` or environment, an environment
             whose spaces kd_rl cannot use, an algorithm that cannot train on
             its action space (DQN on a ``Box``, SAC on a ``Discrete``), a bad
-            hyperparameter or a non-positive count.
+            hyperparameter or a non-positive count; a kickstart teacher that
+            does not fit the environment or the algorithm, a negative
+            ``kickstart_weight``, an unknown schedule, or kickstart settings
+            without ``kickstart``.
     """
     algo = check_algo(algo)
     if not isinstance(env_id, str) or not env_id:
@@ -126,12 +155,19 @@ def train_teacher(
     # Unknown id, unusable spaces or the wrong algorithm for them: fail before writing anything.
     spec = env_spec(gym_id)
     check_algo_for_actions(algo, "continuous" if spec.is_continuous else "discrete", gym_id, spec.describe())
+    options = {
+        "weight": kickstart_weight,
+        "schedule": kickstart_schedule,
+        "until": kickstart_until,
+        "temperature": kickstart_temperature,
+    }
+    kick = _kickstart(kickstart, {k: v for k, v in options.items() if v is not None}, gym_id, algo, steps)
 
     existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with _io.cleanup_on_failure(out_dir, existed):
         tf_keras.utils.set_random_seed(seed)
-        run = Run(out_dir, gym_id, seed, steps, params, algo, eval_every, checkpoint_every, progress)
+        run = Run(out_dir, gym_id, seed, steps, params, algo, eval_every, checkpoint_every, progress, kick)
         try:
             teacher, env_steps = TRAINERS[algo](run, gym_id, resume)
             steps_per_second = run.steps_per_second(env_steps)
@@ -162,11 +198,30 @@ def train_teacher(
             "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "versions": _versions(),
         }
+        if kick is not None:
+            metrics["kickstart"] = kick.describe()
         if command is not None:
             metrics["command"] = command
         _io.write_json(out_dir / "metrics.json", metrics)
-        _io.write_csv(out_dir / "curve.csv", CURVE_COLUMNS, run.curve)
+        _io.write_csv(out_dir / "curve.csv", run.curve_columns, run.curve)
         return metrics
+
+
+def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int) -> Kickstart | None:
+    """The run's `Kickstart`, its teacher loaded and checked against the environment; None without a teacher."""
+    if teacher is None:
+        if options:
+            raise ValueError(f"kickstart settings {sorted(options)} need a kickstart teacher (kickstart=...)")
+        return None
+    import keras
+
+    from kd_rl.models import load_policy
+
+    source = teacher.name if isinstance(teacher, keras.Model) else str(teacher)
+    model = teacher if isinstance(teacher, keras.Model) else load_policy(teacher)
+    check_kickstart_teacher(model, gym_id, algo)
+    options.setdefault("until", max(steps // 2, 1))
+    return Kickstart(model, source=source, **options)
 
 
 def _versions() -> dict:
