@@ -4,14 +4,16 @@ For every environment whose zoo teacher is present (Pendulum-v1-sac, and the
 LunarLanderContinuous-v3 and BipedalWalker-v3 teachers once trained):
 
 1. **Compression sweep**: students of ``--sizes`` hidden units (one layer),
-   distilled with the Gaussian KL on student-driven data, 3 seeds each. For
+   distilled with the Gaussian KL (kd_rl's default, decoupled form) on
+   student-driven data, 3 seeds each. For
    every size: parameters, share of the teacher's, float32 TFLite bytes, the
    batch-1 latency of the student's deterministic action in the LiteRT
    interpreter and in ``NumpyPolicy`` (median µs, first seed's student, all
    timed at the end in one quiet stretch), and the return and normalised score
    ``(student − random) / (teacher − random)`` over 100 episodes per seed (the
    random policy on the same episodes).
-2. **Losses at equal data budgets**: the Gaussian KL, MSE on the means and the
+2. **Losses at equal data budgets**: the Gaussian KL in its decoupled form
+   (``kl``, the default) and exact (``kl-exact``), MSE on the means and the
    NLL of the teacher's deterministic action, at one student size, 3 seeds
    each: normalised score, action error (mean ``|a_s − a_t|`` over the range
    on student-visited states) and the student's action noise against the
@@ -39,6 +41,14 @@ from _common import (
 )
 
 quiet_tensorflow()
+
+#: --losses names -> DistillConfig settings.
+LOSSES = {
+    "kl": {"loss": "kl", "gaussian_kl": "decoupled"},
+    "kl-exact": {"loss": "kl", "gaussian_kl": "exact"},
+    "mse": {"loss": "mse"},
+    "nll": {"loss": "nll"},
+}
 
 #: Environment -> (zoo teacher, labelled states per student).
 CASES = {
@@ -79,7 +89,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["Pendulum-v1"], choices=list(CASES))
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32, 16, 8])
     parser.add_argument("--loss-size", type=int, default=16, help="student width of the loss comparison")
-    parser.add_argument("--losses", nargs="+", default=["kl", "mse", "nll"])
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3000, help="timed calls per latency measurement")
@@ -103,7 +113,7 @@ def main() -> None:
             for seed in args.seeds:
                 student, m = timed_distill(
                     teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=args.episodes,
-                    loss=loss,
+                    **LOSSES[loss],
                 )  # fmt: skip
                 m["std_ratio"] = _std_ratio(student, teacher, env_id, seed)
                 runs.append(m)
@@ -139,7 +149,8 @@ def main() -> None:
         rows = [
             f"**{env_id}**: teacher `{r['teacher']}`, {r['teacher_params']:,} parameters, return "
             f"{r['teacher_mean_return']:.1f} (random policy {r['random_mean_return']:.1f}); "
-            f"{r['labelled_states']:,} labelled states per student, student-driven, Gaussian KL; {n} seeds per size.\n",
+            f"{r['labelled_states']:,} labelled states per student, student-driven, Gaussian KL (decoupled); "
+            f"{n} seeds per size.\n",
             "| hidden units | params | share | TFLite bytes | LiteRT µs | NumPy µs | return (mean ± std) | "
             "normalised score (mean ± std) | worst seed |",
             "|---|---|---|---|---|---|---|---|---|",

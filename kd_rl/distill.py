@@ -97,6 +97,7 @@ def make_distill_step(
     temperature: float | None = None,
     scale_by_temperature_squared: bool = True,
     jit_compile: bool = False,
+    gaussian_kl: str = "decoupled",
 ) -> Callable[..., tf.Tensor]:
     """Build a compiled distillation step.
 
@@ -130,13 +131,18 @@ def make_distill_step(
             the teacher's standard deviation.
         scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
         jit_compile: Compile the step with XLA.
+        gaussian_kl: Gaussian policies, ``"kl"``: minimise the KL in its
+            ``"decoupled"`` form (the default) or the ``"exact"`` KL
+            (`kd_rl.losses.gaussian_kl_loss`).
 
     Raises:
         ValueError: For a temperature <= 0, an unknown loss name, or a teacher
             and student with different numbers of actions.
     """
     temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
-    loss_fn = get_loss(loss, temperature, scale_by_temperature_squared, gaussian=is_gaussian(teacher))
+    loss_fn = get_loss(
+        loss, temperature, scale_by_temperature_squared, gaussian=is_gaussian(teacher), gaussian_kl=gaussian_kl
+    )
     check_compatible(teacher, student)
 
     def prepare(observations=None):
@@ -240,6 +246,7 @@ class Distiller(keras.Model):
         alpha: float = 0.0,
         student_loss: keras.losses.Loss | None = None,
         metrics=None,
+        gaussian_kl: str = "decoupled",
         **kwargs,
     ):
         """Configure the distiller.
@@ -264,6 +271,10 @@ class Distiller(keras.Model):
                 sparse categorical cross-entropy from logits.
             metrics: Keras metrics of ``(actions, student_logits)``, updated
                 when the data carry labels.
+            gaussian_kl: Gaussian teachers, ``"kl"``: the ``"decoupled"``
+                form (default) or the ``"exact"`` KL
+                (`kd_rl.losses.gaussian_kl_loss`); the metric ``kl`` is
+                always the exact KL.
             **kwargs: Passed to ``keras.Model.compile`` (``steps_per_execution``,
                 ``jit_compile``, ...).
         """
@@ -274,12 +285,16 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.gaussian = is_gaussian(self.teacher)
         self.distillation_loss_fn = get_loss(
-            distillation_loss, self.temperature, scale_by_temperature_squared=False, gaussian=self.gaussian
+            distillation_loss,
+            self.temperature,
+            scale_by_temperature_squared=False,
+            gaussian=self.gaussian,
+            gaussian_kl=gaussian_kl,
         )
         is_kl = isinstance(self.distillation_loss_fn, KLDistillationLoss)
         self.distillation_weight = temperature_weight(self.temperature) if is_kl else 1.0
         if self.gaussian:
-            self.kl_fn = GaussianKLDistillationLoss(self.temperature, name="kl")
+            self.kl_fn = GaussianKLDistillationLoss(self.temperature, decoupled=False, name="kl")
             # Hard labels of a continuous policy are actions; there is no one right loss for them.
             self.student_loss_fn = student_loss
         else:
@@ -408,6 +423,10 @@ class DistillConfig:
         state_dependent_std: Continuous actions: the new student's
             ``log_std`` comes from a Dense head (True) or is one learned value
             per action dimension (False).
+        gaussian_kl: Continuous actions, ``loss="kl"``: minimise the
+            Gaussian KL in its ``"decoupled"`` form (the default: the means
+            pulled at the teacher's standard deviation, see
+            `kd_rl.losses.gaussian_kl_loss`) or the ``"exact"`` KL.
         env_kwargs: Passed to ``gymnasium.make`` for every environment of the
             run (collection and evaluations), e.g. ``{"continuous": True}``.
         actors: Ray actors that collect and label in parallel (0: collect in
@@ -443,6 +462,7 @@ class DistillConfig:
     checkpoint_every: int | None = None
     sample_actions: bool = False
     state_dependent_std: bool = True
+    gaussian_kl: str = "decoupled"
     env_kwargs: dict | None = None
     actors: int = 0
     ray_address: str | None = None
@@ -450,7 +470,7 @@ class DistillConfig:
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
-        from kd_rl.losses import LOSS_NAMES
+        from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES
         from kd_rl.models import _normalise_hidden_units
 
         self.hidden_units = _normalise_hidden_units(self.hidden_units)
@@ -458,6 +478,8 @@ class DistillConfig:
             self.temperature = check_temperature(self.temperature)
         if self.loss not in LOSS_NAMES:
             raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+        if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
+            raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
         if self.collect not in COLLECT_MODES:
             raise ValueError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
         for name in (
@@ -627,7 +649,9 @@ def distill_policy(
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
         make_step = make_distill_step if config.strategy == "default" else make_mirrored_distill_step
-        step = make_step(teacher, student, optimizer, loss_fn or config.loss, temperature)
+        step = make_step(
+            teacher, student, optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl
+        )
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval

@@ -399,7 +399,9 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     return tf.distribute.MirroredStrategy(devices=None if devices is None else list(devices))
 
 
-def make_mirrored_distill_step(teacher, student, optimizer, loss="kl", temperature=None, strategy=None):
+def make_mirrored_distill_step(
+    teacher, student, optimizer, loss="kl", temperature=None, strategy=None, gaussian_kl="decoupled"
+):
     """`kd_rl.distill.make_distill_step` with each update split across ``strategy``'s replicas.
 
     The student's and optimizer's variables must have been created under
@@ -426,7 +428,7 @@ def make_mirrored_distill_step(teacher, student, optimizer, loss="kl", temperatu
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
-    loss_fn = get_loss(loss, temperature, True, gaussian=is_gaussian(teacher))
+    loss_fn = get_loss(loss, temperature, True, gaussian=is_gaussian(teacher), gaussian_kl=gaussian_kl)
     check_compatible(teacher, student)
     with strategy.scope():
         if student.built and not optimizer.built:

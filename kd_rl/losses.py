@@ -44,9 +44,12 @@ __all__ = [
     "GaussianMSEDistillationLoss",
     "GaussianNLLDistillationLoss",
     "get_loss",
+    "GAUSSIAN_KL_FORMS",
 ]
 
 LOSS_NAMES = ("kl", "mse", "nll")
+#: How ``"kl"`` distillation optimises the KL between two Gaussians (`get_loss`).
+GAUSSIAN_KL_FORMS = ("decoupled", "exact")
 
 
 def check_temperature(temperature) -> float:
@@ -228,6 +231,7 @@ def get_loss(
     temperature: float = 1.0,
     scale_by_temperature_squared: bool = True,
     gaussian: bool = False,
+    gaussian_kl: str = "decoupled",
 ) -> keras.losses.Loss:
     """Build a distillation loss by name (``"kl"``, ``"mse"`` or ``"nll"``).
 
@@ -235,11 +239,16 @@ def get_loss(
     plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
     With ``gaussian=True`` (continuous actions) the names give the Gaussian
     forms: `gaussian_kl_loss`, `gaussian_mse_loss` (on the means) and
-    `gaussian_nll_loss`.
+    `gaussian_nll_loss`; ``gaussian_kl`` (`GAUSSIAN_KL_FORMS`) says whether
+    ``kl`` minimises the KL in its ``"decoupled"`` form (the default) or the
+    ``"exact"`` KL (see `gaussian_kl_loss`).
 
     Raises:
-        ValueError: If ``name`` is not one of `LOSS_NAMES`.
+        ValueError: If ``name`` is not one of `LOSS_NAMES`, or ``gaussian_kl``
+            not one of `GAUSSIAN_KL_FORMS`.
     """
+    if gaussian_kl not in GAUSSIAN_KL_FORMS:
+        raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {gaussian_kl!r}")
     if isinstance(name, keras.losses.Loss):
         return name
     key = str(name).lower()
@@ -247,7 +256,7 @@ def get_loss(
         raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")
     if gaussian:
         if key == "kl":
-            return GaussianKLDistillationLoss(temperature)
+            return GaussianKLDistillationLoss(temperature, decoupled=gaussian_kl == "decoupled")
         return GaussianMSEDistillationLoss() if key == "mse" else GaussianNLLDistillationLoss()
     if key == "kl":
         return KLDistillationLoss(temperature, scale_by_temperature_squared)
@@ -268,6 +277,21 @@ def get_loss(
 # student is asked to keep more exploration noise), T < 1 narrows it. Unlike a
 # softmax, the mean's gradient ``(mu_s - mu_t) / sigma_s^2`` does not shrink
 # with T, so no T² factor is applied.
+#
+# The decoupled form. In the exact KL the mean's gradient is weighted by the
+# *student's* variance, 1 / sigma_s^2: where the student's mean is still far off
+# it can lower the loss by widening sigma_s instead, which weakens the pull on
+# its mean there, the states it has not learned yet (the pitfall of fitting a
+# Gaussian's variance and mean together; Seitzer et al. 2022). Measured on
+# Pendulum-v1 (docs/continuous.md) the exact KL left students with 4x the
+# teacher's sigma and a quarter of the action range of error. The decoupled form
+# splits the KL into two KLs, as MPO's M-step does (Abdolmaleki et al. 2018):
+#   KL(N(mu_t, s_t^2) || N(mu_s, s_t^2))  -- the means, at the teacher's sigma,
+#   + KL(N(mu_t, s_t^2) || N(mu_t, s_s^2))  -- the sigmas, at the teacher's mean,
+# = (mu_t - mu_s)^2 / (2 s_t^2) + log(s_s/s_t) + s_t^2 / (2 s_s^2) - 1/2.
+# Both terms are >= 0 and zero exactly when mu_s = mu_t and s_s = s_t, as the KL
+# is, and their sum equals the exact KL once s_s = s_t; but the mean's gradient,
+# (mu_s - mu_t) / s_t^2, no longer depends on the student's sigma.
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -279,14 +303,15 @@ def _split(outputs):
     return outputs[..., : d // 2], outputs[..., d // 2 :]
 
 
-def _gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature):
+def _gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature, decoupled=False):
     teacher_outputs, student_outputs = _as_logits(teacher_outputs, student_outputs)
     mu_t, log_std_t = _split(tf.stop_gradient(teacher_outputs))
     mu_s, log_std_s = _split(student_outputs)
     log_std_t = log_std_t + math.log(temperature)
-    # KL(N(mu_t, s_t^2) || N(mu_s, s_s^2)) = log(s_s/s_t) + (s_t^2 + (mu_t - mu_s)^2) / (2 s_s^2) - 1/2, per dimension.
+    # KL(N(mu_t, s_t^2) || N(mu_s, s_s^2)) = log(s_s/s_t) + (s_t^2 + (mu_t - mu_s)^2) / (2 s_s^2) - 1/2, per dimension;
+    # decoupled: the means' term at s_t instead of s_s (see above).
     var_ratio = tf.exp(2.0 * (log_std_t - log_std_s))
-    mahalanobis = tf.square(mu_t - mu_s) * tf.exp(-2.0 * log_std_s)
+    mahalanobis = tf.square(mu_t - mu_s) * tf.exp(-2.0 * (log_std_t if decoupled else log_std_s))
     per_dim = log_std_s - log_std_t + 0.5 * (var_ratio + mahalanobis) - 0.5
     return tf.reduce_sum(per_dim, axis=-1)
 
@@ -306,22 +331,30 @@ def _gaussian_nll_per_sample(teacher_outputs, student_outputs):
     return tf.reduce_sum(0.5 * tf.square(z) + log_std_s + 0.5 * _LOG_2PI, axis=-1)
 
 
-def gaussian_kl_loss(teacher_outputs, student_outputs, temperature: float = 1.0) -> tf.Tensor:
+def gaussian_kl_loss(teacher_outputs, student_outputs, temperature: float = 1.0, decoupled: bool = False) -> tf.Tensor:
     """Mean over the batch of ``KL(N(mu_t, (T sigma_t)^2) ‖ N(mu_s, sigma_s^2))``, summed over action dimensions.
 
     Per dimension the KL of two Gaussians is
     ``log(sigma_s / (T sigma_t)) + ((T sigma_t)^2 + (mu_t − mu_s)^2) / (2 sigma_s^2) − 1/2``.
+    With ``decoupled=True`` the means' term uses the teacher's standard
+    deviation, ``(mu_t − mu_s)^2 / (2 (T sigma_t)^2)``: the sum of a KL
+    between the means (at the teacher's sigma) and one between the standard
+    deviations (at the teacher's mean), as in MPO (Abdolmaleki et al. 2018). It
+    is zero exactly when the KL is, equals it once ``sigma_s = T sigma_t``, and
+    a wide student sigma no longer weakens the pull on its mean; ``"kl"``
+    distillation of Gaussians minimises this form unless told otherwise (`get_loss`).
 
     Args:
         teacher_outputs: float32 [..., 2d], ``[mean, log_std]``; the fixed target.
         student_outputs: float32 [..., 2d], ``[mean, log_std]``.
         temperature: T > 0 scales the teacher's standard deviation.
+        decoupled: The decoupled form instead of the exact KL.
 
     Returns:
         A float32 scalar.
     """
     temperature = check_temperature(temperature)
-    return tf.reduce_mean(_gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature))
+    return tf.reduce_mean(_gaussian_kl_per_sample(teacher_outputs, student_outputs, temperature, bool(decoupled)))
 
 
 def gaussian_mse_loss(teacher_outputs, student_outputs) -> tf.Tensor:
@@ -340,18 +373,22 @@ def gaussian_nll_loss(teacher_outputs, student_outputs) -> tf.Tensor:
 
 @keras.saving.register_keras_serializable(package="kd_rl")
 class GaussianKLDistillationLoss(_DistillationLoss):
-    """Keras form of `gaussian_kl_loss`; ``y_true`` are the teacher's ``[mean, log_std]``."""
+    """Keras form of `gaussian_kl_loss`; ``y_true`` are the teacher's ``[mean, log_std]``.
 
-    def __init__(self, temperature: float = 1.0, name="gaussian_kl_distillation", **kwargs):
+    ``decoupled`` (default True, the form distillation trains with) or the exact KL (False).
+    """
+
+    def __init__(self, temperature: float = 1.0, decoupled: bool = True, name="gaussian_kl_distillation", **kwargs):
         super().__init__(name=name, **kwargs)
         self.temperature = check_temperature(temperature)
+        self.decoupled = bool(decoupled)
 
     def call(self, y_true, y_pred):
-        return _gaussian_kl_per_sample(y_true, y_pred, self.temperature)
+        return _gaussian_kl_per_sample(y_true, y_pred, self.temperature, self.decoupled)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(temperature=self.temperature)
+        config.update(temperature=self.temperature, decoupled=self.decoupled)
         return config
 
 

@@ -242,10 +242,14 @@ class MultiTaskConfig:
     curve_episodes: int = 10
     eval_episodes: int = 100
     state_dependent_std: bool = True
+    gaussian_kl: str = "decoupled"
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
-        from kd_rl.losses import LOSS_NAMES, check_temperature
+        from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES, check_temperature
+
+        if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
+            raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
 
         if isinstance(self.env_ids, str):
             self.env_ids = (self.env_ids,)
@@ -295,7 +299,13 @@ def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
         model = student.for_task(env_id)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
         gaussian = model.is_continuous
-        loss_fn = get_loss(config.loss, temperature, scale_by_temperature_squared=False, gaussian=gaussian)
+        loss_fn = get_loss(
+            config.loss,
+            temperature,
+            scale_by_temperature_squared=False,
+            gaussian=gaussian,
+            gaussian_kl=config.gaussian_kl,
+        )
         weight = temperature_weight(temperature) if config.loss == "kl" and not gaussian else 1.0
         out.append((loss_fn, weight, temperature))
     return out

@@ -34,6 +34,16 @@ def np_gaussian_kl(t, s, temperature=1.0):
     return kl.sum(-1).mean()
 
 
+def np_gaussian_decoupled_kl(t, s, temperature=1.0):
+    """KL(N(mu_t, s_t^2) || N(mu_s, s_t^2)) + KL(N(mu_t, s_t^2) || N(mu_t, s_s^2)), MPO's split of the KL."""
+    d = t.shape[-1] // 2
+    mu_t, sd_t = t[..., :d].astype(np.float64), np.exp(t[..., d:].astype(np.float64)) * temperature
+    mu_s, sd_s = s[..., :d].astype(np.float64), np.exp(s[..., d:].astype(np.float64))
+    means = (mu_t - mu_s) ** 2 / (2 * sd_t**2)
+    stds = np.log(sd_s / sd_t) + sd_t**2 / (2 * sd_s**2) - 0.5
+    return (means + stds).sum(-1).mean()
+
+
 def np_gaussian_nll(t, s):
     d = t.shape[-1] // 2
     a, mu, sd = t[..., :d].astype(np.float64), s[..., :d].astype(np.float64), np.exp(s[..., d:].astype(np.float64))
@@ -52,8 +62,13 @@ def test_gaussian_losses_match_numpy(shape, d, temperature, rng):
     np.testing.assert_allclose(
         float(losses.gaussian_kl_loss(t, s, temperature)), np_gaussian_kl(t, s, temperature), rtol=1e-5
     )
-    keras_form = losses.get_loss("kl", temperature, gaussian=True)
-    np.testing.assert_allclose(float(keras_form(t, s)), np_gaussian_kl(t, s, temperature), rtol=1e-5)
+    exact = losses.get_loss("kl", temperature, gaussian=True, gaussian_kl="exact")
+    np.testing.assert_allclose(float(exact(t, s)), np_gaussian_kl(t, s, temperature), rtol=1e-5)
+    decoupled = np_gaussian_decoupled_kl(t, s, temperature)
+    np.testing.assert_allclose(float(losses.gaussian_kl_loss(t, s, temperature, decoupled=True)), decoupled, rtol=1e-5)
+    default = losses.get_loss("kl", temperature, gaussian=True)  # distillation's default form
+    assert default.decoupled
+    np.testing.assert_allclose(float(default(t, s)), decoupled, rtol=1e-5)
     np.testing.assert_allclose(float(losses.gaussian_nll_loss(t, s)), np_gaussian_nll(t, s), rtol=1e-5)
     np.testing.assert_allclose(float(losses.get_loss("nll", gaussian=True)(t, s)), np_gaussian_nll(t, s), rtol=1e-5)
     np.testing.assert_allclose(float(losses.gaussian_mse_loss(t, s)), np_gaussian_mse(t, s), rtol=1e-5)
@@ -72,6 +87,32 @@ def test_gaussian_kl_gradient_matches_the_formula(rng):
     mu_s, sd_s = s[:, :2].astype(np.float64), np.exp(s[:, 2:].astype(np.float64))
     expected = np.concatenate([(mu_s - mu_t) / sd_s**2, 1 - (sd_t**2 + (mu_t - mu_s) ** 2) / sd_s**2], -1) / 8
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_decoupled_gaussian_kl_pulls_the_mean_at_the_teachers_std(rng):
+    # d/dmu_s = (mu_s - mu_t) / (T s_t)^2 whatever the student's std; d/dlog s_s = 1 - (T s_t)^2 / s_s^2.
+    t, s = gaussians(rng, (8,), 2), gaussians(rng, (8,), 2)
+    temperature = 1.5
+    s_var = tf.Variable(s)
+    with tf.GradientTape() as tape:
+        value = losses.gaussian_kl_loss(t, s_var, temperature, decoupled=True)
+    grad = tape.gradient(value, s_var).numpy()
+    mu_t, sd_t = t[:, :2].astype(np.float64), np.exp(t[:, 2:].astype(np.float64)) * temperature
+    mu_s, sd_s = s[:, :2].astype(np.float64), np.exp(s[:, 2:].astype(np.float64))
+    expected = np.concatenate([(mu_s - mu_t) / sd_t**2, 1 - sd_t**2 / sd_s**2], -1) / 8
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+    # Equal to the exact KL once the student's std matches the (tempered) target's, and >= 0 always.
+    matched = s.copy()
+    matched[:, 2:] = t[:, 2:] + np.log(temperature)
+    np.testing.assert_allclose(
+        float(losses.gaussian_kl_loss(t, matched, temperature, decoupled=True)),
+        float(losses.gaussian_kl_loss(t, matched, temperature)),
+        rtol=1e-5,
+    )
+    assert float(losses.gaussian_kl_loss(t, s, temperature, decoupled=True)) > 0
+    assert abs(float(losses.gaussian_kl_loss(t, t, decoupled=True))) < 1e-5
+    with pytest.raises(ValueError, match="gaussian_kl must be one of decoupled, exact, got 'approximate'"):
+        losses.get_loss("kl", gaussian=True, gaussian_kl="approximate")
 
 
 def test_gaussian_kl_is_zero_for_identical_policies_and_temperature_widens_the_target(rng):
@@ -368,8 +409,11 @@ def test_cli_distills_evaluates_and_exports_a_continuous_student(tmp_path, capsy
     out = tmp_path / "run"
     argv = ["distill", "--teacher", str(teacher_path), "--env", "Pendulum-v1", "--out", str(out), "--hidden", "8"]
     argv += ["--steps", "1000", "--eval-episodes", "3", "--sample-actions", "--constant-std", "--no-progress"]
-    assert main(argv) == 0
+    assert main([*argv, "--gaussian-kl", "approximate"]) == 2
+    assert "--gaussian-kl: invalid choice: 'approximate'" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--gaussian-kl", "exact"]) == 0
     assert "mean action error" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["gaussian_kl"] == "exact"
     student = load_policy(out / "student.keras")
     assert student.is_continuous and not student.state_dependent_std
     assert main(["export", str(out / "student.keras"), "--format", "tflite", "--out", str(tmp_path / "s.tflite")]) == 0
