@@ -135,9 +135,10 @@ def _cmd_train_teacher(args) -> int:
         kickstart_weight=args.kickstart_weight,
         kickstart_schedule=args.kickstart_schedule,
         kickstart_until=args.kickstart_until,
+        hyperparams_file=args.hyperparams,
     )
     print(
-        f"{args.env} {args.algo}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
+        f"{args.env} {metrics['algo']}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
         f"over {metrics['eval_episodes']} episodes after {metrics['env_steps']} env steps "
         f"({metrics['wall_seconds']:.0f} s); wrote {os.path.join(args.out, 'teacher.keras')}"
     )
@@ -197,6 +198,7 @@ def _distill_config(args):
             "checkpoint_every",
             "sample_actions",
             "state_dependent_std",
+            "gaussian_kl",
             "actors",
             "ray_address",
             "strategy",
@@ -263,7 +265,7 @@ def _distill_multitask(args) -> int:
         flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
         raise ValueError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
     fields = ("loss", "temperature", "collect", "steps", "seed", "learning_rate", "batch_size", "buffer_size")
-    overrides = {k: getattr(args, k) for k in (*fields, "eval_episodes", "state_dependent_std")}
+    overrides = {k: getattr(args, k) for k in (*fields, "eval_episodes", "state_dependent_std", "gaussian_kl")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.hidden_units is not None:
         overrides["trunk_units"] = args.hidden_units
@@ -409,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="continuous actions: the student's log-std is one learned value per action dimension",
     )
     p.add_argument(
+        "--gaussian-kl",
+        choices=["decoupled", "exact"],
+        help="continuous actions, --loss kl: minimise the Gaussian KL in its decoupled form (default: the means "
+        "pulled at the teacher's standard deviation) or the exact KL",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         help="env steps between checkpoints (default: every 10%% of --steps from 50,000 steps, else none)",
@@ -437,9 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True)
     p.add_argument(
         "--algo",
-        required=True,
         choices=["dqn", "ppo", "sac"],
-        help="dqn: Discrete actions; sac: Box actions; ppo: either",
+        help="dqn: Discrete actions; sac: Box actions; ppo: either (default: the best for --env in "
+        "kd_rl/hyperparams/best.yml, else dqn for Discrete and sac for Box actions)",
+    )
+    p.add_argument(
+        "--hyperparams",
+        metavar="FILE",
+        help="your own YAML file in the form of kd_rl/hyperparams/ALGO.yml: its entry for --env (else its "
+        "'default') replaces the shipped values key by key",
     )
     p.add_argument("--steps", type=_positive_int, help="env steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0)

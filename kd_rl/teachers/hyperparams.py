@@ -2,10 +2,17 @@
 
 In the manner of RL-Baselines3-Zoo: each file has a ``default`` entry and one
 entry per Gymnasium id (or alias), and every run records the values it used.
+Every entry is checked against the file's ``default`` when it is read (a key
+``default`` does not have, or a value of the wrong type, is a one-line
+``ValueError`` naming the file, the entry and the key), and so is a user's own
+file of the same form (`load_hyperparameters`'s ``hyperparams_file``).
+``kd_rl/hyperparams/best.yml`` says which algorithm to use for an environment
+when none is given (`choose_algo`).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +27,8 @@ from kd_rl.policies import NumpyPolicy
 __all__ = [
     "ACTION_SPACES",
     "ALGORITHMS",
+    "choose_algo",
+    "is_tuned",
     "check_algo",
     "check_algo_for_actions",
     "check_hyperparameters",
@@ -33,6 +42,11 @@ ALGORITHMS = ("dqn", "ppo", "sac")
 ACTION_SPACES = {"dqn": ("discrete",), "ppo": ("discrete", "continuous"), "sac": ("continuous",)}
 
 _HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
+
+# Keys that may be null (YAML's ~ or null) whatever their default, and keys of two types,
+# checked by check_hyperparameters.
+_NULLABLE = frozenset({"max_grad_norm"})
+_CHECKED_LATER = frozenset({"target_entropy"})  # "auto" or a number
 
 # Keys that must be positive ints, per algorithm.
 _COUNTS = {
@@ -72,7 +86,111 @@ def check_algo_for_actions(algo: str, action_kind: str, env_id: str, action_spac
         )
 
 
-def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = None) -> tuple[str, dict]:
+def _read_yaml(path, what: str) -> dict:
+    """The mapping in the YAML file ``path``; a one-line ``ValueError`` if it is missing or not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {str(path)!r} is a folder, not a YAML file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(
+            f"{what} {str(path)!r} must map environment ids (or 'default') to mappings of hyperparameters, "
+            "as kd_rl/hyperparams/*.yml do"
+        )
+    return data
+
+
+def _check_value(where: str, key: str, value, default) -> None:
+    """Raise ``ValueError`` unless ``value`` has the type of the ``default`` entry's ``value``."""
+    if value is None:
+        if key in _NULLABLE or default is None:
+            return
+        raise ValueError(f"{where}: {key} must not be null")
+    if key in _CHECKED_LATER:
+        return
+    if key.endswith("hidden_units"):
+        units = [value] if isinstance(value, numbers.Integral) else value
+        ok = (
+            isinstance(units, list | tuple)
+            and len(units) > 0
+            and all(isinstance(u, numbers.Integral) and not isinstance(u, bool) for u in units)
+        )
+        if not ok or min(units) < 1:
+            raise ValueError(f"{where}: {key} must be a list of ints >= 1, such as [64, 64], got {value!r}")
+        return
+    if isinstance(default, bool):
+        expected, ok = "true or false", isinstance(value, bool)
+    elif isinstance(default, int):
+        expected, ok = "an int", isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif isinstance(default, float) or default is None:
+        expected, ok = "a number", isinstance(value, numbers.Real) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        expected, ok = "a string", isinstance(value, str)
+    else:
+        expected, ok = type(default).__name__, isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{where}: {key} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _check_entry(entry: Mapping, defaults: Mapping, algo: str, where: str) -> None:
+    """Raise ``ValueError`` for a key ``defaults`` does not have or a value of the wrong type."""
+    unknown = sorted(set(entry) - set(defaults) - {"env_id"})
+    if unknown:
+        raise ValueError(f"{where} has unknown {algo} hyperparameters {unknown}; allowed: {sorted(defaults)}")
+    if "env_id" in entry and not (isinstance(entry["env_id"], str) and entry["env_id"]):
+        raise ValueError(f"{where}: env_id must be a Gymnasium id, got {entry['env_id']!r}")
+    for key, value in entry.items():
+        if key != "env_id":
+            _check_value(where, key, value, defaults[key])
+
+
+def _table(algo: str) -> dict:
+    """``kd_rl/hyperparams/{algo}.yml``, every entry checked against its ``default``."""
+    path = _HYPERPARAMS_DIR / f"{algo}.yml"
+    table = _read_yaml(path, "hyperparameter file")
+    defaults = table.get("default")
+    if defaults is None:
+        raise ValueError(f"hyperparameter file {str(path)!r} has no 'default' entry")
+    for name, entry in table.items():
+        if name != "default":
+            _check_entry(entry, defaults, algo, f"{path.name}: entry {name!r}")
+    return table
+
+
+def is_tuned(env_id: str, algo: str) -> bool:
+    """Whether ``kd_rl/hyperparams/{algo}.yml`` has an entry of its own for ``env_id``."""
+    return env_id != "default" and env_id in _table(check_algo(algo))
+
+
+def choose_algo(env_id: str, action_kind: str | None = None) -> str:
+    """The algorithm to train a teacher for ``env_id`` with when none is given.
+
+    ``kd_rl/hyperparams/best.yml``'s choice for ``env_id``; for an environment
+    it does not list, ``"dqn"`` for ``action_kind="discrete"`` and ``"sac"``
+    for ``"continuous"``.
+
+    Raises:
+        ValueError: If ``env_id`` is not listed and ``action_kind`` is not given.
+    """
+    best = yaml.safe_load((_HYPERPARAMS_DIR / "best.yml").read_text(encoding="utf-8"))
+    if env_id in best:
+        return check_algo(best[env_id])
+    if action_kind not in ("discrete", "continuous"):
+        raise ValueError(f"no algorithm listed for {env_id!r}: give its action kind, 'discrete' or 'continuous'")
+    return "dqn" if action_kind == "discrete" else "sac"
+
+
+def load_hyperparameters(
+    env_id: str, algo: str, overrides: Mapping | None = None, hyperparams_file=None
+) -> tuple[str, dict]:
     """Hyperparameters for ``env_id`` from ``kd_rl/hyperparams/{algo}.yml``.
 
     Keys missing from the environment's entry (or every key, for an
@@ -84,28 +202,41 @@ def load_hyperparameters(env_id: str, algo: str, overrides: Mapping | None = Non
         env_id: A Gymnasium id or an alias defined in the file.
         algo: ``"dqn"``, ``"ppo"`` or ``"sac"``.
         overrides: Keys to replace; each must be a key of ``default``.
+        hyperparams_file: A YAML file of the same form as the shipped ones (a
+            mapping from environment ids, or ``default``, to hyperparameters):
+            its entry for ``env_id``, else its ``default`` entry, replaces the
+            shipped values key by key (``overrides`` still win).
 
     Returns:
         ``(gymnasium_id, hyperparameters)``; ``hyperparameters["hidden_units"]``
         is a tuple of ints.
 
     Raises:
-        ValueError: For an unknown ``algo`` or an override key that is not a
-            hyperparameter.
+        ValueError: For an unknown ``algo``; a hyperparameter key the file's
+            ``default`` does not have, or a value of the wrong type, in a
+            shipped file, in ``hyperparams_file`` or in ``overrides``; a
+            ``hyperparams_file`` that does not exist, is not valid YAML, or has
+            no entry for ``env_id`` and no ``default``.
     """
     check_algo(algo)
-    with open(_HYPERPARAMS_DIR / f"{algo}.yml", encoding="utf-8") as f:
-        table = yaml.safe_load(f)
+    table = _table(algo)
     params = dict(table["default"])
     entry = table.get(env_id, {}) if env_id != "default" else {}
     gym_id = entry.get("env_id", env_id)
     params.update({k: v for k, v in entry.items() if k != "env_id"})
-    if overrides:
-        unknown = sorted(set(overrides) - set(table["default"]))
-        if unknown:
+    if hyperparams_file is not None:
+        mine = _read_yaml(hyperparams_file, "hyperparams file")
+        name = env_id if env_id in mine else "default" if "default" in mine else None
+        if name is None:
             raise ValueError(
-                f"overrides has unknown {algo} hyperparameters {unknown}; allowed: {sorted(table['default'])}"
+                f"hyperparams file {str(hyperparams_file)!r} has no entry for {env_id!r} and no 'default' entry; "
+                f"its entries: {sorted(mine)}"
             )
+        _check_entry(mine[name], table["default"], algo, f"{hyperparams_file}: entry {name!r}")
+        gym_id = mine[name].get("env_id", gym_id)
+        params.update({k: v for k, v in mine[name].items() if k != "env_id"})
+    if overrides:
+        _check_entry({k: v for k, v in overrides.items() if k != "env_id"}, table["default"], algo, "overrides")
         params.update(overrides)
     params["hidden_units"] = _normalise_hidden_units(params["hidden_units"])
     for key in ("value_hidden_units", "critic_hidden_units"):

@@ -33,6 +33,8 @@ from kd_rl.teachers.hyperparams import (
     check_algo,
     check_algo_for_actions,
     check_hyperparameters,
+    choose_algo,
+    is_tuned,
     load_hyperparameters,
 )
 from kd_rl.teachers.kickstart import Kickstart, check_kickstart_teacher
@@ -48,7 +50,7 @@ TRAINERS = {"dqn": train_dqn, "ppo": train_ppo, "sac": train_sac}
 
 def train_teacher(
     env_id: str,
-    algo: str,
+    algo: str | None,
     out_dir: str | Path,
     steps: int | None = None,
     seed: int = 0,
@@ -66,6 +68,7 @@ def train_teacher(
     kickstart_schedule: str | None = None,
     kickstart_until: int | None = None,
     kickstart_temperature: float | None = None,
+    hyperparams_file: str | Path | None = None,
 ) -> dict:
     """Train a DQN, PPO or SAC teacher and export it as a Keras ``TeacherModel``.
 
@@ -95,7 +98,12 @@ def train_teacher(
     Args:
         env_id: Gymnasium id, or an alias from the hyperparameter file
             (e.g. ``"CartPole-v1-large"``).
-        algo: ``"dqn"``, ``"ppo"`` or ``"sac"``.
+        algo: ``"dqn"``, ``"ppo"`` or ``"sac"``; None: the one
+            ``kd_rl/hyperparams/best.yml`` lists for ``env_id``, else DQN for
+            ``Discrete`` actions and SAC for ``Box`` ones
+            (`kd_rl.teachers.hyperparams.choose_algo`). An environment the
+            algorithm's file has no entry for trains with that file's untuned
+            defaults, said in one line on stderr (``metrics["tuned"]`` False).
         out_dir: Output folder (created).
         steps: Environment steps; default ``n_timesteps`` from the file. PPO
             rounds it up to whole rollouts (``n_envs * n_steps``) and counts
@@ -123,6 +131,10 @@ def train_teacher(
             1% of λ0); default half of ``steps``.
         kickstart_temperature: The teacher's temperature; default by its
             outputs (0.01 for Q-values, 1 for logits and Gaussians).
+        hyperparams_file: Your own YAML file in the form of
+            ``kd_rl/hyperparams/{algo}.yml``: its entry for ``env_id`` (else its
+            ``default``) replaces the shipped values key by key; checked
+            before anything is written.
 
     Returns:
         The metrics written to ``metrics.json``; ``outputs`` says what the
@@ -138,13 +150,23 @@ def train_teacher(
             ``kickstart_weight``, an unknown schedule, or kickstart settings
             without ``kickstart``.
     """
-    algo = check_algo(algo)
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    chosen = None
+    if algo is None:
+        try:
+            algo = choose_algo(env_id)
+            chosen = f"{algo}, kd_rl/hyperparams/best.yml's choice for {env_id}"
+        except ValueError:  # not listed: by the action space
+            continuous = env_spec(env_id).is_continuous
+            algo = choose_algo(env_id, "continuous" if continuous else "discrete")
+            chosen = f"{algo}, for its {'Box' if continuous else 'Discrete'} actions"
+    algo = check_algo(algo)
     overrides = dict(overrides or {})
     if hidden_units is not None:
         overrides["hidden_units"] = hidden_units
-    gym_id, params = load_hyperparameters(env_id, algo, overrides)
+    gym_id, params = load_hyperparameters(env_id, algo, overrides, hyperparams_file)
+    tuned = is_tuned(env_id, algo) or hyperparams_file is not None
     steps = check_int("steps", params["n_timesteps"] if steps is None else steps)
     params["n_timesteps"] = steps
     seed = check_int("seed", seed, minimum=0)
@@ -162,6 +184,14 @@ def train_teacher(
         "temperature": kickstart_temperature,
     }
     kick = _kickstart(kickstart, {k: v for k, v in options.items() if v is not None}, gym_id, algo, steps)
+    if chosen is not None:
+        print(f"note: no algo given: {chosen}", file=sys.stderr)
+    if not tuned:
+        print(
+            f"note: kd_rl/hyperparams/{algo}.yml has no entry for {env_id}: training with its untuned defaults "
+            "(set your own with --hyperparams FILE; see docs/cli.md)",
+            file=sys.stderr,
+        )
 
     existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
@@ -181,6 +211,8 @@ def train_teacher(
             "env_id": gym_id,
             "hyperparameters_key": env_id,
             "algo": algo,
+            "tuned": tuned,
+            "hyperparams_file": None if hyperparams_file is None else str(hyperparams_file),
             "outputs": teacher.output_type,
             "seed": seed,
             "env_steps": env_steps,
