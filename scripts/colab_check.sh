@@ -2,7 +2,9 @@
 # A Colab-like check (issue #11): a fresh Python 3.13 venv that first installs Colab's
 # preinstalled set, then kd_rl exactly as the README tells a Colab user, then fails if
 # TensorFlow or Keras were replaced, and runs a zoo distillation, a TFLite export and its
-# evaluation, a short PPO teacher training and notebook 02 in fast mode.
+# evaluation, a short PPO teacher training and every notebook in fast mode. Last, it uninstalls
+# kd_rl and runs notebook 01 again: its first cell must install kd_rl from the clone, as on a fresh
+# Colab runtime, and leave TensorFlow and Keras as they were.
 #
 #   bash scripts/colab_check.sh [PYTHON3.13]      (default: python3.13, else pyenv's 3.13)
 #
@@ -73,8 +75,26 @@ assert keras.__version__.startswith("3.13"), keras.__version__
 print("TFLite export exact on 1,000 visited states; PPO teacher trained:", teacher["mean_return"])
 PY
 
-echo "== 4. notebook 02 in fast mode"
-$PIP install --quiet "pytest>=8,<9" nbmake ipykernel
+echo "== 4. every notebook in fast mode"
+$PIP install --quiet "pytest>=8,<9" pytest-timeout nbmake ipykernel
 cd "$REPO"
-KD_RL_FAST=1 "$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider --nbmake notebooks/02_dqn_teacher_to_student.ipynb
+NBMAKE=("$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider --timeout 1800 --nbmake)
+KD_RL_FAST=1 "${NBMAKE[@]}" notebooks/*.ipynb
+
+echo "== 5. a runtime without kd_rl: notebook 01's first cell installs it from the clone"
+$PIP uninstall --quiet --yes kd_rl
+# Checked from $WORK: in the repository root the source folder kd_rl/ would be importable itself.
+if (cd "$WORK" && "$WORK/venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("kd_rl") is not None)'); then
+  KD_RL_FAST=1 "${NBMAKE[@]}" notebooks/01_article_reproduced.ipynb
+else
+  echo "colab_check: kd_rl is still importable after pip uninstall" >&2
+  exit 1
+fi
+(cd "$WORK" && "$WORK/venv/bin/python" -c 'import kd_rl; print("kd_rl", kd_rl.__version__, "installed by the notebook, in", kd_rl.__path__[0])')
+after=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | sort)
+if [ "$before" != "$after" ]; then
+  echo "colab_check: the notebook's install cell changed TensorFlow/Keras:" >&2
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  exit 1
+fi
 echo "colab_check: passed"

@@ -1,0 +1,59 @@
+"""The notebooks are lessons (issue #19): what each must hold, read from the committed files.
+
+`make test` also executes every notebook in fast mode (nbmake); these checks are about their
+shape: valid nbformat, learning goals, exercises whose solutions run, a summary, committed
+outputs without TensorFlow's start-up noise, and a row in both course tables.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d)", re.MULTILINE)
+
+
+def test_the_course_has_eight_lessons():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_each_notebook_is_a_lesson(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)  # e.g. no outputs on a markdown cell
+    markdown = ["".join(c.source) for c in nb.cells if c.cell_type == "markdown"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert markdown[0].startswith("# ") and "You will learn" in markdown[0], f"{path.name}: goals at the top"
+    assert any(re.search(r"^## Summary", m, re.MULTILINE) for m in markdown), f"{path.name}: a summary at the end"
+    assert sum("Exercise" in m for m in markdown) >= 2, f"{path.name}: 2-4 exercises"
+    solutions = [c for c in code if c.source.startswith("# Solution (runs in CI)")]
+    assert len(solutions) >= 2 and all("assert" in c.source for c in solutions), f"{path.name}: checked solutions"
+    assert all("solution" in c.metadata.get("tags", []) for c in solutions), f"{path.name}: solutions tagged"
+    assert sum("What you should see" in m for m in markdown) >= 2, f"{path.name}: what a learner should see"
+    # Committed with the outputs of a full run, figures included, and none of TF's start-up noise.
+    ran = [c for c in code if c.outputs]
+    assert len(ran) >= len(code) // 2, f"{path.name}: committed without outputs"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), f"{path.name}: an error"
+    streams = "".join("".join(o.get("text", "")) for c in code for o in c.outputs if o.get("output_type") == "stream")
+    assert not NOISE.search(streams), f"{path.name}: TensorFlow log lines in the committed outputs"
+    figures = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    assert figures >= 1, f"{path.name}: at least one figure"
+
+
+@pytest.mark.parametrize("table", ["notebooks/README.md", "docs/notebooks.md"])
+def test_both_course_tables_list_every_notebook(table):
+    text = (ROOT / table).read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert f"{path.name})" in text, f"{table} does not link {path.name}"
+    assert "coming" not in text, f"{table} still announces a lesson as coming"
+
+
+def test_first_cells_install_kd_rl_only_when_missing():
+    for path in NOTEBOOKS:
+        first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        source = "".join(first["source"])
+        assert 'find_spec("kd_rl") is None' in source and "tf-agents==0.19.0" in source, path.name
