@@ -13,7 +13,9 @@ Playwright's Python API; Playwright's own browser download is never used. On eve
 - no formula left unrendered: no ``$$``, ``\\(``, ``\\)``, ``\\[``, ``\\]``, ``$...$`` or
   ``\\command`` in the text outside code, and no KaTeX error;
 - no table wider than its column or than the 1280 px window (the benchmarks tables'
-  last columns must be visible without scrolling sideways).
+  last columns must be visible without scrolling sideways);
+- no broken link: every link within the site (a notebook's links to the docs included)
+  leads to a page that exists and, with ``#anchor``, to an element with that id there.
 
 Some pages must show more: concepts the KL, its gradient and the T² argument typeset by
 KaTeX, the API reference the losses' formulas, a notebook its committed figures.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html.parser
 import http.server
 import json
 import os
@@ -36,7 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -183,6 +186,49 @@ def _pages(site_dir: Path) -> list[str]:
     return pages
 
 
+class _LinksAndIds(html.parser.HTMLParser):
+    """A page's ``<a href>`` values and element ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.add(attributes["id"])
+        if tag == "a" and attributes.get("href"):
+            self.hrefs.append(attributes["href"])
+
+
+def broken_links(site_dir: Path) -> dict[str, list[str]]:
+    """{page: [problems]} for links within the site to a missing page or a missing ``#anchor``."""
+    parsed: dict[Path, _LinksAndIds] = {}
+
+    def parse(path: Path) -> _LinksAndIds:
+        if path not in parsed:
+            parsed[path] = _LinksAndIds()
+            parsed[path].feed(path.read_text(encoding="utf-8"))
+        return parsed[path]
+
+    problems: dict[str, list[str]] = {}
+    for page_path in _pages(site_dir):
+        source = site_dir / page_path / "index.html"
+        for href in parse(source).hrefs:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc:
+                continue  # another site, mailto:, data:
+            target = site_dir / unquote(urljoin("/" + page_path, parts.path).lstrip("/")) if parts.path else source
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.setdefault(page_path or "index", []).append(f"broken link {href}: no such file in the site")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse(target).ids:
+                problems.setdefault(page_path or "index", []).append(f"broken link {href}: no #{parts.fragment} there")
+    return problems
+
+
 def _serve(site_dir: Path) -> http.server.ThreadingHTTPServer:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -295,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     screenshots = args.screenshots or work / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
     problems = check_site(site_dir.resolve(), screenshots, chromium)
+    for page_path, found in broken_links(site_dir.resolve()).items():
+        problems.setdefault(page_path, []).extend(found)
     seconds = time.perf_counter() - start
     pages = len(_pages(site_dir))
     if problems:
@@ -307,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.site_dir is None:  # the site this check built; kept above for a look when it fails
         shutil.rmtree(site_dir)
-    print(f"docs check: {pages} pages load offline, every formula typeset ({seconds:.1f} s)")
+    print(f"docs check: {pages} pages load offline, every formula typeset, no broken link ({seconds:.1f} s)")
     print(f"docs check: screenshots of {', '.join(SCREENSHOTS)} in {screenshots}")
     return 0
 

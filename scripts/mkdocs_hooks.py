@@ -4,7 +4,9 @@ The notebooks live in ``notebooks/``, outside ``docs/``, and are not copied into
 at build time each ``notebooks/NAME.ipynb`` is added to the site as the page
 ``notebooks/NAME/`` (rendered with its committed outputs by mkdocs-jupyter) and listed
 in the nav section that holds ``notebooks.md``. A Markdown link written for GitHub,
-``../notebooks/NAME.ipynb`` from a page in ``docs/``, is pointed at that page.
+``../notebooks/NAME.ipynb`` from a page in ``docs/``, is pointed at that page; in a
+notebook, links written for GitHub and Jupyter (``../docs/PAGE.md#anchor``,
+``NAME.ipynb``) are pointed at the site's pages.
 nbconvert's loaders of MathJax and Mermaid, which fetch from a CDN, are taken out of
 the notebook pages: KaTeX typesets their formulas like the rest of the site's.
 """
@@ -16,11 +18,14 @@ from pathlib import Path
 
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
+from mkdocs.utils import get_relative_url
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 OVERVIEW = "notebooks.md"
 _GITHUB_LINK = re.compile(r"\]\(\.\./notebooks/([^)\s/]+\.ipynb)")
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL)
+# In a rendered notebook: href="../docs/PAGE.md#anchor" or href="NAME.ipynb#anchor".
+_NOTEBOOK_LINK = re.compile(r'href="(\.\./docs/[^"#]+\.md|[^"#/:]+\.ipynb)(#[^"]*)?"')
 
 
 def _notebooks() -> list[Path]:
@@ -67,7 +72,18 @@ def _loads_from_outside(script: str) -> bool:
     return 'src=""' in script or "MathJax" in script or "://" in script
 
 
+def _site_link(match, page, files) -> str:
+    """``match`` of `_NOTEBOOK_LINK` as the href of the site page it means, relative to ``page``."""
+    target, anchor = match.group(1), match.group(2) or ""
+    src_uri = target[len("../docs/") :] if target.startswith("../docs/") else f"notebooks/{target}"
+    file = files.get_file_from_path(src_uri)
+    if file is None:
+        raise ValueError(f"{page.file.src_uri}: link to {target}, which is not a page of the site")
+    return f'href="{get_relative_url(file.url, page.url)}{anchor}"'
+
+
 def on_page_content(html, page, config, files):
     if not page.file.src_uri.endswith(".ipynb"):
         return html
+    html = _NOTEBOOK_LINK.sub(lambda m: _site_link(m, page, files), html)
     return _SCRIPT.sub(lambda m: "" if _loads_from_outside(m.group(0)) else m.group(0), html)

@@ -82,3 +82,24 @@ def test_raw_dollar_formula_is_reported(check, tmp_path):
     problems = module.check_site(site, tmp_path, chromium)
 
     assert problems == {"index": ['raw formula text ($...$) left: "...Unrendered: $x + y$ here...."']}
+
+
+def test_broken_links_names_a_missing_page_and_a_missing_anchor(tmp_path):
+    module = _load_check()  # a static check of the built HTML: no browser
+    site = tmp_path / "site"
+    (site / "concepts").mkdir(parents=True)
+    (site / "notebooks" / "01").mkdir(parents=True)
+    (site / "concepts" / "index.html").write_text(_page("<h2 id='the-loss'>The loss</h2>"))
+    (site / "index.html").write_text(
+        _page("<a href='concepts/#the-loss'>ok</a> <a href='https://example.com/x'>away</a> <a href='#'>top</a>")
+    )
+    notebook = (
+        "<a href='../../concepts/'>ok</a> <a href='../../concepts/#the-gradient'>x</a> <a href='../docs/a.md'>y</a>"
+    )
+    (site / "notebooks" / "01" / "index.html").write_text(_page(notebook))
+    assert module.broken_links(site) == {
+        "notebooks/01/": [
+            "broken link ../../concepts/#the-gradient: no #the-gradient there",
+            "broken link ../docs/a.md: no such file in the site",
+        ]
+    }
