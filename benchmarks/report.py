@@ -168,6 +168,14 @@ SECTIONS = [
         "(see [Scaling out](scaling.md)).",
     ),
     (
+        "teacher_envs",
+        "Parallel environments for teacher training",
+        "Env steps per second of `make_batched_env` stepping 2 and 4 environments serially in one "
+        "process against `parallel=True` (TF-Agents' `ParallelPyEnvironment`, a process per "
+        "environment), for a cheap, a mid and a slow simulator, random actions. A ratio above 1 is "
+        "what `parallel=True` buys on this machine.",
+    ),
+    (
         "continuous",
         "Continuous control: Gaussian teachers into small students",
         "The zoo's SAC teachers (tanh-squashed Gaussians) distilled with the Gaussian KL (kd_rl's "
@@ -216,6 +224,7 @@ COMMANDS = {
     "compression": "python benchmarks/compression.py",
     "sample_efficiency": "python benchmarks/sample_efficiency.py",
     "scaling": "python benchmarks/scaling.py --rounds 3",
+    "teacher_envs": "python benchmarks/teacher_envs.py",
     "kickstart": "python benchmarks/kickstart.py",
     "continuous": "python benchmarks/continuous.py",
     "multitask": "python benchmarks/multitask.py --steps 20000",

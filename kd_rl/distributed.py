@@ -140,8 +140,25 @@ def connect_ray(address: str | None = None, actors: int = 1) -> bool:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, **quiet)
     else:
         check_ray_address(address)
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as err:
+            raise ConnectionError(_ray_connect_message(address, err)) from None
     return True
+
+
+def _ray_connect_message(address: str, err: Exception) -> str:
+    """One line for a Ray head that answers at ``address`` but refuses this process."""
+    message = f"Ray did not accept a connection to ray_address={address!r}: {str(err).splitlines()[0]}"
+    if os.environ.get("RAY_AUTH_MODE", "disabled") != "token":
+        # Ray 2.60's `ray start --head` turns token authentication on, but a client sends its
+        # token only with RAY_AUTH_MODE=token: measured with the docs/scaling.md recipe.
+        message += (
+            "; a cluster started with `ray start` (Ray >= 2.60 turns token authentication on) also needs "
+            "RAY_AUTH_MODE=token in this shell, with the cluster's token in ~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN (see docs/scaling.md)"
+        )
+    return message
 
 
 def actor_seed(seed: int, index: int, generation: int = 0) -> int:

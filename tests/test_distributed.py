@@ -21,6 +21,7 @@ from kd_rl.distributed import (
     INSTALL_HINT,
     ActorLostError,
     DistributedCollector,
+    _ray_connect_message,
     actor_seed,
     check_ray_address,
     require_ray,
@@ -67,6 +68,36 @@ def test_bad_and_unreachable_addresses_are_one_clear_error():
     port = _closed_port()
     with pytest.raises(ConnectionError, match=f"cannot reach a Ray cluster at ray_address='127.0.0.1:{port}'"):
         check_ray_address(f"127.0.0.1:{port}", timeout=2)
+
+
+def test_a_head_that_refuses_this_process_names_ray_auth_mode(monkeypatch, tmp_path, capsys):
+    # Ray 2.60's `ray start --head` turns token authentication on; a client without
+    # RAY_AUTH_MODE=token is refused after Ray's retries with "Failed to connect to Ray cluster".
+    ray = pytest.importorskip("ray")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # the TCP check passes: something answers there
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    def refused(*args, **kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    try:
+        code = main(
+            ["distill", "--teacher", "CartPole-v1-dqn", "--env", "CartPole-v1", "--actors", "2", "--ray-address",
+             address, "--out", str(tmp_path / "run"), "--no-progress"]
+        )  # fmt: skip
+    finally:
+        listener.close()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not (tmp_path / "run").exists(), err
+    assert f"Ray did not accept a connection to ray_address='{address}'" in err
+    assert "also needs RAY_AUTH_MODE=token in this shell" in err
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # set already: the hint would mislead, Ray's words only
+    assert "RAY_AUTH_MODE" not in _ray_connect_message(address, ConnectionError("refused"))
 
 
 def test_without_ray_actors_fail_with_the_install_command(monkeypatch, cartpole_teacher, tmp_path):
