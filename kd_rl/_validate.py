@@ -1,4 +1,4 @@
-"""One check for the integer settings every module takes (sizes, steps, counts)."""
+"""Checks for the integer settings every module takes (sizes, steps, counts) and for plain numbers."""
 
 from __future__ import annotations
 
@@ -23,3 +23,19 @@ def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> i
         rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be {rule}, got {value!r}")
     return int(value)
+
+
+def check_float(name: str, value) -> float:
+    """``value`` as a finite Python float, or ``ValueError`` naming ``name``.
+
+    Example:
+        >>> check_float("stop_return", float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: stop_return must be a finite number, got nan
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)

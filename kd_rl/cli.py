@@ -136,6 +136,8 @@ def _cmd_train_teacher(args) -> int:
         kickstart_schedule=args.kickstart_schedule,
         kickstart_until=args.kickstart_until,
         hyperparams_file=args.hyperparams,
+        stop_return=args.stop_return,
+        env_kwargs=_env_kwargs(args),
     )
     print(
         f"{args.env} {metrics['algo']}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
@@ -460,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint-every", type=_positive_int)
+    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
+    p.add_argument(
+        "--stop-return",
+        type=float,
+        metavar="R",
+        help="stop at the first periodic evaluation whose mean return reaches R (e.g. the env's reward threshold)",
+    )
     p.add_argument(
         "--kickstart",
         metavar="TEACHER",

@@ -118,9 +118,9 @@ def test_without_algo_the_table_chooses_and_the_run_records_it(tmp_path, capsys)
 
 def test_an_environment_without_an_entry_says_its_defaults_are_untuned(tmp_path, capsys):
     metrics = train_teacher(
-        "Acrobot-v1", "ppo", tmp_path / "run", steps=64, overrides=dict(n_envs=2, n_steps=32, n_epochs=1),
+        "Pendulum-v1", "ppo", tmp_path / "run", steps=64, overrides=dict(n_envs=2, n_steps=32, n_epochs=1),
         eval_every=64, eval_episodes=1, progress=False,
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert "note: kd_rl/hyperparams/ppo.yml has no entry for Acrobot-v1: training with its untuned defaults" in err
+    assert "note: kd_rl/hyperparams/ppo.yml has no entry for Pendulum-v1: training with its untuned defaults" in err
     assert metrics["tuned"] is False and metrics["hyperparams_file"] is None

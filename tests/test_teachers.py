@@ -269,6 +269,9 @@ def test_resume_after_interruption_reaches_the_same_step_count(
         ("CartPole-v1", "dqn", {"overrides": {"lr_schedule": "cosine"}}, "lr_schedule must be"),
         ("CartPole-v1", "dqn", {"overrides": {"loss": "l1"}}, "loss must be 'huber' or 'mse'"),
         ("CartPole-v1", "dqn", {"eval_episodes": 0}, "eval_episodes must be an int >= 1, got 0"),
+        ("CartPole-v1", "dqn", {"env_kwargs": {"nope": 1}}, "environment 'CartPole-v1' rejects the arguments"),
+        ("CartPole-v1", "dqn", {"env_kwargs": "{}"}, "env_kwargs must be a mapping"),
+        ("CartPole-v1", "dqn", {"stop_return": float("nan")}, "stop_return must be a finite number, got nan"),
     ],
 )
 def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs, match):
@@ -283,25 +286,149 @@ def test_hyperparameters_defaults_and_alias():
     assert gym_id == "CartPole-v1" and params["hidden_units"] == (256, 256)
     # 4*256+256 + 256*256+256 + 256*2+2 weights: the large teacher has >= 50k.
     assert TeacherModel(2, params["hidden_units"], observation_dim=4).count_params() == 67586
-    gym_id, params = load_hyperparameters("Acrobot-v1", "ppo", {"n_envs": 4})
+    gym_id, params = load_hyperparameters("Pendulum-v1", "ppo", {"n_envs": 4})
     _, default = load_hyperparameters("default", "ppo")
-    assert gym_id == "Acrobot-v1" and params == dict(default, n_envs=4)
+    assert gym_id == "Pendulum-v1" and params == dict(default, n_envs=4)
 
 
 def test_periodic_evaluations_use_other_seeds_than_the_final_one(tmp_path, monkeypatch):
     seeds = []
     real_evaluate = run.run_episodes
 
-    def recording_evaluate(policy, env_id, episodes, seed):
+    def recording_evaluate(policy, env_id, episodes, seed, **kwargs):
         seeds.append(seed)
-        return real_evaluate(policy, env_id, episodes, seed)
+        return real_evaluate(policy, env_id, episodes, seed, **kwargs)
 
     monkeypatch.setattr(run, "run_episodes", recording_evaluate)
     overrides = dict(TINY_DQN, eval_every=100, keep_best=True)
     metrics = train_teacher("CartPole-v1", "dqn", tmp_path, steps=300, seed=4, overrides=overrides, progress=False)
-    assert seeds == [4 + run.PERIODIC_EVAL_SEED_OFFSET] * 3
+    assert seeds == [4 + run.PERIODIC_EVAL_SEED_OFFSET] * 3 == [metrics["periodic_eval_seed"]] * 3
     periodic, final = episode_seeds(seeds[0], 20), episode_seeds(4, 100)
     assert not set(periodic) & set(final), "best-weight selection must not see the final evaluation's episodes"
     # keep_best exports the weights of the best periodic evaluation.
     best = max(r for _, r in _read_curve(tmp_path / "curve.csv"))
     assert metrics["exported_weights"] == "best" and metrics["best_eval_mean_return"] == best
+
+
+@pytest.mark.parametrize(
+    "algo, overrides, first_eval",
+    [("dqn", dict(TINY_DQN, eval_every=100), 100), ("ppo", dict(TINY_PPO, eval_every=64), 64)],
+)
+def test_stop_return_ends_the_run_and_env_kwargs_reach_every_environment(tmp_path, algo, overrides, first_eval):
+    # Episodes cut at 20 steps: every evaluation (periodic and final) must see the cut.
+    kwargs = {"max_episode_steps": 20}
+    metrics = train_teacher(
+        "CartPole-v1",
+        algo,
+        tmp_path,
+        steps=1000,
+        seed=1,
+        overrides=overrides,
+        eval_episodes=3,
+        progress=False,
+        stop_return=1.0,
+        env_kwargs=kwargs,
+    )
+    assert metrics["stopped_early"] and metrics["stop_return"] == 1.0
+    assert metrics["env_steps"] == first_eval
+    assert [s for s, _ in _read_curve(tmp_path / "curve.csv")] == [first_eval]
+    assert metrics["env_kwargs"] == kwargs
+    assert max(metrics["returns"]) <= 20 and max(r for _, r in _read_curve(tmp_path / "curve.csv")) <= 20
+    # Without the threshold the same run trains every step.
+    full = train_teacher(
+        "CartPole-v1",
+        algo,
+        tmp_path / "full",
+        steps=2 * first_eval,
+        seed=1,
+        overrides=overrides,
+        progress=False,
+        eval_episodes=2,
+    )
+    assert not full["stopped_early"] and full["env_steps"] == 2 * first_eval
+
+
+def _ppo_rollout(agent, n_envs: int, n_steps: int):
+    """One rollout of ``agent``'s collect policy on CartPole-v1: a [n_envs, n_steps] Trajectory."""
+    from tf_agents.environments import tf_py_environment
+    from tf_agents.trajectories import trajectory
+
+    from kd_rl.teachers import make_batched_env
+
+    tf_env = tf_py_environment.TFPyEnvironment(make_batched_env("CartPole-v1", n_envs, seed=0))
+    time_step, steps = tf_env.reset(), []
+    for _ in range(n_steps):
+        action_step = agent.collect_policy.action(time_step)
+        next_time_step = tf_env.step(action_step.action)
+        steps.append(trajectory.from_transition(time_step, action_step, next_time_step))
+        time_step = next_time_step
+    return tf.nest.map_structure(lambda *xs: tf.stack(xs, axis=1), *steps)
+
+
+def test_ppo_update_equals_tf_agents_train_and_minibatches_count_their_steps():
+    from tf_agents.agents.ppo import ppo_clip_agent
+    from tf_agents.networks import value_network
+
+    from kd_rl.teachers.agents import make_actor_network
+    from kd_rl.teachers.ppo import make_ppo_update
+
+    tf_keras.utils.set_random_seed(0)
+    time_step_spec, action_spec = _specs()
+    _, p = load_hyperparameters("CartPole-v1", "ppo", {"hidden_units": [16], "value_hidden_units": [16]})
+    agent = make_ppo_agent(time_step_spec, action_spec, p)
+    n_envs, n_steps, epochs = 4, 24, 3
+    experience = _ppo_rollout(agent, n_envs, n_steps)
+    # An episode ends inside the rollout, so boundary steps are there to mask.
+    assert bool(tf.reduce_any(experience.is_boundary()))
+
+    # Reference: TF-Agents' own PPOClipAgent.train (epochs unrolled, values and
+    # normalisers handled inside train), from the same weights.
+    actor, value = (
+        make_actor_network(action_spec, p),
+        value_network.ValueNetwork(
+            time_step_spec.observation, fc_layer_params=(16,), activation_fn=tf_keras.activations.tanh
+        ),
+    )
+    reference = ppo_clip_agent.PPOClipAgent(
+        time_step_spec,
+        action_spec,
+        optimizer=tf_keras.optimizers.Adam(learning_rate=float(p["learning_rate"]), epsilon=1e-5),
+        actor_net=actor,
+        value_net=value,
+        importance_ratio_clipping=float(p["clip_range"]),
+        lambda_value=float(p["gae_lambda"]),
+        discount_factor=float(p["gamma"]),
+        entropy_regularization=float(p["ent_coef"]),
+        value_pred_loss_coef=float(p["vf_coef"]),
+        num_epochs=epochs,
+        use_gae=True,
+        use_td_lambda_return=True,
+        normalize_rewards=bool(p["normalize_rewards"]),
+        normalize_observations=True,
+        gradient_clipping=float(p["max_grad_norm"]),
+    )
+    reference.initialize()
+    value.create_variables()
+    for mine, theirs in ((agent.actor_net, actor), (agent._value_net, value)):
+        for target, source in zip(theirs.variables, mine.variables, strict=True):
+            target.assign(source)
+    without_values = experience.replace(policy_info={"dist_params": experience.policy_info["dist_params"]})
+
+    update = make_ppo_update(agent, epochs, n_envs * n_steps)
+    update(experience)
+    reference.train(without_values)
+    for mine, theirs in ((agent.actor_net, actor), (agent._value_net, value)):
+        for a, b in zip(mine.variables, theirs.variables, strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    mine_norm = agent.collect_policy.observation_normalizer.variables
+    theirs_norm = reference.collect_policy.observation_normalizer.variables
+    for a, b in zip(tf.nest.flatten(mine_norm), tf.nest.flatten(theirs_norm), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    assert int(agent.train_step_counter.numpy()) == epochs
+
+    # Minibatches of 20 from 96 steps: 5 gradient steps per epoch, the last of 16.
+    before = [v.numpy() for v in agent.actor_net.variables]
+    loss = make_ppo_update(agent, epochs, n_envs * n_steps, batch_size=20)(experience)
+    assert np.isfinite(float(loss))
+    assert int(agent.train_step_counter.numpy()) == epochs + epochs * 5
+    assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, agent.actor_net.variables))

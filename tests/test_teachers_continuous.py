@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from conftest import TEACHER_METRIC_KEYS
 from tf_agents.policies import greedy_policy
 from tf_agents.specs import tensor_spec
@@ -78,6 +79,9 @@ def _mlp(observations, kernels_biases, activation=lambda x: np.maximum(x, 0.0)):
 
 
 def test_export_sac_matches_tf_agents_greedy_policy_on_visited_states(tmp_path):
+    # Seeded: the checks that the test means much (actions spread, the clip
+    # matters) must not depend on which tests ran before.
+    tf_keras.utils.set_random_seed(0)
     time_step_spec, action_spec = _specs()
     _, params = load_hyperparameters("Pendulum-v1", "sac", {"hidden_units": [32, 32], "critic_hidden_units": [32]})
     actor = make_sac_actor_network(action_spec, params)

@@ -387,6 +387,13 @@ def make_ppo_agent(
     actor is categorical for a discrete action, Gaussian for a continuous one
     (`make_actor_network`).
 
+    One ``agent.train`` call is one gradient step (``num_epochs=1``) on
+    experience already passed through ``agent.preprocess_sequence`` (the
+    collect policy records the value predictions); the normalisers are
+    updated by the caller once per rollout. `kd_rl.teachers.ppo.make_ppo_update`
+    runs the epochs and minibatches of a rollout this way in one compiled
+    loop, so the graph holds one gradient step, not ``n_epochs`` of them.
+
     Args:
         time_step_spec: Tensor time-step spec of the environment.
         action_spec: Scalar ``BoundedTensorSpec`` of the discrete action, or
@@ -429,9 +436,11 @@ def make_ppo_agent(
         discount_factor=float(p["gamma"]),
         entropy_regularization=float(p["ent_coef"]),
         value_pred_loss_coef=float(p["vf_coef"]),
-        num_epochs=int(p["n_epochs"]),
+        num_epochs=1,
         use_gae=True,
         use_td_lambda_return=True,
+        compute_value_and_advantage_in_train=False,
+        update_normalizers_in_train=False,
         normalize_rewards=bool(p["normalize_rewards"]),
         normalize_observations=True,
         gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),

@@ -5,7 +5,10 @@ environment steps before each training round (`kd_rl.teachers.kickstart`).
 
 Python stays out of the inner loop's costly parts: the agent acts with a
 NumPy copy of the Q-network (refreshed after every training round) and samples
-a NumPy replay buffer; only ``agent.train`` runs in TensorFlow.
+a NumPy replay buffer; only the training round runs in TensorFlow: all of its
+``gradient_steps`` minibatches go in at once and `make_dqn_update` runs
+``agent.train`` on each in one compiled loop (one call from Python per round,
+not one per gradient step).
 """
 
 from __future__ import annotations
@@ -23,13 +26,35 @@ from kd_rl.teachers.export import dense_layers, export_dqn_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
 
-__all__ = ["train_dqn"]
+__all__ = ["make_dqn_update", "train_dqn"]
+
+
+def make_dqn_update(agent, gradient_steps: int):
+    """The compiled training round: ``update(batches) -> mean loss`` over ``gradient_steps`` gradient steps.
+
+    ``batches`` is a TF-Agents ``Transition`` whose tensors have a leading
+    ``[gradient_steps, batch_size]``: minibatch ``i`` is ``batches[i]``.
+    ``agent.train`` runs on each in order, in a ``tf.while_loop`` written by
+    hand (``autograph=False``: TF-Agents' code is traced, not converted).
+    """
+
+    def step(i, total, batches):
+        loss = agent.train(tf.nest.map_structure(lambda t: t[i], batches)).loss
+        return i + 1, total + loss, batches
+
+    @common.function(autograph=False)
+    def update(batches):
+        start = (tf.constant(0), tf.constant(0.0), batches)
+        _, total, _ = tf.while_loop(lambda i, *_: i < gradient_steps, step, start)
+        return total / gradient_steps
+
+    return update
 
 
 def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached."""
     p = run.params
-    env = make_env(gym_id, seed=run.seed)
+    env = make_env(gym_id, seed=run.seed, **run.env_kwargs)
     time_step_spec = tensor_spec.from_spec(env.time_step_spec())
     action_spec = tensor_spec.from_spec(env.action_spec())
     obs_dim, num_actions = int(env.observation_spec().shape[0]), int(env.action_spec().maximum) + 1
@@ -49,7 +74,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
         # seeded from the step reached so a resumed run is reproducible too.
         env.seed(run.seed + env_steps)
 
-    train = common.function(agent.train)
+    train = make_dqn_update(agent, gradient_steps)
     eps_start, eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
     eps_steps = max(float(p["exploration_fraction"]) * run.steps, 1.0)
     rng = run.rng
@@ -58,7 +83,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     episode_return, finished, losses, last_log = 0.0, [], [], env_steps
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
-        while env_steps < run.steps:
+        while env_steps < run.steps and not run.reached:
             epsilon = eps_start + (eps_end - eps_start) * min(1.0, env_steps / eps_steps)
             if rng.random() < epsilon:
                 action = int(rng.integers(num_actions))
@@ -78,8 +103,9 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
             if env_steps > learning_starts and env_steps % train_freq == 0:
                 if run.kickstart is not None:
                     run.kickstart.set_step(env_steps)
-                for _ in range(gradient_steps):
-                    losses.append(train(buffer.sample(rng, batch_size)).loss)
+                batches = buffer.sample(rng, gradient_steps * batch_size)
+                split = tf.nest.map_structure(lambda x: x.reshape(gradient_steps, batch_size, *x.shape[1:]), batches)
+                losses.append(train(split))
                 act = numpy_policy(layers)
 
             if env_steps - last_log >= 1000 or env_steps == run.steps:

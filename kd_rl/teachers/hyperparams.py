@@ -45,7 +45,7 @@ _HYPERPARAMS_DIR = Path(__file__).resolve().parent.parent / "hyperparams"
 
 # Keys that may be null (YAML's ~ or null) whatever their default, and keys of two types,
 # checked by check_hyperparameters.
-_NULLABLE = frozenset({"max_grad_norm"})
+_NULLABLE = frozenset({"max_grad_norm", "batch_size"})
 _CHECKED_LATER = frozenset({"target_entropy"})  # "auto" or a number
 
 # Keys that must be positive ints, per algorithm.
@@ -256,6 +256,8 @@ def check_hyperparameters(params: Mapping, algo: str) -> None:
     activation(params["activation"])
     # The training loops act through a NumpyPolicy, which knows fewer activations than Keras.
     NumpyPolicy([(np.zeros((1, 1)), np.zeros(1))], params["activation"])
+    if algo == "ppo" and params["batch_size"] is not None:
+        check_int("batch_size", params["batch_size"])
     if params["lr_schedule"] not in ("constant", "linear"):
         raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {params['lr_schedule']!r}")
     if algo == "dqn" and params["loss"] not in ("huber", "mse"):

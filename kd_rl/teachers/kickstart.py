@@ -158,7 +158,7 @@ def kickstart_loss(
     return tf.cond(tf.size(student_outputs) > 0, lambda: loss, lambda: tf.zeros_like(loss))
 
 
-def check_kickstart_teacher(teacher, env_id: str, algo: str) -> None:
+def check_kickstart_teacher(teacher, env_id: str, algo: str, env_kwargs: dict | None = None) -> None:
     """Raise ``ValueError`` unless ``teacher`` can kickstart an ``algo`` agent on ``env_id``.
 
     The teacher must read the environment's observations and act in its
@@ -168,7 +168,7 @@ def check_kickstart_teacher(teacher, env_id: str, algo: str) -> None:
     """
     from kd_rl.evaluate import check_model_fits_env
 
-    check_model_fits_env(teacher, env_id, role="kickstart teacher")
+    check_model_fits_env(teacher, env_id, role="kickstart teacher", env_kwargs=env_kwargs or None)
     if getattr(teacher, "is_continuous", False):
         wanted = algo == "sac"
         if bool(teacher.squash) != wanted:

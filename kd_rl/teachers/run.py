@@ -52,6 +52,10 @@ class Run:
         kickstart: A kickstarted run's `kd_rl.teachers.kickstart.Kickstart`:
             its scalars join the training logs (TensorBoard ``train/kickstart_weight``,
             ``train/rl_loss``, ``train/kickstart_loss``) and curve.csv's columns.
+        stop_return: End the run at the first periodic evaluation whose mean
+            return reaches this (`reached` turns True); None: run every step.
+        env_kwargs: Arguments for ``gymnasium.make``, for the loops' environments
+            and the evaluations.
     """
 
     def __init__(
@@ -66,8 +70,14 @@ class Run:
         checkpoint_every: int | None,
         progress: bool,
         kickstart=None,
+        stop_return: float | None = None,
+        env_kwargs: dict | None = None,
     ):
         self.out_dir = out_dir
+        self.stop_return = stop_return
+        self.env_kwargs = dict(env_kwargs or {})
+        #: Whether a periodic evaluation reached ``stop_return``: the loops stop stepping.
+        self.reached = False
         self.kickstart = kickstart
         #: curve.csv's columns: `CURVE_COLUMNS`, then a kickstarted run's λ and loss terms.
         self.curve_columns = CURVE_COLUMNS + (KICKSTART_COLUMNS if kickstart is not None else ())
@@ -149,7 +159,13 @@ class Run:
 
     def evaluate(self, env_steps: int, policy: Callable) -> float:
         """Score ``policy`` greedily, extend the curve, keep the best weights; return the mean return."""
-        stats = run_episodes(policy, self.env_id, self.periodic_episodes, self.seed + PERIODIC_EVAL_SEED_OFFSET)
+        stats = run_episodes(
+            policy,
+            self.env_id,
+            self.periodic_episodes,
+            self.seed + PERIODIC_EVAL_SEED_OFFSET,
+            env_kwargs=self.env_kwargs or None,
+        )
         score = stats.mean_return
         new = (env_steps, score, round(self.wall_seconds, 2))
         if self.kickstart is not None:
@@ -168,6 +184,8 @@ class Run:
             tf.summary.scalar("eval/mean_return", score)
             tf.summary.scalar("eval/std_return", stats.std_return)
         self.bar.set_postfix(eval=f"{score:.1f}", best=f"{self.best_score:.1f}")
+        if self.stop_return is not None and score >= self.stop_return:
+            self.reached = True
         return score
 
     def log_training(self, env_steps: int, episode_returns: list, **scalars) -> None:

@@ -30,7 +30,7 @@ __all__ = ["train_sac"]
 def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     """Train a SAC teacher for ``run.steps`` environment steps; return it exported and the steps reached."""
     p = run.params
-    env = make_env(gym_id, seed=run.seed)
+    env = make_env(gym_id, seed=run.seed, **run.env_kwargs)
     time_step_spec = tensor_spec.from_spec(env.time_step_spec())
     action_spec = tensor_spec.from_spec(env.action_spec())
     obs_dim, (low, high) = int(env.observation_spec().shape[0]), action_bounds(action_spec)
@@ -57,7 +57,7 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     episode_return, finished, losses, last_log = 0.0, [], [], env_steps
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
-        while env_steps < run.steps:
+        while env_steps < run.steps and not run.reached:
             if env_steps < learning_starts:
                 action = rng.uniform(low, high).astype(np.float32)
             else:

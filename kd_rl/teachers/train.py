@@ -24,7 +24,7 @@ import tensorflow as tf
 import tf_keras
 
 from kd_rl import _io
-from kd_rl._validate import check_int
+from kd_rl._validate import check_float, check_int
 from kd_rl.envs import env_spec
 from kd_rl.evaluate import run_episodes
 from kd_rl.models import count_params
@@ -39,7 +39,7 @@ from kd_rl.teachers.hyperparams import (
 )
 from kd_rl.teachers.kickstart import Kickstart, check_kickstart_teacher
 from kd_rl.teachers.ppo import train_ppo
-from kd_rl.teachers.run import Run
+from kd_rl.teachers.run import PERIODIC_EVAL_SEED_OFFSET, Run
 from kd_rl.teachers.sac import train_sac
 
 __all__ = ["train_teacher"]
@@ -69,6 +69,8 @@ def train_teacher(
     kickstart_until: int | None = None,
     kickstart_temperature: float | None = None,
     hyperparams_file: str | Path | None = None,
+    stop_return: float | None = None,
+    env_kwargs: Mapping | None = None,
 ) -> dict:
     """Train a DQN, PPO or SAC teacher and export it as a Keras ``TeacherModel``.
 
@@ -135,6 +137,14 @@ def train_teacher(
             ``kd_rl/hyperparams/{algo}.yml``: its entry for ``env_id`` (else its
             ``default``) replaces the shipped values key by key; checked
             before anything is written.
+        stop_return: End training at the first periodic evaluation whose mean
+            return reaches this (e.g. the environment's reward threshold), as
+            Stable-Baselines3's ``StopTrainingOnRewardThreshold`` does;
+            ``metrics["stopped_early"]`` says whether it did. None: train for
+            every step.
+        env_kwargs: Arguments for ``gymnasium.make`` (e.g. ``{"continuous":
+            True}``), used for training and every evaluation and recorded in
+            ``metrics.json``; a rejected argument fails before anything is written.
 
     Returns:
         The metrics written to ``metrics.json``; ``outputs`` says what the
@@ -152,13 +162,16 @@ def train_teacher(
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
+        raise ValueError(f"env_kwargs must be a mapping of gymnasium.make arguments, got {env_kwargs!r}")
+    env_kwargs = dict(env_kwargs or {})
     chosen = None
     if algo is None:
         try:
             algo = choose_algo(env_id)
             chosen = f"{algo}, kd_rl/hyperparams/best.yml's choice for {env_id}"
         except ValueError:  # not listed: by the action space
-            continuous = env_spec(env_id).is_continuous
+            continuous = env_spec(env_id, **env_kwargs).is_continuous
             algo = choose_algo(env_id, "continuous" if continuous else "discrete")
             chosen = f"{algo}, for its {'Box' if continuous else 'Discrete'} actions"
     algo = check_algo(algo)
@@ -173,9 +186,11 @@ def train_teacher(
     eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
     eval_episodes = check_int("eval_episodes", eval_episodes)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if stop_return is not None:
+        stop_return = check_float("stop_return", stop_return)
     check_hyperparameters(params, algo)
     # Unknown id, unusable spaces or the wrong algorithm for them: fail before writing anything.
-    spec = env_spec(gym_id)
+    spec = env_spec(gym_id, **env_kwargs)
     check_algo_for_actions(algo, "continuous" if spec.is_continuous else "discrete", gym_id, spec.describe())
     options = {
         "weight": kickstart_weight,
@@ -183,7 +198,7 @@ def train_teacher(
         "until": kickstart_until,
         "temperature": kickstart_temperature,
     }
-    kick = _kickstart(kickstart, {k: v for k, v in options.items() if v is not None}, gym_id, algo, steps)
+    kick = _kickstart(kickstart, {k: v for k, v in options.items() if v is not None}, gym_id, algo, steps, env_kwargs)
     if chosen is not None:
         print(f"note: no algo given: {chosen}", file=sys.stderr)
     if not tuned:
@@ -197,7 +212,20 @@ def train_teacher(
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     with _io.cleanup_on_failure(out_dir, existed):
         tf_keras.utils.set_random_seed(seed)
-        run = Run(out_dir, gym_id, seed, steps, params, algo, eval_every, checkpoint_every, progress, kick)
+        run = Run(
+            out_dir,
+            gym_id,
+            seed,
+            steps,
+            params,
+            algo,
+            eval_every,
+            checkpoint_every,
+            progress,
+            kick,
+            stop_return,
+            env_kwargs,
+        )
         try:
             teacher, env_steps = TRAINERS[algo](run, gym_id, resume)
             steps_per_second = run.steps_per_second(env_steps)
@@ -206,10 +234,11 @@ def train_teacher(
             run.close()
 
         _io.save_model(teacher, out_dir / "teacher.keras")
-        final = run_episodes(teacher, gym_id, eval_episodes, seed)
+        final = run_episodes(teacher, gym_id, eval_episodes, seed, env_kwargs=env_kwargs or None)
         metrics = {
             "env_id": gym_id,
             "hyperparameters_key": env_id,
+            "env_kwargs": env_kwargs,
             "algo": algo,
             "tuned": tuned,
             "hyperparams_file": None if hyperparams_file is None else str(hyperparams_file),
@@ -227,6 +256,9 @@ def train_teacher(
             "best_eval_env_steps": run.best_step,
             "best_eval_mean_return": run.best_score if run.best_step >= 0 else None,
             "exported_weights": run.exported_weights,
+            "periodic_eval_seed": seed + PERIODIC_EVAL_SEED_OFFSET,
+            "stop_return": stop_return,
+            "stopped_early": run.reached,
             "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "versions": _versions(),
         }
@@ -239,7 +271,7 @@ def train_teacher(
         return metrics
 
 
-def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int) -> Kickstart | None:
+def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_kwargs: dict) -> Kickstart | None:
     """The run's `Kickstart`, its teacher loaded and checked against the environment; None without a teacher."""
     if teacher is None:
         if options:
@@ -251,7 +283,7 @@ def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int) -> Ki
 
     source = teacher.name if isinstance(teacher, keras.Model) else str(teacher)
     model = teacher if isinstance(teacher, keras.Model) else load_policy(teacher)
-    check_kickstart_teacher(model, gym_id, algo)
+    check_kickstart_teacher(model, gym_id, algo, env_kwargs)
     options.setdefault("until", max(steps // 2, 1))
     return Kickstart(model, source=source, **options)
 
