@@ -1,19 +1,33 @@
-"""Env steps and wall seconds until each teacher algorithm first solves CartPole-v1.
+"""Teachers side by side with Stable-Baselines3: env steps and wall seconds to each Gymnasium threshold.
 
-"Solved" is a mean greedy return >= 475 over 20 evaluation episodes (the
-periodic evaluation of ``train_teacher``). DQN uses the ``CartPole-v1-large``
-hyperparameters (two layers of 256 units) with a 50,000-step budget, PPO the
-``CartPole-v1`` ones with 100,000 steps; 3 seeds each. Wall seconds count
-everything up to that evaluation, evaluations included.
+For each environment, algorithm and seed, kd_rl's ``train_teacher`` (its
+shipped hyperparameters, which follow RL-Baselines3-Zoo) and SB3 2.x with
+RL-Zoo's hyperparameters (`_sb3_peer.py`, in a throwaway venv made by
+`_sb3_venv.py` on first use) train one after the other in the same run, so
+both see the same machine load. Both evaluate greedily every ``eval_every``
+env steps over 20 episodes seeded apart from training, and stop at the first
+evaluation that reaches the threshold (kd_rl: ``stop_return``; SB3: the same
+check in a callback). "Solved at" is that evaluation's env step and wall time
+since training began (evaluations and compilation included); the budget is
+RL-Zoo's ``n_timesteps`` for the environment. Env steps count every step of
+every environment (kd_rl's PPO counts its auto-resets too). SB3 runs with
+``torch.set_num_threads(1)``, its fastest setting for small networks on CPU;
+TensorFlow uses its defaults (both cores).
 
-    python benchmarks/teachers.py [--seeds 0 1 2]
+    python benchmarks/teachers.py [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo]
+                                  [--seeds 0 1 2] [--no-sb3] [--max-steps N]
+
+Runs of (environment, algorithm) pairs not asked for this time are kept from
+the last results, so one pair can be measured again on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,84 +35,160 @@ from _common import curve_points, quiet_tensorflow, results_dir, write_results
 
 quiet_tensorflow()
 
-SOLVED = 475.0
-CASES = {"dqn": ("CartPole-v1-large", 50_000, 2_500), "ppo": ("CartPole-v1", 100_000, 4_096)}
-TARGET_SECONDS = 300
+# Gymnasium's reward thresholds (CartPole-v1 475, Acrobot-v1 -100, LunarLander-v3 200),
+# RL-Zoo's step budgets per algorithm, and env steps between evaluations.
+CASES = {
+    "CartPole-v1": {"threshold": 475.0, "budget": {"dqn": 50_000, "ppo": 100_000}, "eval_every": 2_500},
+    "Acrobot-v1": {"threshold": -100.0, "budget": {"dqn": 100_000, "ppo": 1_000_000}, "eval_every": 10_000},
+    "LunarLander-v3": {"threshold": 200.0, "budget": {"dqn": 100_000, "ppo": 1_000_000}, "eval_every": 20_000},
+}
+EVAL_EPISODES = 20
+FRAMEWORKS = ("kd_rl", "sb3")
+
+
+def run_kd_rl(env: str, algo: str, seed: int, budget: int, eval_every: int, threshold: float) -> dict:
+    from kd_rl.teachers import train_teacher
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = train_teacher(
+            env,
+            algo,
+            Path(tmp) / "run",
+            steps=budget,
+            seed=seed,
+            overrides={"periodic_eval_episodes": EVAL_EPISODES},
+            eval_every=eval_every,
+            eval_episodes=EVAL_EPISODES,
+            progress=False,
+            stop_return=threshold,
+        )
+        curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return", "wall_seconds")
+    solved = next(((s, w) for s, r, w in curve if r >= threshold), None)
+    return {
+        "solved_at_env_steps": solved[0] if solved else None,
+        "solved_after_seconds": solved[1] if solved else None,
+        "steps_per_second": m["steps_per_second"],
+        "env_steps": m["env_steps"],
+        "wall_seconds": m["wall_seconds"],
+        "curve": curve,
+        "hyperparameters": m["hyperparameters"],
+    }
+
+
+def summarise(runs: list[dict]) -> tuple[list[str], list[str]]:
+    """The table rows (one per environment, algorithm and framework) and one verdict line per pair."""
+    rows, verdicts = [], []
+    pairs = sorted({(r["env"], r["algo"]) for r in runs}, key=lambda p: (list(CASES).index(p[0]), p[1]))
+    for env, algo in pairs:
+        medians = {}
+        for framework in FRAMEWORKS:
+            mine = sorted((r for r in runs if (r["env"], r["algo"], r["framework"]) == (env, algo, framework)),
+                          key=lambda r: r["seed"])  # fmt: skip
+            if not mine:
+                continue
+            solved = [r for r in mine if r["solved_at_env_steps"] is not None]
+            per_seed = ", ".join(
+                f"{r['solved_at_env_steps']:,} / {r['solved_after_seconds']:.0f} s"
+                if r["solved_at_env_steps"] is not None
+                else "not solved"
+                for r in mine
+            )
+            # A seed that never solves counts as the whole budget (a lower bound on its steps).
+            all_steps = [r["solved_at_env_steps"] or r["budget"] for r in mine]
+            all_seconds = [r["solved_after_seconds"] or r["wall_seconds"] for r in mine]
+            medians[framework] = (float(np.median(all_steps)), float(np.median(all_seconds)), len(solved), len(mine))
+            rate = np.median([r["steps_per_second"] for r in mine])
+            rows.append(
+                f"| {env} | {algo} | {framework} | {len(solved)}/{len(mine)} | {per_seed} | "
+                f"{np.median(all_steps):,.0f} | {np.median(all_seconds):.1f} | {rate:,.0f} |"
+            )
+        if len(medians) == 2:
+            (ks, kw, kn, km), (ss, sw, sn, sm) = medians["kd_rl"], medians["sb3"]
+            verdicts.append(
+                f"{env} {algo}: kd_rl solved {kn}/{km} seeds, SB3 {sn}/{sm}; median env steps "
+                f"{ks:,.0f} vs {ss:,.0f} ({ss / ks:.2f}x), median wall seconds {kw:.1f} vs {sw:.1f} "
+                f"({sw / kw:.2f}x); target kd_rl <= SB3 on both: "
+                f"{'met' if kn == km and ks <= ss and kw <= sw else 'NOT met'}."
+            )
+    return rows, verdicts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"], choices=list(CASES))
+    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--algos", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--no-sb3", action="store_true", help="kd_rl only (no SB3 venv)")
     parser.add_argument("--max-steps", type=int, help="cap the step budgets (quick tries only)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the last results")
     args = parser.parse_args()
+    if args.report_only:
+        data = json.loads((results_dir() / "teachers.json").read_text())
+        return report(data["runs"], data["command"])
 
-    from kd_rl.teachers import train_teacher
+    if not args.no_sb3:
+        from _sb3_venv import run_sb3, sb3_python
 
-    # Runs of algorithms not asked for this time are kept from the last results, so one
-    # algorithm can be measured again on its own.
+        sb3_python()  # make the venv before the first timed run
+    asked = {(e, a) for e in args.envs for a in args.algos}
     previous = results_dir() / "teachers.json"
-    runs = (
-        [r for r in json.loads(previous.read_text())["runs"] if r["algo"] not in args.algos]
-        if previous.exists()
-        else []
-    )
-    for algo in args.algos:
-        key, steps, eval_every = CASES[algo]
-        steps = min(steps, args.max_steps or steps)
-        eval_every = min(eval_every, steps)
-        for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as tmp:
-                m = train_teacher(
-                    key,
-                    algo,
-                    Path(tmp) / "run",
-                    steps=steps,
-                    seed=seed,
-                    eval_every=eval_every,
-                    eval_episodes=20,
-                    progress=False,
-                )
-                curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return", "wall_seconds")
-            solved = next(((s, w) for s, r, w in curve if r >= SOLVED), None)
-            runs.append(
-                {
-                    "algo": algo,
-                    "hyperparameters": key,
-                    "seed": seed,
-                    "budget": steps,
-                    "solved_at_env_steps": solved[0] if solved else None,
-                    "solved_after_seconds": solved[1] if solved else None,
-                    "steps_per_second": m["steps_per_second"],
-                    "final_mean_return": m["mean_return"],
-                    "wall_seconds": m["wall_seconds"],
-                    "curve": curve,
-                }
-            )
-            print(runs[-1]["algo"], seed, runs[-1]["solved_at_env_steps"], runs[-1]["solved_after_seconds"], flush=True)
-    rows = [
-        "| algo | seed | solved at env step | wall s to solve | steps/s "
-        "| return of the exported (best) weights, 20 ep. |",
-        "|---|---|---|---|---|---|",
+    kept = []
+    if previous.exists():
+        kept = [r for r in json.loads(previous.read_text()).get("runs", []) if "framework" in r]
+        kept = [r for r in kept if (r["env"], r["algo"]) not in asked]
+    command = " ".join(["python", "benchmarks/teachers.py", *sys.argv[1:]])
+    runs = []
+    for env in args.envs:
+        case = CASES[env]
+        for algo in args.algos:
+            budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
+            for seed in args.seeds:
+                # kd_rl, then SB3, seed by seed: both see the same machine load.
+                for framework in FRAMEWORKS if not args.no_sb3 else ("kd_rl",):
+                    if framework == "kd_rl":
+                        result = run_kd_rl(env, algo, seed, budget, case["eval_every"], case["threshold"])
+                    else:
+                        result = run_sb3(env, algo, seed, budget, case["eval_every"], EVAL_EPISODES, case["threshold"])
+                    run = {"framework": framework, "env": env, "algo": algo, "seed": seed, "budget": budget,
+                           "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           **result}  # fmt: skip
+                    runs.append(run)
+                    print(
+                        f"{env} {algo} seed {seed} {framework}: solved at {run['solved_at_env_steps']} env steps, "
+                        f"{run['solved_after_seconds']} s",
+                        flush=True,
+                    )
+    report(kept + runs, command)
+
+
+def report(runs: list[dict], command: str) -> None:
+    """Write teachers.json and teachers.md: the table, which command measured which rows, the verdicts."""
+    rows, verdicts = summarise(runs)
+    table = [
+        "| env | algo | framework | seeds solved | per seed: env steps / wall s to the threshold | "
+        "median env steps | median wall s | env steps/s |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
     ]
-    verdicts = []
-    for algo in sorted({r["algo"] for r in runs}):
-        mine = [r for r in runs if r["algo"] == algo]
-        for r in mine:
-            rows.append(
-                f"| {algo} | {r['seed']} | {r['solved_at_env_steps'] or 'not solved'} | "
-                f"{r['solved_after_seconds'] or '—'} | {r['steps_per_second']:.0f} | "
-                f"{r['final_mean_return']:.1f} |"
-            )
-        ok = all(r["solved_at_env_steps"] is not None and r["solved_after_seconds"] <= TARGET_SECONDS for r in mine)
-        solved = [r["solved_at_env_steps"] for r in mine if r["solved_at_env_steps"]]
-        verdicts.append(
-            f"{algo}: {len(solved)}/{len(mine)} seeds solved within {mine[0]['budget']:,} steps"
-            + (f", median {np.median(solved):,.0f} steps" if solved else "")
-            + f"; target (every seed, < {TARGET_SECONDS} s): {'met' if ok else 'NOT met'}."
-        )
+    note = (
+        "A seed that does not solve counts as its whole budget (steps) and its whole run (seconds) in the "
+        "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in CASES.items()) + "."
+    )
+    measured = {}
+    for r in runs:
+        measured.setdefault((r.get("command", "?"), r.get("date", "?")[:10]), set()).add(f"{r['env']} {r['algo']}")
+    note += (
+        " Rows measured by: "
+        + "; ".join(f"`{cmd}` ({date}): {', '.join(sorted(pairs))}" for (cmd, date), pairs in measured.items())
+        + "."
+    )
+    if len(measured) > 1:
+        note += " Each command runs kd_rl and SB3 side by side, so each row pair shares its machine load."
+    sys.argv = [__file__, *command.split()[2:]]  # write_results records the command of the rows
     write_results(
-        "teachers", {"runs": runs, "solved_threshold": SOLVED}, "\n".join(rows) + "\n\n" + "\n".join(verdicts)
+        "teachers",
+        {"runs": runs, "cases": CASES, "eval_episodes": EVAL_EPISODES},
+        "\n".join(table) + "\n\n" + note + "\n\n" + "\n".join(verdicts),
     )
 
 
