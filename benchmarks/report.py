@@ -90,6 +90,15 @@ SECTIONS = [
         "listed in [the CLI reference](cli.md#next-to-stable-baselines3).",
     ),
     (
+        "dqn_init",
+        "DQN's initial weights",
+        "kd_rl's DQN with RL-Zoo's CartPole-v1 settings as Stable-Baselines3 runs them ([256, 256], "
+        "constant learning rate, vanilla DQN, 50,000 env steps), started from TF-Agents' "
+        "initialisation (`init: tf_agents`, He-normal layers and an output layer near -0.2) and from "
+        "PyTorch's `nn.Linear` default that SB3 uses (`init: torch`), 3 seeds each, stopping at the "
+        "first 20-episode greedy evaluation (every 2,500 env steps) that reaches 475.",
+    ),
+    (
         "latency",
         "Batch-1 action latency",
         "The time to choose one action, as a deployed agent pays at every step: teacher and "
@@ -224,6 +233,7 @@ COMMANDS = {
     "distill_collect": "python benchmarks/distill_targets.py collect",
     "temperature": "python benchmarks/temperature.py",
     "teachers": "python benchmarks/teachers.py",
+    "dqn_init": "python benchmarks/dqn_init.py",
     "latency": "python benchmarks/latency.py",
     "throughput": "python benchmarks/throughput.py",
     "export_check": "python benchmarks/export_check.py",

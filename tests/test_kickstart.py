@@ -155,7 +155,7 @@ def test_dqn_loss_is_td_loss_plus_weighted_kl_to_the_teacher(rng):
     _, p = load_hyperparameters("CartPole-v1", "dqn", {"hidden_units": [8], "lr_schedule": "constant"})
     teacher = make_cartpole_teacher(scale=0.05)
     kick = Kickstart(teacher, weight=0.7, schedule="constant")
-    q_network = make_q_network(action_spec, p)
+    q_network = make_q_network(action_spec, p, 4)
     agent = make_dqn_agent(time_step_spec, action_spec, p, q_network=q_network, kickstart=kick)
     assert isinstance(agent, KickstartedDdqnAgent) and kick.temperature == 1.0  # a teacher without output_type
     plain = make_dqn_agent(time_step_spec, action_spec, p, q_network=q_network)

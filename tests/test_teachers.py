@@ -163,6 +163,30 @@ def test_export_dqn_logits_are_the_q_values_and_argmax_matches_greedy_policy():
         export_dqn_teacher(agent, obs_dim=4, num_actions=2)
 
 
+def test_q_network_initialisations():
+    _, action_spec = _specs()
+    _, params = load_hyperparameters("default", "dqn", {"hidden_units": [64, 32]})
+    assert params["init"] == "torch"
+    net = make_q_network(action_spec, params, observation_dim=4)
+    net.create_variables(tf.TensorSpec([4], tf.float32))
+    weights = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in dense_layers(net)]
+    for (kernel, bias), fan_in in zip(weights, [4, 64, 32], strict=True):
+        limit = 1 / np.sqrt(fan_in)
+        for w in (kernel, bias):
+            assert np.abs(w).max() <= limit and np.abs(w).max() > 0.8 * limit
+        # Uniform in ±limit: standard deviation limit / sqrt(3).
+        assert np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.25)
+    tf_agents_net = make_q_network(action_spec, dict(params, init="tf_agents"))
+    tf_agents_net.create_variables(tf.TensorSpec([4], tf.float32))
+    (k1, b1), _, (k3, b3) = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in dense_layers(tf_agents_net)]
+    assert np.std(k1) == pytest.approx(np.sqrt(2 / 4), rel=0.3) and not b1.any()
+    assert np.abs(k3).max() <= 0.03 and np.all(b3 == np.float32(-0.2))
+    with pytest.raises(ValueError, match="needs the observation size"):
+        make_q_network(action_spec, params)
+    with pytest.raises(ValueError, match="init must be 'tf_agents' or 'torch', got 'he'"):
+        make_q_network(action_spec, dict(params, init="he"), observation_dim=4)
+
+
 def test_only_plain_mlps_export():
     dropout = sequential.Sequential([tf_keras.layers.Dense(8), tf_keras.layers.Dropout(0.1), tf_keras.layers.Dense(2)])
     dropout.create_variables(tf.TensorSpec([4], tf.float32))
@@ -222,6 +246,14 @@ def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
         ("dqn", dict(TINY_DQN, eval_every=100), 2, 100, [100, 200, 300]),
         # Rollouts of 64 steps; eval and checkpoint every 128.
         ("ppo", dict(TINY_PPO, eval_every=128), 2, 128, [128, 256, 320]),
+        # The same with SB3's reward scaling, whose statistics the checkpoint holds.
+        (
+            "ppo",
+            dict(TINY_PPO, eval_every=128, normalize_rewards=False, normalize_returns=True),
+            2,
+            128,
+            [128, 256, 320],
+        ),
     ],
 )
 def test_resume_after_interruption_reaches_the_same_step_count(
@@ -268,6 +300,8 @@ def test_resume_after_interruption_reaches_the_same_step_count(
         ("CartPole-v1", "ppo", {"overrides": {"activation": "gelu"}}, "activation 'gelu' has no NumPy form"),
         ("CartPole-v1", "dqn", {"overrides": {"lr_schedule": "cosine"}}, "lr_schedule must be"),
         ("CartPole-v1", "dqn", {"overrides": {"loss": "l1"}}, "loss must be 'huber' or 'mse'"),
+        ("CartPole-v1", "ppo", {"overrides": {"normalize_returns": True}}, "set at most one of them"),
+        ("CartPole-v1", "dqn", {"overrides": {"init": "glorot"}}, "init must be 'tf_agents' or 'torch'"),
         ("CartPole-v1", "dqn", {"eval_episodes": 0}, "eval_episodes must be an int >= 1, got 0"),
         ("CartPole-v1", "dqn", {"env_kwargs": {"nope": 1}}, "environment 'CartPole-v1' rejects the arguments"),
         ("CartPole-v1", "dqn", {"env_kwargs": "{}"}, "env_kwargs must be a mapping"),
@@ -432,3 +466,45 @@ def test_ppo_update_equals_tf_agents_train_and_minibatches_count_their_steps():
     assert np.isfinite(float(loss))
     assert int(agent.train_step_counter.numpy()) == epochs + epochs * 5
     assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, agent.actor_net.variables))
+
+
+def test_return_scaler_divides_by_the_running_std_of_the_discounted_return(tmp_path):
+    from kd_rl.teachers.ppo import ReturnScaler
+
+    rng = np.random.default_rng(0)
+    n_envs, n_steps, gamma = 3, 40, 0.9
+    first, mid, last = int(ts.StepType.FIRST), int(ts.StepType.MID), int(ts.StepType.LAST)
+    rewards = rng.normal(-1.0, 0.5, (n_envs, n_steps)).astype(np.float32)
+    rewards[:, 0] = -1.0  # the same first return everywhere: a variance near 0, the clip bites
+    # TF-Agents' trajectory order: the step after an episode's LAST next_step_type is the
+    # boundary (step_type LAST, next FIRST), masked by PPO.
+    next_types = np.full((n_envs, n_steps), mid)
+    next_types[0, 9] = next_types[2, 24] = last
+    step_types = np.full((n_envs, n_steps), mid)
+    step_types[0, 10] = step_types[2, 25] = last
+    next_types[0, 10] = next_types[2, 25] = first
+    step_types[0, 11] = step_types[2, 26] = first
+
+    scaler = ReturnScaler(n_envs, gamma)
+    halves = [scaler(rewards[:, :20], step_types[:, :20], next_types[:, :20])]
+    # A fresh scaler restored from a checkpoint continues where the first left off.
+    tf.train.Checkpoint(s=scaler).write(str(tmp_path / "ckpt"))
+    restored = ReturnScaler(n_envs, gamma)
+    tf.train.Checkpoint(s=restored).read(str(tmp_path / "ckpt")).assert_consumed()
+    halves.append(restored(rewards[:, 20:], step_types[:, 20:], next_types[:, 20:]))
+    scaled = np.concatenate(halves, axis=1)
+
+    # Reference by hand: the discounted return of every live step so far, its population
+    # variance (the scaler's prior of 1e-4 pseudo-counts is negligible), the clip at 10.
+    returns, seen, expected = np.zeros(n_envs), [], rewards.copy()
+    for t in range(n_steps):
+        live = step_types[:, t] != last
+        returns[live] = gamma * returns[live] + rewards[live, t]
+        seen.extend(returns[live])
+        expected[live, t] = np.clip(rewards[live, t] / np.sqrt(np.var(seen) + 1e-8), -10, 10)
+        returns[live & (next_types[:, t] == last)] = 0.0
+    assert np.isclose(expected, rewards).mean() < 0.1, "the scale should differ from 1"
+    np.testing.assert_allclose(scaled, expected, rtol=1e-3)
+    # Boundary steps pass unchanged; the first steps are clipped.
+    assert scaled[0, 10] == rewards[0, 10] and scaled[2, 25] == rewards[2, 25]
+    np.testing.assert_allclose(scaled[:, 0], -10.0)

@@ -101,29 +101,55 @@ def _learning_rate(hyperparameters: Mapping, gradient_steps: int | None):
     raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {schedule!r}")
 
 
-def make_q_network(action_spec, hyperparameters: Mapping) -> sequential.Sequential:
+def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int | None = None) -> sequential.Sequential:
     """A Q-network ``float32 [batch, obs_dim] -> Q [batch, num_actions]``: Dense layers only.
+
+    ``init`` chooses the initial weights:
+
+    - ``tf_agents``: TF-Agents' ``QNetwork`` examples: hidden kernels He
+      truncated-normal (``VarianceScaling(2, fan_in)``), zero biases; the
+      output layer uniform in ±0.03 with biases -0.2 (every Q-value starts
+      near -0.2).
+    - ``torch``: PyTorch's ``nn.Linear`` default, which Stable-Baselines3's DQN
+      uses: every kernel and bias uniform in ±1/sqrt(fan_in). On CartPole-v1
+      with RL-Zoo's settings it solved 3 seeds at 17.5k/22.5k/37.5k env steps
+      against 47.5k/30k/not in 50k with ``tf_agents`` (docs/cli.md).
 
     Args:
         action_spec: Scalar integer ``BoundedTensorSpec`` with minimum 0.
-        hyperparameters: ``hidden_units`` and ``activation`` are used.
+        hyperparameters: ``hidden_units``, ``activation`` and ``init`` are used.
+        observation_dim: The flat observation size; ``init: torch`` needs it
+            (the first layer's biases depend on its fan-in).
+
+    Raises:
+        ValueError: For an unknown ``init``, or ``torch`` without ``observation_dim``.
     """
     num_actions = _num_actions(action_spec)
-    hidden = [
+    widths = list(hyperparameters["hidden_units"])
+    init = hyperparameters.get("init", "tf_agents")
+    if init == "tf_agents":
+        # One initializer per layer: an unseeded tf_keras initializer called twice repeats its values.
+        kernels = [tf_keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal") for _ in widths]
+        kernels.append(tf_keras.initializers.RandomUniform(-0.03, 0.03))
+        biases = ["zeros"] * len(widths) + [tf_keras.initializers.Constant(-0.2)]
+    elif init == "torch":
+        if observation_dim is None:
+            raise ValueError("init 'torch' needs the observation size (observation_dim)")
+        limits = [1.0 / np.sqrt(fan_in) for fan_in in [int(observation_dim), *widths]]
+        kernels = [tf_keras.initializers.RandomUniform(-limit, limit) for limit in limits]
+        biases = [tf_keras.initializers.RandomUniform(-limit, limit) for limit in limits]
+    else:
+        raise ValueError(f"init must be 'tf_agents' or 'torch', got {init!r}")
+    layers = [
         tf_keras.layers.Dense(
             units,
-            activation=activation(hyperparameters["activation"]),
-            # One initializer per layer: an unseeded tf_keras initializer called twice repeats its values.
-            kernel_initializer=tf_keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"),
+            activation=activation(hyperparameters["activation"]) if i < len(widths) else None,
+            kernel_initializer=kernels[i],
+            bias_initializer=biases[i],
         )
-        for units in hyperparameters["hidden_units"]
+        for i, units in enumerate([*widths, num_actions])
     ]
-    q_values = tf_keras.layers.Dense(
-        num_actions,
-        kernel_initializer=tf_keras.initializers.RandomUniform(-0.03, 0.03),
-        bias_initializer=tf_keras.initializers.Constant(-0.2),
-    )
-    return sequential.Sequential([*hidden, q_values], name="QNetwork")
+    return sequential.Sequential(layers, name="QNetwork")
 
 
 def _categorical(logits: tf.Tensor, dtype: tf.DType) -> tfp.distributions.Categorical:
@@ -271,7 +297,10 @@ def make_dqn_agent(
     p = hyperparameters
     if p["loss"] not in ("huber", "mse"):
         raise ValueError(f"loss must be 'huber' or 'mse', got {p['loss']!r}")
-    net = make_q_network(action_spec, p) if q_network is None else q_network
+    if q_network is None:
+        net = make_q_network(action_spec, p, int(np.prod(time_step_spec.observation.shape)))
+    else:
+        net = q_network
     optimizer = tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps))
     agent_class = dqn_agent.DdqnAgent if p["double_dqn"] else dqn_agent.DqnAgent
     extra = {}

@@ -61,7 +61,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     batch_size, train_freq = int(p["batch_size"]), int(p["train_freq"])
     gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
     rounds = max((run.steps - learning_starts) // train_freq, 1)
-    q_network = make_q_network(action_spec, p)
+    q_network = make_q_network(action_spec, p, obs_dim)
     agent = make_dqn_agent(
         time_step_spec, action_spec, p, rounds * gradient_steps, q_network=q_network, kickstart=run.kickstart
     )

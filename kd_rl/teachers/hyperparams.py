@@ -258,6 +258,10 @@ def check_hyperparameters(params: Mapping, algo: str) -> None:
     NumpyPolicy([(np.zeros((1, 1)), np.zeros(1))], params["activation"])
     if algo == "ppo" and params["batch_size"] is not None:
         check_int("batch_size", params["batch_size"])
+    if algo == "ppo" and params["normalize_rewards"] and params["normalize_returns"]:
+        raise ValueError(
+            "normalize_rewards and normalize_returns both scale the rewards: set at most one of them to true"
+        )
     if params["lr_schedule"] not in ("constant", "linear"):
         raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {params['lr_schedule']!r}")
     if algo == "dqn" and params["loss"] not in ("huber", "mse"):

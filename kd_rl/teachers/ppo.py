@@ -4,7 +4,9 @@ Collection runs ``n_steps`` steps of ``n_envs`` environments inside one
 ``tf.function``; `make_ppo_update` then runs ``n_epochs`` passes over the
 rollout in another, one gradient step per epoch on the whole rollout
 (TF-Agents' PPO) or, with ``batch_size``, one per shuffled minibatch
-(Stable-Baselines3's PPO).
+(Stable-Baselines3's PPO). With ``normalize_returns`` a `ReturnScaler`
+divides the rollout's rewards by the running std of the discounted return
+before the update (the logged episode returns stay raw).
 Periodic evaluations act with a NumPy copy of the actor and its normaliser:
 greedily (argmax) for discrete actions, with the Gaussian's mean clipped to
 the bounds for continuous ones. A kickstarted run (``run.kickstart``) sets λ
@@ -29,7 +31,65 @@ from kd_rl.teachers.envs import make_batched_env
 from kd_rl.teachers.export import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 from kd_rl.teachers.run import Run
 
-__all__ = ["make_ppo_update", "train_ppo"]
+__all__ = ["ReturnScaler", "make_ppo_update", "train_ppo"]
+
+
+class ReturnScaler(tf.Module):
+    """Scale rewards by the running standard deviation of the discounted return (``normalize_returns``).
+
+    Stable-Baselines3's ``VecNormalize(norm_reward=True)``: each environment
+    keeps ``R <- gamma * R + r`` (reset after an episode's last step), the
+    running variance of ``R`` over every environment and step so far is
+    updated step by step, and the reward becomes ``clip(r / sqrt(var + 1e-8),
+    -clip, clip)``. Unlike a per-reward normaliser (TF-Agents'
+    ``normalize_rewards``), a constant reward per step keeps a useful scale:
+    the return's spread, not the reward's (near 0).
+
+    The statistics are variables, so a checkpoint resumes them.
+
+    Args:
+        n_envs: Batched environments.
+        gamma: The discount of the running return.
+        clip: Bound of the scaled reward.
+    """
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0):
+        super().__init__(name="return_scaler")
+        self.gamma, self.clip = float(gamma), float(clip)
+        self.count = tf.Variable(1e-4, dtype=tf.float64, trainable=False, name="count")
+        self.mean = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="mean")
+        self.var = tf.Variable(1.0, dtype=tf.float64, trainable=False, name="var")
+        self.returns = tf.Variable(tf.zeros(n_envs, tf.float64), trainable=False, name="returns")
+
+    def __call__(self, rewards: np.ndarray, step_types: np.ndarray, next_step_types: np.ndarray) -> np.ndarray:
+        """Scale a rollout's rewards ``[n_envs, n_steps]`` (TF-Agents trajectory order); update the statistics.
+
+        A boundary step (``step_type`` LAST: the reset after an episode) is
+        masked by PPO; its reward passes unchanged and updates nothing.
+        """
+        count, mean, var = float(self.count.numpy()), float(self.mean.numpy()), float(self.var.numpy())
+        returns = self.returns.numpy().copy()
+        scaled = np.array(rewards, dtype=np.float32, copy=True)
+        for t in range(rewards.shape[1]):
+            live = step_types[:, t] != ts.StepType.LAST
+            if not live.any():
+                continue
+            returns[live] = self.gamma * returns[live] + rewards[live, t]
+            # Chan et al.'s parallel update of the mean and variance with this step's batch.
+            batch = returns[live]
+            b_count, b_mean, b_var = len(batch), float(batch.mean()), float(batch.var())
+            total = count + b_count
+            delta = b_mean - mean
+            mean += delta * b_count / total
+            var = (var * count + b_var * b_count + delta**2 * count * b_count / total) / total
+            count = total
+            scaled[live, t] = np.clip(rewards[live, t] / np.sqrt(var + 1e-8), -self.clip, self.clip)
+            returns[live & (next_step_types[:, t] == ts.StepType.LAST)] = 0.0
+        self.count.assign(count)
+        self.mean.assign(mean)
+        self.var.assign(var)
+        self.returns.assign(returns)
+        return scaled
 
 
 def make_ppo_update(agent, n_epochs: int, rollout_size: int, batch_size: int | None = None):
@@ -106,7 +166,13 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     agent = make_ppo_agent(tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps, kickstart=run.kickstart)
     layers = dense_layers(agent.actor_net)
     normaliser_variables = tf.nest.flatten(agent.collect_policy.observation_normalizer.variables)
-    env_steps = run.attach([*agent.actor_net.variables, *normaliser_variables], resume, agent=agent)
+    scaler = ReturnScaler(n_envs, float(p["gamma"])) if p["normalize_returns"] else None
+    env_steps = run.attach(
+        [*agent.actor_net.variables, *normaliser_variables],
+        resume,
+        agent=agent,
+        **({"return_scaler": scaler} if scaler else {}),
+    )
     if env_steps > 0:
         for i, env in enumerate(py_env.envs):
             env.seed(run.seed + env_steps + i)
@@ -136,12 +202,15 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
         while env_steps < total_steps and not run.reached:
             time_step = collect(time_step)
             experience = replay.gather_all()
+            rewards = experience.reward.numpy()
+            if scaler is not None:
+                scaled = scaler(rewards, experience.step_type.numpy(), experience.next_step_type.numpy())
+                experience = experience._replace(reward=tf.constant(scaled))
             if run.kickstart is not None:
                 run.kickstart.set_step(env_steps)
             loss = train(experience)
             replay.clear()
-            # Episode returns for the logs, from the rollout's rewards.
-            rewards = experience.reward.numpy()
+            # Episode returns for the logs, from the rollout's raw rewards.
             ends = experience.next_step_type.numpy() == ts.StepType.LAST
             finished = []
             for t in range(n_steps):

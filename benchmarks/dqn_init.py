@@ -1,0 +1,98 @@
+"""DQN's initial weights on CartPole-v1: TF-Agents' (``init: tf_agents``) against PyTorch's (``init: torch``).
+
+Stable-Baselines3's DQN starts from PyTorch's ``nn.Linear`` default (kernels
+and biases uniform in ±1/sqrt(fan_in)), and RL-Baselines3-Zoo tuned its
+hyperparameters with it; TF-Agents' Q-network examples start from He-normal
+hidden layers and an output layer near -0.2. This script trains kd_rl's DQN
+with RL-Zoo's CartPole-v1 settings as SB3 runs them ([256, 256], constant
+learning rate 2.3e-3, vanilla DQN, 50,000 env steps; the target network
+refreshed once per round of 128 gradient steps, as SB3's 10-env-step
+interval does) under each initialisation, 3 seeds, evaluating greedily every
+2,500 env steps over 20 episodes and stopping at the first evaluation that
+reaches 475, as `benchmarks/teachers.py` does.
+
+    python benchmarks/dqn_init.py [--seeds 0 1 2] [--inits tf_agents torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import curve_points, quiet_tensorflow, write_results
+
+quiet_tensorflow()
+
+THRESHOLD, BUDGET, EVAL_EVERY, EPISODES = 475.0, 50_000, 2_500, 20
+RL_ZOO = {
+    "hidden_units": [256, 256],
+    "learning_rate": 0.0023,
+    "lr_schedule": "constant",
+    "double_dqn": False,
+    "target_update_interval": 128,
+    "periodic_eval_episodes": EPISODES,
+}
+
+
+def run(init: str, seed: int) -> dict:
+    from kd_rl.teachers import train_teacher
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        train_teacher(
+            "CartPole-v1",
+            "dqn",
+            Path(tmp) / "run",
+            steps=BUDGET,
+            seed=seed,
+            overrides=dict(RL_ZOO, init=init),
+            eval_every=EVAL_EVERY,
+            eval_episodes=EPISODES,
+            progress=False,
+            stop_return=THRESHOLD,
+        )
+        curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return")
+    solved = next((steps for steps, ret in curve if ret >= THRESHOLD), None)
+    return {
+        "init": init,
+        "seed": seed,
+        "solved_at_env_steps": solved,
+        "wall_seconds": time.perf_counter() - start,
+        "curve": curve,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--inits", nargs="+", default=["tf_agents", "torch"], choices=["tf_agents", "torch"])
+    args = parser.parse_args()
+    runs = []
+    for seed in args.seeds:  # seed-major, so both initialisations share the machine's load
+        for init in args.inits:
+            runs.append(run(init, seed))
+            r = runs[-1]
+            print(f"init {init} seed {seed}: solved at {r['solved_at_env_steps']} ({r['wall_seconds']:.0f} s)")
+    rows = [
+        "| init | seeds solved | env steps to 475, per seed | median env steps |",
+        "|---|---|---|---|",
+    ]
+    for init in args.inits:
+        mine = [r for r in runs if r["init"] == init]
+        steps = [r["solved_at_env_steps"] for r in mine]
+        per_seed = ", ".join(f"{s:,}" if s is not None else "not solved" for s in steps)
+        median = float(np.median([BUDGET if s is None else s for s in steps]))
+        solved = sum(s is not None for s in steps)
+        rows.append(f"| {init} | {solved}/{len(mine)} | {per_seed} | {median:,.0f} |")
+    table = "\n".join(rows) + (
+        f"\n\nRL-Zoo's CartPole-v1 DQN settings ({RL_ZOO}), budget {BUDGET:,} env steps; "
+        "a seed that does not solve counts as the budget in the median."
+    )
+    write_results("dqn_init", {"settings": RL_ZOO, "budget": BUDGET, "runs": runs}, table)
+
+
+if __name__ == "__main__":
+    main()
