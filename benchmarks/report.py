@@ -189,7 +189,9 @@ SECTIONS = [
         "Env steps per second of `make_batched_env` stepping 2 and 4 environments serially in one "
         "process against `parallel=True` (TF-Agents' `ParallelPyEnvironment`, a process per "
         "environment), for a cheap, a mid and a slow simulator, random actions. A ratio above 1 is "
-        "what `parallel=True` buys on this machine.",
+        "what `parallel=True` buys on this machine. Then whole DQN and SAC training runs with "
+        "`n_envs: 1`, with 4 environments stepped together and with 4 in processes "
+        "(`parallel_envs: true`).",
     ),
     (
         "continuous",

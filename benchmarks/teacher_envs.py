@@ -8,7 +8,14 @@ with 2 and 4 environments: the median over ``--repeats`` timed stretches of
 ``--steps`` batched steps (random actions, auto-reset), after one warm-up
 stretch. The ratio says what ``parallel=True`` buys on this machine.
 
+Then whole training runs (`kd_rl.teachers.train_teacher`, the shipped
+hyperparameters, one evaluation at the end): env steps per second of DQN and SAC
+with ``n_envs: 1``, with ``--train-envs`` environments stepped together in this
+process, and with them in processes (``parallel_envs: true``), one after the other
+in the same run.
+
     python benchmarks/teacher_envs.py [--envs CartPole-v1 LunarLander-v3 BipedalWalker-v3] [--num-envs 2 4]
+        [--train-envs 4] [--training CartPole-v1:dqn:20000 ...]
 """
 
 from __future__ import annotations
@@ -44,12 +51,45 @@ def _steps_per_second(env, steps: int, repeats: int, seed: int = 0) -> list[floa
     return rates
 
 
+#: Training runs measured: (environment, algorithm, env steps).
+TRAINING = (("CartPole-v1", "dqn", 20_000), ("LunarLander-v3", "dqn", 20_000), ("Pendulum-v1", "sac", 3_000))
+
+
+def _training_rate(env_id: str, algo: str, steps: int, n_envs: int, parallel: bool) -> float:
+    """Env steps per second of a whole ``train_teacher`` run (``metrics.json``'s ``steps_per_second``)."""
+    import tempfile
+    from pathlib import Path
+
+    from kd_rl.teachers import train_teacher
+
+    overrides = {"n_envs": n_envs, "parallel_envs": parallel, "eval_every": steps, "periodic_eval_episodes": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = train_teacher(
+            env_id, algo, Path(tmp) / "run", steps=steps, seed=0, overrides=overrides, eval_episodes=1, progress=False
+        )
+    return float(metrics["steps_per_second"])
+
+
+def _training_case(text: str) -> tuple[str, str, int]:
+    env_id, algo, steps = text.split(":")
+    return env_id, algo, int(steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "LunarLander-v3", "BipedalWalker-v3"])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--steps", type=int, default=500, help="batched steps per timed stretch")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-envs", type=int, default=4, help="n_envs of the batched training runs")
+    parser.add_argument(
+        "--training",
+        type=_training_case,
+        nargs="*",
+        default=list(TRAINING),
+        metavar="ENV:ALGO:STEPS",
+        help="training runs to time (none: skip them)",
+    )
     args = parser.parse_args()
 
     from kd_rl.teachers import make_batched_env
@@ -79,7 +119,37 @@ def main() -> None:
             f"| {r['env_id']} | {r['num_envs']} | {r['serial']['median']:,.0f} | {r['parallel']['median']:,.0f} | "
             f"{r['ratio']:.2f} |"
         )
-    write_results("teacher_envs", {"args": vars(args), "results": results}, "\n".join(lines))
+
+    training = []
+    for env_id, algo, steps in args.training:
+        row = {"env_id": env_id, "algo": algo, "steps": steps}
+        for name, n, parallel in (
+            ("one", 1, False),
+            ("serial", args.train_envs, False),
+            ("parallel", args.train_envs, True),
+        ):
+            row[name] = _training_rate(env_id, algo, steps, n, parallel)
+        training.append(row)
+        print(env_id, algo, {k: round(row[k]) for k in ("one", "serial", "parallel")}, flush=True)
+    if training:
+        n = args.train_envs
+        lines += [
+            "",
+            f"Training runs (`train_teacher`, shipped hyperparameters, seed 0, one evaluation at the end): env steps "
+            f"per second over the whole run with one environment, {n} stepped together in this process "
+            f"(`n_envs: {n}`) and {n} in processes (`n_envs: {n}`, `parallel_envs: true`):\n",
+            f"| environment | algo | env steps | n_envs 1 | n_envs {n} | n_envs {n}, parallel | "
+            f"{n} / 1 | parallel / 1 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in training:
+            lines.append(
+                f"| {r['env_id']} | {r['algo']} | {r['steps']:,} | {r['one']:,.0f} | {r['serial']:,.0f} | "
+                f"{r['parallel']:,.0f} | {r['serial'] / r['one']:.2f} | {r['parallel'] / r['one']:.2f} |"
+            )
+    args.training = [":".join(map(str, t)) for t in args.training]
+    data = {"args": vars(args), "results": results, "training": training}
+    write_results("teacher_envs", data, "\n".join(lines))
 
 
 if __name__ == "__main__":

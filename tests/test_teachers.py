@@ -29,7 +29,9 @@ from kd_rl.teachers import (
     run,
     train_teacher,
 )
+from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env, training_rounds
 from kd_rl.teachers.export import dense_layers
+from kd_rl.teachers.replay import TransitionBuffer
 
 # Tiny settings so a run takes seconds; the numbers are not meant to learn.
 TINY_DQN = dict(
@@ -306,6 +308,9 @@ def test_resume_after_interruption_reaches_the_same_step_count(
         ("CartPole-v1", "dqn", {"env_kwargs": {"nope": 1}}, "environment 'CartPole-v1' rejects the arguments"),
         ("CartPole-v1", "dqn", {"env_kwargs": "{}"}, "env_kwargs must be a mapping"),
         ("CartPole-v1", "dqn", {"stop_return": float("nan")}, "stop_return must be a finite number, got nan"),
+        ("CartPole-v1", "dqn", {"overrides": {"n_envs": 0}}, "n_envs must be an int >= 1, got 0"),
+        ("Pendulum-v1", "sac", {"overrides": {"n_envs": 1.5}}, "n_envs must be an int"),
+        ("CartPole-v1", "ppo", {"overrides": {"parallel_envs": "yes"}}, "parallel_envs must be true or false"),
     ],
 )
 def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs, match):
@@ -313,6 +318,59 @@ def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs
     with pytest.raises(ValueError, match=match):
         train_teacher(env_id, algo, out, progress=False, **kwargs)
     assert not out.exists()
+
+
+def test_training_rounds_fall_where_one_step_at_a_time_puts_them():
+    assert training_rounds(0, 1, 4, 0) == [] and training_rounds(3, 4, 4, 0) == [4]
+    assert training_rounds(0, 12, 4, 0) == [4, 8, 12] and training_rounds(0, 12, 4, 8) == [12]
+    assert training_rounds(6, 6, 1, 0) == []  # a step that only reset environments
+    one_by_one = [r for s in range(100) for r in training_rounds(s, s + 1, 3, 10)]
+    assert [r for s in range(0, 100, 7) for r in training_rounds(s, min(s + 7, 100), 3, 10)] == one_by_one
+
+
+def test_off_policy_envs_store_what_environments_reset_by_hand_give():
+    envs = OffPolicyEnvs(make_training_env("CartPole-v1", {"n_envs": 3}, seed=5))
+    refs = [make_env("CartPole-v1", seed=5 + i) for i in range(3)]
+    now = [env.reset() for env in refs]
+    buffer, rng = TransitionBuffer(2000, 4), np.random.default_rng(0)
+    expected, returns, expected_returns, running, total = [], [], [], np.zeros(3), 0
+    for _ in range(200):
+        actions, acting = rng.integers(2, size=3), envs.acting.copy()
+        taken, finished = envs.step(actions, buffer)
+        assert taken == acting.sum() and (acting.all() or not acting.any() or 0 < taken < 3)
+        total, returns = total + taken, returns + finished
+        for i in np.flatnonzero(acting):  # the reference steps only where a real step happened
+            step = refs[i].step(np.int64(actions[i]))
+            expected.append((now[i].observation, actions[i], step.reward, step.discount, step.observation))
+            running[i] += step.reward
+            now[i] = step
+            if step.is_last():
+                expected_returns.append(running[i])
+                running[i], now[i] = 0.0, refs[i].reset()
+    assert len(expected_returns) >= 3 and returns == expected_returns
+    assert buffer.size == total == len(expected) < 600  # resets are not transitions
+    buffer.sync_to_variables()
+    stored = [buffer.storage[k].numpy()[:total] for k in ("observation", "action", "reward", "discount")]
+    for column, values in zip(stored, zip(*expected)):
+        np.testing.assert_array_equal(column, np.asarray(values, column.dtype))
+    np.testing.assert_array_equal(buffer.storage["next_observation"].numpy()[:total], [e[4] for e in expected])
+
+
+@pytest.mark.parametrize("algo, overrides", [("dqn", TINY_DQN), ("ppo", TINY_PPO)])
+def test_environments_in_processes_train_what_serial_ones_train(tmp_path, algo, overrides):
+    """n_envs environments stepped serially or in processes (parallel_envs) give the same run."""
+    weights = []
+    for parallel in (False, True):
+        out = tmp_path / str(parallel)
+        settings = dict(overrides, n_envs=2, parallel_envs=parallel, eval_every=128)
+        metrics = train_teacher(
+            "CartPole-v1", algo, out, steps=256, seed=4, overrides=settings, eval_episodes=2, progress=False
+        )
+        assert 256 <= metrics["env_steps"] <= 257 and metrics["hyperparameters"]["parallel_envs"] is parallel
+        assert len(_read_curve(out / "curve.csv")) == 2
+        weights.append(keras.saving.load_model(out / "teacher.keras").get_weights())
+    for serial, in_processes in zip(*weights):
+        np.testing.assert_array_equal(serial, in_processes)
 
 
 def test_hyperparameters_defaults_and_alias():

@@ -190,8 +190,10 @@ def test_replay_buffer_holds_continuous_actions(rng):
     assert set(actions[:, 0]) <= {2.0, 3.0, 4.0, 5.0}  # the two oldest were overwritten
 
 
-def test_train_teacher_sac_writes_a_gaussian_teacher_and_resumes(tmp_path, monkeypatch):
-    overrides = dict(TINY_SAC, eval_every=100)
+# Two environments: Pendulum's episodes all last 200 steps, so evaluations still fall on 100, 200, 300.
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_train_teacher_sac_writes_a_gaussian_teacher_and_resumes(tmp_path, monkeypatch, n_envs):
+    overrides = dict(TINY_SAC, eval_every=100, n_envs=n_envs)
     kwargs = dict(steps=300, seed=1, overrides=overrides, checkpoint_every=100, progress=False, eval_episodes=2)
     calls = []
     real_evaluate = run.run_episodes
@@ -248,7 +250,7 @@ def test_train_teacher_ppo_on_a_box_action_space_writes_a_gaussian_teacher(tmp_p
         ("Pendulum-v1", "sac", {"overrides": {"learning_starts": -1}}, "learning_starts must be an int >= 0"),
         ("Pendulum-v1", "sac", {"overrides": {"target_entropy": "high"}}, "target_entropy must be 'auto'"),
         ("Pendulum-v1", "sac", {"overrides": {"initial_alpha": 0}}, "initial_alpha must be a number > 0"),
-        ("Pendulum-v1", "sac", {"overrides": {"n_envs": 2}}, r"unknown sac hyperparameters \['n_envs'\]"),
+        ("Pendulum-v1", "sac", {"overrides": {"n_steps": 2}}, r"unknown sac hyperparameters \['n_steps'\]"),
     ],
 )
 def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs, match):

@@ -31,6 +31,7 @@ from kd_rl.teachers.agents import (
     make_sac_actor_network,
     make_sac_agent,
 )
+from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env
 from kd_rl.teachers.envs import GymnasiumEnvironment, make_batched_env, make_env, make_tf_env
 from kd_rl.teachers.export import export_dqn_teacher, export_ppo_teacher, export_sac_teacher
 from kd_rl.teachers.hyperparams import ALGORITHMS, load_hyperparameters
@@ -53,6 +54,7 @@ __all__ = [
     "KickstartedDqnAgent",
     "KickstartedPPOClipAgent",
     "KickstartedSacAgent",
+    "OffPolicyEnvs",
     "as_tf_policy",
     "export_dqn_teacher",
     "export_ppo_teacher",
@@ -68,5 +70,6 @@ __all__ = [
     "make_sac_actor_network",
     "make_sac_agent",
     "make_tf_env",
+    "make_training_env",
     "train_teacher",
 ]

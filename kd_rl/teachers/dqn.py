@@ -16,12 +16,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
-from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_dqn_agent, make_q_network
-from kd_rl.teachers.envs import make_env
+from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env, seed_training_env, training_rounds
 from kd_rl.teachers.export import dense_layers, export_dqn_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
@@ -52,12 +51,18 @@ def make_dqn_update(agent, gradient_steps: int):
 
 
 def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
-    """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached."""
+    """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached.
+
+    ``n_envs`` environments step together (`kd_rl.teachers.collect`), each
+    epsilon-greedy on its own; a training round is due every ``train_freq``
+    environment steps counted over all of them, as in Stable-Baselines3. The
+    last batch of steps may pass ``run.steps`` by up to ``n_envs - 1``.
+    """
     p = run.params
-    env = make_env(gym_id, seed=run.seed, **run.env_kwargs)
-    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-    action_spec = tensor_spec.from_spec(env.action_spec())
-    obs_dim, num_actions = int(env.observation_spec().shape[0]), int(env.action_spec().maximum) + 1
+    py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
+    time_step_spec = tensor_spec.from_spec(py_env.time_step_spec())
+    action_spec = tensor_spec.from_spec(py_env.action_spec())
+    obs_dim, num_actions = int(py_env.observation_spec().shape[0]), int(py_env.action_spec().maximum) + 1
     batch_size, train_freq = int(p["batch_size"]), int(p["train_freq"])
     gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
     rounds = max((run.steps - learning_starts) // train_freq, 1)
@@ -68,58 +73,56 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     layers = dense_layers(q_network)
     buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim)
     env_steps = run.attach(q_network.variables, resume, agent=agent, replay_buffer=buffer)
+    envs = OffPolicyEnvs(py_env)
     if env_steps > 0:
         buffer.sync_from_variables()
-        # The environment's state is not checkpointed: start a new episode,
+        # The environments' states are not checkpointed: start new episodes,
         # seeded from the step reached so a resumed run is reproducible too.
-        env.seed(run.seed + env_steps)
+        seed_training_env(py_env, run.seed + env_steps)
+        envs.reset()
 
     train = make_dqn_update(agent, gradient_steps)
     eps_start, eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
     eps_steps = max(float(p["exploration_fraction"]) * run.steps, 1.0)
     rng = run.rng
     act = numpy_policy(layers)
-    observation = env.reset().observation
-    episode_return, finished, losses, last_log = 0.0, [], [], env_steps
+    actions = np.zeros(envs.n, np.int64)
+    finished, losses, last_log = [], [], env_steps
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
         while env_steps < run.steps and not run.reached:
             epsilon = eps_start + (eps_end - eps_start) * min(1.0, env_steps / eps_steps)
-            if rng.random() < epsilon:
-                action = int(rng.integers(num_actions))
-            else:
-                action = int(np.argmax(act(observation[None])[0]))
-            step = env.step(np.int64(action))
-            buffer.add(observation, action, step.reward, step.discount, step.observation)
-            env_steps += 1
-            episode_return += float(step.reward)
-            if int(step.step_type) == ts.StepType.LAST:
-                finished.append(episode_return)
-                episode_return = 0.0
-                observation = env.reset().observation
-            else:
-                observation = step.observation
+            acting = np.flatnonzero(envs.acting)
+            if acting.size:  # random numbers only for the environments that act
+                explore = rng.random(acting.size) < epsilon
+                greedy = acting[~explore]
+                if greedy.size:
+                    actions[greedy] = np.argmax(act(envs.observations[greedy]), axis=-1)
+                if explore.any():
+                    actions[acting[explore]] = rng.integers(num_actions, size=int(explore.sum()))
+            taken, ended = envs.step(actions, buffer)
+            finished += ended
+            before, env_steps = env_steps, env_steps + taken
 
-            if env_steps > learning_starts and env_steps % train_freq == 0:
+            for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
                 if run.kickstart is not None:
-                    run.kickstart.set_step(env_steps)
+                    run.kickstart.set_step(due_at)
                 batches = buffer.sample(rng, gradient_steps * batch_size)
                 split = tf.nest.map_structure(lambda x: x.reshape(gradient_steps, batch_size, *x.shape[1:]), batches)
                 losses.append(train(split))
                 act = numpy_policy(layers)
 
-            if env_steps - last_log >= 1000 or env_steps == run.steps:
+            last = env_steps >= run.steps
+            if env_steps - last_log >= 1000 or last:
                 run.bar.update(env_steps - last_log)
                 loss = {"loss": float(np.mean([float(x) for x in losses]))} if losses else {}
                 run.log_training(env_steps, finished, epsilon=epsilon, **loss)
                 finished, losses, last_log = [], [], env_steps
-            if run.due(run.eval_every, env_steps - 1, env_steps) or env_steps == run.steps:
+            if run.due(run.eval_every, before, env_steps) or last:
                 run.evaluate(env_steps, act)
-            if run.due(run.checkpoint_every, env_steps - 1, env_steps) or (
-                run.checkpoint_every and env_steps == run.steps
-            ):
+            if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last and taken):
                 buffer.sync_to_variables()
                 run.save_checkpoint(env_steps)
-    env.close()
+    envs.close()
     run.restore_best()
     return export_dqn_teacher(q_network, obs_dim, num_actions), env_steps

@@ -50,9 +50,9 @@ _CHECKED_LATER = frozenset({"target_entropy"})  # "auto" or a number
 
 # Keys that must be positive ints, per algorithm.
 _COUNTS = {
-    "dqn": ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval"),
+    "dqn": ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval"),
     "ppo": ("n_envs", "n_steps", "n_epochs"),
-    "sac": ("batch_size", "buffer_size", "train_freq", "gradient_steps"),
+    "sac": ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps"),
 }
 
 

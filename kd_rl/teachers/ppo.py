@@ -27,7 +27,7 @@ from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import is_continuous, make_ppo_agent
-from kd_rl.teachers.envs import make_batched_env
+from kd_rl.teachers.collect import make_training_env, seed_training_env
 from kd_rl.teachers.export import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 from kd_rl.teachers.run import Run
 
@@ -154,7 +154,7 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     n_envs, n_steps = int(p["n_envs"]), int(p["n_steps"])
     rollout = n_envs * n_steps
     total_steps = math.ceil(run.steps / rollout) * rollout
-    py_env = make_batched_env(gym_id, n_envs, seed=run.seed, **run.env_kwargs)
+    py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
     tf_env = tf_py_environment.TFPyEnvironment(py_env)
     obs_dim = int(py_env.observation_spec().shape[0])
     continuous = is_continuous(tf_env.action_spec())
@@ -174,8 +174,7 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
         **({"return_scaler": scaler} if scaler else {}),
     )
     if env_steps > 0:
-        for i, env in enumerate(py_env.envs):
-            env.seed(run.seed + env_steps + i)
+        seed_training_env(py_env, run.seed + env_steps)
 
     replay = tf_uniform_replay_buffer.TFUniformReplayBuffer(
         agent.collect_data_spec, batch_size=n_envs, max_length=n_steps
