@@ -6,7 +6,10 @@ with and without ``kickstart=``; the same hyperparameters and budget otherwise):
 * ``speedup``: from a strong zoo teacher (two layers of 256 units) into a student at
   most half as wide; env steps until the periodic greedy evaluation (20 episodes)
   first reaches the solved score (CartPole-v1: 475, LunarLander-v3: 200),
-  kickstarted against from scratch. Goal: >= 5x fewer steps.
+  kickstarted against from scratch. Goal: >= 5x fewer steps. λ0 is set per
+  environment (``SPEEDUP``: 1 for CartPole-v1, 10 for LunarLander-v3, where λ0 = 1
+  took 40k-50k steps); runs kept from an earlier λ0 are shown beside, each λ0 with
+  its own median.
 * ``outgrow``: from an imperfect CartPole-v1 teacher scoring 40-70% of 475: a
   hand-made 100-unit policy that pushes by the pole's angular velocity and
   barely its angle (logits ``10 * [-s, s]``, ``s = 0.2 theta + theta'``,
@@ -18,7 +21,7 @@ with and without ``kickstart=``; the same hyperparameters and budget otherwise):
   with ``--targets schedule10``): the distillation term never lets go.
 
     python benchmarks/kickstart.py [--targets speedup outgrow schedule] [--envs CartPole-v1 LunarLander-v3]
-        [--seeds 0 1 2] [--max-steps N]
+        [--seeds 0 1 2] [--speedup-runs scratch kickstarted] [--max-steps N]
 
 Runs of cases not asked for are kept from the last results, so the targets can be
 measured one at a time; results are written after every run.
@@ -34,19 +37,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import curve_points, iqm, quiet_tensorflow, results_dir, write_results
+from _common import curve_points, iqm, machine, quiet_tensorflow, results_dir, write_results
 
 quiet_tensorflow()
 
-#: Per environment: zoo teacher, student hyperparameters key, student hidden units, budget, eval_every, solved.
+#: Per environment: zoo teacher, student hyperparameters key, student hidden units, budget, eval_every, solved,
+#: and the kickstart's λ0 (linear decay to 0 at half the budget, train_teacher's default).
 SPEEDUP = {
-    "CartPole-v1": ("CartPole-v1-dqn-large", "CartPole-v1", (100,), 50_000, 1_000, 475.0),
-    "LunarLander-v3": ("LunarLander-v3-dqn", "LunarLander-v3", (128, 128), 200_000, 5_000, 200.0),
+    "CartPole-v1": ("CartPole-v1-dqn-large", "CartPole-v1", (100,), 50_000, 1_000, 475.0, 1.0),
+    "LunarLander-v3": ("LunarLander-v3-dqn", "LunarLander-v3", (128, 128), 200_000, 5_000, 200.0, 10.0),
 }
 OUTGROW_ENV = "CartPole-v1"
 #: The imperfect teacher's weights on (x, x', theta, theta'), and the settings of the outgrow runs.
 IMPERFECT_W = (0.0, 0.0, 0.2, 1.0)
-OUTGROW_KEY, OUTGROW_HIDDEN, OUTGROW_STEPS, OUTGROW_EVAL, OUTGROW_SOLVED = SPEEDUP["CartPole-v1"][1:]
+OUTGROW_KEY, OUTGROW_HIDDEN, OUTGROW_STEPS, OUTGROW_EVAL, OUTGROW_SOLVED = SPEEDUP["CartPole-v1"][1:6]
 #: Teacher-labelled env steps of the pure distillation: plenty to match a CartPole-v1 teacher.
 DISTILL_STEPS = 20_000
 #: The targets (--targets) and the kickstarted outgrow cases: (schedule, λ0).
@@ -135,6 +139,16 @@ def _label(case: str) -> str:
     return case.split("/")[1]
 
 
+def _weight(run: dict) -> float | None:
+    """λ0 of a kickstarted run (None: not kickstarted)."""
+    return (run.get("kickstart") or {}).get("weight")
+
+
+def _cpu(run: dict) -> str:
+    """The CPU that measured a run, shortly (episode returns differ between CPUs)."""
+    return " ".join(run.get("cpu", "?").replace("(R)", "").split()[:2])
+
+
 def _solved_at(run: dict, solved: float) -> int | None:
     return next((s for s, r in run["curve"] if r >= solved), None)
 
@@ -143,11 +157,12 @@ def table(data: dict) -> str:
     runs, lines = data["runs"], []
     if len(data.get("commands", [])) > 1:
         lines.append("Runs measured by: " + "; ".join(f"`{c}`" for c in data["commands"]) + ".\n")
-    for env, (teacher, _, hidden, budget, _, solved) in SPEEDUP.items():
-        pairs = {
-            case: [r for r in runs if r["case"] == f"speedup/{case}" and r["env_id"] == env]
-            for case in ("scratch", "kickstarted")
-        }
+    for env, (teacher, _, hidden, budget, _, solved, weight) in SPEEDUP.items():
+        pairs = {"scratch": [r for r in runs if r["case"] == "speedup/scratch" and r["env_id"] == env]}
+        kicked = [r for r in runs if r["case"] == "speedup/kickstarted" and r["env_id"] == env]
+        # The configured λ0 first, then any kept from earlier runs.
+        for w in sorted({_weight(r) for r in kicked}, key=lambda w: (w != weight, w)):
+            pairs[f"kickstarted λ0={w:g}"] = [r for r in kicked if _weight(r) == w]
         if not any(pairs.values()):
             continue
         lines += [
@@ -155,18 +170,22 @@ def table(data: dict) -> str:
             f"env steps until a 20-episode evaluation first reaches {solved:.0f}. The final return is the "
             "exported student's over 100 episodes (`keep_best`: the best evaluation's weights); the last "
             "evaluation shows the last weights.\n",
-            "| run | seed | solved at env step | final return (100 ep.) | last evaluation (20 ep.) | wall s |",
-            "|---|---|---|---|---|---|",
+            "| run | seed | solved at env step | final return (100 ep.) | last evaluation (20 ep.) | wall s | CPU |",
+            "|---|---|---|---|---|---|---|",
         ]
         for case, rs in pairs.items():
             for r in sorted(rs, key=lambda r: r["seed"]):
                 at = _solved_at(r, solved)
                 lines.append(
                     f"| {case} | {r['seed']} | {'not solved' if at is None else f'{at:,}'} | "
-                    f"{r['final_mean_return']:.1f} | {r['curve'][-1][1]:.1f} | {r['wall_seconds']:.0f} |"
+                    f"{r['final_mean_return']:.1f} | {r['curve'][-1][1]:.1f} | {r['wall_seconds']:.0f} | "
+                    f"{_cpu(r)} |"
                 )
         scratch = [_solved_at(r, solved) for r in pairs["scratch"]]
-        kick = [_solved_at(r, solved) for r in pairs["kickstarted"]]
+        kick = [_solved_at(r, solved) for r in pairs.get(f"kickstarted λ0={weight:g}", [])]
+        for name in [c for c in pairs if c.startswith("kickstarted") and c != f"kickstarted λ0={weight:g}"]:
+            other = [budget if x is None else x for x in (_solved_at(r, solved) for r in pairs[name])]
+            lines.append(f"\n{name} (earlier runs): median steps to solve {np.median(other):,.0f}.")
         if scratch and kick and None not in kick:
             # An unsolved scratch run counts as the budget: the ratio is then a lower bound.
             s = float(np.median([budget if x is None else x for x in scratch]))
@@ -174,8 +193,8 @@ def table(data: dict) -> str:
             bound = ">= " if None in scratch else ""
             verdict = "met" if s / k >= 5 else "NOT met"
             lines.append(
-                f"\nMedian steps to solve: from scratch {bound}{s:,.0f}, kickstarted {k:,.0f}: "
-                f"{bound}{s / k:.1f}x fewer (goal >= 5x: {verdict}).\n"
+                f"\nMedian steps to solve ({len(scratch)} and {len(kick)} seeds): from scratch {bound}{s:,.0f}, "
+                f"kickstarted (λ0={weight:g}) {k:,.0f}: {bound}{s / k:.1f}x fewer (goal >= 5x: {verdict}).\n"
             )
         else:
             lines.append("\nSpeed-up not computed: a kickstarted run did not solve, or a case is missing.\n")
@@ -192,7 +211,9 @@ def table(data: dict) -> str:
             "teacher-labelled steps, KL, student-driven). The final return is that of the exported "
             "student over 100 episodes: for the DQN runs the weights of the best periodic evaluation "
             "(`keep_best`, train-teacher's default), for distillation the last; the periodic "
-            "evaluations (20 episodes, other seeds) show the best and the last weights too.\n",
+            "evaluations (20 episodes, other seeds) show the best and the last weights too. Measured on: "
+            + ", ".join(sorted({_cpu(r) for rs in out.values() for r in rs}))
+            + ".\n",
             "| run | seed | final return | best evaluation (at step) | last evaluation | final − teacher "
             "| closes half the gap |",
             "|---|---|---|---|---|---|---|",
@@ -263,6 +284,13 @@ def main() -> None:
     parser.add_argument("--targets", nargs="+", default=["speedup", "outgrow", "schedule"], choices=list(TARGETS))
     parser.add_argument("--envs", nargs="+", default=list(SPEEDUP), choices=list(SPEEDUP))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--speedup-runs",
+        nargs="+",
+        default=["scratch", "kickstarted"],
+        choices=["scratch", "kickstarted"],
+        help="which speedup runs to (re)measure; the others are kept",
+    )
     parser.add_argument("--max-steps", type=int, help="cap the budgets (quick tries only)")
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite kickstart.md from kickstart.json (its command kept)"
@@ -283,7 +311,7 @@ def main() -> None:
     data.pop("machine", None), data.pop("command", None)
     cases = []
     if "speedup" in args.targets:
-        cases += [(f"speedup/{c}", env) for env in args.envs for c in ("scratch", "kickstarted")]
+        cases += [(f"speedup/{c}", env) for env in args.envs for c in args.speedup_runs]
     if "outgrow" in args.targets:
         cases += [("outgrow/linear", OUTGROW_ENV), ("outgrow/distilled", OUTGROW_ENV)]
     if "schedule" in args.targets:
@@ -291,8 +319,15 @@ def main() -> None:
     if "schedule10" in args.targets:
         cases += [("outgrow/constant10", OUTGROW_ENV)]
     # This run's cases replace the last results' runs of the same case, environment and seed.
+    # A speedup run kickstarted with another λ0 than SPEEDUP's is kept beside the new ones.
     redo = {(c, env, s) for c, env in cases for s in args.seeds}
-    data["runs"] = [r for r in data["runs"] if (r["case"], r["env_id"], r["seed"]) not in redo]
+
+    def replaced(r: dict) -> bool:
+        same_weight = r["case"] != "speedup/kickstarted" or _weight(r) == SPEEDUP[r["env_id"]][6]
+        return (r["case"], r["env_id"], r["seed"]) in redo and same_weight
+
+    data["runs"] = [r for r in data["runs"] if not replaced(r)]
+    cpu = machine()["cpu"]  # each run records it: episode returns differ between CPUs
     teacher = imperfect_teacher()
     data["imperfect_teacher_mean_return"] = run_episodes(teacher, OUTGROW_ENV, 100, 0).mean_return
     data["imperfect_teacher_weights"] = list(IMPERFECT_W)
@@ -301,8 +336,8 @@ def main() -> None:
         for case, env in cases:
             cap = args.max_steps or 10**12
             if case.startswith("speedup/"):
-                zoo, key, hidden, steps, every, _ = SPEEDUP[env]
-                kick = {"kickstart": zoo} if case.endswith("kickstarted") else {}
+                zoo, key, hidden, steps, every, _, weight = SPEEDUP[env]
+                kick = {"kickstart": zoo, "kickstart_weight": weight} if case.endswith("kickstarted") else {}
                 run = _train(case, env, key, hidden, min(steps, cap), min(every, cap), seed, **kick)
             elif case == "outgrow/distilled":
                 run = _distill(teacher, seed, min(DISTILL_STEPS, cap))
@@ -311,7 +346,7 @@ def main() -> None:
                 steps = min(OUTGROW_STEPS, cap)
                 kick = {"kickstart": teacher, "kickstart_schedule": schedule, "kickstart_weight": weight}
                 run = _train(case, env, OUTGROW_KEY, OUTGROW_HIDDEN, steps, min(OUTGROW_EVAL, cap), seed, **kick)
-            data["runs"].append(run)
+            data["runs"].append(dict(run, cpu=cpu))
             print(case, env, seed, run["final_mean_return"], f"{run['wall_seconds']:.0f} s", flush=True)
             write_results("kickstart", data, table(data))
 
