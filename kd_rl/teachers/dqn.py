@@ -55,8 +55,9 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
 
     ``n_envs`` environments step together (`kd_rl.teachers.collect`), each
     epsilon-greedy on its own; a training round is due every ``train_freq``
-    environment steps counted over all of them, as in Stable-Baselines3. The
-    last batch of steps may pass ``run.steps`` by up to ``n_envs - 1``.
+    environment steps counted over all of them (Stable-Baselines3 counts steps
+    of the whole vector of environments instead). The last batch of steps may
+    pass ``run.steps`` by up to ``n_envs - 1``.
     """
     p = run.params
     py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
@@ -120,7 +121,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 finished, losses, last_log = [], [], env_steps
             if run.due(run.eval_every, before, env_steps) or last:
                 run.evaluate(env_steps, act)
-            if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last and taken):
+            if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last):
                 buffer.sync_to_variables()
                 run.save_checkpoint(env_steps)
     envs.close()
