@@ -1,7 +1,7 @@
 """Continuous control: Gaussian teachers distilled into small real-time students.
 
-For every environment whose zoo teacher is present (Pendulum-v1-sac, and the
-LunarLanderContinuous-v3 and BipedalWalker-v3 teachers once trained):
+For every environment whose zoo teacher is present (Pendulum-v1-sac,
+LunarLanderContinuous-v3-ppo, and the BipedalWalker-v3 teacher once trained):
 
 1. **Compression sweep**: students of ``--sizes`` hidden units (one layer),
    distilled with the Gaussian KL (kd_rl's default, decoupled form) on
@@ -26,13 +26,17 @@ LunarLanderContinuous-v3 and BipedalWalker-v3 teachers once trained):
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from _common import (
     SUMMARY_HEADER,
+    machine,
     quiet_tensorflow,
+    results_dir,
     summarise_runs,
     summary_row,
     tflite_interpreter_fn,
@@ -53,7 +57,7 @@ LOSSES = {
 #: Environment -> (zoo teacher, labelled states per student).
 CASES = {
     "Pendulum-v1": ("Pendulum-v1-sac", 20_000),
-    "LunarLanderContinuous-v3": ("LunarLanderContinuous-v3-sac", 100_000),
+    "LunarLanderContinuous-v3": ("LunarLanderContinuous-v3-ppo", 30_000),
     "BipedalWalker-v3": ("BipedalWalker-v3-sac", 200_000),
 }
 
@@ -104,7 +108,11 @@ def main() -> None:
         steps = min(steps, args.max_steps or steps)
         teacher = load_policy(teacher_name)
         models[(env_id, "teacher")] = teacher
-        r = results[env_id] = {"teacher": teacher_name, "labelled_states": steps, "sizes": {}, "losses": {}}
+        r = results[env_id] = {
+            "teacher": teacher_name, "labelled_states": steps, "sizes": {}, "losses": {}, "seeds": args.seeds,
+            "loss_size": args.loss_size, "command": " ".join(["python", "benchmarks/continuous.py", *sys.argv[1:]]),
+            "cpu": machine()["cpu"], "date": machine()["date"],
+        }  # fmt: skip
         sweep = [("kl", h) for h in args.sizes] + [(loss, args.loss_size) for loss in args.losses if loss != "kl"]
         if args.loss_size not in args.sizes and "kl" in args.losses:
             sweep.append(("kl", args.loss_size))
@@ -142,56 +150,79 @@ def main() -> None:
             elif key in results[env_id]["sizes"]:
                 results[env_id]["sizes"][key].update(measured)
 
-    parts = []
-    n = len(args.seeds)
-    for env_id, r in results.items():
-        t = r["teacher_files"]
-        rows = [
-            f"**{env_id}**: teacher `{r['teacher']}`, {r['teacher_params']:,} parameters, return "
-            f"{r['teacher_mean_return']:.1f} (random policy {r['random_mean_return']:.1f}); "
-            f"{r['labelled_states']:,} labelled states per student, student-driven, Gaussian KL (decoupled); "
-            f"{n} seeds per size.\n",
-            "| hidden units | params | share | TFLite bytes | LiteRT µs | NumPy µs | return (mean ± std) | "
-            "normalised score (mean ± std) | worst seed |",
-            "|---|---|---|---|---|---|---|---|---|",
-            f"| teacher | {r['teacher_params']:,} | 100% | {t['tflite_bytes']:,} | "
-            f"{t['tflite_latency']['median_us']:.2f} | {t['numpy_latency']['median_us']:.2f} | "
-            f"{r['teacher_mean_return']:.1f} | 1 | |",
-        ]
-        for hidden, s in r["sizes"].items():
-            returns = np.array([m["student_mean_return"] for m in s["runs"]])
-            scores = np.array([m["normalised_score"] for m in s["runs"]], dtype=float)
-            params = s["runs"][0]["student_params"]
-            s["mean_normalised_score"] = float(scores.mean())
-            rows.append(
-                f"| {hidden} | {params:,} | {100 * params / r['teacher_params']:.2f}% | {s['tflite_bytes']:,} | "
-                f"{s['tflite_latency']['median_us']:.2f} | {s['numpy_latency']['median_us']:.2f} | "
-                f"{returns.mean():.1f} ± {returns.std():.1f} | {scores.mean():.3f} ± {scores.std():.3f} | "
-                f"{scores.min():.3f} |"
-            )
-        keep = [h for h, s in r["sizes"].items() if s["mean_normalised_score"] >= 0.95]
-        if keep:
-            h = min(keep, key=lambda k: r["sizes"][k]["runs"][0]["student_params"])
-            p = r["sizes"][h]["runs"][0]["student_params"]
-            rows.append(
-                f"\nSmallest student keeping >= 95% of the normalised score (mean of {n} seeds): {h} units, "
-                f"{p:,} parameters, 1/{r['teacher_params'] / p:.0f} of the teacher's."
-            )
-        else:
-            rows.append(f"\nNo student size kept 95% of the normalised score (mean of {n} seeds).")
-        if r["losses"]:
-            rows += [
-                f"\nLosses at equal data budgets ({r['labelled_states']:,} labelled states, {args.loss_size} hidden "
-                f"units, {n} seeds): normalised score; action error (mean |a_s − a_t| / range on the student's "
-                "states); the student's action noise over the teacher's (median σ_s / σ_t on those states).\n",
-                SUMMARY_HEADER,
-            ]
-            for loss, s in r["losses"].items():
-                rows.append(summary_row(f"{loss}: normalised score", summarise_runs(s["runs"], "normalised_score")))
-                rows.append(summary_row(f"{loss}: action error", summarise_runs(s["runs"], "action_error", False)))
-                rows.append(summary_row(f"{loss}: σ_s / σ_t", summarise_runs(s["runs"], "std_ratio"), "{:.2f}"))
-        parts.append("\n".join(rows))
+    results = {**_previous_results(set(results)), **results}
+    parts = [_env_table(env_id, r) for env_id, r in results.items()]
     write_results("continuous", {"args": vars(args), "results": results}, "\n\n".join(parts))
+
+
+def _previous_results(rerun: set) -> dict:
+    """The last results file's environments that this run does not measure again (with their command and CPU)."""
+    path = results_dir() / "continuous.json"
+    if not path.is_file():
+        return {}
+    previous = json.loads(path.read_text())
+    kept = {}
+    for env_id, r in previous["results"].items():
+        if env_id in rerun:
+            continue
+        r.setdefault("command", previous["command"])
+        r.setdefault("cpu", previous["machine"]["cpu"])
+        r.setdefault("date", previous["machine"]["date"])
+        r.setdefault("loss_size", previous["args"]["loss_size"])
+        r.setdefault("seeds", previous["args"]["seeds"])
+        kept[env_id] = r
+    return kept
+
+
+def _env_table(env_id: str, r: dict) -> str:
+    """One environment's sweep and loss tables, with the command and CPU that measured them."""
+    n = len(r["seeds"])
+    t = r["teacher_files"]
+    rows = [
+        f"**{env_id}**: teacher `{r['teacher']}`, {r['teacher_params']:,} parameters, return "
+        f"{r['teacher_mean_return']:.1f} (random policy {r['random_mean_return']:.1f}); "
+        f"{r['labelled_states']:,} labelled states per student, student-driven, Gaussian KL (decoupled); "
+        f"{n} seeds per size. Measured with `{r['command']}` on {r['cpu']}, {r['date']}.\n",
+        "| hidden units | params | share | TFLite bytes | LiteRT µs | NumPy µs | return (mean ± std) | "
+        "normalised score (mean ± std) | worst seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| teacher | {r['teacher_params']:,} | 100% | {t['tflite_bytes']:,} | "
+        f"{t['tflite_latency']['median_us']:.2f} | {t['numpy_latency']['median_us']:.2f} | "
+        f"{r['teacher_mean_return']:.1f} | 1 | |",
+    ]
+    for hidden, s in sorted(r["sizes"].items(), key=lambda item: -int(item[0])):  # JSON keys are strings
+        returns = np.array([m["student_mean_return"] for m in s["runs"]])
+        scores = np.array([m["normalised_score"] for m in s["runs"]], dtype=float)
+        params = s["runs"][0]["student_params"]
+        s["mean_normalised_score"] = float(scores.mean())
+        rows.append(
+            f"| {hidden} | {params:,} | {100 * params / r['teacher_params']:.2f}% | {s['tflite_bytes']:,} | "
+            f"{s['tflite_latency']['median_us']:.2f} | {s['numpy_latency']['median_us']:.2f} | "
+            f"{returns.mean():.1f} ± {returns.std():.1f} | {scores.mean():.3f} ± {scores.std():.3f} | "
+            f"{scores.min():.3f} |"
+        )
+    keep = [h for h, s in r["sizes"].items() if s["mean_normalised_score"] >= 0.95]
+    if keep:
+        h = min(keep, key=lambda k: r["sizes"][k]["runs"][0]["student_params"])
+        p = r["sizes"][h]["runs"][0]["student_params"]
+        rows.append(
+            f"\nSmallest student keeping >= 95% of the normalised score (mean of {n} seeds): {h} units, "
+            f"{p:,} parameters, 1/{r['teacher_params'] / p:.0f} of the teacher's."
+        )
+    else:
+        rows.append(f"\nNo student size kept 95% of the normalised score (mean of {n} seeds).")
+    if r["losses"]:
+        rows += [
+            f"\nLosses at equal data budgets ({r['labelled_states']:,} labelled states, {r['loss_size']} hidden "
+            f"units, {n} seeds): normalised score; action error (mean |a_s − a_t| / range on the student's "
+            "states); the student's action noise over the teacher's (median σ_s / σ_t on those states).\n",
+            SUMMARY_HEADER,
+        ]
+        for loss, s in r["losses"].items():
+            rows.append(summary_row(f"{loss}: normalised score", summarise_runs(s["runs"], "normalised_score")))
+            rows.append(summary_row(f"{loss}: action error", summarise_runs(s["runs"], "action_error", False)))
+            rows.append(summary_row(f"{loss}: σ_s / σ_t", summarise_runs(s["runs"], "std_ratio"), "{:.2f}"))
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

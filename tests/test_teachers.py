@@ -29,9 +29,10 @@ from kd_rl.teachers import (
     run,
     train_teacher,
 )
-from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env, training_rounds
+from kd_rl.teachers.collect import OffPolicyEnvs, OffPolicyProgress, make_training_env, training_rounds
 from kd_rl.teachers.export import dense_layers
 from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.run import Run
 
 # Tiny settings so a run takes seconds; the numbers are not meant to learn.
 TINY_DQN = dict(
@@ -354,6 +355,46 @@ def test_off_policy_envs_store_what_environments_reset_by_hand_give():
     for column, values in zip(stored, zip(*expected)):
         np.testing.assert_array_equal(column, np.asarray(values, column.dtype))
     np.testing.assert_array_equal(buffer.storage["next_observation"].numpy()[:total], [e[4] for e in expected])
+
+
+def test_off_policy_progress_logs_evaluates_and_checkpoints_when_due():
+    calls = []
+
+    class FakeRun:
+        steps, eval_every, checkpoint_every, due = 5000, 2000, 3000, staticmethod(Run.due)
+
+        class bar:
+            update = staticmethod(lambda n: calls.append(("bar", n)))
+
+        def log_training(self, env_steps, returns, **scalars):
+            calls.append(("log", env_steps, list(returns), scalars))
+
+        def evaluate(self, env_steps, policy):
+            calls.append(("eval", env_steps, policy))
+
+        def save_checkpoint(self, env_steps):
+            calls.append(("save", env_steps))
+
+    class FakeBuffer:
+        def sync_to_variables(self):
+            calls.append(("sync",))
+
+    progress = OffPolicyProgress(FakeRun(), FakeBuffer(), 500, lambda losses: {"loss": sum(losses)} if losses else {})
+    made = []
+    for before in range(500, 5000, 700):  # batches of 700 steps from a run resumed at 500
+        after = min(before + 700, 5000)
+        progress.finished.append(float(after))
+        progress.losses.append(1.0)
+        progress.after(before, after, lambda after=after: made.append(after) or "policy", epsilon=0.5)
+    assert [c for c in calls if c[0] == "log"] == [
+        ("log", 1900, [1200.0, 1900.0], {"epsilon": 0.5, "loss": 2.0}),
+        ("log", 3300, [2600.0, 3300.0], {"epsilon": 0.5, "loss": 2.0}),
+        ("log", 4700, [4000.0, 4700.0], {"epsilon": 0.5, "loss": 2.0}),
+        ("log", 5000, [5000.0], {"epsilon": 0.5, "loss": 1.0}),  # the last step always logs
+    ]
+    assert sum(c[1] for c in calls if c[0] == "bar") == 4500
+    assert [c[1] for c in calls if c[0] == "eval"] == made == [2600, 4000, 5000]  # policy built only when due
+    assert [c for c in calls if c[0] in ("sync", "save")] == [("sync",), ("save", 3300), ("sync",), ("save", 5000)]
 
 
 @pytest.mark.parametrize("algo, overrides", [("dqn", TINY_DQN), ("ppo", TINY_PPO)])

@@ -16,6 +16,7 @@ from kd_rl.zoo import ZOO_DIR, list_zoo, resolve_model_path, zoo_entry
 THRESHOLDS = {
     "CartPole-v1": 495.0,
     "LunarLander-v3": 200.0,
+    "LunarLanderContinuous-v3": 230.0,  # issue #13's target (Gymnasium's threshold is 200)
     "Pendulum-v1": -200.0,
     "Acrobot-v1": -100.0,  # Gymnasium's reward threshold
     # Gymnasium's threshold is -110; the shipped DQN teacher (-124.8, RL-Zoo's settings) is below it,

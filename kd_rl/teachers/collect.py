@@ -13,16 +13,21 @@ stores only real transitions, and tells the loop which environments act
 (`OffPolicyEnvs.acting`) so it draws actions, and random numbers, for those
 alone: with ``n_envs: 1`` a run is the same, number for number, as one
 environment reset by hand.
+
+After each batch of steps, `OffPolicyProgress` logs, evaluates and saves a
+checkpoint when one falls due, the same way for both loops.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from tf_agents.trajectories import time_step as ts
 
 from kd_rl.teachers.envs import make_batched_env
 
-__all__ = ["OffPolicyEnvs", "make_training_env", "seed_training_env", "training_rounds"]
+__all__ = ["OffPolicyEnvs", "OffPolicyProgress", "make_training_env", "seed_training_env", "training_rounds"]
 
 
 def make_training_env(gym_id: str, params, seed: int, env_kwargs: dict | None = None):
@@ -109,3 +114,47 @@ def training_rounds(before: int, after: int, train_freq: int, learning_starts: i
     """The environment steps in ``(before, after]`` past ``learning_starts`` at which a training round is due."""
     first = max(before, learning_starts) // train_freq + 1
     return [k * train_freq for k in range(first, after // train_freq + 1)]
+
+
+class OffPolicyProgress:
+    """What DQN's and SAC's loops do after each batch of environment steps: log, evaluate, checkpoint.
+
+    It gathers the returns of finished episodes and the training rounds'
+    losses, logs them every 1,000 environment steps (and at the last step),
+    evaluates every ``run.eval_every`` steps and saves a checkpoint, with the
+    replay buffer, every ``run.checkpoint_every`` steps (and at the last step).
+
+    Args:
+        run: The `kd_rl.teachers.run.Run`.
+        buffer: The run's `kd_rl.teachers.replay.TransitionBuffer`.
+        env_steps: The environment steps already taken (a resumed run's).
+        summarise: ``losses -> dict`` of the scalars to log from the rounds'
+            losses since the last log (an empty list when none ran).
+    """
+
+    def __init__(self, run, buffer, env_steps: int, summarise: Callable[[list], dict]):
+        self.run, self.buffer, self.summarise = run, buffer, summarise
+        self.finished: list[float] = []
+        self.losses: list = []
+        self.last_log = env_steps
+
+    def after(self, before: int, env_steps: int, policy: Callable[[], Callable], **scalars) -> None:
+        """Log, evaluate and checkpoint what falls due in ``(before, env_steps]``.
+
+        Args:
+            before, env_steps: The environment steps before and after the batch.
+            policy: Returns the policy to evaluate (called only when an
+                evaluation is due).
+            **scalars: More scalars to log (DQN's epsilon).
+        """
+        run = self.run
+        last = env_steps >= run.steps
+        if env_steps - self.last_log >= 1000 or last:
+            run.bar.update(env_steps - self.last_log)
+            run.log_training(env_steps, self.finished, **scalars, **self.summarise(self.losses))
+            self.finished, self.losses, self.last_log = [], [], env_steps
+        if run.due(run.eval_every, before, env_steps) or last:
+            run.evaluate(env_steps, policy())
+        if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last):
+            self.buffer.sync_to_variables()
+            run.save_checkpoint(env_steps)

@@ -20,7 +20,13 @@ from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_dqn_agent, make_q_network
-from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env, seed_training_env, training_rounds
+from kd_rl.teachers.collect import (
+    OffPolicyEnvs,
+    OffPolicyProgress,
+    make_training_env,
+    seed_training_env,
+    training_rounds,
+)
 from kd_rl.teachers.export import dense_layers, export_dqn_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
@@ -88,7 +94,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     rng = run.rng
     act = numpy_policy(layers)
     actions = np.zeros(envs.n, np.int64)
-    finished, losses, last_log = [], [], env_steps
+    progress = OffPolicyProgress(run, buffer, env_steps, _mean_loss)
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
         while env_steps < run.steps and not run.reached:
@@ -102,7 +108,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 if explore.any():
                     actions[acting[explore]] = rng.integers(num_actions, size=int(explore.sum()))
             taken, ended = envs.step(actions, buffer)
-            finished += ended
+            progress.finished += ended
             before, env_steps = env_steps, env_steps + taken
 
             for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
@@ -110,20 +116,15 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                     run.kickstart.set_step(due_at)
                 batches = buffer.sample(rng, gradient_steps * batch_size)
                 split = tf.nest.map_structure(lambda x: x.reshape(gradient_steps, batch_size, *x.shape[1:]), batches)
-                losses.append(train(split))
+                progress.losses.append(train(split))
                 act = numpy_policy(layers)
 
-            last = env_steps >= run.steps
-            if env_steps - last_log >= 1000 or last:
-                run.bar.update(env_steps - last_log)
-                loss = {"loss": float(np.mean([float(x) for x in losses]))} if losses else {}
-                run.log_training(env_steps, finished, epsilon=epsilon, **loss)
-                finished, losses, last_log = [], [], env_steps
-            if run.due(run.eval_every, before, env_steps) or last:
-                run.evaluate(env_steps, act)
-            if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last):
-                buffer.sync_to_variables()
-                run.save_checkpoint(env_steps)
+            progress.after(before, env_steps, lambda: numpy_policy(layers), epsilon=epsilon)
     envs.close()
     run.restore_best()
     return export_dqn_teacher(q_network, obs_dim, num_actions), env_steps
+
+
+def _mean_loss(losses: list) -> dict:
+    """The mean loss of a list of training rounds' mean losses (empty: none)."""
+    return {"loss": float(np.mean([float(x) for x in losses]))} if losses else {}

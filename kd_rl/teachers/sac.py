@@ -18,7 +18,13 @@ from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_sac_actor_network, make_sac_agent
-from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env, seed_training_env, training_rounds
+from kd_rl.teachers.collect import (
+    OffPolicyEnvs,
+    OffPolicyProgress,
+    make_training_env,
+    seed_training_env,
+    training_rounds,
+)
 from kd_rl.teachers.export import action_bounds, dense_layers, export_sac_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
@@ -60,7 +66,7 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     sample = common.function(agent.collect_policy.action)
     rng = run.rng
     actions = np.zeros((envs.n, low.size), np.float32)
-    finished, losses, last_log = [], [], env_steps
+    progress = OffPolicyProgress(run, buffer, env_steps, _mean_losses)
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
         while env_steps < run.steps and not run.reached:
@@ -71,25 +77,16 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
             elif acting.size:
                 actions[:] = sample(envs.time_step).action.numpy()
             taken, ended = envs.step(actions, buffer)
-            finished += ended
+            progress.finished += ended
             before, env_steps = env_steps, env_steps + taken
 
             for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
                 if run.kickstart is not None:
                     run.kickstart.set_step(due_at)
                 for _ in range(gradient_steps):
-                    losses.append(train(buffer.sample(rng, batch_size)))
+                    progress.losses.append(train(buffer.sample(rng, batch_size)))
 
-            last = env_steps >= run.steps
-            if env_steps - last_log >= 1000 or last:
-                run.bar.update(env_steps - last_log)
-                run.log_training(env_steps, finished, **_mean_losses(losses))
-                finished, losses, last_log = [], [], env_steps
-            if run.due(run.eval_every, before, env_steps) or last:
-                run.evaluate(env_steps, numpy_policy(layers, action_spec=action_spec, squash=True))
-            if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and last):
-                buffer.sync_to_variables()
-                run.save_checkpoint(env_steps)
+            progress.after(before, env_steps, lambda: numpy_policy(layers, action_spec=action_spec, squash=True))
     envs.close()
     run.restore_best()
     return export_sac_teacher(actor, obs_dim, action_spec), env_steps
