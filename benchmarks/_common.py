@@ -206,14 +206,19 @@ def curve_points(path, *columns: str) -> list[tuple]:
     return [(int(steps), *(float(v) for v in values)) for steps, *values in rows]
 
 
+def command_line() -> str:
+    """This benchmark's command, as run from the repository root (``python benchmarks/NAME.py ARGS``)."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(ROOT):
+        script = script.relative_to(ROOT)
+    return " ".join(["python", str(script), *sys.argv[1:]])
+
+
 def write_results(name: str, data: dict, table: str) -> None:
     """Write ``NAME.json`` and ``NAME.md`` (with the machine and command) to `results_dir`."""
     from kd_rl._io import write_json, write_text
 
-    script = Path(sys.argv[0]).resolve()
-    if script.is_relative_to(ROOT):
-        script = script.relative_to(ROOT)  # the command as run from the repository root
-    data = {"machine": machine(), "command": " ".join(["python", str(script), *sys.argv[1:]]), **data}
+    data = {"machine": machine(), "command": command_line(), **data}
     out = results_dir()
     write_json(out / f"{name}.json", data)
     m = data["machine"]

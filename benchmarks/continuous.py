@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from _common import (
     SUMMARY_HEADER,
+    command_line,
     machine,
     quiet_tensorflow,
     results_dir,
@@ -103,6 +103,7 @@ def main() -> None:
     from kd_rl.models import load_policy
 
     results, models = {}, {}
+    measured_on = {"command": command_line(), "cpu": machine()["cpu"]}
     for env_id in args.envs:
         teacher_name, steps = CASES[env_id]
         steps = min(steps, args.max_steps or steps)
@@ -110,8 +111,7 @@ def main() -> None:
         models[(env_id, "teacher")] = teacher
         r = results[env_id] = {
             "teacher": teacher_name, "labelled_states": steps, "sizes": {}, "losses": {}, "seeds": args.seeds,
-            "loss_size": args.loss_size, "command": " ".join(["python", "benchmarks/continuous.py", *sys.argv[1:]]),
-            "cpu": machine()["cpu"], "date": machine()["date"],
+            "loss_size": args.loss_size, **measured_on, "date": machine()["date"],
         }  # fmt: skip
         sweep = [("kl", h) for h in args.sizes] + [(loss, args.loss_size) for loss in args.losses if loss != "kl"]
         if args.loss_size not in args.sizes and "kl" in args.losses:

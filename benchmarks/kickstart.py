@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import curve_points, iqm, machine, quiet_tensorflow, results_dir, write_results
+from _common import command_line, curve_points, iqm, machine, quiet_tensorflow, results_dir, write_results
 
 quiet_tensorflow()
 
@@ -306,7 +305,7 @@ def main() -> None:
     data = json.loads(previous.read_text()) if previous.exists() else {"runs": []}
     # Every command that measured some of the runs kept.
     commands = data.get("commands", [data["command"]] if "command" in data else [])
-    command = " ".join(["python", "benchmarks/kickstart.py", *sys.argv[1:]])
+    command = command_line()
     data["commands"] = [c for c in commands if c != command] + [command]
     data.pop("machine", None), data.pop("command", None)
     cases = []

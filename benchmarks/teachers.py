@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import curve_points, quiet_tensorflow, results_dir, write_results
+from _common import command_line, curve_points, quiet_tensorflow, results_dir, write_results
 
 quiet_tensorflow()
 
@@ -136,7 +136,7 @@ def main() -> None:
     if previous.exists():
         kept = [r for r in json.loads(previous.read_text()).get("runs", []) if "framework" in r]
         kept = [r for r in kept if (r["env"], r["algo"]) not in asked]
-    command = " ".join(["python", "benchmarks/teachers.py", *sys.argv[1:]])
+    command = command_line()
     runs = []
     for env in args.envs:
         case = CASES[env]

@@ -119,7 +119,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 progress.losses.append(train(split))
                 act = numpy_policy(layers)
 
-            progress.after(before, env_steps, lambda: numpy_policy(layers), epsilon=epsilon)
+            progress.after(before, env_steps, lambda act=act: act, epsilon=epsilon)  # the acting policy, current
     envs.close()
     run.restore_best()
     return export_dqn_teacher(q_network, obs_dim, num_actions), env_steps
