@@ -188,6 +188,8 @@ def _distill_config(args):
         key: getattr(args, key)
         for key in (
             "hidden_units",
+            "activation",
+            "inherit_normalizer",
             "loss",
             "temperature",
             "collect",
@@ -260,7 +262,16 @@ def _distill_multitask(args) -> int:
 
     unsupported = [
         f
-        for f in ("resume", "checkpoint_every", "sample_actions", "actors", "ray_address", "env_kwargs")
+        for f in (
+            "resume",
+            "checkpoint_every",
+            "sample_actions",
+            "actors",
+            "ray_address",
+            "env_kwargs",
+            "activation",
+            "inherit_normalizer",
+        )
         if getattr(args, f, None)
     ]
     if unsupported:
@@ -383,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--adapter", dest="adapter_units", type=_positive_int, help="multi-task: each task's input adapter width (64)"
+    )
+    p.add_argument(
+        "--activation", help="the student's hidden-layer activation, a Keras name (default relu; tanh: a PPO teacher's)"
+    )
+    p.add_argument(
+        "--inherit-normalizer",
+        action="store_true",
+        default=None,
+        help="the student starts with the teacher's fixed observation normalisation (PPO teachers have one)",
     )
     p.add_argument("--loss", choices=["kl", "mse", "nll"])
     p.add_argument(

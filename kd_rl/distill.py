@@ -393,6 +393,13 @@ class DistillConfig:
     Attributes:
         env_id: Gymnasium environment id.
         hidden_units: Student hidden layer width(s).
+        activation: The new student's hidden-layer activation, a Keras name
+            (``"relu"``, the article's; ``"tanh"`` matches a PPO teacher's).
+        inherit_normalizer: The new student starts with the teacher's fixed
+            observation normalisation (PPO's running mean, std and clip,
+            baked into its ``TeacherModel``): the same inputs the teacher
+            sees, at no parameter cost. A teacher without one (DQN, SAC)
+            leaves the student without one.
         loss: ``"kl"``, ``"mse"`` or ``"nll"``.
         temperature: Softmax temperature for ``"kl"``; None (the default):
             by what the teacher outputs (`kd_rl.losses.default_temperature`):
@@ -442,6 +449,8 @@ class DistillConfig:
 
     env_id: str = "CartPole-v1"
     hidden_units: int | tuple[int, ...] = 50
+    activation: str = "relu"
+    inherit_normalizer: bool = False
     loss: str = "kl"
     temperature: float | None = None
     collect: str = "student"
@@ -474,6 +483,11 @@ class DistillConfig:
         from kd_rl.models import _normalise_hidden_units
 
         self.hidden_units = _normalise_hidden_units(self.hidden_units)
+        try:
+            keras.activations.get(self.activation)
+        except ValueError:
+            raise ValueError(f"activation must be a Keras activation name, got {self.activation!r}") from None
+        self.inherit_normalizer = bool(self.inherit_normalizer)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
         if self.loss not in LOSS_NAMES:
@@ -710,11 +724,14 @@ def distill_policy(
 
 def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int) -> StudentModel:
     """A new ``StudentModel`` of ``config.hidden_units`` for ``teacher``'s action space."""
+    common = {"hidden_units": config.hidden_units, "activation": config.activation, "observation_dim": obs_dim}
+    if config.inherit_normalizer:
+        for key in ("observation_mean", "observation_std", "observation_clip"):
+            common[key] = getattr(teacher, key, None)
     if not is_gaussian(teacher):
-        return StudentModel(num_outputs, hidden_units=config.hidden_units, observation_dim=obs_dim)
+        return StudentModel(num_outputs, **common)
     return StudentModel(
-        hidden_units=config.hidden_units,
-        observation_dim=obs_dim,
+        **common,
         action_low=teacher.action_low,
         action_high=teacher.action_high,
         squash=teacher.squash,

@@ -99,6 +99,7 @@ def test_evaluate_exported_files(tmp_path, cartpole_teacher_path, capsys):
         (["--steps", "0"], "--steps"),
         (["--loss", "hinge"], "--loss"),
         (["--hidden", "0"], "--hidden"),
+        (["--activation", "sigmoidal"], "activation must be a Keras activation name, got 'sigmoidal'"),
         (["--env", "NoSuchEnv-v0"], "unknown environment id"),
         (["--env", "LunarLander-v3"], "teacher expects 4 observation features but LunarLander-v3 gives 8"),
         (["--env", "Pendulum-v1"], "teacher is a discrete-action policy but Pendulum-v1 has a continuous"),

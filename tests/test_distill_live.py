@@ -71,11 +71,35 @@ def test_same_seed_gives_bitwise_identical_student_and_metrics(cartpole_teacher)
         (dict(collect="random"), "collect"),
         (dict(learning_rate=0), "learning_rate"),
         (dict(epsilon=1.5), "epsilon"),
+        (dict(activation="tanhh"), "activation must be a Keras activation name, got 'tanhh'"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DistillConfig(**kwargs)
+
+
+@pytest.mark.parametrize("inherit", [False, True])
+def test_a_new_student_takes_its_activation_and_optionally_the_teachers_normaliser(inherit):
+    from kd_rl.models import TeacherModel
+
+    mean, std = [0.1, -0.2, 0.0, 0.3], [1.0, 2.0, 0.5, 4.0]
+    teacher = TeacherModel(
+        2, hidden_units=8, observation_dim=4, observation_mean=mean, observation_std=std, observation_clip=5.0
+    )
+    config = DistillConfig(steps=200, eval_every=0, eval_episodes=1, activation="tanh", inherit_normalizer=inherit)
+    student, metrics = distill_policy(teacher, config, progress=False)
+    assert student.activation == "tanh" and metrics["activation"] == "tanh"
+    assert metrics["inherit_normalizer"] is inherit
+    if inherit:
+        np.testing.assert_allclose(student.observation_mean, mean)
+        np.testing.assert_allclose(student.observation_std, std)
+        assert student.observation_clip == 5.0
+        # The normaliser is fixed: it adds no parameters.
+        assert metrics["student_params"] == 4 * 50 + 50 + 50 * 2 + 2
+    else:
+        assert student.observation_mean is None and student.observation_std is None
+        assert student.observation_clip is None
 
 
 def test_nothing_is_written_when_the_teacher_does_not_fit(tmp_path):
