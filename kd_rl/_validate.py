@@ -1,4 +1,4 @@
-"""Checks for the integer settings every module takes (sizes, steps, counts) and for plain numbers."""
+"""Checks for the integer settings every module takes (sizes, steps, counts), plain numbers and activations."""
 
 from __future__ import annotations
 
@@ -39,3 +39,21 @@ def check_float(name: str, value) -> float:
     if not np.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` unchanged if Keras knows the name, else ``ValueError`` naming it.
+
+    Example:
+        >>> check_activation("tanhh")
+        Traceback (most recent call last):
+        ...
+        ValueError: activation must be a Keras activation name, got 'tanhh'
+    """
+    import keras
+
+    try:
+        keras.activations.get(activation)
+    except ValueError:
+        raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
+    return activation

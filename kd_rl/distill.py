@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_activation, check_int
 from kd_rl.losses import (
     GaussianKLDistillationLoss,
     KLDistillationLoss,
@@ -483,10 +483,7 @@ class DistillConfig:
         from kd_rl.models import _normalise_hidden_units
 
         self.hidden_units = _normalise_hidden_units(self.hidden_units)
-        try:
-            keras.activations.get(self.activation)
-        except ValueError:
-            raise ValueError(f"activation must be a Keras activation name, got {self.activation!r}") from None
+        self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_activation, check_int
 
 __all__ = [
     "LOG_STD_RANGE",
@@ -280,11 +280,7 @@ class PolicyModel(keras.Model):
         if hidden_units is None:
             hidden_units = self.default_hidden_units
         self.hidden_units = _normalise_hidden_units(hidden_units)
-        try:
-            keras.activations.get(activation)
-        except ValueError:
-            raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
-        self.activation = activation
+        self.activation = check_activation(activation)
         self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
         self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)
         if self.observation_std is not None and np.any(self.observation_std <= 0):
