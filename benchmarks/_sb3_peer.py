@@ -1,6 +1,6 @@
 """Env steps and wall seconds until Stable-Baselines3 first solves an environment (issue #16).
 
-The peer of ``benchmarks/teachers.py``: it trains SB3's DQN or PPO with
+The peer of ``benchmarks/teachers.py``: it trains SB3's DQN, PPO or SAC with
 RL-Baselines3-Zoo's hyperparameters and stops at the first periodic greedy
 evaluation whose mean return reaches the threshold. It runs inside the SB3 venv
 that ``_sb3_venv.py`` makes, so it imports neither kd_rl nor TensorFlow::
@@ -38,8 +38,8 @@ import sys
 import time
 from collections.abc import Callable
 
-#: RL-Baselines3-Zoo's hyperparameters (rl_zoo3 2.9.2, ``hyperparams/dqn.yml`` and
-#: ``hyperparams/ppo.yml``), as written there. Its ``LunarLander-v3`` entries are the
+#: RL-Baselines3-Zoo's hyperparameters (rl_zoo3 2.9.2, ``hyperparams/dqn.yml``,
+#: ``hyperparams/ppo.yml`` and ``hyperparams/sac.yml``), as written there. Its ``LunarLander-v3`` entries are the
 #: ``LunarLander-v2`` ones of earlier releases. ``lin_X`` is a learning rate or clip
 #: range that falls linearly from X to 0; ``normalize`` wraps the training envs in
 #: VecNormalize; ``n_envs`` defaults to 1; keys the zoo leaves out take SB3's defaults.
@@ -128,6 +128,25 @@ ZOO: dict[str, dict[str, dict]] = {
             "ent_coef": 0.01,
         },
     },
+    "sac": {
+        # gSDE (use_sde) explores with noise that is a fixed function of the state for
+        # a whole episode (resampled each -1: once per rollout), starting small (log_std_init).
+        "MountainCarContinuous-v0": {
+            "n_timesteps": 5e4,
+            "policy": "MlpPolicy",
+            "learning_rate": 3e-4,
+            "buffer_size": 50_000,
+            "batch_size": 512,
+            "ent_coef": 0.1,
+            "train_freq": 32,
+            "gradient_steps": 32,
+            "gamma": 0.9999,
+            "tau": 0.01,
+            "learning_starts": 0,
+            "use_sde": True,
+            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
+        },
+    },
 }
 SOURCE = "rl-baselines3-zoo (rl_zoo3 2.9.2) hyperparams/{algo}.yml, entry {env}"
 
@@ -188,7 +207,7 @@ def train(
     if hyperparameters.get("normalize"):
         # The zoo gives VecNormalize the agent's discount, for its return-based reward scaling.
         vec_env = VecNormalize(vec_env, gamma=hyperparameters.get("gamma", 0.99))
-    model_cls = {"dqn": sb3.DQN, "ppo": sb3.PPO}[algo]
+    model_cls = {"dqn": sb3.DQN, "ppo": sb3.PPO, "sac": sb3.SAC}[algo]
     model = model_cls(
         hyperparameters["policy"], vec_env, seed=seed, device="cpu", verbose=0, **_model_kwargs(hyperparameters)
     )
@@ -203,7 +222,8 @@ def train(
                 if isinstance(vec_env, VecNormalize):
                     obs = vec_env.normalize_obs(obs)  # reads the running statistics, never updates them
                 action, _ = model.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = eval_env.step(int(action))
+                discrete = isinstance(eval_env.action_space, gym.spaces.Discrete)
+                obs, reward, terminated, truncated, _ = eval_env.step(int(action) if discrete else action)
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
@@ -254,7 +274,7 @@ def train(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="a Gymnasium id with a zoo entry")
-    parser.add_argument("--algo", required=True, help="dqn or ppo")
+    parser.add_argument("--algo", required=True, help="dqn, ppo or sac")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, required=True, help="env steps at most")
     parser.add_argument("--eval-every", type=int, required=True, help="env steps between greedy evaluations")

@@ -77,7 +77,7 @@ SECTIONS = [
     (
         "teachers",
         "Teachers side by side with Stable-Baselines3",
-        "kd_rl's DQN and PPO teachers (TF-Agents, the shipped hyperparameters, which follow "
+        "kd_rl's DQN, PPO and SAC teachers (TF-Agents, the shipped hyperparameters, which follow "
         "RL-Baselines3-Zoo) and Stable-Baselines3 2.x with RL-Zoo's hyperparameters, trained one "
         "after the other seed by seed in the same run (SB3 in a throwaway venv the script makes). "
         "Both evaluate greedily every few thousand env steps over 20 episodes seeded apart from "
@@ -86,7 +86,10 @@ SECTIONS = [
         "compilation and evaluations included. SB3 runs with one PyTorch thread (its fastest setting "
         "for small networks on CPU), TensorFlow with its defaults. Target (issue #16): kd_rl needs no "
         "more env steps and no more wall time than SB3 (medians of 3 seeds) for DQN and PPO on "
-        "CartPole-v1, Acrobot-v1 and LunarLander-v3. What differs between the two implementations is "
+        "CartPole-v1, Acrobot-v1 and LunarLander-v3. On MountainCarContinuous-v0 both run SAC with "
+        "RL-Zoo's settings; SB3 explores with gSDE, kd_rl with Ornstein-Uhlenbeck action noise "
+        "([Continuous control](continuous.md#mountaincarcontinuous-v0-exploring-before-there-is-anything-to-learn)). "
+        "What differs between the two implementations is "
         "listed in [the CLI reference](cli.md#next-to-stable-baselines3).",
     ),
     (
@@ -320,8 +323,12 @@ def figures() -> dict[str, list[str]]:
         runs = [r for r in data["runs"] if "framework" in r]
         pairs = sorted({(r["env"], r["algo"]) for r in runs})
         if pairs:
-            fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
-            for ax, (env, algo) in zip(axes[0], pairs):
+            cols = min(len(pairs), 4)
+            rows = -(-len(pairs) // cols)
+            fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+            for ax in axes.flat[len(pairs) :]:
+                ax.set_visible(False)
+            for ax, (env, algo) in zip(axes.flat, pairs):
                 for r in runs:
                     if (r["env"], r["algo"]) != (env, algo):
                         continue
@@ -334,7 +341,8 @@ def figures() -> dict[str, list[str]]:
                 ax.axhline(data["cases"][env]["threshold"], color="grey", linestyle=":")
                 ax.set(title=f"{env} {algo}", xlabel="env steps")
                 ax.grid(alpha=0.3)
-            axes[0][0].set_ylabel("greedy evaluation return")
+            for row in axes:
+                row[0].set_ylabel("greedy evaluation return")
             axes[0][0].legend()
             fig.suptitle("Teachers: kd_rl (solid) and Stable-Baselines3 (dashed), 3 seeds, until the threshold")
             fig.tight_layout()

@@ -14,7 +14,7 @@ every environment (kd_rl's PPO counts its auto-resets too). SB3 runs with
 ``torch.set_num_threads(1)``, its fastest setting for small networks on CPU;
 TensorFlow uses its defaults (both cores).
 
-    python benchmarks/teachers.py [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo]
+    python benchmarks/teachers.py [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo sac]
                                   [--seeds 0 1 2] [--no-sb3] [--max-steps N]
 
 Runs of (environment, algorithm) pairs not asked for this time are kept from
@@ -31,16 +31,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import command_line, curve_points, quiet_tensorflow, results_dir, write_results
+from _common import command_line, curve_points, machine, quiet_tensorflow, results_dir, write_results
 
 quiet_tensorflow()
 
-# Gymnasium's reward thresholds (CartPole-v1 475, Acrobot-v1 -100, LunarLander-v3 200),
-# RL-Zoo's step budgets per algorithm, and env steps between evaluations.
+# Gymnasium's reward thresholds (CartPole-v1 475, Acrobot-v1 -100, LunarLander-v3 200,
+# MountainCarContinuous-v0 90), RL-Zoo's step budgets per algorithm, and env steps
+# between evaluations. An algorithm without a budget for an environment is skipped there.
 CASES = {
     "CartPole-v1": {"threshold": 475.0, "budget": {"dqn": 50_000, "ppo": 100_000}, "eval_every": 2_500},
     "Acrobot-v1": {"threshold": -100.0, "budget": {"dqn": 100_000, "ppo": 1_000_000}, "eval_every": 10_000},
     "LunarLander-v3": {"threshold": 200.0, "budget": {"dqn": 100_000, "ppo": 1_000_000}, "eval_every": 20_000},
+    "MountainCarContinuous-v0": {"threshold": 90.0, "budget": {"sac": 50_000}, "eval_every": 5_000},
 }
 EVAL_EPISODES = 20
 FRAMEWORKS = ("kd_rl", "sb3")
@@ -116,7 +118,7 @@ def summarise(runs: list[dict]) -> tuple[list[str], list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"], choices=list(CASES))
-    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo"])
+    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo", "sac"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-sb3", action="store_true", help="kd_rl only (no SB3 venv)")
     parser.add_argument("--max-steps", type=int, help="cap the step budgets (quick tries only)")
@@ -130,17 +132,20 @@ def main() -> None:
         from _sb3_venv import run_sb3, sb3_python
 
         sb3_python()  # make the venv before the first timed run
-    asked = {(e, a) for e in args.envs for a in args.algos}
+    asked = {(e, a) for e in args.envs for a in args.algos if a in CASES[e]["budget"]}
     previous = results_dir() / "teachers.json"
     kept = []
     if previous.exists():
-        kept = [r for r in json.loads(previous.read_text()).get("runs", []) if "framework" in r]
-        kept = [r for r in kept if (r["env"], r["algo"]) not in asked]
+        data = json.loads(previous.read_text())
+        kept = [r for r in data.get("runs", []) if "framework" in r and (r["env"], r["algo"]) not in asked]
+        for r in kept:  # rows from before the CPU was stored per row were measured on the file's machine
+            r.setdefault("cpu", data.get("machine", {}).get("cpu", "?"))
+    cpu = machine()["cpu"]
     command = command_line()
     runs = []
     for env in args.envs:
         case = CASES[env]
-        for algo in args.algos:
+        for algo in (a for a in args.algos if a in case["budget"]):
             budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
             for seed in args.seeds:
                 # kd_rl, then SB3, seed by seed: both see the same machine load.
@@ -150,7 +155,7 @@ def main() -> None:
                     else:
                         result = run_sb3(env, algo, seed, budget, case["eval_every"], EVAL_EPISODES, case["threshold"])
                     run = {"framework": framework, "env": env, "algo": algo, "seed": seed, "budget": budget,
-                           "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
                            **result}  # fmt: skip
                     runs.append(run)
                     print(
@@ -176,10 +181,13 @@ def report(runs: list[dict], command: str) -> None:
     )
     measured = {}
     for r in runs:
-        measured.setdefault((r.get("command", "?"), r.get("date", "?")[:10]), set()).add(f"{r['env']} {r['algo']}")
+        key = (r.get("command", "?"), r.get("date", "?")[:10], r.get("cpu", "?"))
+        measured.setdefault(key, set()).add(f"{r['env']} {r['algo']}")
     note += (
         " Rows measured by: "
-        + "; ".join(f"`{cmd}` ({date}): {', '.join(sorted(pairs))}" for (cmd, date), pairs in measured.items())
+        + "; ".join(
+            f"`{cmd}` ({date}, {cpu}): {', '.join(sorted(pairs))}" for (cmd, date, cpu), pairs in measured.items()
+        )
         + "."
     )
     if len(measured) > 1:

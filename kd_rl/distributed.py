@@ -246,11 +246,12 @@ class DistributedCollector:
     An actor that dies is replaced (a new seed, the current weights) up to
     ``max_replacements`` times in all; after that `ActorLostError`.
 
+    ``env_id``, ``teacher``, ``student``, ``mode``, ``num_envs``, ``epsilon``,
+    ``beta``, ``total_steps``, ``env_kwargs`` and ``sample_actions`` are as for
+    `Collector`; each actor steps ``num_envs`` environments of its own. Keras
+    models are shipped as ``.keras`` bytes (they must be serialisable).
+
     Args:
-        env_id, teacher, student, mode, num_envs, epsilon, beta, total_steps,
-            env_kwargs, sample_actions: As for `Collector`; each actor steps
-            ``num_envs`` environments of its own. Keras models are shipped as
-            ``.keras`` bytes (they must be serialisable).
         seed: Actor ``i`` seeds its collector with ``actor_seed(seed, i)``.
         actors: Number of Ray actors (>= 1).
         ray_address: A running cluster (``host:port``, ``ray://host:port`` or

@@ -125,8 +125,9 @@ class EnvSpec:
         env_id: The Gymnasium id.
         obs_dim: Observation size (all of a multi-dimensional ``Box``'s entries: it is flattened).
         num_actions: Number of discrete actions; None for a continuous action space.
-        action_low, action_high: The ``Box`` action bounds (float32 ``[d]``);
+        action_low: The ``Box`` action's lower bounds (float32 ``[d]``);
             None for discrete actions.
+        action_high: Its upper bounds, likewise.
     """
 
     env_id: str

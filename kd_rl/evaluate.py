@@ -215,7 +215,8 @@ class RandomPolicy:
     Args:
         num_actions: Number of discrete actions (None for continuous actions).
         seed: Seed of the action sampler.
-        action_low, action_high: Box bounds of a continuous action.
+        action_low: Lower Box bounds of a continuous action.
+        action_high: Upper Box bounds of a continuous action.
     """
 
     def __init__(self, num_actions: int | None = None, seed: int = 0, action_low=None, action_high=None):

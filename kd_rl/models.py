@@ -137,7 +137,8 @@ def gaussian_action(mean, action_low, action_high, squash: bool):
 
     Args:
         mean: ``float32 [batch, d]`` (a TF tensor or NumPy array).
-        action_low, action_high: ``[d]`` bounds.
+        action_low: ``[d]`` lower bounds.
+        action_high: ``[d]`` upper bounds.
         squash: Whether the policy is tanh-squashed.
 
     Returns:
@@ -217,8 +218,9 @@ class PolicyModel(keras.Model):
             continuous policy (None is taken as it). Saved with the model; the
             distillation temperature's default follows it
             (`kd_rl.losses.default_temperature`).
-        action_low, action_high: The ``Box`` action bounds, ``d`` finite
-            entries each with ``low < high``; given, the policy is continuous.
+        action_low: The ``Box`` action's lower bounds, ``d`` finite entries;
+            given, the policy is continuous.
+        action_high: Its upper bounds, each above the lower one.
         squash: Continuous only: tanh-squash the Gaussian into the bounds
             (True, SAC) or clip its samples (False, PPO).
         state_dependent_std: Continuous only: ``log_std`` from a Dense head on

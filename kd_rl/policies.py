@@ -114,7 +114,8 @@ class NumpyPolicy:
         observation_mean: Fixed mean subtracted from observations, if any.
         observation_std: Fixed standard deviation observations are divided by, if any.
         observation_clip: Clip applied after normalising, if any.
-        action_low, action_high: Box action bounds of a continuous policy.
+        action_low: Lower Box action bounds of a continuous policy.
+        action_high: Upper Box action bounds of a continuous policy.
         squash: Continuous only: tanh-squash the mean into the bounds (else clip it).
     """
 

@@ -30,6 +30,7 @@ from kd_rl.teachers import (
 )
 from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
 from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.sac import ActionNoise
 
 LOW, HIGH = np.float32(-2.0), np.float32(2.0)  # Pendulum-v1's torque bounds
 TINY_SAC = dict(
@@ -251,6 +252,9 @@ def test_train_teacher_ppo_on_a_box_action_space_writes_a_gaussian_teacher(tmp_p
         ("Pendulum-v1", "sac", {"overrides": {"target_entropy": "high"}}, "target_entropy must be 'auto'"),
         ("Pendulum-v1", "sac", {"overrides": {"initial_alpha": 0}}, "initial_alpha must be a number > 0"),
         ("Pendulum-v1", "sac", {"overrides": {"n_steps": 2}}, r"unknown sac hyperparameters \['n_steps'\]"),
+        ("Pendulum-v1", "sac", {"overrides": {"action_noise": "ou"}}, r"action_noise must be one of \['none'"),
+        ("Pendulum-v1", "sac", {"overrides": {"noise_std": -0.1}}, "noise_std must be a number >= 0"),
+        ("Pendulum-v1", "sac", {"overrides": {"noise_theta": 0}}, r"noise_theta must be a number in \(0, 1\]"),
     ],
 )
 def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs, match):
@@ -258,6 +262,53 @@ def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs
     with pytest.raises(ValueError, match=match):
         train_teacher(env_id, algo, out, progress=False, **kwargs)
     assert not out.exists()
+
+
+def test_action_noise_is_normal_at_theta_1_and_correlated_below_it():
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 1.0])  # half-ranges 2 and 0.5
+    normal = ActionNoise(3, low, high, std=0.5, theta=1.0)
+    draws = np.stack([normal(np.random.default_rng(i)) for i in range(4000)])  # [4000, 3 envs, 2]
+    assert draws.shape == (4000, 3, 2) and draws.dtype == np.float32
+    np.testing.assert_allclose(draws.std(axis=(0, 1)), [1.0, 0.25], rtol=0.05)
+    assert abs(np.corrcoef(draws[:-1, 0, 0], draws[1:, 0, 0])[0, 1]) < 0.05
+
+    ou, rng = ActionNoise(1, low[:1], high[:1], std=0.5, theta=0.15), np.random.default_rng(0)
+    path = np.array([ou(rng)[0, 0] for _ in range(20_000)])
+    # x <- 0.85 x + 0.5 N(0, 1): lag-1 correlation 0.85, stationary std 0.5 / sqrt(1 - 0.85²), times half-range 2.
+    assert np.corrcoef(path[:-1], path[1:])[0, 1] == pytest.approx(0.85, abs=0.02)
+    assert path.std() == pytest.approx(2 * 0.5 / np.sqrt(1 - 0.85**2), rel=0.1)
+    two = ActionNoise(2, low[:1], high[:1], std=0.5, theta=0.15)
+    two(rng)
+    two.reset(np.array([True, False]))
+    assert two.state[0, 0] == 0.0 and two.state[1, 0] != 0.0
+
+
+def test_sac_adds_the_noise_to_every_collected_action_within_the_bounds(tmp_path, monkeypatch):
+    stored = []
+    real_add = TransitionBuffer.add
+    monkeypatch.setattr(
+        TransitionBuffer, "add", lambda self, o, a, *rest: (stored.append(a.copy()), real_add(self, o, a, *rest))
+    )
+    # Random actions before step 50, the policy's after; noise of 20 half-ranges pins nearly all to a bound.
+    overrides = dict(TINY_SAC, action_noise="normal", noise_std=20.0, eval_every=100)
+    train_teacher(
+        "Pendulum-v1", "sac", tmp_path, steps=100, seed=0, overrides=overrides, progress=False, eval_episodes=1
+    )
+    actions = np.concatenate(stored)
+    assert actions.shape == (100,) and np.all((actions >= LOW) & (actions <= HIGH))
+    assert np.mean(np.abs(actions) == HIGH) > 0.9
+    stored.clear()
+    train_teacher(
+        "Pendulum-v1",
+        "sac",
+        tmp_path / "quiet",
+        steps=100,
+        seed=0,
+        overrides=dict(TINY_SAC, eval_every=100),
+        progress=False,
+        eval_episodes=1,
+    )
+    assert np.mean(np.abs(np.concatenate(stored)) == HIGH) < 0.1
 
 
 def test_sac_hyperparameters_per_environment():
@@ -269,11 +320,11 @@ def test_sac_hyperparameters_per_environment():
     assert lunar["hidden_units"] == (400, 300) and lunar["tau"] == 0.01
     _, walker = load_hyperparameters("BipedalWalker-v3", "sac")
     assert walker["train_freq"] == walker["gradient_steps"] == 64 and walker["gamma"] == 0.98
+    _, car = load_hyperparameters("MountainCarContinuous-v0", "sac")
+    assert car["action_noise"] == "ornstein-uhlenbeck" and car["gamma"] == 0.9999
     _, default = load_hyperparameters("default", "sac")
-    assert load_hyperparameters("MountainCarContinuous-v0", "sac", {"tau": 0.1}) == (
-        "MountainCarContinuous-v0",
-        dict(default, tau=0.1),
-    )
+    assert default["action_noise"] == "none"
+    assert load_hyperparameters("Hopper-v5", "sac", {"tau": 0.1}) == ("Hopper-v5", dict(default, tau=0.1))
 
 
 def test_sac_agent_targets_minus_d_entropy_and_refuses_discrete_actions():

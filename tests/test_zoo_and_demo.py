@@ -20,9 +20,12 @@ THRESHOLDS = {
     "Pendulum-v1": -200.0,
     "BipedalWalker-v3": 250.0,  # issue #13's target (Gymnasium's threshold is 300)
     "Acrobot-v1": -100.0,  # Gymnasium's reward threshold
-    # Gymnasium's threshold is -110; the shipped DQN teacher (-124.8, RL-Zoo's settings) is below it,
-    # good enough to teach (issue #14) but not "solved" (issue #16 tracks it). The test pins what it claims.
-    "MountainCar-v0": -130.0,
+    "MountainCarContinuous-v0": 90.0,  # Gymnasium's reward threshold
+    "MountainCar-v0": -110.0,  # Gymnasium's reward threshold
+    # Per teacher where it differs from its environment's: the DQN MountainCar teacher (-124.8, RL-Zoo's
+    # settings) is below -110, good enough to teach (issue #14) and kept for the multi-task results;
+    # MountainCar-v0-ppo is the one that solves it. The test pins what each claims.
+    "MountainCar-v0-dqn": -130.0,
 }
 ENTRIES = list_zoo()
 
@@ -41,7 +44,7 @@ def test_each_zoo_teacher_is_small_documented_and_scores_what_it_claims(entry):
         assert key in entry, key
     assert entry["command"].startswith("kd-rl train-teacher")
     assert entry["eval_episodes"] >= 100
-    assert entry["mean_return"] >= THRESHOLDS[entry["env_id"]]
+    assert entry["mean_return"] >= THRESHOLDS.get(entry["name"], THRESHOLDS[entry["env_id"]])
     model = load_policy(entry["name"])
     assert model.count_params() == entry["params"]
     expected_outputs = "gaussian" if model.is_continuous else {"dqn": "q_values", "ppo": "logits"}[entry["algo"]]

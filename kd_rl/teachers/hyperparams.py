@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras
 import yaml
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_float, check_int
 from kd_rl.models import _normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 
@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 ALGORITHMS = ("dqn", "ppo", "sac")
+
+#: SAC's ``action_noise`` values (`kd_rl.teachers.sac.ActionNoise`).
+ACTION_NOISES = ("none", "normal", "ornstein-uhlenbeck")
 
 #: The action spaces each algorithm trains on: ``"discrete"`` (Gymnasium
 #: ``Discrete``) and/or ``"continuous"`` (``Box``).
@@ -274,6 +277,12 @@ def check_hyperparameters(params: Mapping, algo: str) -> None:
         alpha = params["initial_alpha"]
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
             raise ValueError(f"initial_alpha must be a number > 0, got {alpha!r}")
+        if params["action_noise"] not in ACTION_NOISES:
+            raise ValueError(f"action_noise must be one of {list(ACTION_NOISES)}, got {params['action_noise']!r}")
+        if not check_float("noise_std", params["noise_std"]) >= 0:
+            raise ValueError(f"noise_std must be a number >= 0, got {params['noise_std']!r}")
+        if not 0 < check_float("noise_theta", params["noise_theta"]) <= 1:
+            raise ValueError(f"noise_theta must be a number in (0, 1], got {params['noise_theta']!r}")
 
 
 def activation(name: str):

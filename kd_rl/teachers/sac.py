@@ -2,7 +2,9 @@
 
 ``n_envs`` environments (`kd_rl.teachers.collect`); the first ``learning_starts`` actions are uniform in the
 bounds (as Stable-Baselines3), later ones are sampled from the agent's
-tanh-squashed Gaussian (its ``collect_policy``). Transitions go to the NumPy
+tanh-squashed Gaussian (its ``collect_policy``). With ``action_noise`` set,
+`ActionNoise` is added to every collected action, which is then clipped to the
+bounds. Transitions go to the NumPy
 `TransitionBuffer`; ``agent.train`` runs ``gradient_steps`` times every
 ``train_freq`` steps. Periodic evaluations act deterministically (the
 Gaussian's squashed mean) with a NumPy copy of the actor. A kickstarted run
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
@@ -29,7 +32,54 @@ from kd_rl.teachers.export import action_bounds, dense_layers, export_sac_teache
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
 
-__all__ = ["train_sac"]
+__all__ = ["ActionNoise", "train_sac"]
+
+
+class ActionNoise:
+    """Exploration noise for ``n`` environments, in half-ranges of the action bounds.
+
+    Each step, ``x <- x - theta * x + std * N(0, 1)`` per environment and
+    action dimension: with ``theta = 1`` that is normal noise drawn afresh, with
+    a small ``theta`` Ornstein-Uhlenbeck noise whose pushes last about
+    ``1 / theta`` steps (the discrete-time process of Lillicrap et al., 2016,
+    DDPG). `reset` restarts an environment's noise at 0 when a new episode
+    begins, as Stable-Baselines3 does.
+
+    Args:
+        n: Environments.
+        low: The action's lower bounds (an array of the action's shape).
+        high: Its upper bounds.
+        std: Standard deviation of the per-step draw, in half-ranges.
+        theta: Pull towards 0 per step, in (0, 1].
+
+    Example:
+        >>> noise = ActionNoise(1, np.array([-2.0]), np.array([2.0]), std=0.5, theta=1.0)
+        >>> noise(np.random.default_rng(0)).shape
+        (1, 1)
+    """
+
+    def __init__(self, n: int, low: np.ndarray, high: np.ndarray, std: float, theta: float):
+        self.scale = (np.asarray(high, np.float64) - np.asarray(low, np.float64)) / 2.0 * float(std)
+        self.theta = float(theta)
+        self.state = np.zeros((int(n), *np.shape(low)))
+
+    def reset(self, which: np.ndarray) -> None:
+        """Restart the noise of the environments ``which`` (a bool mask or indices) at 0."""
+        self.state[which] = 0.0
+
+    def __call__(self, rng: np.random.Generator) -> np.ndarray:
+        """The next noise of every environment, ``float32 [n, *action_shape]``, in action units."""
+        self.state = (1.0 - self.theta) * self.state + rng.standard_normal(self.state.shape)
+        return (self.state * self.scale).astype(np.float32)
+
+
+def make_action_noise(params, n: int, low: np.ndarray, high: np.ndarray) -> ActionNoise | None:
+    """The `ActionNoise` that ``params["action_noise"]`` names for ``n`` environments, or None for ``"none"``."""
+    kind = params["action_noise"]
+    if kind == "none":
+        return None
+    theta = 1.0 if kind == "normal" else float(params["noise_theta"])
+    return ActionNoise(n, low, high, std=float(params["noise_std"]), theta=theta)
 
 
 def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
@@ -66,6 +116,7 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     sample = common.function(agent.collect_policy.action)
     rng = run.rng
     actions = np.zeros((envs.n, low.size), np.float32)
+    noise = make_action_noise(p, envs.n, low, high)
     progress = OffPolicyProgress(run, buffer, env_steps, _mean_losses)
 
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
@@ -76,6 +127,9 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
                 actions[acting] = rng.uniform(low, high, size=(acting.size, low.size)).astype(np.float32)
             elif acting.size:
                 actions[:] = sample(envs.time_step).action.numpy()
+            if acting.size and noise is not None:
+                noise.reset(envs.time_step.step_type == ts.StepType.FIRST)
+                actions[:] = np.clip(actions + noise(rng), low, high)
             taken, ended = envs.step(actions, buffer)
             progress.finished += ended
             before, env_steps = env_steps, env_steps + taken
