@@ -212,6 +212,7 @@ def train(
         hyperparameters["policy"], vec_env, seed=seed, device="cpu", verbose=0, **_model_kwargs(hyperparameters)
     )
     eval_env = gym.make(env_id)
+    discrete = isinstance(eval_env.action_space, gym.spaces.Discrete)
 
     def evaluate() -> float:
         returns = []
@@ -222,7 +223,6 @@ def train(
                 if isinstance(vec_env, VecNormalize):
                     obs = vec_env.normalize_obs(obs)  # reads the running statistics, never updates them
                 action, _ = model.predict(obs, deterministic=True)
-                discrete = isinstance(eval_env.action_space, gym.spaces.Discrete)
                 obs, reward, terminated, truncated, _ = eval_env.step(int(action) if discrete else action)
                 total += float(reward)
                 done = terminated or truncated

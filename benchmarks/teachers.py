@@ -132,37 +132,35 @@ def main() -> None:
         from _sb3_venv import run_sb3, sb3_python
 
         sb3_python()  # make the venv before the first timed run
-    asked = {(e, a) for e in args.envs for a in args.algos if a in CASES[e]["budget"]}
+    # The (environment, algorithm) pairs to measure: an algorithm without a budget for an environment is skipped.
+    pairs = [(e, a) for e in args.envs for a in args.algos if a in CASES[e]["budget"]]
     previous = results_dir() / "teachers.json"
     kept = []
     if previous.exists():
-        data = json.loads(previous.read_text())
-        kept = [r for r in data.get("runs", []) if "framework" in r and (r["env"], r["algo"]) not in asked]
-        for r in kept:  # rows from before the CPU was stored per row were measured on the file's machine
-            r.setdefault("cpu", data.get("machine", {}).get("cpu", "?"))
+        kept = [r for r in json.loads(previous.read_text()).get("runs", []) if "framework" in r]
+        kept = [r for r in kept if (r["env"], r["algo"]) not in pairs]
     cpu = machine()["cpu"]
     command = command_line()
     runs = []
-    for env in args.envs:
+    for env, algo in pairs:
         case = CASES[env]
-        for algo in (a for a in args.algos if a in case["budget"]):
-            budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
-            for seed in args.seeds:
-                # kd_rl, then SB3, seed by seed: both see the same machine load.
-                for framework in FRAMEWORKS if not args.no_sb3 else ("kd_rl",):
-                    if framework == "kd_rl":
-                        result = run_kd_rl(env, algo, seed, budget, case["eval_every"], case["threshold"])
-                    else:
-                        result = run_sb3(env, algo, seed, budget, case["eval_every"], EVAL_EPISODES, case["threshold"])
-                    run = {"framework": framework, "env": env, "algo": algo, "seed": seed, "budget": budget,
-                           "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-                           **result}  # fmt: skip
-                    runs.append(run)
-                    print(
-                        f"{env} {algo} seed {seed} {framework}: solved at {run['solved_at_env_steps']} env steps, "
-                        f"{run['solved_after_seconds']} s",
-                        flush=True,
-                    )
+        budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
+        for seed in args.seeds:
+            # kd_rl, then SB3, seed by seed: both see the same machine load.
+            for framework in FRAMEWORKS if not args.no_sb3 else ("kd_rl",):
+                if framework == "kd_rl":
+                    result = run_kd_rl(env, algo, seed, budget, case["eval_every"], case["threshold"])
+                else:
+                    result = run_sb3(env, algo, seed, budget, case["eval_every"], EVAL_EPISODES, case["threshold"])
+                run = {"framework": framework, "env": env, "algo": algo, "seed": seed, "budget": budget,
+                       "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
+                       **result}  # fmt: skip
+                runs.append(run)
+                print(
+                    f"{env} {algo} seed {seed} {framework}: solved at {run['solved_at_env_steps']} env steps, "
+                    f"{run['solved_after_seconds']} s",
+                    flush=True,
+                )
     report(kept + runs, command)
 
 
