@@ -129,6 +129,11 @@ ZOO: dict[str, dict[str, dict]] = {
         },
     },
     "sac": {
+        "Pendulum-v1": {
+            "n_timesteps": 20_000,
+            "policy": "MlpPolicy",
+            "learning_rate": 1e-3,
+        },
         # gSDE (use_sde) explores with noise that is a fixed function of the state for
         # a whole episode (resampled each -1: once per rollout), starting small (log_std_init).
         "MountainCarContinuous-v0": {
@@ -148,6 +153,8 @@ ZOO: dict[str, dict[str, dict]] = {
         },
     },
 }
+# RL-Zoo's LunarLanderContinuous-v3 PPO entry repeats its LunarLander-v3 one value for value.
+ZOO["ppo"]["LunarLanderContinuous-v3"] = dict(ZOO["ppo"]["LunarLander-v3"])
 SOURCE = "rl-baselines3-zoo (rl_zoo3 2.9.2) hyperparams/{algo}.yml, entry {env}"
 
 

@@ -78,7 +78,9 @@ SECTIONS = [
         "teachers",
         "Teachers side by side with Stable-Baselines3",
         "kd_rl's DQN, PPO and SAC teachers (TF-Agents, the shipped hyperparameters, which follow "
-        "RL-Baselines3-Zoo) and Stable-Baselines3 2.x with RL-Zoo's hyperparameters, trained one "
+        "RL-Baselines3-Zoo; for DQN on CartPole-v1 and LunarLander-v3 the `CartPole-v1-rlzoo` and "
+        "`LunarLander-v3-rlzoo` entries, RL-Zoo's settings as SB3 runs them, since the plain entries "
+        "trained the zoo's teachers with others) and Stable-Baselines3 2.x with RL-Zoo's hyperparameters, trained one "
         "after the other seed by seed in the same run (SB3 in a throwaway venv the script makes). "
         "Both evaluate greedily every few thousand env steps over 20 episodes seeded apart from "
         "training and stop at the first evaluation that reaches Gymnasium's threshold; the budget is "
@@ -89,6 +91,8 @@ SECTIONS = [
         "CartPole-v1, Acrobot-v1 and LunarLander-v3. On MountainCarContinuous-v0 both run SAC with "
         "RL-Zoo's settings; SB3 explores with gSDE, kd_rl with Ornstein-Uhlenbeck action noise "
         "([Continuous control](continuous.md#mountaincarcontinuous-v0-exploring-before-there-is-anything-to-learn)). "
+        "On Pendulum-v1 both run SAC with RL-Zoo's entry; Gymnasium sets no threshold there, and issue #16 "
+        "sets -200. Rows without an SB3 partner were run with `--no-sb3`."
         "What differs between the two implementations is "
         "listed in [the CLI reference](cli.md#next-to-stable-baselines3).",
     ),
@@ -344,7 +348,7 @@ def figures() -> dict[str, list[str]]:
             for row in axes:
                 row[0].set_ylabel("greedy evaluation return")
             axes[0][0].legend()
-            fig.suptitle("Teachers: kd_rl (solid) and Stable-Baselines3 (dashed), 3 seeds, until the threshold")
+            fig.suptitle("Teachers: kd_rl (solid) and Stable-Baselines3 (dashed), each seed until the threshold")
             fig.tight_layout()
             plots.save(fig, docs / "img/teachers.png")
             made["teachers"] = ["img/teachers.png"]

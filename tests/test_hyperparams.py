@@ -1,6 +1,8 @@
 """Teacher hyperparameters as data (issue #16): the shipped files' schema, the algorithm table, a user's own file."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -44,6 +46,39 @@ def test_the_algorithm_table_names_a_tuned_algorithm_that_fits_each_environment(
     assert choose_algo("KdRlUnlisted-v0", "discrete") == "dqn"
     with pytest.raises(ValueError, match="no algorithm listed for 'KdRlUnlisted-v0'"):
         choose_algo("KdRlUnlisted-v0")
+
+
+def _sb3_zoo() -> dict:
+    """RL-Zoo's entries as benchmarks/_sb3_peer.py gives them to Stable-Baselines3 (it imports no SB3 at load)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "_sb3_peer.py"
+    spec = importlib.util.spec_from_file_location("_sb3_peer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ZOO
+
+
+@pytest.mark.parametrize("entry", ["CartPole-v1-rlzoo", "LunarLander-v3-rlzoo"])
+def test_the_rlzoo_dqn_entries_are_what_sb3_runs_beside_them(entry):
+    """benchmarks/teachers.py compares kd_rl on these entries with SB3 on RL-Zoo's: the settings must agree."""
+    gym_id, p = load_hyperparameters(entry, "dqn")
+    zoo = _sb3_zoo()["dqn"][gym_id]
+    assert p["n_timesteps"] == zoo["n_timesteps"] and list(p["hidden_units"]) == zoo["policy_kwargs"]["net_arch"]
+    same = ("learning_rate", "batch_size", "buffer_size", "learning_starts", "gamma", "train_freq")
+    for key in (*same, "exploration_fraction", "exploration_final_eps"):
+        assert p[key] == zoo[key], key
+    # SB3's gradient_steps -1: as many gradient steps as env steps in the round.
+    assert p["gradient_steps"] == (zoo["train_freq"] if zoo["gradient_steps"] == -1 else zoo["gradient_steps"])
+    # SB3 counts target_update_interval in env steps, TF-Agents in gradient steps: the same refreshes per env step,
+    # or (CartPole: an interval shorter than a round) one refresh per round.
+    per_env_step = p["gradient_steps"] / p["train_freq"]
+    if zoo["target_update_interval"] < p["train_freq"]:
+        assert p["target_update_interval"] == p["gradient_steps"]
+    else:
+        assert p["target_update_interval"] == zoo["target_update_interval"] * per_env_step
+    # SB3's DQN: vanilla targets, PyTorch's initial weights, a constant learning rate, Huber loss.
+    assert (p["double_dqn"], p["init"], p["lr_schedule"], p["loss"], p["max_grad_norm"]) == (
+        False, "torch", "constant", "huber", 10.0
+    )  # fmt: skip
 
 
 def _write(path, text):
