@@ -214,11 +214,15 @@ def command_line() -> str:
     return " ".join(["python", str(script), *sys.argv[1:]])
 
 
-def write_results(name: str, data: dict, table: str) -> None:
-    """Write ``NAME.json`` and ``NAME.md`` (with the machine and command) to `results_dir`."""
+def write_results(name: str, data: dict, table: str, measured_on: dict | None = None) -> None:
+    """Write ``NAME.json`` and ``NAME.md`` (with the machine and command) to `results_dir`.
+
+    ``measured_on`` is the `machine` record of an earlier run whose results are
+    only being rewritten (default: this machine, now).
+    """
     from kd_rl._io import write_json, write_text
 
-    data = {"machine": machine(), "command": command_line(), **data}
+    data = {"machine": measured_on or machine(), "command": command_line(), **data}
     out = results_dir()
     write_json(out / f"{name}.json", data)
     m = data["machine"]

@@ -92,7 +92,8 @@ SECTIONS = [
         "RL-Zoo's settings; SB3 explores with gSDE, kd_rl with Ornstein-Uhlenbeck action noise "
         "([Continuous control](continuous.md#mountaincarcontinuous-v0-exploring-before-there-is-anything-to-learn)). "
         "On Pendulum-v1 both run SAC with RL-Zoo's entry; Gymnasium sets no threshold there, and issue #16 "
-        "sets -200. Rows without an SB3 partner were run with `--no-sb3`."
+        "sets -200 (and 250 for BipedalWalker-v3, where Gymnasium says 300). Rows without an SB3 partner "
+        "were run with `--no-sb3`."
         "What differs between the two implementations is "
         "listed in [the CLI reference](cli.md#next-to-stable-baselines3).",
     ),

@@ -147,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         data = json.loads((results_dir() / "teachers.json").read_text())
-        return report(data["runs"], data["command"])
+        return report(data["runs"], data["command"], data.get("machine"))
 
     if not args.no_sb3:
         from _sb3_venv import run_sb3, sb3_python
@@ -186,7 +186,7 @@ def main() -> None:
     report(kept + runs, command)
 
 
-def report(runs: list[dict], command: str) -> None:
+def report(runs: list[dict], command: str, measured_on: dict | None = None) -> None:
     """Write teachers.json and teachers.md: the table, which command measured which rows, the verdicts."""
     rows, verdicts = summarise(runs)
     table = [
@@ -211,12 +211,16 @@ def report(runs: list[dict], command: str) -> None:
         + "."
     )
     if len(measured) > 1:
-        note += " Each command runs kd_rl and SB3 side by side, so each row pair shares its machine load."
+        note += (
+            " Each command without `--no-sb3` runs kd_rl and SB3 side by side, so each row pair shares its "
+            "machine load."
+        )
     sys.argv = [__file__, *command.split()[2:]]  # write_results records the command of the rows
     write_results(
         "teachers",
         {"runs": runs, "cases": CASES, "eval_episodes": EVAL_EPISODES},
         "\n".join(table) + "\n\n" + note + "\n\n" + "\n".join(verdicts),
+        measured_on,
     )
 
 
