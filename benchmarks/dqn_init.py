@@ -4,12 +4,12 @@ Stable-Baselines3's DQN starts from PyTorch's ``nn.Linear`` default (kernels
 and biases uniform in ±1/sqrt(fan_in)), and RL-Baselines3-Zoo tuned its
 hyperparameters with it; TF-Agents' Q-network examples start from He-normal
 hidden layers and an output layer near -0.2. This script trains kd_rl's DQN
-with RL-Zoo's CartPole-v1 settings as SB3 runs them ([256, 256], constant
-learning rate 2.3e-3, vanilla DQN, 50,000 env steps; the target network
-refreshed once per round of 128 gradient steps, as SB3's 10-env-step
-interval does) under each initialisation, 3 seeds, evaluating greedily every
-2,500 env steps over 20 episodes and stopping at the first evaluation that
-reaches 475, as `benchmarks/teachers.py` does.
+with RL-Zoo's CartPole-v1 settings as SB3 runs them (the ``CartPole-v1-rlzoo``
+entry of ``dqn.yml``: [256, 256], constant learning rate 2.3e-3, vanilla DQN,
+50,000 env steps; the target network refreshed once per round of 128 gradient
+steps, as SB3's 10-env-step interval does) under each initialisation, 3 seeds,
+evaluating greedily every 2,500 env steps over 20 episodes and stopping at the
+first evaluation that reaches 475, as `benchmarks/teachers.py` does.
 
     python benchmarks/dqn_init.py [--seeds 0 1 2] [--inits tf_agents torch]
 """
@@ -27,14 +27,7 @@ from _common import curve_points, quiet_tensorflow, write_results
 quiet_tensorflow()
 
 THRESHOLD, BUDGET, EVAL_EVERY, EPISODES = 475.0, 50_000, 2_500, 20
-RL_ZOO = {
-    "hidden_units": [256, 256],
-    "learning_rate": 0.0023,
-    "lr_schedule": "constant",
-    "double_dqn": False,
-    "target_update_interval": 128,
-    "periodic_eval_episodes": EPISODES,
-}
+ENTRY = "CartPole-v1-rlzoo"  # RL-Zoo's settings as SB3 runs them (kd_rl/hyperparams/dqn.yml)
 
 
 def run(init: str, seed: int) -> dict:
@@ -43,12 +36,12 @@ def run(init: str, seed: int) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train_teacher(
-            "CartPole-v1",
+            ENTRY,
             "dqn",
             Path(tmp) / "run",
             steps=BUDGET,
             seed=seed,
-            overrides=dict(RL_ZOO, init=init),
+            overrides={"init": init, "periodic_eval_episodes": EPISODES},
             eval_every=EVAL_EVERY,
             eval_episodes=EPISODES,
             progress=False,
@@ -88,10 +81,11 @@ def main() -> None:
         solved = sum(s is not None for s in steps)
         rows.append(f"| {init} | {solved}/{len(mine)} | {per_seed} | {median:,.0f} |")
     table = "\n".join(rows) + (
-        f"\n\nRL-Zoo's CartPole-v1 DQN settings ({RL_ZOO}), budget {BUDGET:,} env steps; "
+        f"\n\nRL-Zoo's CartPole-v1 DQN settings (the `{ENTRY}` entry of kd_rl/hyperparams/dqn.yml), "
+        f"budget {BUDGET:,} env steps; "
         "a seed that does not solve counts as the budget in the median."
     )
-    write_results("dqn_init", {"settings": RL_ZOO, "budget": BUDGET, "runs": runs}, table)
+    write_results("dqn_init", {"entry": ENTRY, "budget": BUDGET, "runs": runs}, table)
 
 
 if __name__ == "__main__":

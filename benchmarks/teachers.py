@@ -166,11 +166,11 @@ def main() -> None:
     for env, algo in pairs:
         case = CASES[env]
         budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
+        entry = case.get("entry", {}).get(algo, env)  # kd_rl's hyperparameter entry
         for seed in args.seeds:
             # kd_rl, then SB3, seed by seed: both see the same machine load.
             for framework in FRAMEWORKS if not args.no_sb3 else ("kd_rl",):
                 if framework == "kd_rl":
-                    entry = case.get("entry", {}).get(algo, env)
                     result = run_kd_rl(entry, algo, seed, budget, case["eval_every"], case["threshold"])
                 else:
                     result = run_sb3(env, algo, seed, budget, case["eval_every"], EVAL_EPISODES, case["threshold"])
