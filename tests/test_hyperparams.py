@@ -79,6 +79,8 @@ def test_the_rlzoo_dqn_entries_are_what_sb3_runs_beside_them(entry):
     assert (p["double_dqn"], p["init"], p["lr_schedule"], p["loss"], p["max_grad_norm"]) == (
         False, "torch", "constant", "huber", 10.0
     )  # fmt: skip
+    # The one difference: kd_rl's default 3-step returns, where SB3 bootstraps after one step.
+    assert p["n_step"] == load_hyperparameters("default", "dqn")[1]["n_step"] == 3
 
 
 def _write(path, text):

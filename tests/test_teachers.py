@@ -310,6 +310,7 @@ def test_resume_after_interruption_reaches_the_same_step_count(
         ("CartPole-v1", "dqn", {"env_kwargs": "{}"}, "env_kwargs must be a mapping"),
         ("CartPole-v1", "dqn", {"stop_return": float("nan")}, "stop_return must be a finite number, got nan"),
         ("CartPole-v1", "dqn", {"overrides": {"n_envs": 0}}, "n_envs must be an int >= 1, got 0"),
+        ("CartPole-v1", "dqn", {"overrides": {"n_step": 0}}, "n_step must be an int >= 1, got 0"),
         ("Pendulum-v1", "sac", {"overrides": {"n_envs": 1.5}}, "n_envs must be an int"),
         ("CartPole-v1", "ppo", {"overrides": {"parallel_envs": "yes"}}, "parallel_envs must be true or false"),
     ],
@@ -355,6 +356,95 @@ def test_off_policy_envs_store_what_environments_reset_by_hand_give():
     for column, values in zip(stored, zip(*expected)):
         np.testing.assert_array_equal(column, np.asarray(values, column.dtype))
     np.testing.assert_array_equal(buffer.storage["next_observation"].numpy()[:total], [e[4] for e in expected])
+
+
+class _Recorder:
+    """A stand-in for TransitionBuffer that keeps what is stored, in order."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, observation, action, reward, discount, next_observation):
+        self.rows.append(
+            (np.array(observation), int(action), float(reward), float(discount), np.array(next_observation))
+        )
+
+
+def _n_step_by_hand(steps: list, n: int, gamma: float) -> list:
+    """One environment's n-step transitions from its one-step ones, written from the definition.
+
+    ``steps``: ``(obs, action, reward, discount, next_obs, last)`` in order. A
+    start ``t`` looks ahead ``k = n`` steps, or fewer where its episode ends
+    first; a start whose window is not complete yet is not stored.
+    """
+    out = []
+    for t in range(len(steps)):
+        window = []
+        for s in steps[t : t + n]:
+            window.append(s)
+            if s[5]:
+                break
+        if len(window) < n and not window[-1][5]:
+            continue  # waits for steps not taken yet
+        reward = sum(gamma**j * s[2] for j, s in enumerate(window))
+        discount = gamma ** (len(window) - 1) * window[-1][3]
+        out.append((steps[t][0], steps[t][1], reward, discount, window[-1][4]))
+    return out
+
+
+@pytest.mark.parametrize("n_step", [2, 3, 5])
+def test_off_policy_envs_store_n_step_returns_as_written_by_hand(n_step):
+    # Episodes of at most 12 steps: some end in a termination (discount 0), some in a truncation (1).
+    gamma, kwargs = 0.9, {"max_episode_steps": 12}
+    one_step = OffPolicyEnvs(make_training_env("CartPole-v1", {"n_envs": 2}, seed=3, env_kwargs=kwargs))
+    n_steps = OffPolicyEnvs(
+        make_training_env("CartPole-v1", {"n_envs": 2}, seed=3, env_kwargs=kwargs), n_step=n_step, gamma=gamma
+    )
+    rng, per_env, stored = np.random.default_rng(1), [[], []], _Recorder()
+    for _ in range(150):
+        actions, acting, before = rng.integers(2, size=2), one_step.acting.copy(), one_step.observations.copy()
+        one_step.step(actions, _Recorder())
+        after = one_step.time_step
+        n_steps.step(actions, stored)
+        for i in np.flatnonzero(acting):
+            last = bool(after.step_type[i] == ts.StepType.LAST)
+            per_env[i].append((before[i], actions[i], after.reward[i], after.discount[i], after.observation[i], last))
+    ended = [[s[3] for s in steps if s[5]] for steps in per_env]
+    assert all(0.0 in d and 1.0 in d for d in ended)  # both kinds of episode end occur in both environments
+    expected = [t for steps in per_env for t in _n_step_by_hand(steps, n_step, gamma)]
+    # Stored in the order their windows complete; compare as sets of rows keyed by start observation and action.
+    key = lambda row: (tuple(np.round(row[0], 6)), row[1])  # noqa: E731
+    assert len(stored.rows) == len(expected) > 100
+    got = sorted(stored.rows, key=key)
+    for g, e in zip(got, sorted(expected, key=key)):
+        np.testing.assert_allclose(g[0], e[0])
+        assert g[1] == e[1]
+        np.testing.assert_allclose([g[2], g[3]], [e[2], e[3]], rtol=1e-6)
+        np.testing.assert_allclose(g[4], e[4])
+    # Truncated windows bootstrap (discount gamma^(k-1) > 0), terminated ones do not (0).
+    discounts = {round(r[3], 6) for r in stored.rows}
+    assert 0.0 in discounts and round(gamma ** (n_step - 1), 6) in discounts
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_dqn_stores_the_n_step_transitions_it_is_asked_for(tmp_path, monkeypatch, n_step):
+    stored = []
+    real_add = TransitionBuffer.add
+    monkeypatch.setattr(
+        TransitionBuffer, "add", lambda self, *row: (stored.append((row[2], row[3])), real_add(self, *row))
+    )
+    overrides = dict(TINY_DQN, n_step=n_step, gamma=0.9, eval_every=200)
+    train_teacher(
+        "CartPole-v1", "dqn", tmp_path, steps=200, seed=0, overrides=overrides, progress=False, eval_episodes=1
+    )
+    # CartPole pays 1 a step and ends in a termination here (200 steps < its 500-step limit): a full window
+    # stores sum(0.9^j, j < n) with discount 0.9^(n-1); one that meets the episode's end stores what is left, and 0.
+    full = (sum(0.9**j for j in range(n_step)), 0.9 ** (n_step - 1))
+    ends = {(sum(0.9**j for j in range(k)), 0.0) for k in range(1, n_step + 1)}
+    rows = {(round(r, 5), round(d, 5)) for r, d in stored}
+    assert rows <= {tuple(round(x, 5) for x in row) for row in {full} | ends}
+    assert tuple(round(x, 5) for x in full) in rows and (1.0, 0.0) in rows
+    assert 200 - (n_step - 1) <= len(stored) <= 200  # the last steps of an unfinished episode wait
 
 
 def test_off_policy_progress_logs_evaluates_and_checkpoints_when_due():

@@ -20,6 +20,7 @@ checkpoint when one falls due, the same way for both loops.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -56,15 +57,36 @@ def seed_training_env(env, seed: int) -> None:
 class OffPolicyEnvs:
     """A batch of training environments as DQN's and SAC's loops step it.
 
+    With ``n_step > 1`` each stored transition spans up to ``n_step`` steps of
+    one environment (multi-step returns, as in Rainbow; Hessel et al., 2018).
+    The transition from step ``t`` over ``k`` steps stores
+
+    - ``reward``: ``R = sum_{j<k} gamma^j r_{t+j}``,
+    - ``discount``: ``gamma^(k-1) * d_{t+k-1}`` (``d`` is 0 at a termination),
+    - ``next_observation``: ``s_{t+k}``,
+
+    so the one-step target ``reward + gamma * discount * max_a Q(s', a)`` of
+    TF-Agents' ``DqnAgent`` becomes the n-step target
+    ``R + gamma^k d Q(s_{t+k})``. ``k = n_step`` except where the episode ends
+    first: then every pending step is stored with what remains, bootstrapped
+    from the last observation after a truncation (``d = 1``) and not after a
+    termination (``d = 0``). A step is stored once the ``n_step`` steps from it
+    have been taken, so up to ``n_step - 1`` steps per environment wait;
+    `reset` (a resumed run's new episodes) drops them.
+
     Args:
         env: A batched ``PyEnvironment`` (`make_training_env`).
+        n_step: Steps per stored transition (1: the plain transitions).
+        gamma: The discount factor of the returns (used only if ``n_step > 1``).
     """
 
-    def __init__(self, env):
+    def __init__(self, env, n_step: int = 1, gamma: float = 1.0):
         self.env = env
         self.n = int(env.batch_size)
+        self.n_step, self.gamma = int(n_step), float(gamma)
         self.time_step = env.reset()
         self.returns = np.zeros(self.n)
+        self._pending = [deque() for _ in range(self.n)]  # per environment: (obs, action, reward, discount)
 
     @property
     def observations(self) -> np.ndarray:
@@ -80,6 +102,8 @@ class OffPolicyEnvs:
         """Start a new episode in every environment (after `seed_training_env`)."""
         self.time_step = self.env.reset()
         self.returns[:] = 0.0
+        for pending in self._pending:
+            pending.clear()
 
     def step(self, actions: np.ndarray, buffer) -> tuple[int, list[float]]:
         """Step every environment; store the acting ones' transitions in ``buffer``.
@@ -97,14 +121,34 @@ class OffPolicyEnvs:
         after = self.env.step(actions)
         finished = []
         for i in np.flatnonzero(acting):
-            reward = after.reward[i]
-            buffer.add(before.observation[i], actions[i], reward, after.discount[i], after.observation[i])
+            reward, last = after.reward[i], after.step_type[i] == ts.StepType.LAST
+            if self.n_step == 1:
+                buffer.add(before.observation[i], actions[i], reward, after.discount[i], after.observation[i])
+            else:
+                self._store_n_step(i, buffer, before.observation[i], actions[i], reward, after, last)
             self.returns[i] += float(reward)
-            if after.step_type[i] == ts.StepType.LAST:
+            if last:
                 finished.append(float(self.returns[i]))
                 self.returns[i] = 0.0
         self.time_step = after
         return int(acting.sum()), finished
+
+    def _store_n_step(self, i: int, buffer, observation, action, reward, after, last: bool) -> None:
+        """Queue environment ``i``'s step; store the steps whose ``n_step`` successors (or episode end) are known."""
+        pending = self._pending[i]
+        pending.append((np.array(observation), np.array(action), float(reward), float(after.discount[i])))
+        if not last and len(pending) < self.n_step:
+            return
+        # At an episode's end every pending step is stored; otherwise the oldest one.
+        for _ in range(len(pending) if last else 1):
+            total, scale = 0.0, 1.0  # scale: gamma^j times the discounts so far
+            for _, _, r, d in pending:
+                total += scale * r
+                scale *= self.gamma * d
+            k = len(pending)
+            discount = self.gamma ** (k - 1) * np.prod([d for *_, d in pending])
+            first_obs, first_action, _, _ = pending.popleft()
+            buffer.add(first_obs, first_action, total, discount, after.observation[i])
 
     def close(self) -> None:
         self.env.close()

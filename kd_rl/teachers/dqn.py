@@ -80,7 +80,7 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     layers = dense_layers(q_network)
     buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim)
     env_steps = run.attach(q_network.variables, resume, agent=agent, replay_buffer=buffer)
-    envs = OffPolicyEnvs(py_env)
+    envs = OffPolicyEnvs(py_env, n_step=int(p["n_step"]), gamma=float(p["gamma"]))
     if env_steps > 0:
         buffer.sync_from_variables()
         # The environments' states are not checkpointed: start new episodes,

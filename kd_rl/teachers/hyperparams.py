@@ -53,7 +53,7 @@ _CHECKED_LATER = frozenset({"target_entropy"})  # "auto" or a number
 
 # Keys that must be positive ints, per algorithm.
 _COUNTS = {
-    "dqn": ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval"),
+    "dqn": ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval", "n_step"),
     "ppo": ("n_envs", "n_steps", "n_epochs"),
     "sac": ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps"),
 }
