@@ -79,8 +79,9 @@ SECTIONS = [
         "Teachers side by side with Stable-Baselines3",
         "kd_rl's DQN, PPO and SAC teachers (TF-Agents, the shipped hyperparameters, which follow "
         "RL-Baselines3-Zoo; for DQN on CartPole-v1 and LunarLander-v3 the `CartPole-v1-rlzoo` and "
-        "`LunarLander-v3-rlzoo` entries, RL-Zoo's settings as SB3 runs them, since the plain entries "
-        "trained the zoo's teachers with others) and Stable-Baselines3 2.x with RL-Zoo's hyperparameters, trained one "
+        "`LunarLander-v3-rlzoo` entries, RL-Zoo's settings as SB3 runs them with kd_rl's default 3-step "
+        "returns where SB3 bootstraps after one step, since the plain entries trained the zoo's teachers "
+        "with others) and Stable-Baselines3 2.x with RL-Zoo's hyperparameters, trained one "
         "after the other seed by seed in the same run (SB3 in a throwaway venv the script makes). "
         "Both evaluate greedily every few thousand env steps over 20 episodes seeded apart from "
         "training and stop at the first evaluation that reaches Gymnasium's threshold; the budget is "
@@ -93,7 +94,7 @@ SECTIONS = [
         "([Continuous control](continuous.md#mountaincarcontinuous-v0-exploring-before-there-is-anything-to-learn)). "
         "On Pendulum-v1 both run SAC with RL-Zoo's entry; Gymnasium sets no threshold there, and issue #16 "
         "sets -200 (and 250 for BipedalWalker-v3, where Gymnasium says 300). Rows without an SB3 partner "
-        "were run with `--no-sb3`."
+        "were run with `--no-sb3`. "
         "What differs between the two implementations is "
         "listed in [the CLI reference](cli.md#next-to-stable-baselines3).",
     ),

@@ -19,8 +19,10 @@ cores).
     python benchmarks/teachers.py [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo sac]
                                   [--seeds 0 1 2] [--no-sb3] [--max-steps N]
 
-Runs of (environment, algorithm) pairs not asked for this time are kept from
-the last results, so one pair can be measured again on its own.
+Runs not asked for this time (another environment, algorithm, seed or
+framework) are kept from the last results, so one pair, or one seed of it, can
+be measured again on its own; the note under the table says which command
+measured which rows.
 """
 
 from __future__ import annotations
@@ -155,11 +157,14 @@ def main() -> None:
         sb3_python()  # make the venv before the first timed run
     # The (environment, algorithm) pairs to measure: an algorithm without a budget for an environment is skipped.
     pairs = [(e, a) for e in args.envs for a in args.algos if a in CASES[e]["budget"]]
+    frameworks = FRAMEWORKS if not args.no_sb3 else ("kd_rl",)
+    # Runs this command does not repeat (another pair, seed or framework) are kept from the last results.
+    remeasured = {(e, a, s, f) for e, a in pairs for s in args.seeds for f in frameworks}
     previous = results_dir() / "teachers.json"
     kept = []
     if previous.exists():
         kept = [r for r in json.loads(previous.read_text()).get("runs", []) if "framework" in r]
-        kept = [r for r in kept if (r["env"], r["algo"]) not in pairs]
+        kept = [r for r in kept if (r["env"], r["algo"], r["seed"], r["framework"]) not in remeasured]
     cpu = machine()["cpu"]
     command = command_line()
     runs = []
@@ -169,7 +174,7 @@ def main() -> None:
         entry = case.get("entry", {}).get(algo, env)  # kd_rl's hyperparameter entry
         for seed in args.seeds:
             # kd_rl, then SB3, seed by seed: both see the same machine load.
-            for framework in FRAMEWORKS if not args.no_sb3 else ("kd_rl",):
+            for framework in frameworks:
                 if framework == "kd_rl":
                     result = run_kd_rl(entry, algo, seed, budget, case["eval_every"], case["threshold"])
                 else:
@@ -199,15 +204,20 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
         "A seed that does not solve counts as its whole budget (steps) and its whole run (seconds) in the "
         "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in CASES.items()) + "."
     )
-    measured = {}
+    measured = {}  # (command, date, cpu) -> {"env algo": seeds}
     for r in runs:
         key = (r.get("command", "?"), r.get("date", "?")[:10], r.get("cpu", "?"))
-        measured.setdefault(key, set()).add(f"{r['env']} {r['algo']}")
+        measured.setdefault(key, {}).setdefault(f"{r['env']} {r['algo']}", set()).add(r["seed"])
+
+    def _pairs(seeds_of: dict) -> str:
+        return ", ".join(
+            f"{pair} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
+            for pair, seeds in sorted(seeds_of.items())
+        )
+
     note += (
         " Rows measured by: "
-        + "; ".join(
-            f"`{cmd}` ({date}, {cpu}): {', '.join(sorted(pairs))}" for (cmd, date, cpu), pairs in measured.items()
-        )
+        + "; ".join(f"`{cmd}` ({date}, {cpu}): {_pairs(pairs)}" for (cmd, date, cpu), pairs in measured.items())
         + "."
     )
     if len(measured) > 1:
