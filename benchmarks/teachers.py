@@ -2,8 +2,8 @@
 
 For each environment, algorithm and seed, kd_rl's ``train_teacher`` (its
 shipped hyperparameters, which follow RL-Baselines3-Zoo; for DQN on
-CartPole-v1 and LunarLander-v3 the ``-rlzoo`` entries, which are RL-Zoo's
-exactly) and SB3 2.x with RL-Zoo's hyperparameters (`_sb3_peer.py`, in a
+CartPole-v1 and LunarLander-v3 the ``-rlzoo`` entries, which are RL-Zoo's as
+SB3 runs them but for kd_rl's 3-step returns) and SB3 2.x with RL-Zoo's hyperparameters (`_sb3_peer.py`, in a
 throwaway venv made by `_sb3_venv.py` on first use) train one after the other
 in the same run, so both see the same machine load. Both evaluate greedily
 every ``eval_every`` env steps over 20 episodes seeded apart from training,
@@ -46,7 +46,8 @@ quiet_tensorflow()
 # environment is skipped there.
 CASES = {
     # kd_rl's own CartPole-v1 and LunarLander-v3 DQN entries (the article's 100-unit teacher; half the
-    # gradient steps) are not RL-Zoo's: their `-rlzoo` entries, RL-Zoo's as SB3 runs them, run beside SB3.
+    # gradient steps) are not RL-Zoo's: their `-rlzoo` entries (RL-Zoo's as SB3 runs them, with 3-step
+    # returns) run beside SB3.
     "CartPole-v1": {
         "threshold": 475.0,
         "budget": {"dqn": 50_000, "ppo": 100_000},
@@ -204,16 +205,19 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
         "A seed that does not solve counts as its whole budget (steps) and its whole run (seconds) in the "
         "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in CASES.items()) + "."
     )
-    measured = {}  # (command, date, cpu) -> {"env algo": seeds}
+    measured = {}  # (command, date, cpu) -> {(env, algo): {framework: seeds}}
     for r in runs:
         key = (r.get("command", "?"), r.get("date", "?")[:10], r.get("cpu", "?"))
-        measured.setdefault(key, {}).setdefault(f"{r['env']} {r['algo']}", set()).add(r["seed"])
+        pair = measured.setdefault(key, {}).setdefault((r["env"], r["algo"]), {})
+        pair.setdefault(r["framework"], set()).add(r["seed"])
 
-    def _pairs(seeds_of: dict) -> str:
-        return ", ".join(
-            f"{pair} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))})"
-            for pair, seeds in sorted(seeds_of.items())
-        )
+    def _pairs(pairs: dict) -> str:
+        parts = []
+        for (env, algo), by_framework in sorted(pairs.items()):
+            seeds = sorted(set().union(*by_framework.values()))
+            only = f", {next(iter(by_framework))} only" if len(by_framework) == 1 else ""
+            parts.append(f"{env} {algo} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}{only})")
+        return ", ".join(parts)
 
     note += (
         " Rows measured by: "
@@ -222,9 +226,15 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
     )
     if len(measured) > 1:
         note += (
-            " Each command without `--no-sb3` runs kd_rl and SB3 side by side, so each row pair shares its "
-            "machine load."
+            " Each command without `--no-sb3` runs kd_rl and SB3 side by side, so the kd_rl and SB3 rows it "
+            "measured share their machine load."
         )
+    # A row whose seeds were measured by several commands may mix settings: say so where it does.
+    for env, algo, framework in sorted({(r["env"], r["algo"], r["framework"]) for r in runs}):
+        settings = {json.dumps(r.get("hyperparameters"), sort_keys=True) for r in runs
+                    if (r["env"], r["algo"], r["framework"]) == (env, algo, framework)}  # fmt: skip
+        if len(settings) > 1:
+            note += f" The {framework} seeds of {env} {algo} did not all train with the same hyperparameters."
     sys.argv = [__file__, *command.split()[2:]]  # write_results records the command of the rows
     write_results(
         "teachers",

@@ -58,6 +58,30 @@ class _DictObservationEnv(gymnasium.Env):
 gymnasium.register("KdRlDictObservationTest-v0", entry_point=_DictObservationEnv)
 
 
+class _WanderEnv(gymnasium.Env):
+    """Observation ``[episode id, t]``; reward ``t + 2 * action`` (so each step's reward differs); ends at random.
+
+    Each step terminates with probability 0.2; registration truncates at 8 steps, so both kinds of end occur.
+    """
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = float(self.np_random.integers(1, 10**6)), 0
+        return np.array([self.episode, 0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = float(self.t + 2 * int(action))
+        terminated = bool(self.np_random.random() < 0.2)
+        return np.array([self.episode, self.t], np.float32), reward, terminated, False, {}
+
+
+gymnasium.register("KdRlWanderTest-v0", entry_point=_WanderEnv, max_episode_steps=8)
+
+
 def _read_curve(path):
     with open(path) as f:
         rows = list(csv.reader(f))
@@ -394,14 +418,11 @@ def _n_step_by_hand(steps: list, n: int, gamma: float) -> list:
 
 @pytest.mark.parametrize("n_step", [2, 3, 5])
 def test_off_policy_envs_store_n_step_returns_as_written_by_hand(n_step):
-    # Episodes of at most 12 steps: some end in a termination (discount 0), some in a truncation (1).
-    gamma, kwargs = 0.9, {"max_episode_steps": 12}
-    one_step = OffPolicyEnvs(make_training_env("CartPole-v1", {"n_envs": 2}, seed=3, env_kwargs=kwargs))
-    n_steps = OffPolicyEnvs(
-        make_training_env("CartPole-v1", {"n_envs": 2}, seed=3, env_kwargs=kwargs), n_step=n_step, gamma=gamma
-    )
+    gamma = 0.9
+    one_step = OffPolicyEnvs(make_training_env("KdRlWanderTest-v0", {"n_envs": 2}, seed=3))
+    n_steps = OffPolicyEnvs(make_training_env("KdRlWanderTest-v0", {"n_envs": 2}, seed=3), n_step=n_step, gamma=gamma)
     rng, per_env, stored = np.random.default_rng(1), [[], []], _Recorder()
-    for _ in range(150):
+    for _ in range(300):
         actions, acting, before = rng.integers(2, size=2), one_step.acting.copy(), one_step.observations.copy()
         one_step.step(actions, _Recorder())
         after = one_step.time_step
@@ -412,18 +433,40 @@ def test_off_policy_envs_store_n_step_returns_as_written_by_hand(n_step):
     ended = [[s[3] for s in steps if s[5]] for steps in per_env]
     assert all(0.0 in d and 1.0 in d for d in ended)  # both kinds of episode end occur in both environments
     expected = [t for steps in per_env for t in _n_step_by_hand(steps, n_step, gamma)]
-    # Stored in the order their windows complete; compare as sets of rows keyed by start observation and action.
-    key = lambda row: (tuple(np.round(row[0], 6)), row[1])  # noqa: E731
-    assert len(stored.rows) == len(expected) > 100
-    got = sorted(stored.rows, key=key)
-    for g, e in zip(got, sorted(expected, key=key)):
-        np.testing.assert_allclose(g[0], e[0])
+    assert len(stored.rows) == len(expected) > 300
+
+    # The observation [episode id, t] names each transition's start: every one stored once, as written by hand.
+    def by_start(rows):
+        return {(float(r[0][0]), float(r[0][1])): r for r in rows}
+
+    got, want = by_start(stored.rows), by_start(expected)
+    assert got.keys() == want.keys() and len(got) == len(stored.rows)
+    for start, e in want.items():
+        g = got[start]
         assert g[1] == e[1]
-        np.testing.assert_allclose([g[2], g[3]], [e[2], e[3]], rtol=1e-6)
-        np.testing.assert_allclose(g[4], e[4])
+        np.testing.assert_allclose([g[2], g[3]], [e[2], e[3]], rtol=1e-6, err_msg=str(start))
+        np.testing.assert_array_equal(g[4], e[4])
+    # Within an episode, transitions are stored in the order of their first step.
+    for episode in {start[0] for start in got}:
+        times = [float(r[0][1]) for r in stored.rows if float(r[0][0]) == episode]
+        assert times == sorted(times)
     # Truncated windows bootstrap (discount gamma^(k-1) > 0), terminated ones do not (0).
     discounts = {round(r[3], 6) for r in stored.rows}
     assert 0.0 in discounts and round(gamma ** (n_step - 1), 6) in discounts
+
+
+def test_n_step_envs_need_the_discount_factor():
+    with pytest.raises(ValueError, match="n_step=3 needs the discount factor gamma"):
+        OffPolicyEnvs(make_training_env("CartPole-v1", {"n_envs": 1}, seed=0), n_step=3)
+
+
+def test_dqn_skips_rounds_due_before_an_n_step_transition_is_stored(tmp_path):
+    # learning_starts 0 and a round every step: the first rounds fall due while the 5-step windows are still open.
+    overrides = dict(TINY_DQN, n_step=5, learning_starts=0, train_freq=1, n_envs=2, eval_every=100)
+    metrics = train_teacher(
+        "CartPole-v1", "dqn", tmp_path, steps=100, seed=0, overrides=overrides, progress=False, eval_episodes=1
+    )
+    assert 100 <= metrics["env_steps"] <= 101 and metrics["hyperparameters"]["n_step"] == 5  # n_envs 2
 
 
 @pytest.mark.parametrize("n_step", [1, 3])

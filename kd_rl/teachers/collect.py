@@ -77,13 +77,18 @@ class OffPolicyEnvs:
     Args:
         env: A batched ``PyEnvironment`` (`make_training_env`).
         n_step: Steps per stored transition (1: the plain transitions).
-        gamma: The discount factor of the returns (used only if ``n_step > 1``).
+        gamma: The discount factor of the returns; needed if ``n_step > 1``.
+
+    Raises:
+        ValueError: If ``n_step > 1`` and ``gamma`` is not given.
     """
 
-    def __init__(self, env, n_step: int = 1, gamma: float = 1.0):
+    def __init__(self, env, n_step: int = 1, gamma: float | None = None):
+        if n_step > 1 and gamma is None:
+            raise ValueError(f"n_step={n_step} needs the discount factor gamma of the returns")
         self.env = env
         self.n = int(env.batch_size)
-        self.n_step, self.gamma = int(n_step), float(gamma)
+        self.n_step, self.gamma = int(n_step), 1.0 if gamma is None else float(gamma)
         self.time_step = env.reset()
         self.returns = np.zeros(self.n)
         self._pending = [deque() for _ in range(self.n)]  # per environment: (obs, action, reward, discount)

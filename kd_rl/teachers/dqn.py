@@ -63,7 +63,9 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     epsilon-greedy on its own; a training round is due every ``train_freq``
     environment steps counted over all of them (Stable-Baselines3 counts steps
     of the whole vector of environments instead). The last batch of steps may
-    pass ``run.steps`` by up to ``n_envs - 1``.
+    pass ``run.steps`` by up to ``n_envs - 1``. With ``n_step > 1`` a step
+    reaches the replay buffer ``n_step - 1`` steps late, so a round that falls
+    due before anything is stored (``learning_starts: 0``) is skipped.
     """
     p = run.params
     py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
@@ -112,6 +114,8 @@ def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
             before, env_steps = env_steps, env_steps + taken
 
             for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
+                if buffer.size == 0:  # n-step transitions not written yet (learning_starts 0)
+                    continue
                 if run.kickstart is not None:
                     run.kickstart.set_step(due_at)
                 batches = buffer.sample(rng, gradient_steps * batch_size)
