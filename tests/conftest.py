@@ -27,6 +27,34 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def interrupt_teacher_run(monkeypatch):
+    """``interrupt(n, train)``: call ``train()``, a teacher run, and stop it in its n-th periodic evaluation.
+
+    The evaluation raises KeyboardInterrupt, as Ctrl-C would; the fixture checks
+    the run let it through and puts the real evaluation back.
+    """
+    from kd_rl.teachers import run
+
+    def interrupt(n: int, train) -> None:
+        real_evaluate, calls = run.run_episodes, []
+
+        def dying_evaluate(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real_evaluate(*args, **kwargs)
+
+        monkeypatch.setattr(run, "run_episodes", dying_evaluate)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train()
+        finally:
+            monkeypatch.setattr(run, "run_episodes", real_evaluate)
+
+    return interrupt
+
+
 # A hand-made CartPole-v1 policy in a 100-unit TeacherModel: push right when
 # 0.1 x + 0.5 x' + theta + theta' > 0. It scores 500 on every seed we tried, so
 # tests get a strong teacher without training one.

@@ -24,7 +24,6 @@ from kd_rl.teachers import (
     make_q_network,
     make_sac_actor_network,
     make_sac_agent,
-    run,
     train_teacher,
 )
 from kd_rl.teachers.export import dense_layers
@@ -227,7 +226,7 @@ def _curve(path):
         return list(csv.DictReader(f))
 
 
-def test_kickstarted_dqn_run_records_lambda_and_both_terms_and_resumes(tmp_path, monkeypatch):
+def test_kickstarted_dqn_run_records_lambda_and_both_terms_and_resumes(tmp_path, interrupt_teacher_run):
     out = tmp_path / "run"
     kwargs = dict(
         steps=300,
@@ -239,18 +238,9 @@ def test_kickstarted_dqn_run_records_lambda_and_both_terms_and_resumes(tmp_path,
         kickstart=make_cartpole_teacher(),
         kickstart_until=200,
     )
-    calls, real_evaluate = [], run.run_episodes
-
-    def dying_evaluate(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kw)
-
-    monkeypatch.setattr(run, "run_episodes", dying_evaluate)
-    with pytest.raises(KeyboardInterrupt):
-        train_teacher("CartPole-v1", "dqn", out, **kwargs)
-    monkeypatch.setattr(run, "run_episodes", real_evaluate)
+    interrupt_teacher_run(2, lambda: train_teacher("CartPole-v1", "dqn", out, **kwargs))
+    # The same teacher as a new model object (Keras names it anew): resumed, not refused.
+    kwargs["kickstart"] = make_cartpole_teacher()
     metrics = train_teacher("CartPole-v1", "dqn", out, resume=True, eval_episodes=2, **kwargs)
 
     assert metrics["resumed_from_env_steps"] == 100 and metrics["env_steps"] == 300

@@ -284,30 +284,48 @@ def test_export_ppo_bakes_in_the_normaliser_and_argmax_matches_greedy_policy():
     ],
 )
 def test_resume_after_interruption_reaches_the_same_step_count(
-    tmp_path, monkeypatch, algo, overrides, interrupt_at_eval, resumed_from, expected_curve
+    tmp_path, interrupt_teacher_run, algo, overrides, interrupt_at_eval, resumed_from, expected_curve
 ):
     steps = expected_curve[-1]
-    calls = []
-    real_evaluate = run.run_episodes
-
-    def dying_evaluate(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == interrupt_at_eval:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(run, "run_episodes", dying_evaluate)
     kwargs = dict(steps=steps, seed=1, overrides=overrides, checkpoint_every=overrides["eval_every"], progress=False)
-    with pytest.raises(KeyboardInterrupt):
-        train_teacher("CartPole-v1", algo, tmp_path, **kwargs)
+    interrupt_teacher_run(interrupt_at_eval, lambda: train_teacher("CartPole-v1", algo, tmp_path, **kwargs))
     assert not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(run, "run_episodes", real_evaluate)
 
     metrics = train_teacher("CartPole-v1", algo, tmp_path, resume=True, eval_episodes=2, **kwargs)
     assert metrics["resumed_from_env_steps"] == resumed_from
     assert metrics["env_steps"] == steps
     assert [s for s, _ in _read_curve(tmp_path / "curve.csv")] == expected_curve
     assert (tmp_path / "checkpoints" / f"ckpt-{steps}.index").exists()
+
+
+def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path, interrupt_teacher_run):
+    overrides = dict(TINY_DQN, n_step=1)
+    kwargs = dict(steps=300, eval_every=100, checkpoint_every=100, eval_episodes=2, progress=False)
+    interrupt_teacher_run(
+        2, lambda: train_teacher("CartPole-v1", "dqn", tmp_path, seed=1, overrides=overrides, **kwargs)
+    )
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+
+    # Mixing 3-step transitions into a buffer of one-step ones, or another seed: refused, naming each.
+    match = r"cannot resume .* with different settings: n_step=1 \(now 3\), seed=1 \(now 2\)"
+    with pytest.raises(ValueError, match=match):
+        train_teacher(
+            "CartPole-v1", "dqn", tmp_path, resume=True, seed=2, overrides=dict(overrides, n_step=3), **kwargs
+        )
+    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+    # The steps too: the schedules and the buffer's size follow them.
+    with pytest.raises(ValueError, match=r"different settings: n_timesteps=300 \(now 400\) \(pass"):
+        train_teacher(
+            "CartPole-v1", "dqn", tmp_path, resume=True, seed=1, overrides=overrides, **dict(kwargs, steps=400)
+        )
+
+    # How often to evaluate may change.
+    kwargs.update(eval_every=200)
+    metrics = train_teacher("CartPole-v1", "dqn", tmp_path, resume=True, seed=1, overrides=overrides, **kwargs)
+    assert metrics["resumed_from_env_steps"] == 100 and metrics["env_steps"] == 300
+    assert metrics["hyperparameters"]["eval_every"] == 200
+    assert [s for s, _ in _read_curve(tmp_path / "curve.csv")] == [100, 200, 300]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,6 @@ from kd_rl.teachers import (
     make_ppo_agent,
     make_sac_actor_network,
     make_sac_agent,
-    run,
     train_teacher,
 )
 from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
@@ -193,23 +192,12 @@ def test_replay_buffer_holds_continuous_actions(rng):
 
 # Two environments: Pendulum's episodes all last 200 steps, so evaluations still fall on 100, 200, 300.
 @pytest.mark.parametrize("n_envs", [1, 2])
-def test_train_teacher_sac_writes_a_gaussian_teacher_and_resumes(tmp_path, monkeypatch, n_envs):
+def test_train_teacher_sac_writes_a_gaussian_teacher_and_resumes(tmp_path, interrupt_teacher_run, n_envs):
     overrides = dict(TINY_SAC, eval_every=100, n_envs=n_envs)
     kwargs = dict(steps=300, seed=1, overrides=overrides, checkpoint_every=100, progress=False, eval_episodes=2)
-    calls = []
-    real_evaluate = run.run_episodes
-
-    def dying_evaluate(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:  # in the evaluation at 200, before its checkpoint
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kw)
-
-    monkeypatch.setattr(run, "run_episodes", dying_evaluate)
-    with pytest.raises(KeyboardInterrupt):
-        train_teacher("Pendulum-v1", "sac", tmp_path, **kwargs)
+    # In the evaluation at 200, before its checkpoint.
+    interrupt_teacher_run(2, lambda: train_teacher("Pendulum-v1", "sac", tmp_path, **kwargs))
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "teacher.keras").exists()
-    monkeypatch.setattr(run, "run_episodes", real_evaluate)
 
     metrics = train_teacher("Pendulum-v1", "sac", tmp_path, resume=True, command="cmd", **kwargs)
     assert TEACHER_METRIC_KEYS <= set(metrics)

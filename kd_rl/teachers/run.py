@@ -25,7 +25,7 @@ from kd_rl import _io
 from kd_rl.evaluate import run_episodes
 from kd_rl.teachers.kickstart import CURVE_COLUMNS as KICKSTART_COLUMNS
 
-__all__ = ["CURVE_COLUMNS", "PERIODIC_EVAL_SEED_OFFSET", "Run"]
+__all__ = ["CURVE_COLUMNS", "PERIODIC_EVAL_SEED_OFFSET", "RESUMABLE_HYPERPARAMETERS", "Run", "check_resumable"]
 
 #: Columns of a teacher run's curve.csv: one row per periodic evaluation.
 CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
@@ -34,6 +34,11 @@ CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
 #: evaluation's ``seed``, so picking the best weights does not peek at the
 #: episodes that score the exported teacher.
 PERIODIC_EVAL_SEED_OFFSET = 10_000
+
+#: Hyperparameters a resumed run may change: how often, and on how many episodes,
+#: it is evaluated. ``n_timesteps`` may not: the exploration and learning-rate
+#: schedules and the replay buffer's size follow it.
+RESUMABLE_HYPERPARAMETERS = ("eval_every", "periodic_eval_episodes")
 
 
 class Run:
@@ -56,6 +61,9 @@ class Run:
             return reaches this (`reached` turns True); None: run every step.
         env_kwargs: Arguments for ``gymnasium.make``, for the loops' environments
             and the evaluations.
+        settings: What the run learns with (JSON: environment, algorithm, seed,
+            hyperparameters, kickstart). Checkpoints hold it, and a run refuses
+            to resume a checkpoint written with other settings (`check_resumable`).
     """
 
     def __init__(
@@ -72,8 +80,10 @@ class Run:
         kickstart=None,
         stop_return: float | None = None,
         env_kwargs: dict | None = None,
+        settings: dict | None = None,
     ):
         self.out_dir = out_dir
+        self.settings = json.loads(json.dumps(settings or {}))  # as a checkpoint gives it back
         self.stop_return = stop_return
         self.env_kwargs = dict(env_kwargs or {})
         #: Whether a periodic evaluation reached ``stop_return``: the loops stop stepping.
@@ -208,6 +218,7 @@ class Run:
             "best_step": self.best_step,
             "wall_seconds": self.wall_seconds,
             "rng": self.rng.bit_generator.state,
+            "settings": self.settings,
         }
         self.state.assign(json.dumps(state))
         self.checkpointer.save(global_step=env_steps)
@@ -227,3 +238,48 @@ class Run:
         self.bar.close()
         self.writer.flush()
         self.writer.close()
+
+
+def check_resumable(out_dir: Path, settings: dict) -> None:
+    """Refuse to resume ``out_dir``'s checkpoint if it was written with other settings.
+
+    Args:
+        out_dir: The run folder; without a checkpoint in it there is nothing to check.
+        settings: The new run's, as `Run` takes them.
+
+    Raises:
+        ValueError: Naming each setting that differs, other than
+            `RESUMABLE_HYPERPARAMETERS`.
+    """
+    latest = tf.train.latest_checkpoint(str(Path(out_dir) / "checkpoints"))
+    if latest is None:
+        return
+    saved = json.loads(tf.train.load_variable(latest, "run_state/.ATTRIBUTES/VARIABLE_VALUE").decode())
+    saved = saved.get("settings")
+    if saved is None:  # written by a kd_rl that did not record its settings
+        return
+    saved, now = dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings))))
+    differing = [
+        name
+        for name in sorted(saved.keys() | now.keys())
+        if name.removeprefix("hyperparameters.") not in RESUMABLE_HYPERPARAMETERS and saved.get(name) != now.get(name)
+    ]
+    if differing:
+        detail = ", ".join(
+            f"{name.removeprefix('hyperparameters.')}={saved.get(name)!r} (now {now.get(name)!r})" for name in differing
+        )
+        raise ValueError(
+            f"cannot resume {str(out_dir)!r} with different settings: {detail} "
+            "(pass the first run's options, or --overwrite to start again)"
+        )
+
+
+def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``; other values as they are."""
+    items = []
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items

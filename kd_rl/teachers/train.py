@@ -39,7 +39,7 @@ from kd_rl.teachers.hyperparams import (
 )
 from kd_rl.teachers.kickstart import Kickstart, check_kickstart_teacher
 from kd_rl.teachers.ppo import train_ppo
-from kd_rl.teachers.run import PERIODIC_EVAL_SEED_OFFSET, Run
+from kd_rl.teachers.run import PERIODIC_EVAL_SEED_OFFSET, Run, check_resumable
 from kd_rl.teachers.sac import train_sac
 
 __all__ = ["train_teacher"]
@@ -184,6 +184,7 @@ def train_teacher(
     params["n_timesteps"] = steps
     seed = check_int("seed", seed, minimum=0)
     eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
+    params["eval_every"] = eval_every
     eval_episodes = check_int("eval_episodes", eval_episodes)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
     if stop_return is not None:
@@ -208,8 +209,19 @@ def train_teacher(
             file=sys.stderr,
         )
 
+    # What is learned with; a checkpoint holds it and --resume must match it.
+    settings = {
+        "env_id": gym_id,
+        "env_kwargs": env_kwargs,
+        "algo": algo,
+        "seed": seed,
+        "hyperparameters": params,
+        "kickstart": None if kick is None else _kickstart_settings(kick, by_path=not hasattr(kickstart, "get_weights")),
+    }
     existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        check_resumable(out_dir, settings)
     with _io.cleanup_on_failure(out_dir, existed):
         tf_keras.utils.set_random_seed(seed)
         run = Run(
@@ -225,6 +237,7 @@ def train_teacher(
             kick,
             stop_return,
             env_kwargs,
+            settings,
         )
         try:
             teacher, env_steps = TRAINERS[algo](run, gym_id, resume)
@@ -269,6 +282,11 @@ def train_teacher(
         _io.write_json(out_dir / "metrics.json", metrics)
         _io.write_csv(out_dir / "curve.csv", run.curve_columns, run.curve)
         return metrics
+
+
+def _kickstart_settings(kick: Kickstart, by_path: bool) -> dict:
+    """A kickstart's settings as a checkpoint holds them: not λ reached, nor a model object's generated name."""
+    return {k: v for k, v in kick.describe().items() if k != "final_weight" and (by_path or k != "teacher")}
 
 
 def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_kwargs: dict) -> Kickstart | None:
