@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -204,6 +205,49 @@ def curve_points(path, *columns: str) -> list[tuple]:
     curve = read_curve(path)
     rows = zip(curve["env_steps"], *(curve[c] for c in columns))
     return [(int(steps), *(float(v) for v in values)) for steps, *values in rows]
+
+
+def train_to_threshold(
+    entry: str,
+    algo: str,
+    seed: int,
+    budget: int,
+    eval_every: int,
+    threshold: float,
+    episodes: int,
+    overrides: dict | None = None,
+) -> dict:
+    """kd_rl's ``train_teacher`` on entry ``entry``, stopped at the first evaluation reaching ``threshold``.
+
+    Every ``eval_every`` env steps the greedy policy plays ``episodes`` episodes;
+    ``overrides`` change the entry's other hyperparameters. Returns the env steps and
+    seconds at which the threshold was reached (None if not within ``budget``),
+    the curve as ``(env_steps, mean_return, wall_seconds)`` rows, and the run's
+    metrics (``metrics``).
+    """
+    from kd_rl.teachers import train_teacher
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = train_teacher(
+            entry,
+            algo,
+            Path(tmp) / "run",
+            steps=budget,
+            seed=seed,
+            overrides={**(overrides or {}), "periodic_eval_episodes": episodes},
+            eval_every=eval_every,
+            eval_episodes=episodes,
+            progress=False,
+            stop_return=threshold,
+        )
+        curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return", "wall_seconds")
+    solved = next(((s, w) for s, r, w in curve if r >= threshold), None)
+    return {
+        "solved_at_env_steps": solved[0] if solved else None,
+        "solved_after_seconds": solved[1] if solved else None,
+        "curve": curve,
+        "metrics": m,
+    }
 
 
 def command_line() -> str:

@@ -116,6 +116,17 @@ ZOO: dict[str, dict[str, dict]] = {
             "n_epochs": 4,
             "ent_coef": 0.0,
         },
+        "MountainCar-v0": {
+            "normalize": True,
+            "n_envs": 16,
+            "n_timesteps": 1e6,
+            "policy": "MlpPolicy",
+            "n_steps": 16,
+            "gae_lambda": 0.98,
+            "gamma": 0.99,
+            "n_epochs": 4,
+            "ent_coef": 0.0,
+        },
         "LunarLander-v3": {
             "n_envs": 16,
             "n_timesteps": 1e6,

@@ -18,12 +18,10 @@ first evaluation that reaches 475, as `benchmarks/teachers.py` does.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import curve_points, quiet_tensorflow, write_results
+from _common import quiet_tensorflow, train_to_threshold, write_results
 
 quiet_tensorflow()
 
@@ -33,30 +31,16 @@ SB3_TARGETS = {"n_step": 1}  # SB3's DQN bootstraps after one step (the entry: 3
 
 
 def run(init: str, seed: int) -> dict:
-    from kd_rl.teachers import train_teacher
-
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        train_teacher(
-            ENTRY,
-            "dqn",
-            Path(tmp) / "run",
-            steps=BUDGET,
-            seed=seed,
-            overrides={"init": init, "periodic_eval_episodes": EPISODES, **SB3_TARGETS},
-            eval_every=EVAL_EVERY,
-            eval_episodes=EPISODES,
-            progress=False,
-            stop_return=THRESHOLD,
-        )
-        curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return")
-    solved = next((steps for steps, ret in curve if ret >= THRESHOLD), None)
+    r = train_to_threshold(
+        ENTRY, "dqn", seed, BUDGET, EVAL_EVERY, THRESHOLD, EPISODES, overrides={"init": init, **SB3_TARGETS}
+    )
     return {
         "init": init,
         "seed": seed,
-        "solved_at_env_steps": solved,
+        "solved_at_env_steps": r["solved_at_env_steps"],
         "wall_seconds": time.perf_counter() - start,
-        "curve": curve,
+        "curve": [(steps, ret) for steps, ret, _ in r["curve"]],
     }
 
 

@@ -57,6 +57,21 @@ def _sb3_zoo() -> dict:
     return module.ZOO
 
 
+#: Stable-Baselines3's PPO defaults, for the keys an RL-Zoo entry leaves out.
+SB3_PPO_DEFAULTS = {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 10, "gamma": 0.99, "gae_lambda": 0.95}
+
+
+@pytest.mark.parametrize("env_id", sorted(_sb3_zoo()["ppo"]))
+def test_the_ppo_entries_follow_what_sb3_runs_beside_them(env_id):
+    """benchmarks/teachers.py runs kd_rl's PPO on these entries beside SB3 on RL-Zoo's: rollouts and updates agree."""
+    _, p = load_hyperparameters(env_id, "ppo")
+    zoo = {**SB3_PPO_DEFAULTS, **_sb3_zoo()["ppo"][env_id]}
+    for key in ("n_timesteps", "n_envs", "n_steps", "n_epochs", "gamma", "gae_lambda", "ent_coef"):
+        assert p[key] == zoo[key], key
+    # batch_size null: the whole rollout in one minibatch.
+    assert (p["batch_size"] or p["n_envs"] * p["n_steps"]) == zoo["batch_size"]
+
+
 @pytest.mark.parametrize("entry", ["CartPole-v1-rlzoo", "LunarLander-v3-rlzoo"])
 def test_the_rlzoo_dqn_entries_are_what_sb3_runs_beside_them(entry):
     """benchmarks/teachers.py compares kd_rl on these entries with SB3 on RL-Zoo's: the settings must agree."""
