@@ -63,7 +63,7 @@ SB3_PPO_DEFAULTS = {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 
 
 @pytest.mark.parametrize("env_id", sorted(_sb3_zoo()["ppo"]))
 def test_the_ppo_entries_follow_what_sb3_runs_beside_them(env_id):
-    """benchmarks/teachers.py runs kd_rl's PPO on these entries beside SB3 on RL-Zoo's: rollouts and updates agree."""
+    """teachers.py runs kd_rl's PPO on these entries beside SB3 on RL-Zoo's: the rollouts and minibatches agree."""
     _, p = load_hyperparameters(env_id, "ppo")
     zoo = {**SB3_PPO_DEFAULTS, **_sb3_zoo()["ppo"][env_id]}
     for key in ("n_timesteps", "n_envs", "n_steps", "n_epochs", "gamma", "gae_lambda", "ent_coef"):

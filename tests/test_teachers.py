@@ -32,7 +32,7 @@ from kd_rl.teachers import (
 from kd_rl.teachers.collect import OffPolicyEnvs, OffPolicyProgress, make_training_env, training_rounds
 from kd_rl.teachers.export import dense_layers
 from kd_rl.teachers.replay import TransitionBuffer
-from kd_rl.teachers.run import Run
+from kd_rl.teachers.run import Run, check_resumable
 
 # Tiny settings so a run takes seconds; the numbers are not meant to learn.
 TINY_DQN = dict(
@@ -296,6 +296,30 @@ def test_resume_after_interruption_reaches_the_same_step_count(
     assert metrics["env_steps"] == steps
     assert [s for s, _ in _read_curve(tmp_path / "curve.csv")] == expected_curve
     assert (tmp_path / "checkpoints" / f"ckpt-{steps}.index").exists()
+
+
+def _checkpoint_with_state(out_dir, state: dict) -> None:
+    """A checkpoint in ``out_dir/checkpoints`` whose run state is ``state``, as `Run.save_checkpoint` names it."""
+    checkpoint = tf.train.Checkpoint(run_state=tf.Variable(json.dumps(state)))
+    tf.train.CheckpointManager(checkpoint, str(out_dir / "checkpoints"), max_to_keep=1).save(checkpoint_number=100)
+
+
+def test_check_resumable_compares_nested_settings_and_notes_an_unchecked_checkpoint(tmp_path, capsys):
+    settings = {"env_id": "CartPole-v1", "env_kwargs": {}, "seed": 0, "hyperparameters": {"gamma": 0.99}}
+    check_resumable(tmp_path, settings)  # no checkpoint: nothing to compare
+
+    _checkpoint_with_state(tmp_path, {"settings": settings})
+    check_resumable(tmp_path, settings)
+    check_resumable(tmp_path, dict(settings, hyperparameters={"gamma": 0.99, "eval_every": 5}))  # may change
+    with pytest.raises(ValueError, match=r"settings: env_kwargs\.sutton_barto_reward=None \(now True\) \(pass"):
+        check_resumable(tmp_path, dict(settings, env_kwargs={"sutton_barto_reward": True}))
+    with pytest.raises(ValueError, match=r"settings: gamma=0\.99 \(now 0\.9\) \(pass"):
+        check_resumable(tmp_path, dict(settings, hyperparameters={"gamma": 0.9}))
+    assert capsys.readouterr().err == ""
+
+    _checkpoint_with_state(tmp_path / "old", {"curve": []})  # an older kd_rl's: no settings
+    check_resumable(tmp_path / "old", dict(settings, seed=5))
+    assert "does not record its settings" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path, interrupt_teacher_run):

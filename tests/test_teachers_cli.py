@@ -10,8 +10,17 @@ import time
 
 
 def _checkpointed_steps(folder):
-    steps = [int(m.group(1)) for p in folder.glob("ckpt-*.index") if (m := re.match(r"ckpt-(\d+)\.index", p.name))]
-    return max(steps, default=0)
+    """The step of the checkpoint a resume restores: the one TensorFlow's ``checkpoint`` file names.
+
+    TensorFlow writes that file (atomically) after the checkpoint's own files, so a
+    ``ckpt-N.index`` can exist before it counts: a kill in between resumes from the
+    previous checkpoint, or from nothing.
+    """
+    state = folder / "checkpoint"
+    if not state.exists():
+        return 0
+    m = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.MULTILINE)
+    return int(m.group(1)) if m else 0
 
 
 def test_train_teacher_resumes_after_sigkill(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,11 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
     saved = json.loads(tf.train.load_variable(latest, "run_state/.ATTRIBUTES/VARIABLE_VALUE").decode())
     saved = saved.get("settings")
     if saved is None:  # written by a kd_rl that did not record its settings
+        print(
+            f"note: the checkpoint in {str(out_dir)!r} does not record its settings (an older kd_rl wrote it): "
+            "resuming without comparing them, so pass the first run's options",
+            file=sys.stderr,
+        )
         return
     saved, now = dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings))))
     differing = [
@@ -275,10 +281,10 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
 
 
 def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``; other values as they are."""
+    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``; other values as they are; an empty mapping adds nothing."""
     items = []
     for key, value in settings.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict):
             items += _flatten(value, f"{prefix}{key}.")
         else:
             items.append((f"{prefix}{key}", value))

@@ -285,8 +285,15 @@ def train_teacher(
 
 
 def _kickstart_settings(kick: Kickstart, by_path: bool) -> dict:
-    """A kickstart's settings as a checkpoint holds them: not λ reached, nor a model object's generated name."""
-    return {k: v for k, v in kick.describe().items() if k != "final_weight" and (by_path or k != "teacher")}
+    """A kickstart's settings as a checkpoint holds them.
+
+    Not the λ reached, nor a model object's generated name; a teacher file by
+    its absolute path, however it was spelled (a zoo name as it is).
+    """
+    settings = {k: v for k, v in kick.describe().items() if k != "final_weight" and (by_path or k != "teacher")}
+    if by_path and Path(kick.source).exists():
+        settings["teacher"] = str(Path(kick.source).resolve())
+    return settings
 
 
 def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_kwargs: dict) -> Kickstart | None:
