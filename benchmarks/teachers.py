@@ -102,10 +102,12 @@ def _more_episodes(cases: dict) -> set[str]:
 
 
 def _learning_settings(hyperparameters: dict | None) -> dict | None:
-    """A run's hyperparameters less those that set its evaluations only."""
+    """A run's hyperparameters less those that set its evaluations only (the ones a resumed run may change)."""
+    from kd_rl.teachers.run import RESUMABLE_HYPERPARAMETERS
+
     if hyperparameters is None:
         return None
-    return {k: v for k, v in hyperparameters.items() if k not in ("eval_every", "periodic_eval_episodes")}
+    return {k: v for k, v in hyperparameters.items() if k not in RESUMABLE_HYPERPARAMETERS}
 
 
 def summarise(runs: list[dict]) -> tuple[list[str], list[str]]:
@@ -215,7 +217,8 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
         "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in CASES.items()) + ". "
         f"Each evaluation plays {EVAL_EPISODES} greedy episodes."
     )
-    more = [f"{e} {CASES[e]['eval_episodes']}" for e in CASES if e in _more_episodes(CASES)]
+    wider = _more_episodes(CASES)
+    more = [f"{e} {CASES[e]['eval_episodes']}" for e in CASES if e in wider]
     if more:
         note += (
             f" More where greedy returns sit within a few points of the threshold, so that the mean of "
@@ -223,7 +226,7 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
             "solved is a mean over 100)."
         )
     finals = sorted(
-        (r for r in runs if r.get("final_mean_return") is not None and r["env"] in _more_episodes(CASES)),
+        (r for r in runs if r.get("final_mean_return") is not None and r["env"] in wider),
         key=lambda r: (r["env"], r["algo"], r["seed"]),
     )
     if finals:

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -216,7 +217,7 @@ def train_teacher(
         "algo": algo,
         "seed": seed,
         "hyperparameters": params,
-        "kickstart": None if kick is None else _kickstart_settings(kick, by_path=not hasattr(kickstart, "get_weights")),
+        "kickstart": None if kick is None else _kickstart_settings(kick, kickstart),
     }
     existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
     out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
@@ -284,12 +285,13 @@ def train_teacher(
         return metrics
 
 
-def _kickstart_settings(kick: Kickstart, by_path: bool) -> dict:
-    """A kickstart's settings as a checkpoint holds them.
+def _kickstart_settings(kick: Kickstart, teacher) -> dict:
+    """A kickstart's settings as a checkpoint holds them; ``teacher`` is what ``kickstart=`` was given.
 
     Not the λ reached, nor a model object's generated name; a teacher file by
     its absolute path, however it was spelled (a zoo name as it is).
     """
+    by_path = isinstance(teacher, (str, os.PathLike))
     settings = {k: v for k, v in kick.describe().items() if k != "final_weight" and (by_path or k != "teacher")}
     if by_path and Path(kick.source).exists():
         settings["teacher"] = str(Path(kick.source).resolve())
