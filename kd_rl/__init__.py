@@ -14,14 +14,82 @@ Keras 2, and Keras 3 code should say ``import keras``.
 
 Public names are imported lazily, so ``import kd_rl`` (and ``kd-rl --help``)
 does not pay for importing TensorFlow until a name is used.
+
+Keras finds a saved model's class only once its module has registered it. So
+that ``import kd_rl`` then ``keras.saving.load_model("student.keras")`` loads
+every kd_rl model (teacher, student, multi-task student, distiller) in a
+fresh process, ``import kd_rl`` arranges for ``keras.saving.load_model``
+(whenever Keras is imported) to import kd_rl's model modules before it reads
+the first file; it then behaves as Keras's own.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+#: The modules that define (and register) kd_rl's Keras classes.
+_KERAS_CLASS_MODULES = ("kd_rl.models", "kd_rl.losses", "kd_rl.distill", "kd_rl.multitask")
+
+
+def _register_keras_classes() -> None:
+    for module in _KERAS_CLASS_MODULES:
+        importlib.import_module(module)
+
+
+def _patch_load_model(keras_module) -> None:
+    """Make ``keras.saving.load_model`` (and ``keras.models.load_model``) register kd_rl's classes first."""
+    saving = keras_module.saving
+    original = saving.load_model
+    if getattr(original, "_kd_rl_registers", False):
+        return
+
+    @functools.wraps(original)
+    def load_model(*args, **kwargs):
+        _register_keras_classes()
+        return original(*args, **kwargs)
+
+    load_model._kd_rl_registers = True
+    saving.load_model = load_model
+    if getattr(keras_module.models, "load_model", None) is original:
+        keras_module.models.load_model = load_model
+
+
+class _PatchedLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _patch_load_model(module)
+
+
+class _KerasImportHook(importlib.abc.MetaPathFinder):
+    """Patches ``keras`` as its import completes (see the module docstring)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # once: the real finders locate Keras
+        spec = importlib.util.find_spec("keras")
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchedLoader(spec.loader)
+        return spec
+
+
+if "keras" in sys.modules:
+    _patch_load_model(sys.modules["keras"])
+elif not any(isinstance(finder, _KerasImportHook) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _KerasImportHook())
 
 __version__ = "0.2.0"
 

@@ -1,34 +1,76 @@
-"""Crash-safe file writing: every file is written to a temp file, then renamed."""
+"""Crash-safe files and run folders.
+
+Every file is written to a temp file beside it, then renamed (`atomic_path`),
+with the mode the umask gives a new file. A run folder (`run_folder`) is locked
+while a run writes it, replaced only when the new run succeeds
+(``overwrite``), and removed when a run it made fails before its first
+checkpoint.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+#: OS errors that mean the disk (or the process's file-size limit) is full.
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (0o644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def _name_the_file(err: OSError, path: Path) -> OSError:
+    """``err`` with ``path`` named, and a full disk said in words."""
+    if err.errno in _FULL_DISK:
+        return OSError(err.errno, f"disk full (or file size limit reached) while writing {str(path)!r}")
+    if err.filename is None:
+        return OSError(err.errno, f"{err.strerror or err} while writing {str(path)!r}")
+    return err
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temp path beside ``path``; on success rename it onto ``path``.
 
-    The temp file keeps ``path``'s suffix (Keras insists on ``.keras``). On an
-    exception the temp file is removed and ``path`` is left untouched.
+    The temp file keeps ``path``'s suffix (Keras insists on ``.keras``) and,
+    once written, gets the mode the umask gives a new file (``mkstemp`` makes
+    it 0600). On an exception the temp file is removed and ``path`` is left
+    untouched; an ``OSError`` (a full disk, say) names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise _name_the_file(err, path) from None
     try:
         yield tmp
+        if os.path.exists(tmp):
+            os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError):
+            raise _name_the_file(err, path) from None
         raise
 
 
@@ -71,9 +113,24 @@ def write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
 
 
+def finite_json(data):
+    """``data`` with every NaN or infinite float replaced by None, so that it is strict JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data) -> None:
-    """Atomically write ``data`` as indented JSON."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Atomically write ``data`` as indented, strict JSON: a non-finite number becomes ``null``.
+
+    (Python's ``json`` would write a bare ``NaN``, which strict parsers reject.)
+    """
+    text = json.dumps(finite_json(data), indent=2, sort_keys=True, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> None:
@@ -86,55 +143,185 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 
 
 def save_model(model, path: str | os.PathLike) -> None:
-    """Atomically save a Keras model to a ``.keras`` file."""
+    """Atomically save a Keras model to a ``.keras`` file that names the kd_rl version that wrote it.
+
+    The version goes into the archive's ``metadata.json`` (``"kd_rl_version"``),
+    so that a file written by a newer kd_rl is refused with a message that says so.
+    """
+    import zipfile
+
+    from kd_rl import __version__
+
     with atomic_path(path, suffix=".keras") as tmp:
         os.remove(tmp)  # Keras refuses to overwrite silently in some versions.
         model.save(tmp)
+        with zipfile.ZipFile(tmp) as archive:
+            entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for info, data in entries:
+                if info.filename == "metadata.json":
+                    data = json.dumps({**json.loads(data), "kd_rl_version": __version__}).encode()
+                archive.writestr(info, data)
 
 
-def prepare_run_dir(out_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create (or reuse) a run folder, refusing to mix two runs in one.
+def has_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether the run folder ``path`` holds a checkpoint a run can resume from.
 
-    An existing non-empty folder is used only with ``resume`` (continue the
-    run in it) or ``overwrite`` (delete it first).
+    A distillation run's ``checkpoint.npz``, or a teacher run's TensorFlow
+    checkpoint: ``checkpoints/checkpoint`` (the state file TensorFlow writes
+    last) naming an index file that exists. An empty ``checkpoints/`` folder
+    (TF-Agents makes it at once) is not one.
+    """
+    path = Path(path)
+    if (path / "checkpoint.npz").is_file():
+        return True
+    state = path / "checkpoints" / "checkpoint"
+    try:
+        text = state.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    for line in text.splitlines():
+        if line.startswith("model_checkpoint_path:"):
+            name = line.split(":", 1)[1].strip().strip('"')
+            return (state.parent / f"{name}.index").is_file()
+    return False
+
+
+class _Lock:
+    """An exclusive, non-blocking lock on the run folder ``path``: ``.NAME.lock`` beside it.
+
+    The lock file holds the owner's process id; the kernel drops the lock when
+    the process dies (even by SIGKILL), so a stale file never blocks a run.
+    """
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        self.path = path.parent / f".{path.name}.lock"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ValueError(
+                    f"another kd-rl run (process {owner}) is writing to {str(path)!r}; wait for it to finish "
+                    "or choose another --out"
+                ) from None
+            # The file may have been unlinked by its last owner after we opened it: retry on the new one.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        try:
+            os.unlink(self.path)
+        finally:
+            os.close(self.fd)
+
+
+def _staging_paths(path: Path, kind: str) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.{kind}-*"))
+
+
+@contextmanager
+def run_folder(
+    out_dir: str | os.PathLike | None, resume: bool = False, overwrite: bool = False
+) -> Iterator[Path | None]:
+    """The folder a run writes into, locked, and never left half-written.
+
+    * A folder holding files is used only with ``resume`` (the run continues
+      in it) or ``overwrite``; otherwise ``ValueError``.
+    * ``overwrite`` builds the new run in a hidden folder beside the old one
+      and swaps it in only when the run succeeds: a run that fails leaves the
+      old one as it was.
+    * A run that fails before its first checkpoint (`has_checkpoint`) removes
+      what it wrote: the folder if it made it, else the files it added.
+    * ``.NAME.lock`` beside the folder keeps a second run out while one writes
+      (`_Lock`).
+
+    Yields:
+        The folder to write into (the hidden one when overwriting), or None
+        for ``out_dir=None`` (a run that writes nothing).
 
     Raises:
-        ValueError: If ``out_dir`` is a file, or holds files and neither flag is set.
+        ValueError: If ``out_dir`` is a file, holds another run (without a
+            flag), both flags are set, or another run is writing to it.
     """
-    import shutil
-
+    if out_dir is None:
+        yield None
+        return
     path = Path(out_dir)
     if resume and overwrite:
         raise ValueError("resume and overwrite cannot both be set")
     if path.exists() and not path.is_dir():
         raise ValueError(f"out folder {str(path)!r} is a file")
-    if path.is_dir() and any(path.iterdir()):
-        if overwrite:
-            shutil.rmtree(path)
-        elif not resume:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _name_the_file(err, path.parent) from None
+    lock = _Lock(path)
+    try:
+        _recover(path)
+        before = set(path.iterdir()) if path.is_dir() else None
+        if before and not (resume or overwrite):
             raise ValueError(
                 f"out folder {str(path)!r} already holds another run; "
                 "pass --resume to continue it or --overwrite to replace it"
             )
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        if before and overwrite:
+            with _overwriting(path) as stage:
+                yield stage
+            return
+        path.mkdir(exist_ok=True)
+        try:
+            yield path
+        except BaseException:
+            if not has_checkpoint(path):
+                if before is None:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    for entry in set(path.iterdir()) - before:
+                        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+            raise
+    finally:
+        lock.release()
 
 
 @contextmanager
-def cleanup_on_failure(path: str | os.PathLike, existed: bool):
-    """Remove the run folder ``path`` if the run fails and this run created it.
-
-    A run that dies before it has written a checkpoint leaves nothing worth
-    resuming; deleting the folder it made keeps ``--out`` free for the next
-    try. A folder that existed before (``--resume``) is left alone.
-    """
-    import shutil
-
+def _overwriting(path: Path) -> Iterator[Path]:
+    """Yield a hidden folder beside ``path``; on success swap it in for ``path``, else remove it."""
+    stage = path.parent / f".{path.name}.new-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
     try:
-        yield
+        yield stage
     except BaseException:
-        path = Path(path)
-        has_checkpoint = (path / "checkpoints").is_dir() or (path / "checkpoint.npz").is_file()
-        if not existed and path.is_dir() and not has_checkpoint:
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
         raise
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    os.replace(path, old)
+    os.replace(stage, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(path: Path) -> None:
+    """Tidy what a killed run (SIGKILL) left beside ``path``; called with the lock held.
+
+    A kill between `_overwriting`'s two renames leaves the old run as
+    ``.NAME.old-PID`` and no ``path``: it is put back. Unfinished new runs and
+    old runs already replaced are removed.
+    """
+    olds = _staging_paths(path, "old")
+    if olds and not path.exists():
+        os.replace(olds.pop(), path)
+    for leftover in olds + _staging_paths(path, "new"):
+        shutil.rmtree(leftover, ignore_errors=True)

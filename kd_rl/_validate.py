@@ -1,11 +1,13 @@
-"""Checks for the integer settings every module takes (sizes, steps, counts), plain numbers and activations."""
+"""Checks for the settings every module takes: sizes, steps, counts, seeds, plain numbers, activations, memory."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 
-def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> int | None:
+def check_int(name: str, value, minimum: int = 1, allow_none: bool = False, maximum: int | None = None) -> int | None:
     """``value`` as a Python int, or ``ValueError`` naming ``name`` and the rule.
 
     Booleans are refused (``True`` is not a size). With ``allow_none``, None
@@ -22,7 +24,18 @@ def check_int(name: str, value, minimum: int = 1, allow_none: bool = False) -> i
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be {rule}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
     return int(value)
+
+
+#: Seeds are 32-bit: TensorFlow's and NumPy's global seeds take no more.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """``value`` as a seed: an int from 0 to `MAX_SEED`, or ``ValueError`` naming ``name``."""
+    return check_int(name, value, minimum=0, maximum=MAX_SEED)
 
 
 def check_float(name: str, value) -> float:
@@ -57,3 +70,45 @@ def check_activation(activation: str) -> str:
     except ValueError:
         raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
     return activation
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still take: ``MemAvailable`` of /proc/meminfo, else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**63
+
+
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` for a person: ``"24.0 TB"``, ``"512.0 MB"``."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def check_memory(what: str, nbytes: float) -> None:
+    """Refuse, before allocating it, what cannot fit in this machine's available memory.
+
+    Args:
+        what: The setting and its value, as the user gave it (``"buffer_size=10**12"``).
+        nbytes: The bytes it would take.
+
+    Raises:
+        ValueError: Naming ``what``, the bytes it needs and the bytes available.
+    """
+    available = available_memory_bytes()
+    if nbytes > available:
+        raise ValueError(
+            f"{what} would take {nbytes:.3g} bytes ({format_bytes(nbytes)}) of memory; this machine has "
+            f"{format_bytes(available)} available: choose a smaller value"
+        )

@@ -12,7 +12,9 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import sys
+import warnings
 
 __all__ = ["main", "build_parser"]
 
@@ -69,6 +71,51 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: Seeds are 32-bit (kd_rl._validate.MAX_SEED; not imported here: `kd-rl --help` stays free of NumPy).
+_MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= _MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {_MAX_SEED}, got {text!r}")
+    return value
+
+
+def _float_type(rule: str, accept):
+    """An argparse type: a finite float for which ``accept(value)`` holds, else an error saying ``rule``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value in (float("inf"), float("-inf")) or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_float = _float_type("a number > 0", lambda v: v > 0)
+_nonnegative_float = _float_type("a number >= 0", lambda v: v >= 0)
+_finite_float = _float_type("a finite number", lambda v: True)
+
+
+def _json_object(text: str) -> str:
+    """``--env-kwargs``: checked to be a JSON object here, parsed again by the library."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"continuous\": true}}': {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"continuous\": true}}', got {text!r}")
+    return text
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     try:
         units = tuple(int(part) for part in text.split(","))
@@ -118,7 +165,6 @@ def _cmd_zoo(args) -> int:
 def _cmd_train_teacher(args) -> int:
     from kd_rl.teachers import train_teacher
 
-    command = "kd-rl " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("kd-rl") else None
     metrics = train_teacher(
         env_id=args.env,
         algo=args.algo,
@@ -130,7 +176,7 @@ def _cmd_train_teacher(args) -> int:
         overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
-        command=command,
+        command=args.command_line,
         kickstart=args.kickstart,
         kickstart_weight=args.kickstart_weight,
         kickstart_schedule=args.kickstart_schedule,
@@ -166,8 +212,9 @@ def _cmd_evaluate(args) -> int:
     env_kwargs = _env_kwargs(args)
     check_model_fits_env(model, args.env, "model", env_kwargs)
     result = evaluate_model(
-        model, args.env, episodes=args.episodes, seed=args.seed, latency=False, env_kwargs=env_kwargs
-    )
+        model, args.env, episodes=args.episodes, seed=args.seed, latency=False, env_kwargs=env_kwargs,
+        max_steps=args.max_episode_steps,
+    )  # fmt: skip
     result = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
     result.setdefault("params", None)
     if args.json:
@@ -177,6 +224,12 @@ def _cmd_evaluate(args) -> int:
             f"{args.env}: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
             f"(min {result['min_return']:.1f}, max {result['max_return']:.1f}) over {result['episodes']} episodes"
             + (f"; {result['params']} parameters" if result["params"] else "")
+        )
+    if result.get("capped_episodes"):
+        print(
+            f"note: {result['capped_episodes']} of {result['episodes']} episodes did not end by themselves and were "
+            f"cut at {result['max_episode_steps']} steps (--max-episode-steps)",
+            file=sys.stderr,
         )
     return 0
 
@@ -371,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="distil the shipped CartPole-v1 teacher and tell the story (make demo)")
     p.add_argument("--out", default="runs/demo", help="folder for the run, plots and summary (default runs/demo)")
     p.add_argument("--teacher", default="CartPole-v1-dqn", help="zoo name or .keras path")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_demo)
 
@@ -407,18 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["kl", "mse", "nll"])
     p.add_argument(
         "--temperature",
-        type=float,
+        type=_positive_float,
         help="temperature for kl (> 0); default by the teacher's outputs: 0.01 for Q-values, 1 for logits and "
         "Gaussians (for a Gaussian it scales the teacher's standard deviation)",
     )
     p.add_argument("--collect", choices=["teacher", "student", "mixed"], help="who acts while collecting")
     p.add_argument("--steps", type=_positive_int, help="teacher-labelled env steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--lr", dest="learning_rate", type=float)
+    p.add_argument("--seed", type=_seed)
+    p.add_argument("--lr", dest="learning_rate", type=_positive_float)
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--buffer-size", type=_positive_int)
     p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
-    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
+    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
     p.add_argument(
         "--sample-actions",
         action="store_true",
@@ -478,14 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
         "'default') replaces the shipped values key by key",
     )
     p.add_argument("--steps", type=_positive_int, help="env steps (default: from the hyperparameter file)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint-every", type=_positive_int)
-    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
+    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
     p.add_argument(
         "--stop-return",
-        type=float,
+        type=_finite_float,
         metavar="R",
         help="stop at the first periodic evaluation whose mean return reaches R (e.g. the env's reward threshold)",
     )
@@ -494,7 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEACHER",
         help="kickstart from this teacher (zoo name or .keras file): the loss gains λ·KL(teacher ‖ agent)",
     )
-    p.add_argument("--kickstart-weight", type=float, metavar="λ0", help="the distillation weight at step 0 (default 1)")
+    p.add_argument(
+        "--kickstart-weight",
+        type=_nonnegative_float,
+        metavar="λ0",
+        help="the distillation weight at step 0 (default 1)",
+    )
     p.add_argument(
         "--kickstart-schedule",
         choices=["constant", "linear", "exponential"],
@@ -516,8 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--env", required=True)
     p.add_argument("--episodes", type=_positive_int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
+    p.add_argument(
+        "--max-episode-steps",
+        type=_positive_int,
+        help="end an episode after this many steps (default: the environment's own time limit; 27,000 steps "
+        "for an environment without one)",
+    )
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -540,8 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment for int8 calibration states (default: from the model's zoo metrics); "
         "for a multi-task student, the task to export",
     )
-    p.add_argument("--env-kwargs", help=_ENV_KWARGS_HELP)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("convert", help="re-save a kd_rl 0.1 (Keras 2) .keras file as a Keras 3 file")
@@ -555,27 +619,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("article", help="the article's example, reproduced and corrected")
-    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--temperature", type=_positive_float, default=4.0)
     p.add_argument("--distill-steps", type=_positive_int, default=1500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_cmd_article)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``kd-rl``; returns the exit status."""
+    """Entry point of ``kd-rl``; returns the exit status.
+
+    Bad input (a ``ValueError``, or an ``OSError`` such as a missing file or a
+    full disk) is one line on stderr and exit 2; anything else is an internal
+    error, one line and exit 1; ``--debug`` shows the traceback instead.
+    Python warnings raised while a command runs (Gymnasium's environment
+    checker, say) are printed one line each after it succeeds, and dropped when
+    it fails, so that an error stays the one line on stderr.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]  # accepted before or after the subcommand
     try:
         args = build_parser().parse_args(argv)
+        args.command_line = "kd-rl " + " ".join(shlex.quote(a) for a in argv)
         _quiet_imports(debug)
-        return args.func(args)
+        if debug:
+            return args.func(args)
+        with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
+            status = args.func(args)
+        for message in dict.fromkeys(f"{w.category.__name__}: {w.message}".splitlines()[0] for w in caught):
+            print(f"kd-rl: warning: {message}", file=sys.stderr)
+        return status
     except _UsageError as err:
         print(str(err), file=sys.stderr)
         return 2
     except (ValueError, OSError, ImportError) as err:
-        # Bad input: a value out of range, a missing or unreadable file, a folder we may not write.
+        # Bad input: a value out of range, a missing or unreadable file, a folder we may not write, a full disk.
         if debug:
             raise
         print(f"kd-rl: error: {err}".splitlines()[0], file=sys.stderr)

@@ -27,13 +27,30 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup
 from kd_rl.policies import as_policy_fn, to_actions
 
-__all__ = ["COLLECT_MODES", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
+__all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
 
 COLLECT_MODES = ("teacher", "student", "mixed")
+
+
+def check_buffer_memory(buffer_size: int, batch_size: int, updates_per_round: int, width: int) -> None:
+    """Refuse a replay buffer, or a round of sampled batches, that cannot fit in memory.
+
+    A buffer holds ``buffer_size`` rows of ``width`` float32 numbers (the
+    observation and the teacher's outputs); each round samples
+    ``updates_per_round * batch_size`` rows more.
+
+    Raises:
+        ValueError: Naming ``--buffer-size`` or ``--batch-size`` and the bytes it would take.
+    """
+    check_memory(f"--buffer-size {buffer_size} (the replay buffer)", 4.0 * buffer_size * width)
+    check_memory(
+        f"--batch-size {batch_size} ({updates_per_round} batches of it per round)",
+        4.0 * updates_per_round * batch_size * width,
+    )
 
 
 class ReplayBuffer:

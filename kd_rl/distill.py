@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kd_rl._validate import check_activation, check_int
+from kd_rl._validate import check_activation, check_int, check_seed
 from kd_rl.losses import (
     GaussianKLDistillationLoss,
     KLDistillationLoss,
@@ -31,7 +31,7 @@ from kd_rl.losses import (
     get_loss,
     temperature_weight,
 )
-from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params
+from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
 
 __all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
 
@@ -504,8 +504,9 @@ class DistillConfig:
             "eval_episodes",
         ):
             setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "seed", "actors"):
+        for name in ("eval_every", "actors"):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0))
+        self.seed = check_seed(self.seed)
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
@@ -622,13 +623,14 @@ def distill_policy(
     """
     from tqdm import tqdm
 
-    from kd_rl._io import cleanup_on_failure, prepare_run_dir, save_model, write_csv, write_json
-    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+    from kd_rl._io import run_folder, save_model, write_csv, write_json
+    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
     from kd_rl.distributed import DistributedCollector
     from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
+    check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, obs_dim + num_actions)
     if resume and (out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE))):
         raise ValueError(
             f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
@@ -645,9 +647,7 @@ def distill_policy(
         check_ray_ready(config.ray_address)
     if config.strategy != "default" and student is not None:
         raise ValueError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
-    existed = out_dir is None or os.path.exists(out_dir)  # only a folder this run creates is removed
-    run_dir = None if out_dir is None else prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    with cleanup_on_failure(run_dir or ".", existed):
+    with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start_time = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         from kd_rl.distributed import make_mirrored_distill_step, make_strategy
@@ -667,8 +667,9 @@ def distill_policy(
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
+        teacher_id = {"teacher": teacher_name, "teacher_sha256": weights_sha256(teacher)}
         if resume:
-            progress_state = _restore_checkpoint(checkpoint, config, student, optimizer, buffer)
+            progress_state = _restore_checkpoint(checkpoint, config, student, optimizer, buffer, teacher_id)
         env_steps, curve = progress_state["env_steps"], progress_state["curve"]
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
@@ -700,7 +701,9 @@ def distill_policy(
                     curve.append(_log_point(point, writer))
                 if checkpoint is not None and not done and _due(checkpoint_every, before, env_steps):
                     elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
-                    _save_checkpoint(checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed)
+                    _save_checkpoint(
+                        checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed, teacher_id
+                    )
         finally:
             bar.close()
             collector.close()
@@ -800,53 +803,104 @@ _RESUMABLE_SETTINGS = (
     "steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every", "ray_address", "strategy",
 )  # fmt: skip
 
+#: The layout of checkpoint.npz this kd_rl writes; a checkpoint of a higher one was written by a newer kd_rl.
+CHECKPOINT_FORMAT = 1
 
-def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve, wall_seconds) -> None:
+
+def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve, wall_seconds, teacher_id) -> None:
     from kd_rl._io import atomic_path
 
     arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
     arrays.update({f"buffer_{k}": v for k, v in buffer.state().items()})
-    progress = {"env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict()}
+    progress = {
+        "format": CHECKPOINT_FORMAT,
+        "kd_rl_version": _version(),
+        "env_steps": env_steps,
+        "curve": curve,
+        "wall_seconds": wall_seconds,
+        "config": config.to_dict(),
+        **teacher_id,
+    }
     arrays["progress"] = np.array(json.dumps(progress))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
+def _version() -> str:
+    from kd_rl import __version__
+
+    return __version__
+
+
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
 _DEFAULTS = {"actors": 0}
 
 
-def _restore_checkpoint(path, config, student, optimizer, buffer) -> dict:
+def _restore_checkpoint(path, config, student, optimizer, buffer, teacher_id: dict) -> dict:
     """Load a checkpoint written by `_save_checkpoint`, checking that it belongs to this run.
 
+    The file is only read: a damaged one is left as it is, for inspection.
+
     Raises:
-        ValueError: If the run's settings differ from the checkpoint's (naming
-            them), or the file does not match the student and optimizer.
+        ValueError: If the run's settings or teacher differ from the
+            checkpoint's (naming them), ``config.steps`` is below the steps
+            already done, a newer kd_rl wrote the file, or the file is damaged
+            or does not match the student and optimizer.
     """
+    name = str(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            progress = json.loads(str(data["progress"]))
-            saved = progress["config"]
-            differing = sorted(
-                k
-                for k, v in config.to_dict().items()
-                if k not in _RESUMABLE_SETTINGS and saved.get(k, _DEFAULTS.get(k)) != v
-            )
-            if differing:
-                detail = ", ".join(f"{k}={saved.get(k)!r} (now {config.to_dict()[k]!r})" for k in differing)
-                raise ValueError(f"cannot resume {str(path)!r} with different settings: {detail}")
-            weights = [data[f"student_{i}"] for i in range(len(student.get_weights()))]
-            optimizer_state = [data[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
-            if f"student_{len(weights)}" in data.files or f"optimizer_{len(optimizer_state)}" in data.files:
-                raise ValueError("it holds more weights than this student has")
-            student.set_weights(weights)
-            for variable, value in zip(optimizer.variables, optimizer_state):
-                variable.assign(value)
-            buffer.load_state({k: data[f"buffer_{k}"] for k in ("observations", "logits", "added")})
-    except (KeyError, ValueError, OSError) as err:
-        if str(err).startswith("cannot resume"):
-            raise
-        raise ValueError(f"checkpoint {str(path)!r} does not match this run: {err}") from None
+            arrays = {key: data[key] for key in data.files}
+        progress = json.loads(str(arrays["progress"]))
+        if not isinstance(progress, dict) or "config" not in progress or "env_steps" not in progress:
+            raise ValueError("its progress record is incomplete")
+    except Exception as err:  # a damaged file: zipfile, zlib, NumPy and json each raise their own types
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise ValueError(
+            f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is"
+        ) from None
+    _check_resumable(name, progress, config, teacher_id)
+    try:
+        weights = [arrays[f"student_{i}"] for i in range(len(student.get_weights()))]
+        optimizer_state = [arrays[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
+        if f"student_{len(weights)}" in arrays or f"optimizer_{len(optimizer_state)}" in arrays:
+            raise ValueError("it holds more weights than this student has")
+        student.set_weights(weights)
+        for variable, value in zip(optimizer.variables, optimizer_state):
+            variable.assign(value)
+        buffer.load_state({k: arrays[f"buffer_{k}"] for k in ("observations", "logits", "added")})
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"checkpoint {name!r} does not match this run: {err}") from None
     return progress
+
+
+def _check_resumable(name: str, progress: dict, config: DistillConfig, teacher_id: dict) -> None:
+    """Refuse a checkpoint of a newer kd_rl, of other settings or another teacher, or past ``config.steps``."""
+    written = progress.get("format", 0)
+    if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint {name!r} was written by a newer kd_rl ({progress.get('kd_rl_version', 'unknown version')}, "
+            f"checkpoint format {written}); this is kd_rl {_version()}: upgrade kd_rl to resume it"
+        )
+    saved = progress["config"]
+    now = config.to_dict()
+    differing = sorted(
+        k for k, v in now.items() if k not in _RESUMABLE_SETTINGS and saved.get(k, _DEFAULTS.get(k)) != v
+    )
+    if differing:
+        detail = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in differing)
+        raise ValueError(f"cannot resume {name!r} with different settings: {detail}")
+    saved_hash = progress.get("teacher_sha256")
+    if saved_hash is not None and saved_hash != teacher_id["teacher_sha256"]:
+        raise ValueError(
+            f"cannot resume {name!r} with a different teacher: it was made with {progress.get('teacher')!r} "
+            f"(weights sha256 {saved_hash[:12]}), now {teacher_id['teacher']!r} "
+            f"(sha256 {teacher_id['teacher_sha256'][:12]})"
+        )
+    if config.steps < progress["env_steps"]:
+        raise ValueError(
+            f"cannot resume {name!r} with steps={config.steps}: the run has already done {progress['env_steps']} "
+            "env steps (give --steps of at least that many)"
+        )

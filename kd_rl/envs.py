@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,8 @@ __all__ = [
     "EnvSpec",
     "env_spec",
     "check_observation_finite",
+    "check_render_mode",
+    "check_reward_finite",
     "check_spaces",
     "env_dims",
     "parse_env_kwargs",
@@ -59,6 +63,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty Gymnasium environment id, got {env_id!r}")
+    check_render_mode(gym_kwargs.get("render_mode"), env_id)
     try:
         return gymnasium.make(env_id, **gym_kwargs)
     except ModuleNotFoundError as err:
@@ -86,6 +91,42 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
     except gymnasium.error.DependencyNotInstalled as err:
         extra = ' (pip install "kd_rl[box2d]")' if "box2d" in str(err).lower() else ""
         raise ValueError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux":
+        return True  # macOS and Windows always have a window server
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def check_render_mode(render_mode, env_id: str) -> None:
+    """Refuse a render mode that opens a window (``"human"``) where there is no display.
+
+    Without one, Gymnasium's renderers (pygame, MuJoCo's viewer) crash the
+    process (a segmentation fault) instead of raising; off-screen modes
+    (``"rgb_array"``, ``"ansi"``, ...) work everywhere.
+
+    Raises:
+        ValueError: Naming the render mode and the environment.
+    """
+    if render_mode is not None and "human" in str(render_mode) and not _has_display():
+        raise ValueError(
+            f"render_mode {render_mode!r} for {env_id!r} needs a display, and this machine has none (DISPLAY and "
+            "WAYLAND_DISPLAY are unset): use 'rgb_array', or run where a display is available"
+        )
+
+
+def check_reward_finite(reward, step: int, env_id: str) -> None:
+    """Raise ``ValueError`` naming ``step`` and ``env_id`` if ``reward`` is NaN or infinite.
+
+    A non-finite reward makes every return, score and value target NaN: it
+    is stopped where it enters, as observations are (`check_observation_finite`).
+    """
+    if not np.isfinite(reward):
+        raise ValueError(
+            f"reward at step {step} of an episode of {env_id!r} is not finite ({float(reward)!r}): "
+            "kd_rl needs finite rewards"
+        )
 
 
 def check_spaces(observation_space, action_space, env_id: str) -> None:
@@ -176,7 +217,7 @@ class EnvSpec:
         )
 
 
-def check_observation_finite(observation, step: int) -> None:
+def check_observation_finite(observation, step: int, env_id: str | None = None) -> None:
     """Raise ``ValueError`` naming ``step`` if ``observation`` holds NaN or inf.
 
     A non-finite observation would silently poison every network that sees it,
@@ -185,6 +226,7 @@ def check_observation_finite(observation, step: int) -> None:
     Args:
         observation: float array ``[obs_dim]`` (or any shape).
         step: The step of the episode that produced it (0 for the reset).
+        env_id: The environment, named in the message.
 
     Raises:
         ValueError: If any entry is NaN or infinite.
@@ -192,8 +234,9 @@ def check_observation_finite(observation, step: int) -> None:
     observation = np.asarray(observation)
     if not np.all(np.isfinite(observation)):
         bad = np.flatnonzero(~np.isfinite(observation)).tolist()
+        where = "the episode" if env_id is None else f"an episode of {env_id!r}"
         raise ValueError(
-            f"observation at step {step} of the episode is not finite (NaN or inf at indices {bad}): "
+            f"observation at step {step} of {where} is not finite (NaN or inf at indices {bad}): "
             f"{observation.tolist()}"
         )
 
@@ -250,8 +293,8 @@ class EnvGroup:
         for j, (i, seed) in enumerate(zip(indices, seeds)):
             obs, _ = self.envs[i].reset(seed=None if seed is None else int(seed))
             self.episode_steps[i] = 0
-            check_observation_finite(obs, 0)
-            out[j] = np.ravel(obs)
+            check_observation_finite(obs, 0, self.env_id)
+            out[j] = self._flat(obs, 0)
         return out
 
     def step(
@@ -281,9 +324,19 @@ class EnvGroup:
             action = actions[j] if self.is_continuous else int(actions[j]) + self._action_start
             o, rewards[j], terminated[j], truncated[j], _ = self.envs[i].step(action)
             self.episode_steps[i] += 1
-            check_observation_finite(o, int(self.episode_steps[i]))
-            obs[j] = np.ravel(o)
+            check_observation_finite(o, int(self.episode_steps[i]), self.env_id)
+            check_reward_finite(rewards[j], int(self.episode_steps[i]), self.env_id)
+            obs[j] = self._flat(o, int(self.episode_steps[i]))
         return obs, rewards, terminated, truncated
+
+    def _flat(self, observation, step: int) -> np.ndarray:
+        flat = np.ravel(observation)
+        if flat.size != self.obs_dim:
+            raise ValueError(
+                f"observation at step {step} of an episode of {self.env_id!r} has shape {np.shape(observation)}, "
+                f"but its observation space {self.envs[0].observation_space} has {self.obs_dim} entries"
+            )
+        return flat
 
     def close(self) -> None:
         for env in self.envs:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_int, check_memory
 from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
 
 __all__ = [
@@ -38,6 +38,9 @@ __all__ = [
     "random_policy_return",
     "normalised_score",
     "AGREEMENT_TOLERANCE",
+    "DEFAULT_MAX_EPISODE_STEPS",
+    "MAX_PARALLEL_EPISODES",
+    "episode_cap",
 ]
 
 
@@ -51,6 +54,9 @@ class EpisodeStats:
     seeds: list[int] = field(default_factory=list)
     kl: float | None = None
     action_error: float | None = None
+    #: Episodes ended by the step cap ``max_steps`` rather than by the environment.
+    capped: int = 0
+    max_steps: int | None = None
 
     @property
     def mean_return(self) -> float:
@@ -76,6 +82,9 @@ class EpisodeStats:
             out["kl"] = self.kl
         if self.action_error is not None:
             out["action_error"] = self.action_error
+        if self.capped:
+            out["capped_episodes"] = self.capped
+            out["max_episode_steps"] = self.max_steps
         return out
 
     def to_dict(self) -> dict:
@@ -97,6 +106,38 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 AGREEMENT_TOLERANCE = 0.05
 
 
+#: Episodes played side by side at most; more are played in chunks of this many (memory stays bounded).
+MAX_PARALLEL_EPISODES = 1000
+
+#: Step cap of an episode in an environment without its own time limit (Gymnasium's ``max_episode_steps``):
+#: 27,000 steps, the 108,000 frames (at frame skip 4) that Atari evaluations cap an episode at.
+DEFAULT_MAX_EPISODE_STEPS = 27_000
+
+#: Bytes an evaluated episode keeps (its return, length and seed, and its environment's share of a chunk).
+_BYTES_PER_EPISODE = 200
+
+
+def episode_cap(env_id: str, max_steps: int | None = None, env_kwargs: dict | None = None) -> int | None:
+    """The step cap `run_episodes` applies: ``max_steps``, else None if the environment has its own time
+    limit, else `DEFAULT_MAX_EPISODE_STEPS`."""
+    if max_steps is not None:
+        return check_int("max_steps", max_steps)
+    import gymnasium
+
+    kwargs = env_kwargs or {}
+    if kwargs.get("max_episode_steps") is not None:
+        return None
+    try:
+        spec = gymnasium.spec(env_id)
+    except Exception:  # an id only `make` can resolve ("module:Env-v0" before its import): make decides
+        from kd_rl.envs import make_gymnasium_env
+
+        env = make_gymnasium_env(env_id, **kwargs)
+        spec = env.spec
+        env.close()
+    return None if spec is not None and spec.max_episode_steps is not None else DEFAULT_MAX_EPISODE_STEPS
+
+
 def run_episodes(
     policy,
     env_id: str,
@@ -108,6 +149,9 @@ def run_episodes(
     temperature: float | None = None,
 ) -> EpisodeStats:
     """Run ``episodes`` greedy (deterministic) episodes of ``policy`` side by side.
+
+    At most `MAX_PARALLEL_EPISODES` episodes run at once; more run in chunks,
+    each episode with its own seed, so the results do not depend on the chunking.
 
     Args:
         policy: A Keras model, a ``PolicyFn`` giving logits (it acts
@@ -123,8 +167,10 @@ def run_episodes(
             steps and dimensions of ``|a − a_ref| / (high − low)``, and
             ``agreement`` the fraction of steps where every dimension is within
             `AGREEMENT_TOLERANCE` (5%) of its range.
-        max_steps: Optional cap on steps per episode (the env's own time limit
-            still applies).
+        max_steps: Cap on steps per episode; None: the environment's own time
+            limit, or `DEFAULT_MAX_EPISODE_STEPS` for an environment that has
+            none (one that never ends would otherwise run forever). Episodes
+            the cap ends count in ``EpisodeStats.capped``.
         env_kwargs: Passed to ``gymnasium.make``.
         temperature: With a ``reference``, also measure ``kl``: the mean over
             visited states of the distillation target's divergence from the
@@ -136,21 +182,48 @@ def run_episodes(
         `EpisodeStats`.
 
     Raises:
-        ValueError: If ``episodes`` < 1 or ``seed`` < 0, or an observation is NaN or infinite.
+        ValueError: If ``episodes`` < 1 or ``seed`` < 0, more episodes than
+            memory holds, or an observation or reward is NaN or infinite.
     """
-    from kd_rl.envs import EnvGroup
-
+    check_memory(f"episodes={episodes}", _BYTES_PER_EPISODE * check_int("episodes", episodes))
     seeds = episode_seeds(seed, episodes)
+    cap = episode_cap(env_id, max_steps, env_kwargs)
     forward = as_policy_fn(policy)
     ref = None if reference is None else as_policy_fn(reference)
+    totals = {"agree": 0, "steps": 0, "kl": 0.0, "error": 0.0, "capped": 0}
+    returns, lengths = [], []
+    continuous = False
+    for start in range(0, episodes, MAX_PARALLEL_EPISODES):
+        chunk = seeds[start : start + MAX_PARALLEL_EPISODES]
+        r, n, continuous = _run_chunk(
+            policy, forward, reference, ref, env_id, chunk, cap, env_kwargs, temperature, totals
+        )
+        returns += r
+        lengths += n
+    total = max(totals["steps"], 1)
+    return EpisodeStats(
+        returns=returns,
+        lengths=lengths,
+        agreement=None if ref is None else totals["agree"] / total,
+        seeds=seeds,
+        kl=None if ref is None or temperature is None else totals["kl"] / total,
+        action_error=totals["error"] / total if ref is not None and continuous else None,
+        capped=totals["capped"],
+        max_steps=cap,
+    )
+
+
+def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals):
+    """Play one episode per seed side by side; add to ``totals``; return ``(returns, lengths, continuous)``."""
+    from kd_rl.envs import EnvGroup
+
+    episodes = len(seeds)
     with EnvGroup(env_id, episodes, env_kwargs) as envs:
         continuous = envs.is_continuous
         obs = envs.reset(seeds)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
-        agree = total = 0
-        kl_sum = error_sum = 0.0
         while active.any():
             idx = np.flatnonzero(active)
             out = forward(obs[idx])
@@ -158,30 +231,25 @@ def run_episodes(
             if ref is not None:
                 ref_out = ref(obs[idx])
                 ref_actions = to_actions(reference, ref_out)
-                total += len(idx)
+                totals["steps"] += len(idx)
                 if continuous:
                     error = np.abs(actions - ref_actions) / envs.spec.action_range
-                    error_sum += float(np.sum(np.mean(error, axis=-1)))
-                    agree += int(np.sum(np.all(error <= AGREEMENT_TOLERANCE, axis=-1)))
+                    totals["error"] += float(np.sum(np.mean(error, axis=-1)))
+                    totals["agree"] += int(np.sum(np.all(error <= AGREEMENT_TOLERANCE, axis=-1)))
                 else:
-                    agree += int(np.sum(actions == ref_actions))
+                    totals["agree"] += int(np.sum(actions == ref_actions))
                 if temperature is not None:
-                    kl_sum += float(np.sum(_kl(ref_out, out, temperature, continuous)))
+                    totals["kl"] += float(np.sum(_kl(ref_out, out, temperature, continuous)))
             obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
             returns[idx] += rewards
             lengths[idx] += 1
             done = terminated | truncated
-            if max_steps is not None:
-                done |= lengths[idx] >= max_steps
+            if cap is not None:
+                capped = ~done & (lengths[idx] >= cap)
+                totals["capped"] += int(np.sum(capped))
+                done |= capped
             active[idx[done]] = False
-    return EpisodeStats(
-        returns=returns.tolist(),
-        lengths=lengths.tolist(),
-        agreement=None if ref is None else agree / max(total, 1),
-        seeds=seeds,
-        kl=None if ref is None or temperature is None else kl_sum / max(total, 1),
-        action_error=error_sum / max(total, 1) if ref is not None and continuous else None,
-    )
+    return returns.tolist(), lengths.tolist(), continuous
 
 
 def _kl(teacher_outputs, student_outputs, temperature: float, gaussian: bool = False) -> np.ndarray:
@@ -304,17 +372,22 @@ def evaluate_model(
     reference=None,
     latency: bool = True,
     env_kwargs: dict | None = None,
+    max_steps: int | None = None,
 ) -> dict:
     """`run_episodes` plus what a model has beyond its returns, as plain JSON.
 
     Keys: env_id, seed, episodes, mean_return, std_return, min_return,
     max_return, mean_length, returns, lengths, and where they apply agreement
     (with ``reference``), params, size_bytes (of a Keras model's ``.keras``
-    file) and latency_us (batch-1, eager Keras).
+    file), latency_us (batch-1, eager Keras), and capped_episodes with
+    max_episode_steps when the step cap ended episodes (``max_steps``: as in
+    `run_episodes`).
     """
     import keras
 
-    stats = run_episodes(model, env_id, episodes=episodes, seed=seed, reference=reference, env_kwargs=env_kwargs)
+    stats = run_episodes(
+        model, env_id, episodes=episodes, seed=seed, reference=reference, env_kwargs=env_kwargs, max_steps=max_steps
+    )
     out = {"env_id": env_id, "seed": seed, **stats.summary(), "returns": stats.returns, "lengths": stats.lengths}
     if isinstance(model, keras.Model):
         from kd_rl.models import count_params

@@ -46,6 +46,7 @@ __all__ = [
     "gaussian_action",
     "load_policy",
     "split_gaussian",
+    "weights_sha256",
 ]
 
 _PACKAGE = "kd_rl"
@@ -467,6 +468,42 @@ def count_params(model: keras.Model) -> int:
     return int(model.count_params())
 
 
+def weights_sha256(model: keras.Model) -> str:
+    """SHA-256 of a model's class, weight shapes and weight bytes: the same for the same policy, however loaded.
+
+    A resumed run compares its teacher's with the one its checkpoint records.
+    """
+    import hashlib
+
+    if isinstance(model, PolicyModel):
+        model.ensure_built()
+    digest = hashlib.sha256(type(model).__name__.encode())
+    for weights in model.get_weights():
+        weights = np.ascontiguousarray(weights)
+        digest.update(f"{weights.dtype}{weights.shape}".encode())
+        digest.update(weights.tobytes())
+    return digest.hexdigest()
+
+
+def _newer_kd_rl(path) -> str | None:
+    """The kd_rl version that wrote the ``.keras`` file ``path`` if it is newer than this one, else None."""
+    import json
+    import zipfile
+
+    from kd_rl import __version__
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            written = str(json.loads(archive.read("metadata.json")).get("kd_rl_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+    def key(version: str) -> tuple:
+        return tuple(int(part) if part.isdigit() else 0 for part in version.split(".")[:3])
+
+    return written if written and key(written) > key(__version__) else None
+
+
 def load_policy(name_or_path) -> keras.Model:
     """Load a Keras policy from a ``.keras`` file or a zoo name, in safe mode.
 
@@ -478,6 +515,7 @@ def load_policy(name_or_path) -> keras.Model:
             a ``.keras`` model (a TFLite or ``.npz`` export, say), or a
             truncated or corrupted file. The message names the file.
     """
+    import json
     import zipfile
 
     from kd_rl.zoo import resolve_model_path
@@ -494,12 +532,23 @@ def load_policy(name_or_path) -> keras.Model:
         )
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {str(path)!r} is truncated or corrupted: not a valid .keras archive")
-    model = _load_keras2_policy(path)
+    try:
+        model = _load_keras2_policy(path)
+    except (KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"model file {str(path)!r} is truncated or corrupted: {type(err).__name__}: {err}") from None
     if model is not None:
         return model
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive.
+        newer = _newer_kd_rl(path)
+        if newer is not None:
+            from kd_rl import __version__
+
+            raise ValueError(
+                f"model file {str(path)!r} was written by a newer kd_rl ({newer}); this is kd_rl {__version__}: "
+                "upgrade kd_rl to load it"
+            ) from None
         raise ValueError(f"model file {str(path)!r} could not be loaded: {type(err).__name__}: {err}") from None
     if not isinstance(model, keras.Model) or len(getattr(model, "outputs", None) or [None]) != 1:
         raise ValueError(f"model file {str(path)!r} does not hold a single-output Keras policy")

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kd_rl._validate import check_int
+from kd_rl._validate import check_int, check_seed
 from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params
 
 __all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
@@ -271,8 +271,8 @@ class MultiTaskConfig:
             setattr(self, name, check_int(name, getattr(self, name)))
         for name in ("curve_episodes", "eval_episodes"):
             setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "seed"):
-            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
+        self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
+        self.seed = check_seed(self.seed)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
@@ -383,8 +383,8 @@ def distill_multitask(
     """
     from tqdm import tqdm
 
-    from kd_rl._io import cleanup_on_failure, prepare_run_dir, save_model, write_csv, write_json
-    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer
+    from kd_rl._io import run_folder, save_model, write_csv, write_json
+    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
     from kd_rl.evaluate import check_model_fits_env
 
     teachers = list(teachers)
@@ -398,9 +398,10 @@ def distill_multitask(
         )
     for env_id in config.env_ids:
         check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
-    existed = out_dir is None or os.path.exists(out_dir)
-    run_dir = None if out_dir is None else prepare_run_dir(out_dir, overwrite=overwrite)
-    with cleanup_on_failure(run_dir or ".", existed):
+    # One buffer per task, each of buffer_size states: together they take the sum of the tasks' widths.
+    width = sum(obs_dim + outputs for obs_dim, outputs in shapes)
+    check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, width)
+    with run_folder(out_dir, overwrite=overwrite) as run_dir:
         start = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         task_losses = _task_losses(teachers, student, config)

@@ -215,9 +215,9 @@ def _register_image_env():
         (["--env", "FrozenLake-v1", "--algo", "ppo"], "needs a Box observation space"),
         (["--env", "CartPole-v1", "--algo", "dqn", "--steps", "0"], "--steps"),
         (["--env", "CartPole-v1", "--algo", "a2c"], "--algo"),
-        (["--env", "CartPole-v1", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),
+        (["--env", "CartPole-v1", "--env-kwargs", "[1]"], "--env-kwargs: expected a JSON object"),
         (["--env", "CartPole-v1", "--env-kwargs", '{"nope": 1}'], "rejects the arguments"),
-        (["--env", "CartPole-v1", "--stop-return", "nan"], "stop_return must be a finite number"),
+        (["--env", "CartPole-v1", "--stop-return", "nan"], "--stop-return: expected a finite number"),
         (["--env", "CartPole-v1", "--stop-return", "high"], "--stop-return"),
     ],
 )

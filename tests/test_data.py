@@ -127,7 +127,7 @@ def _register_nan_env():
 def test_nan_observation_stops_collection_naming_the_step(cartpole_teacher, tmp_path, capsys):
     _register_nan_env()
     collector = Collector("KdRlNanAfterThree-v0", cartpole_teacher, mode="teacher", num_envs=2)
-    with pytest.raises(ValueError, match="observation at step 3 of the episode is not finite"):
+    with pytest.raises(ValueError, match="observation at step 3 of an episode of 'KdRlNanAfterThree-v0' is not finite"):
         collector.collect(100)
     from kd_rl.cli import main
 

@@ -176,3 +176,28 @@ def test_env_kwargs_text_must_be_a_json_object(text):
     with pytest.raises(ValueError, match="--env-kwargs must be a JSON object"):
         parse_env_kwargs(text)
     assert parse_env_kwargs('{"continuous": true}') == {"continuous": True}
+
+
+def test_env_group_non_finite_reward_names_the_step_and_the_environment():
+    class NanReward(Countdown):
+        def step(self, action):
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, float("nan") if self.t == 2 else 1.0, terminated, truncated, info
+
+    if "KdRlNanReward-v0" not in gymnasium.registry:
+        gymnasium.register("KdRlNanReward-v0", entry_point=NanReward)
+    with EnvGroup("KdRlNanReward-v0", 1, env_kwargs={"terminate_at": 10}) as envs:
+        envs.reset()
+        envs.step([0])
+        with pytest.raises(ValueError, match=r"reward at step 2 of an episode of 'KdRlNanReward-v0' is not finite"):
+            envs.step([0])
+
+
+def test_human_rendering_without_a_display_is_refused(monkeypatch):
+    from kd_rl.envs import make_gymnasium_env
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(ValueError, match="render_mode 'human' for 'CartPole-v1' needs a display"):
+        make_gymnasium_env("CartPole-v1", render_mode="human")
+    make_gymnasium_env("CartPole-v1", render_mode="rgb_array").close()

@@ -126,3 +126,52 @@ def test_kl_on_visited_states_matches_numpy(cartpole_teacher):
             obs, _, terminated, truncated, _ = env.step(int(np.argmax(z)))
             done = terminated or truncated
     assert stats.kl == pytest.approx(total / count, rel=1e-4)
+
+
+def test_episodes_in_chunks_match_episodes_side_by_side(monkeypatch):
+    from kd_rl import evaluate
+
+    student = StudentModel(2, hidden_units=8, observation_dim=4)
+    together = run_episodes(student, "CartPole-v1", episodes=7, seed=3)
+    monkeypatch.setattr(evaluate, "MAX_PARALLEL_EPISODES", 3)
+    chunked = run_episodes(student, "CartPole-v1", episodes=7, seed=3)
+    assert chunked.returns == together.returns == _reference_returns(lambda x: student(x).numpy(), 7, 3)
+    assert chunked.seeds == together.seeds
+
+
+class _NeverEnds(gym.Env):
+    """CartPole's spaces; never terminates or truncates (and is registered without a time limit)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(4, np.float32), 1.0, False, False, {}
+
+
+def test_an_environment_that_never_ends_is_capped(monkeypatch):
+    from kd_rl import evaluate
+
+    if "KdRlNeverEnds-v0" not in gym.registry:
+        gym.register("KdRlNeverEnds-v0", entry_point=_NeverEnds)
+    student = StudentModel(2, hidden_units=8, observation_dim=4)
+    stats = run_episodes(student, "KdRlNeverEnds-v0", episodes=3, seed=0, max_steps=40)
+    assert stats.lengths == [40, 40, 40] and stats.capped == 3
+    assert stats.summary()["capped_episodes"] == 3 and stats.summary()["max_episode_steps"] == 40
+    # Without max_steps: the environment's own limit where it has one, else the default cap.
+    assert evaluate.episode_cap("CartPole-v1") is None
+    assert evaluate.episode_cap("KdRlNeverEnds-v0") == evaluate.DEFAULT_MAX_EPISODE_STEPS
+    monkeypatch.setattr(evaluate, "DEFAULT_MAX_EPISODE_STEPS", 25)
+    assert run_episodes(student, "KdRlNeverEnds-v0", episodes=2, seed=0).lengths == [25, 25]
+    ended = run_episodes(student, "CartPole-v1", episodes=2, seed=0, max_steps=10_000)
+    assert ended.capped == 0  # episodes the environment ends are not counted as capped
+
+
+def test_more_episodes_than_memory_holds_are_refused_at_once():
+    student = StudentModel(2, hidden_units=8, observation_dim=4)
+    with pytest.raises(ValueError, match=r"episodes=10000000000000 would take .* bytes"):
+        run_episodes(student, "CartPole-v1", episodes=10**13)

@@ -34,7 +34,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 from kd_rl._validate import check_int
-from kd_rl.envs import check_observation_finite, check_spaces, make_gymnasium_env
+from kd_rl.envs import check_observation_finite, check_reward_finite, check_spaces, make_gymnasium_env
 
 __all__ = ["GymnasiumEnvironment", "make_batched_env", "make_env", "make_tf_env"]
 
@@ -121,7 +121,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
 
     def _observation(self, observation) -> np.ndarray:
         observation = np.ravel(np.asarray(observation, dtype=np.float32))
-        check_observation_finite(observation, self._episode_step)
+        check_observation_finite(observation, self._episode_step, self.env_id)
         return observation
 
     def should_reset(self, current_time_step: ts.TimeStep) -> bool:
@@ -156,6 +156,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
         observation, reward, terminated, truncated, _ = self._env.step(action)
         self._episode_step += 1
         observation = self._observation(observation)
+        check_reward_finite(reward, self._episode_step, self.env_id)
         if terminated:
             return self._time_step(ts.StepType.LAST, observation, reward, 0.0)
         if truncated:

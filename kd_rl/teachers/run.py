@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -137,17 +138,20 @@ class Run:
         if not resume and ckpt_dir.exists():
             # A fresh run must not pick up an old run's checkpoint.
             shutil.rmtree(ckpt_dir)
-        self.checkpointer = common.Checkpointer(
-            str(ckpt_dir),
-            max_to_keep=1,
-            env_steps=self.env_steps,
-            run_state=self.state,
-            best=self.best,
-            **trackables,
-        )
+        # TF-Agents' Checkpointer restores the latest checkpoint as it is made: a damaged one fails here.
+        with _damage_named(tf.train.latest_checkpoint(str(ckpt_dir)) if resume else None):
+            self.checkpointer = common.Checkpointer(
+                str(ckpt_dir),
+                max_to_keep=1,
+                env_steps=self.env_steps,
+                run_state=self.state,
+                best=self.best,
+                **trackables,
+            )
+            if resume and self.checkpointer.checkpoint_exists:
+                self.checkpointer.initialize_or_restore()
+                state = json.loads(self.state.numpy().decode())
         if resume and self.checkpointer.checkpoint_exists:
-            self.checkpointer.initialize_or_restore()
-            state = json.loads(self.state.numpy().decode())
             self.curve = [tuple(row) for row in state["curve"]]
             self.best_score, self.best_step = state["best_score"], state["best_step"]
             self.prior_wall_seconds = state["wall_seconds"]
@@ -222,7 +226,14 @@ class Run:
             "settings": self.settings,
         }
         self.state.assign(json.dumps(state))
-        self.checkpointer.save(global_step=env_steps)
+        try:
+            self.checkpointer.save(global_step=env_steps)
+        except (tf.errors.OpError, OSError) as err:
+            # TensorFlow says "ResourceExhausted" or "Unknown: ... No space left" for a full disk.
+            raise OSError(
+                f"could not write the checkpoint in {str(self.out_dir / 'checkpoints')!r} "
+                f"({_first_line(err)}); the previous checkpoint, if any, is kept"
+            ) from None
 
     def restore_best(self) -> None:
         """Put the best evaluated weights back, if ``keep_best`` and there are any."""
@@ -252,10 +263,13 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
         ValueError: Naming each setting that differs, other than
             `RESUMABLE_HYPERPARAMETERS`.
     """
-    latest = tf.train.latest_checkpoint(str(Path(out_dir) / "checkpoints"))
+    folder = Path(out_dir) / "checkpoints"
+    with _damage_named(str(folder / "checkpoint")):
+        latest = tf.train.latest_checkpoint(str(folder))
     if latest is None:
         return
-    saved = json.loads(tf.train.load_variable(latest, "run_state/.ATTRIBUTES/VARIABLE_VALUE").decode())
+    with _damage_named(latest):
+        saved = json.loads(tf.train.load_variable(latest, "run_state/.ATTRIBUTES/VARIABLE_VALUE").decode())
     saved = saved.get("settings")
     if saved is None:  # written by a kd_rl that did not record its settings
         print(
@@ -278,6 +292,24 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
             f"cannot resume {str(out_dir)!r} with different settings: {detail} "
             "(pass the first run's options, or --overwrite to start again)"
         )
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: message``, its first line, without TensorFlow's ``{{function_node ...}}`` prefix."""
+    text = str(err).split("}}")[-1].strip() if "{{" in str(err) else str(err)
+    return f"{type(err).__name__}: {text}".splitlines()[0][:300]
+
+
+@contextmanager
+def _damage_named(path: str | None):
+    """Turn any error while reading the checkpoint ``path`` into one ``ValueError`` naming it (the files stay)."""
+    try:
+        yield
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint {path!r} is damaged and cannot be read ({_first_line(err)}); it was left as it is "
+            "(pass --overwrite to start the run again)"
+        ) from None
 
 
 def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tf_keras
 
 from kd_rl import _io
-from kd_rl._validate import check_float, check_int
+from kd_rl._validate import check_float, check_int, check_memory, check_seed
 from kd_rl.envs import env_spec
 from kd_rl.evaluate import run_episodes
 from kd_rl.models import count_params
@@ -183,7 +183,7 @@ def train_teacher(
     tuned = is_tuned(env_id, algo) or hyperparams_file is not None
     steps = check_int("steps", params["n_timesteps"] if steps is None else steps)
     params["n_timesteps"] = steps
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_seed(seed)
     eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
     params["eval_every"] = eval_every
     eval_episodes = check_int("eval_episodes", eval_episodes)
@@ -194,6 +194,7 @@ def train_teacher(
     # Unknown id, unusable spaces or the wrong algorithm for them: fail before writing anything.
     spec = env_spec(gym_id, **env_kwargs)
     check_algo_for_actions(algo, "continuous" if spec.is_continuous else "discrete", gym_id, spec.describe())
+    _check_replay_memory(params, algo, spec, steps)
     options = {
         "weight": kickstart_weight,
         "schedule": kickstart_schedule,
@@ -219,11 +220,9 @@ def train_teacher(
         "hyperparameters": params,
         "kickstart": None if kick is None else _kickstart_settings(kick, kickstart),
     }
-    existed = Path(out_dir).exists()  # only a folder this run creates is removed on failure
-    out_dir = _io.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    if resume:
-        check_resumable(out_dir, settings)
-    with _io.cleanup_on_failure(out_dir, existed):
+    with _io.run_folder(out_dir, resume=resume, overwrite=overwrite) as out_dir:
+        if resume:
+            check_resumable(out_dir, settings)
         tf_keras.utils.set_random_seed(seed)
         run = Run(
             out_dir,
@@ -283,6 +282,19 @@ def train_teacher(
         _io.write_json(out_dir / "metrics.json", metrics)
         _io.write_csv(out_dir / "curve.csv", run.curve_columns, run.curve)
         return metrics
+
+
+def _check_replay_memory(params: Mapping, algo: str, spec, steps: int) -> None:
+    """Refuse an off-policy replay buffer (``buffer_size``, capped at ``steps``) or a round of its
+    batches that cannot fit in memory, before anything is written."""
+    if algo not in ("dqn", "sac"):
+        return
+    capacity = min(int(params["buffer_size"]), steps)
+    action = 1 if spec.action_dim is None else spec.action_dim
+    width = 2 * spec.obs_dim + action + 3  # observation, next observation, action, reward, discount, n-step
+    check_memory(f"buffer_size={params['buffer_size']} (the replay buffer)", 4.0 * capacity * width)
+    batch = int(params["batch_size"]) * max(int(params.get("gradient_steps") or 1), 1)
+    check_memory(f"batch_size={params['batch_size']} (a round's batches)", 4.0 * batch * width)
 
 
 def _kickstart_settings(kick: Kickstart, teacher) -> dict:
