@@ -26,9 +26,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import re
+from contextlib import contextmanager
 
 import gymnasium
 import numpy as np
+import tensorflow as tf
 from tf_agents.environments import batched_py_environment, parallel_py_environment, py_environment, tf_py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
@@ -36,7 +39,7 @@ from tf_agents.trajectories import time_step as ts
 from kd_rl._validate import check_int
 from kd_rl.envs import check_observation_finite, check_reward_finite, check_spaces, make_gymnasium_env
 
-__all__ = ["GymnasiumEnvironment", "make_batched_env", "make_env", "make_tf_env"]
+__all__ = ["GymnasiumEnvironment", "environment_errors", "make_batched_env", "make_env", "make_tf_env"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -170,6 +173,28 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
 
     def close(self) -> None:
         self._env.close()
+
+
+#: How TensorFlow reports a ValueError raised in a ``PyEnvironment`` stepped inside a graph (``TFPyEnvironment``).
+_WRAPPED_VALUE_ERROR = re.compile(r"^ValueError: (.+)$", re.MULTILINE)
+
+
+@contextmanager
+def environment_errors():
+    """Re-raise the ``ValueError`` a ``PyEnvironment`` raised inside a TensorFlow graph as that ``ValueError``.
+
+    ``TFPyEnvironment`` steps the environment through ``tf.numpy_function``, so
+    an environment's refusal (a NaN reward or observation, say) arrives as an
+    ``InvalidArgumentError`` ("Graph execution error") with the original in its
+    text: this gives the user the environment's own one-line message.
+    """
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        found = _WRAPPED_VALUE_ERROR.findall(str(err))
+        if not found:
+            raise
+        raise ValueError(found[-1].strip()) from None
 
 
 def make_env(env_id: str, seed: int | None = None, **gym_kwargs) -> GymnasiumEnvironment:

@@ -28,6 +28,7 @@ from tf_agents.utils import common
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import is_continuous, make_ppo_agent
 from kd_rl.teachers.collect import make_training_env, seed_training_env
+from kd_rl.teachers.envs import environment_errors
 from kd_rl.teachers.export import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 from kd_rl.teachers.run import Run
 
@@ -199,7 +200,8 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     running = np.zeros(n_envs)
     with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
         while env_steps < total_steps and not run.reached:
-            time_step = collect(time_step)
+            with environment_errors():
+                time_step = collect(time_step)
             experience = replay.gather_all()
             rewards = experience.reward.numpy()
             if scaler is not None:
