@@ -659,10 +659,13 @@ def distill_policy(
             optimizer = keras.optimizers.Adam(config.learning_rate)
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
-        make_step = make_distill_step if config.strategy == "default" else make_mirrored_distill_step
-        step = make_step(
-            teacher, student, optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl
-        )
+        loss = loss_fn or config.loss
+        if config.strategy == "default":
+            step = make_distill_step(teacher, student, optimizer, loss, temperature, gaussian_kl=config.gaussian_kl)
+        else:  # the strategy the student and optimizer were made under
+            step = make_mirrored_distill_step(
+                teacher, student, optimizer, loss, temperature, strategy=strategy, gaussian_kl=config.gaussian_kl
+            )
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
@@ -709,13 +712,14 @@ def distill_policy(
             collector.close()
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
+        if run_dir is not None:  # first: a full disk is then reported on the file the run is for
+            save_model(student, run_dir / "student.keras")
         metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds)
-        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every)
+        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=getattr(step, "replicas", 1))
         if loss_fn is not None:
             metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:
-            save_model(student, run_dir / "student.keras")
             write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
             write_json(run_dir / "metrics.json", metrics)
             writer.close()

@@ -402,7 +402,9 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     Args:
         name: ``"default"``: TensorFlow's default strategy (one device, no
             change to anything); ``"mirrored"``: a ``MirroredStrategy`` over
-            ``devices``, by default every GPU (the CPU if there is none).
+            ``devices``, by default every GPU, else every logical CPU device
+            (one, unless ``tf.config.set_logical_device_configuration`` split
+            the CPU).
         devices: Device names, e.g. ``["/cpu:0", "/cpu:1"]``.
 
     Raises:
@@ -414,7 +416,10 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "default":
         return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy(devices=None if devices is None else list(devices))
+    if devices is None:
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=list(devices))
 
 
 def make_mirrored_distill_step(
@@ -432,7 +437,8 @@ def make_mirrored_distill_step(
     The returned ``step(observations, teacher_logits=None)`` takes what
     `make_distill_step`'s does: ``float32 [batch, obs_dim]`` or a stack
     ``[steps, batch, obs_dim]`` (with ``teacher_logits`` shaped alike), and
-    returns the loss (float32 ``[]`` or ``[steps]``).
+    returns the loss (float32 ``[]`` or ``[steps]``); its attribute
+    ``replicas`` is the number of replicas it splits each batch across.
 
     Raises:
         ValueError: If the batch does not divide evenly among the replicas,
@@ -505,4 +511,5 @@ def make_mirrored_distill_step(
             )
         return compiled[rank](observations, teacher_logits)
 
+    step.replicas = replicas  # what the run records: the replicas this step splits each batch across
     return step

@@ -331,10 +331,17 @@ def normalised_score(student_return: float, teacher_return: float, random_return
 
 
 def model_size_bytes(model) -> int:
-    """Size in bytes of a Keras model saved as a ``.keras`` file."""
+    """Size in bytes of a Keras model saved as a ``.keras`` file (a temporary one).
+
+    Raises:
+        OSError: Naming the temporary file, if it cannot be written (a full disk).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
-        model.save(path)
+        try:
+            model.save(path)
+        except OSError as err:
+            raise OSError(err.errno, f"{err.strerror} while writing a temporary copy of the model, {path!r}") from None
         return os.path.getsize(path)
 
 

@@ -440,11 +440,12 @@ def distill_multitask(
             for collector in collectors:
                 collector.close()
         train_seconds = time.perf_counter() - start
+        if run_dir is not None:  # first: a full disk is then reported on the file the run is for
+            save_model(student, run_dir / "student.keras")
         metrics = _final_metrics(teachers, student, config, task_losses, buffers, train_seconds)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
         metrics["wall_seconds"] = time.perf_counter() - start
         if run_dir is not None:
-            save_model(student, run_dir / "student.keras")
             columns = ["env_steps", *config.env_ids, "loss"]
             write_csv(run_dir / "curve.csv", columns, [[p[c] for c in columns] for p in curve])
             write_json(run_dir / "metrics.json", metrics)

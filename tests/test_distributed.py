@@ -307,3 +307,42 @@ def test_two_actors_distil_cartpole_to_the_teacher_even_when_one_is_killed(local
     assert metrics["actors"] == 2 and metrics["labelled_states"] == metrics["env_steps"] == 4000
     assert metrics["teacher_mean_return"] == 500.0 and metrics["student_mean_return"] >= 0.99 * 500.0
     assert metrics["agreement"] > 0.85
+
+
+_MIRRORED_RUN = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import kd_rl
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from conftest import make_cartpole_teacher
+from kd_rl.distill import DistillConfig, distill_policy
+
+teacher = make_cartpole_teacher()
+runs = {{}}
+for strategy in ("default", "mirrored"):
+    config = DistillConfig(steps=1000, hidden_units=16, eval_every=0, eval_episodes=2, seed=3, strategy=strategy)
+    student, metrics = distill_policy(teacher, config, progress=False)
+    runs[strategy] = (student.get_weights(), metrics)
+print("RESULT " + json.dumps({{
+    "replicas": [runs[s][1]["replicas"] for s in ("default", "mirrored")],
+    "weight_error": max(float(np.abs(a - b).max()) for a, b in zip(runs["default"][0], runs["mirrored"][0])),
+    "labelled": runs["mirrored"][1]["labelled_states"],
+}}))
+"""
+
+
+def test_distill_policy_with_the_mirrored_strategy_runs_two_replicas_and_learns_the_same_weights(tmp_path):
+    """Through distill_policy itself: on two logical CPU devices, two replicas; weights equal a one-device run's."""
+    script = tmp_path / "mirrored_run.py"
+    script.write_text(_MIRRORED_RUN.format(tests=str(ROOT / "tests")))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["replicas"] == [1, 2]
+    assert result["labelled"] == 1000
+    # 1000 states are 2 rounds of 100 Adam updates on [2 x 64]-state slices; float rounding differs, no more.
+    assert result["weight_error"] < 1e-4

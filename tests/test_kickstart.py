@@ -308,7 +308,7 @@ def test_bad_input_raises_before_writing_anything(tmp_path, env_id, algo, kwargs
     "flags, match",
     [
         (["--kickstart", "Pendulum-v1-sac"], "kickstart teacher is a continuous"),
-        (["--kickstart", "CartPole-v1-dqn", "--kickstart-weight", "-0.5"], "--kickstart-weight: expected a number >= 0"),
+        (["--kickstart", "CartPole-v1-dqn", "--kickstart-weight", "-0.5"], "kickstart-weight: expected a number >= 0"),
         (["--kickstart", "CartPole-v1-dqn", "--kickstart-schedule", "cosine"], "invalid choice: 'cosine'"),
     ],
 )
