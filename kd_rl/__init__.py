@@ -94,6 +94,9 @@ elif not any(isinstance(finder, _KerasImportHook) for finder in sys.meta_path):
 __version__ = "0.2.0"
 
 _EXPORTS = {
+    "KdRlError": "kd_rl.errors",
+    "MissingDependency": "kd_rl.errors",
+    "ResumeRefused": "kd_rl.errors",
     "Distiller": "kd_rl.distill",
     "DistillConfig": "kd_rl.distill",
     "distill_policy": "kd_rl.distill",

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from kd_rl.errors import KdRlError
+
 #: OS errors that mean the disk (or the process's file-size limit) is full.
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -205,7 +207,7 @@ class _Lock:
             except BlockingIOError:
                 owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise ValueError(
+                raise KdRlError(
                     f"another kd-rl run (process {owner}) is writing to {str(path)!r}; wait for it to finish "
                     "or choose another --out"
                 ) from None
@@ -261,9 +263,9 @@ def run_folder(
         return
     path = Path(out_dir)
     if resume and overwrite:
-        raise ValueError("resume and overwrite cannot both be set")
+        raise KdRlError("resume and overwrite cannot both be set")
     if path.exists() and not path.is_dir():
-        raise ValueError(f"out folder {str(path)!r} is a file")
+        raise KdRlError(f"out folder {str(path)!r} is a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -273,7 +275,7 @@ def run_folder(
         _recover(path)
         before = set(path.iterdir()) if path.is_dir() else None
         if before and not (resume or overwrite):
-            raise ValueError(
+            raise KdRlError(
                 f"out folder {str(path)!r} already holds another run; "
                 "pass --resume to continue it or --overwrite to replace it"
             )

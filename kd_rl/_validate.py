@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from kd_rl.errors import KdRlError
+
 
 def check_int(name: str, value, minimum: int = 1, allow_none: bool = False, maximum: int | None = None) -> int | None:
     """``value`` as a Python int, or ``ValueError`` naming ``name`` and the rule.
@@ -23,9 +25,9 @@ def check_int(name: str, value, minimum: int = 1, allow_none: bool = False, maxi
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
+        raise KdRlError(f"{name} must be {rule}, got {value!r}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
+        raise KdRlError(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
     return int(value)
 
 
@@ -48,9 +50,9 @@ def check_float(name: str, value) -> float:
         ValueError: stop_return must be a finite number, got nan
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise KdRlError(f"{name} must be a finite number, got {value!r}")
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise KdRlError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -68,7 +70,7 @@ def check_activation(activation: str) -> str:
     try:
         keras.activations.get(activation)
     except ValueError:
-        raise ValueError(f"activation must be a Keras activation name, got {activation!r}") from None
+        raise KdRlError(f"activation must be a Keras activation name, got {activation!r}") from None
     return activation
 
 
@@ -108,7 +110,7 @@ def check_memory(what: str, nbytes: float) -> None:
     """
     available = available_memory_bytes()
     if nbytes > available:
-        raise ValueError(
+        raise KdRlError(
             f"{what} would take {nbytes:.3g} bytes ({format_bytes(nbytes)}) of memory; this machine has "
             f"{format_bytes(available)} available: choose a smaller value"
         )

@@ -1,8 +1,10 @@
 """The ``kd-rl`` command line: a thin layer over the library.
 
 Every subcommand parses its arguments, calls one library function and prints
-the result. A ``ValueError`` (bad input) becomes one line on stderr and exit
-status 2, with no traceback unless ``--debug`` is given.
+the result. A `kd_rl.errors.KdRlError` (bad input kd_rl recognised) or an
+``OSError`` (a missing file, a full disk) becomes one line on stderr and exit
+status 2; anything else is an internal error, one line and exit status 1; no
+traceback unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import shlex
 import sys
 import warnings
+
+from kd_rl.errors import KdRlError
 
 __all__ = ["main", "build_parser"]
 
@@ -200,7 +204,7 @@ def _task_of(model, env_id: str | None):
     if not isinstance(model, MultiTaskStudent):
         return model
     if env_id is None:
-        raise ValueError(f"the model is a multi-task student: name its task with --env (one of {model.task_ids})")
+        raise KdRlError(f"the model is a multi-task student: name its task with --env (one of {model.task_ids})")
     return model.for_task(env_id)
 
 
@@ -276,13 +280,13 @@ def _cmd_distill(args) -> int:
     from kd_rl.models import load_policy
 
     if len(args.teacher) != len(args.env):
-        raise ValueError(
+        raise KdRlError(
             f"give one --env per --teacher, in pairs: got {len(args.teacher)} --teacher and {len(args.env)} --env"
         )
     if len(args.teacher) > 1:
         return _distill_multitask(args)
     if args.adapter_units is not None:
-        raise ValueError("--adapter is for multi-task students (several --teacher/--env pairs)")
+        raise KdRlError("--adapter is for multi-task students (several --teacher/--env pairs)")
     config = _distill_config(args)
     teacher = load_policy(args.teacher[0])
     _, m = distill_policy(
@@ -329,7 +333,7 @@ def _distill_multitask(args) -> int:
     ]
     if unsupported:
         flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
-        raise ValueError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
+        raise KdRlError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
     fields = ("loss", "temperature", "collect", "steps", "seed", "learning_rate", "batch_size", "buffer_size")
     overrides = {k: getattr(args, k) for k in (*fields, "eval_episodes", "state_dependent_std", "gaussian_kl")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -397,13 +401,13 @@ def _cmd_convert(args) -> int:
     from kd_rl.models import load_policy
 
     if not str(args.out).endswith(".keras"):
-        raise ValueError(f"--out must end in .keras, got {args.out!r}")
+        raise KdRlError(f"--out must end in .keras, got {args.out!r}")
     model = load_policy(args.model)  # reads kd_rl 0.1 (Keras 2) files as Keras 3 models
     if args.output_type is not None:
         from kd_rl.models import PolicyModel
 
         if not isinstance(model, PolicyModel):
-            raise ValueError(f"--output-type needs a kd_rl TeacherModel/StudentModel, got {type(model).__name__}")
+            raise KdRlError(f"--output-type needs a kd_rl TeacherModel/StudentModel, got {type(model).__name__}")
         model.output_type = args.output_type
     save_model(model, args.out)
     print(f"wrote {args.out} (Keras 3, {model.count_params()} parameters)")
@@ -629,9 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kd-rl``; returns the exit status.
 
-    Bad input (a ``ValueError``, or an ``OSError`` such as a missing file or a
-    full disk) is one line on stderr and exit 2; anything else is an internal
-    error, one line and exit 1; ``--debug`` shows the traceback instead.
+    Bad input (a `kd_rl.errors.KdRlError`, or an ``OSError`` such as a missing
+    file or a full disk) is one line on stderr and exit 2; anything else (a
+    ``ValueError`` TensorFlow raised deep inside, say) is an internal error,
+    one line and exit 1; ``--debug`` shows the traceback instead.
     Python warnings raised while a command runs (Gymnasium's environment
     checker, say) are printed one line each after it succeeds, and dropped when
     it fails, so that an error stays the one line on stderr.
@@ -653,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as err:
         print(str(err), file=sys.stderr)
         return 2
-    except (ValueError, OSError, ImportError) as err:
-        # Bad input: a value out of range, a missing or unreadable file, a folder we may not write, a full disk.
+    except (KdRlError, OSError) as err:
+        # Bad input kd_rl recognised (KdRlError: a value out of range, an unusable file, environment or resume;
+        # MissingDependency, a KdRlError, for an optional package), or the machine's files: a missing or
+        # unreadable file, a folder we may not write, a full disk.
         if debug:
             raise
         print(f"kd-rl: error: {err}".splitlines()[0], file=sys.stderr)

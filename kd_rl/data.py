@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup
+from kd_rl.errors import KdRlError
 from kd_rl.policies import as_policy_fn, to_actions
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
@@ -78,7 +79,7 @@ class ReplayBuffer:
         observations = np.asarray(observations, np.float32)
         logits = np.asarray(logits, np.float32)
         if observations.shape[0] != logits.shape[0]:
-            raise ValueError(f"got {observations.shape[0]} observations but {logits.shape[0]} logits")
+            raise KdRlError(f"got {observations.shape[0]} observations but {logits.shape[0]} logits")
         skipped = max(0, len(observations) - self.capacity)  # only the newest fit
         observations, logits = observations[skipped:], logits[skipped:]
         idx = (self.added + skipped + np.arange(len(observations))) % self.capacity
@@ -90,7 +91,7 @@ class ReplayBuffer:
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A uniform random batch (with replacement) of observations and logits."""
         if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
+            raise KdRlError("cannot sample from an empty replay buffer")
         idx = rng.integers(0, self.size, size=batch_size)
         return self.observations[idx], self.logits[idx]
 
@@ -102,7 +103,7 @@ class ReplayBuffer:
         the teacher itself, and would read a second element as hard labels).
         """
         if self.size == 0:
-            raise ValueError("cannot make a dataset from an empty replay buffer")
+            raise KdRlError("cannot make a dataset from an empty replay buffer")
         if observations_only:
             ds = tf.data.Dataset.from_tensor_slices(self.observations[: self.size])
         else:
@@ -135,7 +136,7 @@ class BetaSchedule:
     def __post_init__(self):
         for name, v in (("beta_start", self.start), ("beta_end", self.end)):
             if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+                raise KdRlError(f"{name} must be in [0, 1], got {v!r}")
 
     def __call__(self, fraction: float) -> float:
         fraction = min(max(float(fraction), 0.0), 1.0)
@@ -177,11 +178,11 @@ class Collector:
         sample_actions: bool = False,
     ):
         if mode not in COLLECT_MODES:
-            raise ValueError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
+            raise KdRlError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
         if mode != "teacher" and student is None:
-            raise ValueError(f"collect mode {mode!r} needs a student")
+            raise KdRlError(f"collect mode {mode!r} needs a student")
         if not 0.0 <= float(epsilon) <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+            raise KdRlError(f"epsilon must be in [0, 1], got {epsilon!r}")
         self.mode = mode
         self.epsilon = float(epsilon)
         self.beta = beta or BetaSchedule()
@@ -196,7 +197,7 @@ class Collector:
             if continuous is not None and continuous != self.envs.is_continuous:
                 self.envs.close()
                 kind = "a continuous (Gaussian)" if continuous else "a discrete-action"
-                raise ValueError(f"{role} is {kind} policy but {env_id} has {self.envs.spec.describe()}")
+                raise KdRlError(f"{role} is {kind} policy but {env_id} has {self.envs.spec.describe()}")
         self.sample_actions = bool(sample_actions)
         if self.sample_actions:
             from kd_rl.models import PolicyModel
@@ -204,7 +205,7 @@ class Collector:
             acting = [m for m, used in ((teacher, mode != "student"), (student, mode != "teacher")) if used]
             if not self.envs.is_continuous or not all(isinstance(m, PolicyModel) for m in acting):
                 self.envs.close()
-                raise ValueError(
+                raise KdRlError(
                     "sample_actions needs continuous actions and kd_rl Gaussian policies (PolicyModel) acting; "
                     "for discrete actions explore with epsilon"
                 )

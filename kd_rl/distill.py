@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_activation, check_int, check_seed
+from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.losses import (
     GaussianKLDistillationLoss,
     KLDistillationLoss,
@@ -50,13 +51,13 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
     t_cont, s_cont = is_gaussian(teacher), is_gaussian(student)
     if t_cont != s_cont:
         kinds = {True: "continuous (Gaussian)", False: "discrete"}
-        raise ValueError(
+        raise KdRlError(
             f"teacher and student must act in the same kind of action space, got a {kinds[t_cont]} teacher "
             f"and a {kinds[s_cont]} student"
         )
     if t_cont:
         if teacher.action_dim != student.action_dim:
-            raise ValueError(
+            raise KdRlError(
                 f"teacher and student must have the same action_dim, got teacher={teacher.action_dim} "
                 f"and student={student.action_dim}"
             )
@@ -64,7 +65,7 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
             teacher.action_high, student.action_high
         )
         if not same_bounds or teacher.squash != student.squash:
-            raise ValueError(
+            raise KdRlError(
                 "teacher and student must share action bounds and squashing (the Gaussian KL is taken before "
                 f"the squash): teacher [{teacher.action_low.tolist()}, {teacher.action_high.tolist()}] "
                 f"squash={teacher.squash}, student [{student.action_low.tolist()}, "
@@ -73,13 +74,13 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
     t_actions = getattr(teacher, "num_actions", None)
     s_actions = getattr(student, "num_actions", None)
     if t_actions is not None and s_actions is not None and t_actions != s_actions:
-        raise ValueError(
+        raise KdRlError(
             f"teacher and student must have the same num_actions, got teacher={t_actions} and student={s_actions}"
         )
     t_dim = getattr(teacher, "observation_dim", None)
     s_dim = getattr(student, "observation_dim", None)
     if t_dim is not None and s_dim is not None and t_dim != s_dim:
-        raise ValueError(
+        raise KdRlError(
             f"teacher and student must have the same observation_dim, got teacher={t_dim} and student={s_dim}"
         )
 
@@ -197,7 +198,7 @@ def make_distill_step(
             prepare(observations)
         rank = np.ndim(observations)
         if rank not in compiled:
-            raise ValueError(
+            raise KdRlError(
                 "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
                 f"got shape {tuple(np.shape(observations))}"
             )
@@ -279,7 +280,7 @@ class Distiller(keras.Model):
                 ``jit_compile``, ...).
         """
         if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+            raise KdRlError(f"alpha must be in [0, 1], got {alpha!r}")
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.temperature = default_temperature(self.teacher) if temperature is None else check_temperature(temperature)
         self.alpha = float(alpha)
@@ -325,7 +326,7 @@ class Distiller(keras.Model):
         )
         total = distill
         if y is not None and self.student_loss_fn is None:
-            raise ValueError(
+            raise KdRlError(
                 "data with labels for a continuous policy need compile(student_loss=...), a loss of "
                 "(actions, student [mean, log_std] outputs)"
             )
@@ -488,11 +489,11 @@ class DistillConfig:
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
         if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+            raise KdRlError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
         if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
-            raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
+            raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
         if self.collect not in COLLECT_MODES:
-            raise ValueError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
+            raise KdRlError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
         for name in (
             "steps",
             "batch_size",
@@ -509,21 +510,21 @@ class DistillConfig:
         self.seed = check_seed(self.seed)
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+            raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+            raise KdRlError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
         for name in ("sample_actions", "state_dependent_std"):
             if not isinstance(getattr(self, name), bool | np.bool_):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise KdRlError(f"{name} must be True or False, got {getattr(self, name)!r}")
             setattr(self, name, bool(getattr(self, name)))
         from kd_rl.distributed import STRATEGIES
 
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+            raise KdRlError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.env_kwargs is not None and not isinstance(self.env_kwargs, dict):
-            raise ValueError(f"env_kwargs must be a dict of gymnasium.make arguments or None, got {self.env_kwargs!r}")
+            raise KdRlError(f"env_kwargs must be a dict of gymnasium.make arguments or None, got {self.env_kwargs!r}")
         if self.ray_address is not None and not self.actors:
-            raise ValueError(f"ray_address={self.ray_address!r} needs actors >= 1 (collection on a Ray cluster)")
+            raise KdRlError(f"ray_address={self.ray_address!r} needs actors >= 1 (collection on a Ray cluster)")
 
     @property
     def checkpoint_interval(self) -> int:
@@ -632,12 +633,12 @@ def distill_policy(
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
     check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, obs_dim + num_actions)
     if resume and (out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE))):
-        raise ValueError(
+        raise ResumeRefused(
             f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
             "run without --resume (a run checkpoints with --checkpoint-every)"
         )
     if resume and os.path.isfile(os.path.join(out_dir, "metrics.json")):
-        raise ValueError(
+        raise ResumeRefused(
             f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
             "pass --overwrite to run it again"
         )
@@ -646,7 +647,7 @@ def distill_policy(
 
         check_ray_ready(config.ray_address)
     if config.strategy != "default" and student is not None:
-        raise ValueError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
+        raise KdRlError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
     with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start_time = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
@@ -859,24 +860,22 @@ def _restore_checkpoint(path, config, student, optimizer, buffer, teacher_id: di
             arrays = {key: data[key] for key in data.files}
         progress = json.loads(str(arrays["progress"]))
         if not isinstance(progress, dict) or "config" not in progress or "env_steps" not in progress:
-            raise ValueError("its progress record is incomplete")
+            raise KdRlError("its progress record is incomplete")
     except Exception as err:  # a damaged file: zipfile, zlib, NumPy and json each raise their own types
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise ValueError(
-            f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is"
-        ) from None
+        raise KdRlError(f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is") from None
     _check_resumable(name, progress, config, teacher_id)
     try:
         weights = [arrays[f"student_{i}"] for i in range(len(student.get_weights()))]
         optimizer_state = [arrays[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
         if f"student_{len(weights)}" in arrays or f"optimizer_{len(optimizer_state)}" in arrays:
-            raise ValueError("it holds more weights than this student has")
+            raise KdRlError("it holds more weights than this student has")
         student.set_weights(weights)
         for variable, value in zip(optimizer.variables, optimizer_state):
             variable.assign(value)
         buffer.load_state({k: arrays[f"buffer_{k}"] for k in ("observations", "logits", "added")})
     except (KeyError, ValueError) as err:
-        raise ValueError(f"checkpoint {name!r} does not match this run: {err}") from None
+        raise KdRlError(f"checkpoint {name!r} does not match this run: {err}") from None
     return progress
 
 
@@ -884,7 +883,7 @@ def _check_resumable(name: str, progress: dict, config: DistillConfig, teacher_i
     """Refuse a checkpoint of a newer kd_rl, of other settings or another teacher, or past ``config.steps``."""
     written = progress.get("format", 0)
     if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
-        raise ValueError(
+        raise ResumeRefused(
             f"checkpoint {name!r} was written by a newer kd_rl ({progress.get('kd_rl_version', 'unknown version')}, "
             f"checkpoint format {written}); this is kd_rl {_version()}: upgrade kd_rl to resume it"
         )
@@ -895,16 +894,16 @@ def _check_resumable(name: str, progress: dict, config: DistillConfig, teacher_i
     )
     if differing:
         detail = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in differing)
-        raise ValueError(f"cannot resume {name!r} with different settings: {detail}")
+        raise ResumeRefused(f"cannot resume {name!r} with different settings: {detail}")
     saved_hash = progress.get("teacher_sha256")
     if saved_hash is not None and saved_hash != teacher_id["teacher_sha256"]:
-        raise ValueError(
+        raise ResumeRefused(
             f"cannot resume {name!r} with a different teacher: it was made with {progress.get('teacher')!r} "
             f"(weights sha256 {saved_hash[:12]}), now {teacher_id['teacher']!r} "
             f"(sha256 {teacher_id['teacher_sha256'][:12]})"
         )
     if config.steps < progress["env_steps"]:
-        raise ValueError(
+        raise ResumeRefused(
             f"cannot resume {name!r} with steps={config.steps}: the run has already done {progress['env_steps']} "
             "env steps (give --steps of at least that many)"
         )

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kd_rl._validate import check_int
+from kd_rl.errors import KdRlError, MissingDependency
 
 __all__ = [
     "INSTALL_HINT",
@@ -76,7 +77,7 @@ def require_ray():
     try:
         import ray
     except ImportError:
-        raise ImportError(f"actors > 0 needs Ray, which is not installed: {INSTALL_HINT}") from None
+        raise MissingDependency(f"actors > 0 needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
 
 
@@ -96,7 +97,7 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"ray_address must be host:port, ray://host:port or 'auto', got {address!r}")
+        raise KdRlError(f"ray_address must be host:port, ray://host:port or 'auto', got {address!r}")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
@@ -290,9 +291,9 @@ class DistributedCollector:
         self.actors = check_int("actors", actors)
         self.max_replacements = check_int("max_replacements", max_replacements, minimum=0)
         if mode not in COLLECT_MODES:
-            raise ValueError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
+            raise KdRlError(f"collect mode must be one of {', '.join(COLLECT_MODES)}, got {mode!r}")
         if mode != "teacher" and student is None:
-            raise ValueError(f"collect mode {mode!r} needs a student")
+            raise KdRlError(f"collect mode {mode!r} needs a student")
         self.mode, self.seed = mode, int(seed)
         self.total_steps = check_int("total_steps", total_steps)
         self._student = student
@@ -329,7 +330,7 @@ class DistributedCollector:
         except self._ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, ValueError):
-                raise ValueError(str(cause)) from None
+                raise KdRlError(str(cause)) from None
             raise
 
     def _broadcast(self, workers) -> None:
@@ -413,7 +414,7 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     import tensorflow as tf
 
     if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+        raise KdRlError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "default":
         return tf.distribute.get_strategy()
     if devices is None:
@@ -501,12 +502,12 @@ def make_mirrored_distill_step(
             teacher_logits = np.asarray(teacher_logits, np.float32)
         rank = observations.ndim
         if rank not in compiled:
-            raise ValueError(
+            raise KdRlError(
                 "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
                 f"got shape {observations.shape}"
             )
         if observations.shape[-2] % replicas:
-            raise ValueError(
+            raise KdRlError(
                 f"batch_size must be a multiple of the {replicas} replicas of the learner, got {observations.shape[-2]}"
             )
         return compiled[rank](observations, teacher_logits)

@@ -36,6 +36,7 @@ import gymnasium
 import numpy as np
 
 from kd_rl._validate import check_int
+from kd_rl.errors import KdRlError
 
 __all__ = [
     "EnvGroup",
@@ -62,19 +63,19 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
             cannot be imported, or the environment rejects ``gym_kwargs``.
     """
     if not isinstance(env_id, str) or not env_id:
-        raise ValueError(f"env_id must be a non-empty Gymnasium environment id, got {env_id!r}")
+        raise KdRlError(f"env_id must be a non-empty Gymnasium environment id, got {env_id!r}")
     check_render_mode(gym_kwargs.get("render_mode"), env_id)
     try:
         return gymnasium.make(env_id, **gym_kwargs)
     except ModuleNotFoundError as err:
         module = env_id.split(":", 1)[0] if ":" in env_id else err.name
-        raise ValueError(
+        raise KdRlError(
             f"environment {env_id!r}: module {module!r} cannot be imported ({err.msg.split('.')[0]})"
         ) from None
     except TypeError as err:
         if not gym_kwargs:
             raise
-        raise ValueError(
+        raise KdRlError(
             f"environment {env_id!r} rejects the arguments {gym_kwargs}: {err}".split(" was raised")[0]
         ) from None
     except (
@@ -84,13 +85,17 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
         gymnasium.error.DeprecatedEnv,
         gymnasium.error.UnregisteredEnv,
     ) as err:
-        raise ValueError(
+        raise KdRlError(
             f"unknown environment id {env_id!r}; use an id registered with Gymnasium "
             f"(e.g. 'CartPole-v1', 'LunarLander-v3'): {err}"
         ) from None
     except gymnasium.error.DependencyNotInstalled as err:
         extra = ' (pip install "kd_rl[box2d]")' if "box2d" in str(err).lower() else ""
-        raise ValueError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
+        raise KdRlError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
+    except Exception as err:  # the environment's own constructor refused (a bad argument value, say)
+        given = f" with the arguments {gym_kwargs}" if gym_kwargs else ""
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise KdRlError(f"environment {env_id!r} could not be made{given}: {reason}") from None
 
 
 def _has_display() -> bool:
@@ -110,7 +115,7 @@ def check_render_mode(render_mode, env_id: str) -> None:
         ValueError: Naming the render mode and the environment.
     """
     if render_mode is not None and "human" in str(render_mode) and not _has_display():
-        raise ValueError(
+        raise KdRlError(
             f"render_mode {render_mode!r} for {env_id!r} needs a display, and this machine has none (DISPLAY and "
             "WAYLAND_DISPLAY are unset): use 'rgb_array', or run where a display is available"
         )
@@ -123,7 +128,7 @@ def check_reward_finite(reward, step: int, env_id: str) -> None:
     is stopped where it enters, as observations are (`check_observation_finite`).
     """
     if not np.isfinite(reward):
-        raise ValueError(
+        raise KdRlError(
             f"reward at step {step} of an episode of {env_id!r} is not finite ({float(reward)!r}): "
             "kd_rl needs finite rewards"
         )
@@ -142,17 +147,17 @@ def check_spaces(observation_space, action_space, env_id: str) -> None:
     """
     if isinstance(action_space, gymnasium.spaces.Box):
         if len(action_space.shape) != 1:
-            raise ValueError(
+            raise KdRlError(
                 f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete or a 1-D Box action space"
             )
         if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-            raise ValueError(f"env {env_id!r} has action space {action_space}; kd_rl needs finite Box action bounds")
+            raise KdRlError(f"env {env_id!r} has action space {action_space}; kd_rl needs finite Box action bounds")
     elif not isinstance(action_space, gymnasium.spaces.Discrete):
-        raise ValueError(
+        raise KdRlError(
             f"env {env_id!r} has action space {action_space}; kd_rl needs a Discrete or a 1-D Box action space"
         )
     if not isinstance(observation_space, gymnasium.spaces.Box) or len(observation_space.shape) == 0:
-        raise ValueError(
+        raise KdRlError(
             f"env {env_id!r} has observation space {observation_space}; "
             "kd_rl needs a Box observation space (an array of features, flattened into a vector)"
         )
@@ -235,7 +240,7 @@ def check_observation_finite(observation, step: int, env_id: str | None = None) 
     if not np.all(np.isfinite(observation)):
         bad = np.flatnonzero(~np.isfinite(observation)).tolist()
         where = "the episode" if env_id is None else f"an episode of {env_id!r}"
-        raise ValueError(
+        raise KdRlError(
             f"observation at step {step} of {where} is not finite (NaN or inf at indices {bad}): "
             f"{observation.tolist()}"
         )
@@ -288,7 +293,7 @@ class EnvGroup:
         indices = range(self.num_envs) if indices is None else indices
         seeds = [None] * len(indices) if seeds is None else list(seeds)
         if len(seeds) != len(indices):
-            raise ValueError(f"got {len(seeds)} seeds for {len(indices)} environments")
+            raise KdRlError(f"got {len(seeds)} seeds for {len(indices)} environments")
         out = np.empty((len(indices), self.obs_dim), np.float32)
         for j, (i, seed) in enumerate(zip(indices, seeds)):
             obs, _ = self.envs[i].reset(seed=None if seed is None else int(seed))
@@ -332,7 +337,7 @@ class EnvGroup:
     def _flat(self, observation, step: int) -> np.ndarray:
         flat = np.ravel(observation)
         if flat.size != self.obs_dim:
-            raise ValueError(
+            raise KdRlError(
                 f"observation at step {step} of an episode of {self.env_id!r} has shape {np.shape(observation)}, "
                 f"but its observation space {self.envs[0].observation_space} has {self.obs_dim} entries"
             )
@@ -362,9 +367,9 @@ def parse_env_kwargs(text: str | None) -> dict | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}': {err}") from None
+        raise KdRlError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}': {err}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}', got {text!r}")
+        raise KdRlError(f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}', got {text!r}")
     return value
 
 
@@ -390,5 +395,5 @@ def env_dims(env_id: str, **gym_kwargs) -> tuple[int, int]:
     """
     spec = env_spec(env_id, **gym_kwargs)
     if spec.is_continuous:
-        raise ValueError(f"env {env_id!r} has {spec.describe()}; this needs a Discrete action space")
+        raise KdRlError(f"env {env_id!r} has {spec.describe()}; this needs a Discrete action space")
     return spec.obs_dim, spec.num_actions

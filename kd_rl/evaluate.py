@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kd_rl._validate import check_int, check_memory
+from kd_rl.errors import KdRlError
 from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
 
 __all__ = [
@@ -261,7 +262,7 @@ def _kl(teacher_outputs, student_outputs, temperature: float, gaussian: bool = F
     t = np.asarray(teacher_outputs, np.float64)
     s = np.asarray(student_outputs, np.float64)
     if t.ndim != 2 or s.shape != t.shape:
-        raise ValueError("kl needs the outputs [batch, n] of both the policy and the reference (Keras models)")
+        raise KdRlError("kl needs the outputs [batch, n] of both the policy and the reference (Keras models)")
     if gaussian:
         d = t.shape[-1] // 2
         mu_t, log_t = t[:, :d], t[:, d:] + np.log(temperature)
@@ -433,7 +434,7 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
     continuous = bool(getattr(model, "is_continuous", False))
     if continuous != spec.is_continuous:
         kind = "a continuous (Gaussian)" if continuous else "a discrete-action"
-        raise ValueError(f"{role} is {kind} policy but {env_id} has {spec.describe()}")
+        raise KdRlError(f"{role} is {kind} policy but {env_id} has {spec.describe()}")
     model_dim = getattr(model, "observation_dim", None)
     if model_dim is None and isinstance(model, keras.Model) and model.built:
         try:
@@ -441,22 +442,20 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
         except (AttributeError, ValueError):
             model_dim = None  # a subclassed model has no input shape
     if model_dim is not None and model_dim != obs_dim:
-        raise ValueError(f"{role} expects {model_dim} observation features but {env_id} gives {obs_dim}")
+        raise KdRlError(f"{role} expects {model_dim} observation features but {env_id} gives {obs_dim}")
     out = model(np.zeros((1, obs_dim), np.float32))
     size = int(np.shape(out)[-1])
     if continuous:
         if getattr(model, "action_dim", None) != spec.action_dim:
-            raise ValueError(
-                f"{role} outputs {model.action_dim}-dimensional actions but {env_id} has {spec.describe()}"
-            )
+            raise KdRlError(f"{role} outputs {model.action_dim}-dimensional actions but {env_id} has {spec.describe()}")
         bounds = (getattr(model, "action_low", None), getattr(model, "action_high", None))
         if bounds[0] is not None and not (
             np.allclose(bounds[0], spec.action_low) and np.allclose(bounds[1], spec.action_high)
         ):
-            raise ValueError(
+            raise KdRlError(
                 f"{role} acts in [{model.action_low.tolist()}, {model.action_high.tolist()}] "
                 f"but {env_id} has {spec.describe()}"
             )
     elif size != spec.num_actions:
-        raise ValueError(f"{role} outputs {size} actions but {env_id} has {spec.num_actions}")
+        raise KdRlError(f"{role} outputs {size} actions but {env_id} has {spec.num_actions}")
     return obs_dim, spec.output_size

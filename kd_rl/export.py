@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_rl.errors import KdRlError
 from kd_rl.policies import _ACTIVATIONS, dense_weights
 
 __all__ = [
@@ -129,17 +130,17 @@ def export_model(
     from kd_rl._io import atomic_path, native_output_silenced
 
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise KdRlError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
     if out.suffix != _SUFFIX[fmt]:
-        raise ValueError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
+        raise KdRlError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
     if fmt == "tflite-int8" and not env_id:
-        raise ValueError("tflite-int8 export needs an environment (--env) to collect calibration states")
+        raise KdRlError("tflite-int8 export needs an environment (--env) to collect calibration states")
 
     if fmt == "numpy":
         weights = dense_weights(model)
         if model.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation {model.activation!r} has no NumPy form")
+            raise KdRlError(f"activation {model.activation!r} has no NumPy form")
         arrays = {}
         for i, (k, b) in enumerate(weights):
             arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = k, b

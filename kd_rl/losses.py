@@ -25,6 +25,8 @@ import math
 import keras
 import tensorflow as tf
 
+from kd_rl.errors import KdRlError
+
 __all__ = [
     "LOSS_NAMES",
     "DEFAULT_TEMPERATURES",
@@ -57,9 +59,9 @@ def check_temperature(temperature) -> float:
     try:
         value = float(temperature)
     except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}") from None
+        raise KdRlError(f"temperature must be a number > 0, got {temperature!r}") from None
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise KdRlError(f"temperature must be a finite number > 0, got {temperature!r}")
     return value
 
 
@@ -248,12 +250,12 @@ def get_loss(
             not one of `GAUSSIAN_KL_FORMS`.
     """
     if gaussian_kl not in GAUSSIAN_KL_FORMS:
-        raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {gaussian_kl!r}")
+        raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {gaussian_kl!r}")
     if isinstance(name, keras.losses.Loss):
         return name
     key = str(name).lower()
     if key not in LOSS_NAMES:
-        raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")
+        raise KdRlError(f"loss must be one of {', '.join(LOSS_NAMES)} or a keras.losses.Loss, got {name!r}")
     if gaussian:
         if key == "kl":
             return GaussianKLDistillationLoss(temperature, decoupled=gaussian_kl == "decoupled")
@@ -299,7 +301,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def _split(outputs):
     d = outputs.shape[-1]
     if d is None or d % 2:
-        raise ValueError(f"Gaussian policy outputs must have an even size 2d = [mean, log_std], got {d}")
+        raise KdRlError(f"Gaussian policy outputs must have an even size 2d = [mean, log_std], got {d}")
     return outputs[..., : d // 2], outputs[..., d // 2 :]
 
 

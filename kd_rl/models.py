@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_activation, check_int
+from kd_rl.errors import KdRlError
 
 __all__ = [
     "LOG_STD_RANGE",
@@ -62,19 +63,19 @@ LOG_STD_RANGE = (-20.0, 2.0)
 
 def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(hidden_units, bool | np.bool_):
-        raise ValueError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
+        raise KdRlError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
     if isinstance(hidden_units, int | np.integer):
         units = (int(hidden_units),)
     else:
         try:
             units = tuple(hidden_units)
         except TypeError:
-            raise ValueError(
+            raise KdRlError(
                 f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}"
             ) from None
     for u in units:
         if isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0:
-            raise ValueError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
+            raise KdRlError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
     return tuple(int(u) for u in units)
 
 
@@ -83,9 +84,9 @@ def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
         return None
     arr = np.asarray(value, dtype=np.float32).reshape(-1)
     if dim is not None and arr.shape[0] != dim:
-        raise ValueError(f"{name} must have observation_dim={dim} entries, got {arr.shape[0]}")
+        raise KdRlError(f"{name} must have observation_dim={dim} entries, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+        raise KdRlError(f"{name} must be finite, got {arr.tolist()}")
     return arr
 
 
@@ -93,17 +94,17 @@ def _action_bounds(action_low, action_high) -> tuple[np.ndarray, np.ndarray] | t
     if action_low is None and action_high is None:
         return None, None
     if action_low is None or action_high is None:
-        raise ValueError("a continuous policy needs both action_low and action_high (the Box action bounds)")
+        raise KdRlError("a continuous policy needs both action_low and action_high (the Box action bounds)")
     low = np.asarray(action_low, dtype=np.float32).reshape(-1)
     high = np.asarray(action_high, dtype=np.float32).reshape(-1)
     if low.shape != high.shape or low.size == 0:
-        raise ValueError(
+        raise KdRlError(
             f"action_low and action_high must have the same number (>= 1) of entries, got {low.size} and {high.size}"
         )
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise ValueError(f"action bounds must be finite, got low={low.tolist()} high={high.tolist()}")
+        raise KdRlError(f"action bounds must be finite, got low={low.tolist()} high={high.tolist()}")
     if np.any(low >= high):
-        raise ValueError(f"action_low must be < action_high everywhere, got low={low.tolist()} high={high.tolist()}")
+        raise KdRlError(f"action_low must be < action_high everywhere, got low={low.tolist()} high={high.tolist()}")
     return low, high
 
 
@@ -113,9 +114,9 @@ def _log_std_range(value) -> tuple[float, float] | None:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"log_std_range must be (min, max) or None, got {value!r}") from None
+        raise KdRlError(f"log_std_range must be (min, max) or None, got {value!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"log_std_range must be finite with min < max, got {value!r}")
+        raise KdRlError(f"log_std_range must be finite with min < max, got {value!r}")
     return lo, hi
 
 
@@ -261,19 +262,19 @@ class PolicyModel(keras.Model):
         self.is_continuous = self.action_low is not None
         if self.is_continuous:
             if num_actions is not None:
-                raise ValueError(
+                raise KdRlError(
                     "give either num_actions (discrete actions) or action_low/action_high (continuous), not both"
                 )
             if output_type not in ("gaussian", None):
-                raise ValueError(f"a continuous policy's output_type is 'gaussian', got {output_type!r}")
+                raise KdRlError(f"a continuous policy's output_type is 'gaussian', got {output_type!r}")
             output_type = "gaussian"
             self.action_dim = int(self.action_low.size)
             self.num_actions = None
         else:
             if num_actions is None:
-                raise ValueError("give num_actions (discrete actions) or action_low/action_high (continuous)")
+                raise KdRlError("give num_actions (discrete actions) or action_low/action_high (continuous)")
             if output_type == "gaussian":
-                raise ValueError("output_type='gaussian' needs action_low/action_high (a continuous policy)")
+                raise KdRlError("output_type='gaussian' needs action_low/action_high (a continuous policy)")
             self.num_actions = check_int("num_actions", num_actions)
             self.action_dim = None
         self.squash = bool(squash)
@@ -287,17 +288,17 @@ class PolicyModel(keras.Model):
         self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
         self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)
         if self.observation_std is not None and np.any(self.observation_std <= 0):
-            raise ValueError("observation_std must be > 0 everywhere")
+            raise KdRlError("observation_std must be > 0 everywhere")
         if observation_clip is not None and not observation_clip > 0:
-            raise ValueError(f"observation_clip must be > 0 or None, got {observation_clip!r}")
+            raise KdRlError(f"observation_clip must be > 0 or None, got {observation_clip!r}")
         self.observation_clip = None if observation_clip is None else float(observation_clip)
         if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
+            raise KdRlError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         self.output_type = output_type
 
         if _hidden_layers is not None:
             if tuple(layer.units for layer in _hidden_layers) != self.hidden_units:
-                raise ValueError(f"the given hidden layers do not have hidden_units={self.hidden_units}")
+                raise KdRlError(f"the given hidden layers do not have hidden_units={self.hidden_units}")
             self.hidden_layers = list(_hidden_layers)
         else:
             self.hidden_layers = [
@@ -366,7 +367,7 @@ class PolicyModel(keras.Model):
     def _check_observations(self, observations) -> None:
         dim = observations.shape[-1]
         if self.observation_dim is not None and dim is not None and dim != self.observation_dim:
-            raise ValueError(
+            raise KdRlError(
                 f"observations have {dim} features but the model was built for observation_dim={self.observation_dim}"
             )
 
@@ -399,7 +400,7 @@ class PolicyModel(keras.Model):
         from kd_rl.losses import check_temperature
 
         if self.is_continuous:
-            raise ValueError("action_probabilities is for discrete policies; a continuous one outputs a Gaussian")
+            raise KdRlError("action_probabilities is for discrete policies; a continuous one outputs a Gaussian")
         temperature = check_temperature(temperature)
         return tf.nn.softmax(self(observations) / temperature, axis=-1)
 
@@ -522,7 +523,7 @@ def load_policy(name_or_path) -> keras.Model:
 
     path = resolve_model_path(name_or_path)
     if path.suffix != ".keras":
-        raise ValueError(
+        raise KdRlError(
             f"model file {str(path)!r} is not a Keras model: expected a .keras file"
             + (
                 " (TFLite and NumPy exports cannot be trained or distilled from)"
@@ -531,11 +532,11 @@ def load_policy(name_or_path) -> keras.Model:
             )
         )
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"model file {str(path)!r} is truncated or corrupted: not a valid .keras archive")
+        raise KdRlError(f"model file {str(path)!r} is truncated or corrupted: not a valid .keras archive")
     try:
         model = _load_keras2_policy(path)
     except (KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"model file {str(path)!r} is truncated or corrupted: {type(err).__name__}: {err}") from None
+        raise KdRlError(f"model file {str(path)!r} is truncated or corrupted: {type(err).__name__}: {err}") from None
     if model is not None:
         return model
     try:
@@ -545,13 +546,13 @@ def load_policy(name_or_path) -> keras.Model:
         if newer is not None:
             from kd_rl import __version__
 
-            raise ValueError(
+            raise KdRlError(
                 f"model file {str(path)!r} was written by a newer kd_rl ({newer}); this is kd_rl {__version__}: "
                 "upgrade kd_rl to load it"
             ) from None
-        raise ValueError(f"model file {str(path)!r} could not be loaded: {type(err).__name__}: {err}") from None
+        raise KdRlError(f"model file {str(path)!r} could not be loaded: {type(err).__name__}: {err}") from None
     if not isinstance(model, keras.Model) or len(getattr(model, "outputs", None) or [None]) != 1:
-        raise ValueError(f"model file {str(path)!r} does not hold a single-output Keras policy")
+        raise KdRlError(f"model file {str(path)!r} does not hold a single-output Keras policy")
     return model
 
 
@@ -577,7 +578,7 @@ def _load_keras2_policy(path) -> PolicyModel | None:
     classes = {f"{_PACKAGE}>{c.__name__}": c for c in (PolicyModel, TeacherModel, StudentModel)}
     cls = classes.get(config.get("registered_name"))
     if cls is None:
-        raise ValueError(
+        raise KdRlError(
             f"model file {str(path)!r} was saved by Keras {meta['keras_version']} and holds "
             f"{config.get('class_name')!r}; kd_rl converts only its own TeacherModel/StudentModel from Keras 2 files: "
             "rebuild the model in Keras 3 and load its weights"
@@ -597,18 +598,18 @@ def _load_keras2_policy(path) -> PolicyModel | None:
         model.ensure_built()
         layers = [*model.hidden_layers, model.logits_layer]
         if any(index(n) < 0 for n in names) or len(arrays) != len(layers):
-            raise ValueError(f"{len(arrays)} Dense layers stored for a model of {len(layers)}")
+            raise KdRlError(f"{len(arrays)} Dense layers stored for a model of {len(layers)}")
         for layer, (kernel, bias) in zip(layers, arrays):
             layer.set_weights([kernel, bias])
     except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"Keras 2 model file {str(path)!r} could not be converted: {err}") from None
+        raise KdRlError(f"Keras 2 model file {str(path)!r} could not be converted: {err}") from None
     return model
 
 
 def check_keras3(model, role: str = "model") -> None:
     """Raise ``ValueError`` naming ``role`` if ``model`` is a Keras 2 (``tf_keras``) model."""
     if any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__):
-        raise ValueError(
+        raise KdRlError(
             f"{role} is a Keras 2 (tf_keras) model ({type(model).__name__}); kd_rl's students and teachers are "
             "Keras 3 models: build them with `import keras` (after `import kd_rl`, `tf.keras` is Keras 2)"
         )

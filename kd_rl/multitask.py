@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int, check_seed
+from kd_rl.errors import KdRlError
 from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params
 
 __all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
@@ -94,11 +95,11 @@ class MultiTaskStudent(keras.Model):
         super().__init__(**kwargs)
         tasks = [dict(t) for t in tasks]
         if not tasks:
-            raise ValueError("a MultiTaskStudent needs at least one task")
+            raise KdRlError("a MultiTaskStudent needs at least one task")
         ids = [t.get("env_id") for t in tasks]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
-            raise ValueError(f"each task may appear once; repeated: {repeated}")
+            raise KdRlError(f"each task may appear once; repeated: {repeated}")
         self.tasks = tasks
         self.task_ids = ids
         self.trunk_units = _normalise_hidden_units(trunk_units)
@@ -120,7 +121,7 @@ class MultiTaskStudent(keras.Model):
     def _task_model(self, index: int, task: dict) -> StudentModel:
         for key in ("env_id", "obs_dim"):
             if key not in task:
-                raise ValueError(f"task {index} has no {key!r}: {task}")
+                raise KdRlError(f"task {index} has no {key!r}: {task}")
         action = (
             {"num_actions": task["num_actions"]}
             if "num_actions" in task
@@ -147,7 +148,7 @@ class MultiTaskStudent(keras.Model):
             return int(task)
         if task in self.task_ids:
             return self.task_ids.index(task)
-        raise ValueError(f"the student has no task {task!r}; its tasks are {self.task_ids}")
+        raise KdRlError(f"the student has no task {task!r}; its tasks are {self.task_ids}")
 
     def for_task(self, task: int | str) -> StudentModel:
         """Task ``task``'s path as an ordinary single-task ``StudentModel`` (weights shared, not copied).
@@ -249,24 +250,24 @@ class MultiTaskConfig:
         from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES, check_temperature
 
         if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
-            raise ValueError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
+            raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
 
         if isinstance(self.env_ids, str):
             self.env_ids = (self.env_ids,)
         self.env_ids = tuple(self.env_ids)
         if not self.env_ids or not all(isinstance(e, str) and e for e in self.env_ids):
-            raise ValueError(f"env_ids must be one or more environment ids, got {self.env_ids!r}")
+            raise KdRlError(f"env_ids must be one or more environment ids, got {self.env_ids!r}")
         repeated = sorted({e for e in self.env_ids if self.env_ids.count(e) > 1})
         if repeated:
-            raise ValueError(f"each environment may be given once; repeated: {repeated}")
+            raise KdRlError(f"each environment may be given once; repeated: {repeated}")
         self.trunk_units = _normalise_hidden_units(self.trunk_units)
         self.adapter_units = check_int("adapter_units", self.adapter_units)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
         if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+            raise KdRlError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
         if self.collect not in COLLECT_MODES:
-            raise ValueError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
+            raise KdRlError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
         for name in ("steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round"):
             setattr(self, name, check_int(name, getattr(self, name)))
         for name in ("curve_episodes", "eval_episodes"):
@@ -274,9 +275,9 @@ class MultiTaskConfig:
         self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
         self.seed = check_seed(self.seed)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+            raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+            raise KdRlError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -389,7 +390,7 @@ def distill_multitask(
 
     teachers = list(teachers)
     if len(teachers) != len(config.env_ids):
-        raise ValueError(f"got {len(teachers)} teachers for {len(config.env_ids)} environments; give one per task")
+        raise KdRlError(f"got {len(teachers)} teachers for {len(config.env_ids)} environments; give one per task")
     shapes = [check_model_fits_env(t, e, role=f"teacher of {e}") for t, e in zip(teachers, config.env_ids)]
     if student is None:
         tasks = [task_spec(e, t) for t, e in zip(teachers, config.env_ids)]

@@ -23,6 +23,8 @@ if not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kd_rl.errors import KdRlError
+
 __all__ = [
     "read_curve",
     "plot_training_curve",
@@ -206,16 +208,16 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         ValueError: If a folder is missing, lacks ``curve.csv``, or the runs mix kinds.
     """
     if Path(out).suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png file, got {str(out)!r}")
+        raise KdRlError(f"--out must be a .png file, got {str(out)!r}")
     kinds, curves, metrics = set(), {}, {}
     for run in map(Path, run_dirs):
         if not (run / "curve.csv").is_file() or not (run / "metrics.json").is_file():
-            raise ValueError(f"run folder {str(run)!r} has no curve.csv and metrics.json")
+            raise KdRlError(f"run folder {str(run)!r} has no curve.csv and metrics.json")
         kinds.add("student" if (run / "student.keras").is_file() else "teacher")
         curves[run.name] = read_curve(run / "curve.csv")
         metrics[run.name] = json.loads((run / "metrics.json").read_text())
     if len(kinds) != 1:
-        raise ValueError("plot either teacher runs or distillation runs, not both")
+        raise KdRlError("plot either teacher runs or distillation runs, not both")
     env = ", ".join(sorted({m.get("env_id", "?") for m in metrics.values()}))
     if kinds == {"teacher"}:
         fig = plot_training_curve(curves, title=f"Teacher training on {env}")

@@ -27,6 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from kd_rl.errors import KdRlError
+
 __all__ = [
     "PolicyFn",
     "as_policy_fn",
@@ -131,7 +133,7 @@ class NumpyPolicy:
         squash: bool = False,
     ):
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation {activation!r} has no NumPy form; supported: {', '.join(_ACTIVATIONS)}")
+            raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(_ACTIVATIONS)}")
         self.weights = [(np.asarray(k, np.float32), np.asarray(b, np.float32)) for k, b in weights]
         self.activation = activation
         self._act = _ACTIVATIONS[activation]
@@ -149,7 +151,7 @@ class NumpyPolicy:
             self.action_dim = int(self.action_low.size)
             self.num_actions = None
             if self.weights[-1][0].shape[1] != self.action_dim:
-                raise ValueError(
+                raise KdRlError(
                     f"the last layer has {self.weights[-1][0].shape[1]} outputs but the action has {self.action_dim}"
                 )
         else:
@@ -161,7 +163,7 @@ class NumpyPolicy:
     def __call__(self, observations) -> np.ndarray:
         x = np.asarray(observations, np.float32)
         if x.shape[-1] != self.observation_dim:
-            raise ValueError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
+            raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
         if self.mean is not None:
             x = x - self.mean
         if self.std is not None:
@@ -288,7 +290,7 @@ def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     from kd_rl.models import PolicyModel
 
     if not isinstance(model, PolicyModel) or type(model).call is not PolicyModel.call:
-        raise ValueError(
+        raise KdRlError(
             f"numpy export supports kd_rl's plain MLPs only; {type(model).__name__} has its own call() "
             "(export it to tflite instead)"
         )
@@ -296,7 +298,7 @@ def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     output = model.mean_layer if model.is_continuous else getattr(model, "logits_layer", None)
     layers = list(getattr(model, "hidden_layers", [])) + [output]
     if layers[-1] is None or any(len(layer.get_weights()) != 2 for layer in layers):
-        raise ValueError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and an output layer)")
+        raise KdRlError("numpy export needs a kd_rl PolicyModel (Dense hidden_layers and an output layer)")
     return [tuple(layer.get_weights()) for layer in layers]
 
 
@@ -322,7 +324,7 @@ def to_actions(policy, outputs) -> np.ndarray:
         return np.argmax(out, axis=-1)
     if out.ndim == 1:
         return out.astype(np.int64)
-    raise ValueError(f"the policy must return logits [batch, num_actions] or actions [batch], got shape {out.shape}")
+    raise KdRlError(f"the policy must return logits [batch, num_actions] or actions [batch], got shape {out.shape}")
 
 
 def load_any_policy(name_or_path):
@@ -342,10 +344,10 @@ def load_any_policy(name_or_path):
         try:
             return TFLitePolicy(path)
         except Exception as err:
-            raise ValueError(f"model file {str(path)!r} is not a valid TFLite model: {err}") from None
+            raise KdRlError(f"model file {str(path)!r} is not a valid TFLite model: {err}") from None
     if path.suffix == ".npz":
         try:
             return NumpyPolicy.load(path)
         except Exception as err:
-            raise ValueError(f"model file {str(path)!r} is not a kd_rl NumPy export: {err}") from None
+            raise KdRlError(f"model file {str(path)!r} is not a kd_rl NumPy export: {err}") from None
     return load_policy(path)

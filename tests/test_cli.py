@@ -262,3 +262,35 @@ def test_unwritable_out_is_one_line(tmp_path, cartpole_teacher_path, capsys):
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "error, code, start",
+    [
+        (lambda: __import__("kd_rl.errors").errors.KdRlError("steps must be an int >= 1, got 0"), 2, "kd-rl: error:"),
+        (lambda: __import__("kd_rl.errors").errors.MissingDependency("needs Ray: pip ..."), 2, "kd-rl: error:"),
+        (lambda: FileNotFoundError(2, "No such file or directory", "x.keras"), 2, "kd-rl: error:"),
+        # A ValueError kd_rl did not raise (TensorFlow's, deep inside) is not the user's fault.
+        (lambda: ValueError("Shapes (400,) and (300,) are incompatible"), 1, "kd-rl: internal error: ValueError"),
+        (lambda: RuntimeError("boom"), 1, "kd-rl: internal error: RuntimeError"),
+    ],
+)
+def test_only_kd_rl_errors_and_os_errors_are_bad_input(monkeypatch, capsys, error, code, start):
+    from kd_rl import cli
+
+    def failing(args):
+        raise error()
+
+    monkeypatch.setattr(cli, "_cmd_zoo", failing)
+    assert main(["zoo"]) == code
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(start), err
+    assert ("--debug" in err) == (code == 1)
+
+
+def test_resume_refusals_have_their_own_class(tmp_path, cartpole_teacher):
+    from kd_rl.distill import DistillConfig, distill_policy
+    from kd_rl.errors import ResumeRefused
+
+    with pytest.raises(ResumeRefused, match="nothing to resume"):
+        distill_policy(cartpole_teacher, DistillConfig(steps=500), out_dir=tmp_path / "run", resume=True)

@@ -19,12 +19,14 @@ import io
 import os
 import warnings
 
+from kd_rl.errors import MissingDependency
+
 INSTALL_COMMAND = (
     'pip install ".[teachers,box2d]" (in a kd_rl clone) && pip install --no-deps tf-agents==0.19.0 gym==0.23.0'
 )
 
 
-class LegacyKerasError(ImportError):
+class LegacyKerasError(MissingDependency):
     """TensorFlow's ``tf.keras`` is Keras 3 in this process, so TF-Agents cannot run.
 
     An ``ImportError``: TF-Agents cannot be used as installed here, which the
@@ -32,8 +34,8 @@ class LegacyKerasError(ImportError):
     """
 
 
-def _missing(err: ImportError) -> ImportError:
-    return ImportError(
+def _missing(err: ImportError) -> MissingDependency:
+    return MissingDependency(
         f"training teachers needs TF-Agents 0.19 and tf_keras ({err}); "
         f"install them with: {INSTALL_COMMAND}  (`make install` does this)"
     )

@@ -43,6 +43,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
+from kd_rl.errors import KdRlError
 from kd_rl.teachers.hyperparams import activation
 
 __all__ = [
@@ -67,7 +68,7 @@ SAC_LOG_STD_RANGE = (-20.0, 2.0)
 def _num_actions(action_spec) -> int:
     action_spec = tensor_spec.from_spec(action_spec)
     if action_spec.shape.rank != 0 or not action_spec.dtype.is_integer or int(action_spec.minimum) != 0:
-        raise ValueError(f"action_spec must be a scalar integer spec with minimum 0, got {action_spec}")
+        raise KdRlError(f"action_spec must be a scalar integer spec with minimum 0, got {action_spec}")
     return int(action_spec.maximum) + 1
 
 
@@ -79,11 +80,11 @@ def is_continuous(action_spec) -> bool:
 def _action_dim(action_spec) -> int:
     action_spec = tensor_spec.from_spec(action_spec)
     if action_spec.shape.rank != 1 or not action_spec.dtype.is_floating:
-        raise ValueError(f"action_spec must be a float spec of shape [d] (a Box action), got {action_spec}")
+        raise KdRlError(f"action_spec must be a float spec of shape [d] (a Box action), got {action_spec}")
     low = np.broadcast_to(action_spec.minimum, action_spec.shape)
     high = np.broadcast_to(action_spec.maximum, action_spec.shape)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
-        raise ValueError(f"action_spec must have finite bounds with minimum < maximum, got {action_spec}")
+        raise KdRlError(f"action_spec must have finite bounds with minimum < maximum, got {action_spec}")
     return int(action_spec.shape[0])
 
 
@@ -94,11 +95,11 @@ def _learning_rate(hyperparameters: Mapping, gradient_steps: int | None):
         return rate
     if schedule == "linear":
         if not gradient_steps:
-            raise ValueError("lr_schedule='linear' needs the run's number of gradient steps")
+            raise KdRlError("lr_schedule='linear' needs the run's number of gradient steps")
         # Annealing the step size stops the late oscillations that DQN in
         # particular shows on CartPole, so the last weights are good ones.
         return tf_keras.optimizers.schedules.PolynomialDecay(rate, int(gradient_steps), end_learning_rate=0.0)
-    raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {schedule!r}")
+    raise KdRlError(f"lr_schedule must be 'constant' or 'linear', got {schedule!r}")
 
 
 def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int | None = None) -> sequential.Sequential:
@@ -134,12 +135,12 @@ def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int |
         biases = ["zeros"] * len(widths) + [tf_keras.initializers.Constant(-0.2)]
     elif init == "torch":
         if observation_dim is None:
-            raise ValueError("init 'torch' needs the observation size (observation_dim)")
+            raise KdRlError("init 'torch' needs the observation size (observation_dim)")
         limits = [1.0 / np.sqrt(fan_in) for fan_in in [int(observation_dim), *widths]]
         kernels = [tf_keras.initializers.RandomUniform(-limit, limit) for limit in limits]
         biases = [tf_keras.initializers.RandomUniform(-limit, limit) for limit in limits]
     else:
-        raise ValueError(f"init must be 'tf_agents' or 'torch', got {init!r}")
+        raise KdRlError(f"init must be 'tf_agents' or 'torch', got {init!r}")
     layers = [
         tf_keras.layers.Dense(
             units,
@@ -296,7 +297,7 @@ def make_dqn_agent(
     """
     p = hyperparameters
     if p["loss"] not in ("huber", "mse"):
-        raise ValueError(f"loss must be 'huber' or 'mse', got {p['loss']!r}")
+        raise KdRlError(f"loss must be 'huber' or 'mse', got {p['loss']!r}")
     if q_network is None:
         net = make_q_network(action_spec, p, int(np.prod(time_step_spec.observation.shape)))
     else:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from tf_agents.trajectories import time_step as ts
 
+from kd_rl.errors import KdRlError
 from kd_rl.teachers.envs import make_batched_env
 
 __all__ = ["OffPolicyEnvs", "OffPolicyProgress", "make_training_env", "seed_training_env", "training_rounds"]
@@ -85,7 +86,7 @@ class OffPolicyEnvs:
 
     def __init__(self, env, n_step: int = 1, gamma: float | None = None):
         if n_step > 1 and gamma is None:
-            raise ValueError(f"n_step={n_step} needs the discount factor gamma of the returns")
+            raise KdRlError(f"n_step={n_step} needs the discount factor gamma of the returns")
         self.env = env
         self.n = int(env.batch_size)
         self.n_step, self.gamma = int(n_step), 1.0 if gamma is None else float(gamma)

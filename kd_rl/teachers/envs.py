@@ -38,6 +38,7 @@ from tf_agents.trajectories import time_step as ts
 
 from kd_rl._validate import check_int
 from kd_rl.envs import check_observation_finite, check_reward_finite, check_spaces, make_gymnasium_env
+from kd_rl.errors import KdRlError
 
 __all__ = ["GymnasiumEnvironment", "environment_errors", "make_batched_env", "make_env", "make_tf_env"]
 
@@ -80,7 +81,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
             env = make_gymnasium_env(env, **gym_kwargs)
         else:
             if gym_kwargs:
-                raise ValueError(f"gym_kwargs are only used with an env id, got {sorted(gym_kwargs)}")
+                raise KdRlError(f"gym_kwargs are only used with an env id, got {sorted(gym_kwargs)}")
             spec = getattr(env, "spec", None)
             self.env_id = spec.id if spec is not None else type(env.unwrapped).__name__
         try:
@@ -194,7 +195,7 @@ def environment_errors():
         found = _WRAPPED_VALUE_ERROR.findall(str(err))
         if not found:
             raise
-        raise ValueError(found[-1].strip()) from None
+        raise KdRlError(found[-1].strip()) from None
 
 
 def make_env(env_id: str, seed: int | None = None, **gym_kwargs) -> GymnasiumEnvironment:

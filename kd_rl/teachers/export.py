@@ -35,6 +35,7 @@ from tf_agents.agents.ppo import ppo_agent
 from tf_agents.networks import sequential
 from tf_agents.utils import tensor_normalizer
 
+from kd_rl.errors import KdRlError
 from kd_rl.models import TeacherModel, _normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
@@ -62,7 +63,7 @@ def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
             layers (a plain MLP), which a TeacherModel could not hold.
     """
     if not isinstance(network, sequential.Sequential):
-        raise ValueError(
+        raise KdRlError(
             f"expected a TF-Agents Sequential network (see kd_rl.teachers.agents), got {type(network).__name__}"
         )
     layers = list(network.layers)
@@ -70,18 +71,18 @@ def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
         layers = layers[:-1]
     for layer in layers:
         if not isinstance(layer, tf_keras.layers.Dense):
-            raise ValueError(f"cannot export layer {layer.name} ({type(layer).__name__}) to a TeacherModel")
+            raise KdRlError(f"cannot export layer {layer.name} ({type(layer).__name__}) to a TeacherModel")
     if len(layers) < 2:
-        raise ValueError("cannot export a network without hidden layers to a TeacherModel")
+        raise KdRlError("cannot export a network without hidden layers to a TeacherModel")
     if not layers[0].built:
-        raise ValueError("the network has no weights yet; build it (e.g. by making its agent) before exporting")
+        raise KdRlError("the network has no weights yet; build it (e.g. by making its agent) before exporting")
     return layers
 
 
 def _activation_name(layers) -> str:
     names = {tf_keras.activations.serialize(layer.activation) for layer in layers}
     if len(names) != 1:
-        raise ValueError(f"hidden layers must share one activation to export, got {sorted(names)}")
+        raise KdRlError(f"hidden layers must share one activation to export, got {sorted(names)}")
     return names.pop()
 
 
@@ -100,7 +101,7 @@ def ppo_normaliser(agent: ppo_agent.PPOAgent) -> tuple:
     if normaliser is None:
         return _NO_NORMALISER
     if not isinstance(normaliser, tensor_normalizer.StreamingTensorNormalizer):
-        raise ValueError(f"cannot export a {type(normaliser).__name__}; expected a StreamingTensorNormalizer")
+        raise KdRlError(f"cannot export a {type(normaliser).__name__}; expected a StreamingTensorNormalizer")
     defaults = inspect.signature(type(normaliser).normalize).parameters
     clip_value = float(defaults["clip_value"].default)
     center_mean = bool(defaults["center_mean"].default)
@@ -116,7 +117,7 @@ def ppo_normaliser(agent: ppo_agent.PPOAgent) -> tuple:
 
 def _ppo_actor_layers(agent) -> list[tf_keras.layers.Dense]:
     if not isinstance(agent, ppo_agent.PPOAgent):
-        raise ValueError(f"expected a TF-Agents PPOAgent, got {type(agent).__name__}")
+        raise KdRlError(f"expected a TF-Agents PPOAgent, got {type(agent).__name__}")
     return dense_layers(agent.actor_net)
 
 
@@ -132,14 +133,14 @@ def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -
     hidden, output = layers[:-1], layers[-1]
     found_units = tuple(int(layer.units) for layer in hidden)
     if hidden_units is not None and _normalise_hidden_units(hidden_units) != found_units:
-        raise ValueError(f"hidden_units={hidden_units!r} does not match the network's hidden layers {found_units}")
+        raise KdRlError(f"hidden_units={hidden_units!r} does not match the network's hidden layers {found_units}")
     if int(output.units) != outputs:
-        raise ValueError(f"{what} does not match the network's {output.units} outputs")
+        raise KdRlError(f"{what} does not match the network's {output.units} outputs")
     kernel_in = int(layers[0].kernel.shape[0])
     if kernel_in != obs_dim:
-        raise ValueError(f"obs_dim={obs_dim} does not match the network's input size {kernel_in}")
+        raise KdRlError(f"obs_dim={obs_dim} does not match the network's input size {kernel_in}")
     if tf_keras.activations.serialize(output.activation) != "linear":
-        raise ValueError("the network's output layer must be linear to export its outputs")
+        raise KdRlError("the network's output layer must be linear to export its outputs")
     return found_units
 
 
@@ -224,7 +225,7 @@ def export_ppo_teacher(
     head = agent.actor_net.layers[-1]
     if not isinstance(head, GaussianHead):
         if num_actions is None:
-            raise ValueError("num_actions is needed to export a PPO teacher with discrete actions")
+            raise KdRlError("num_actions is needed to export a PPO teacher with discrete actions")
         return _copy_into_teacher(layers, obs_dim, num_actions, hidden_units, "logits", ppo_normaliser(agent))
     low, high = action_bounds(agent.action_spec if action_spec is None else action_spec)
     d = low.size

@@ -21,6 +21,7 @@ import tf_keras
 import yaml
 
 from kd_rl._validate import check_float, check_int
+from kd_rl.errors import KdRlError
 from kd_rl.models import _normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 
@@ -62,7 +63,7 @@ _COUNTS = {
 def check_algo(algo) -> str:
     """Return ``algo`` if it is one of `ALGORITHMS`, else raise ``ValueError``."""
     if algo not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {list(ALGORITHMS)}, got {algo!r}")
+        raise KdRlError(f"algo must be one of {list(ALGORITHMS)}, got {algo!r}")
     return algo
 
 
@@ -82,7 +83,7 @@ def check_algo_for_actions(algo: str, action_kind: str, env_id: str, action_spac
     if action_kind not in allowed:
         kinds = {"discrete": "a Discrete", "continuous": "a Box"}
         others = [a for a in ALGORITHMS if action_kind in ACTION_SPACES[a]]
-        raise ValueError(
+        raise KdRlError(
             f"algo {algo!r} needs {kinds[allowed[0]]} action space, but env {env_id!r} has "
             f"{action_space if action_space is not None else kinds[action_kind]}; "
             f"for this env use algo {' or '.join(repr(a) for a in others)}"
@@ -95,16 +96,16 @@ def _read_yaml(path, what: str) -> dict:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except FileNotFoundError:
-        raise ValueError(f"{what} {str(path)!r} does not exist") from None
+        raise KdRlError(f"{what} {str(path)!r} does not exist") from None
     except IsADirectoryError:
-        raise ValueError(f"{what} {str(path)!r} is a folder, not a YAML file") from None
+        raise KdRlError(f"{what} {str(path)!r} is a folder, not a YAML file") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}") from None
+        raise KdRlError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(
+        raise KdRlError(
             f"{what} {str(path)!r} must map environment ids (or 'default') to mappings of hyperparameters, "
             "as kd_rl/hyperparams/*.yml do"
         )
@@ -116,7 +117,7 @@ def _check_value(where: str, key: str, value, default) -> None:
     if value is None:
         if key in _NULLABLE or default is None:
             return
-        raise ValueError(f"{where}: {key} must not be null")
+        raise KdRlError(f"{where}: {key} must not be null")
     if key in _CHECKED_LATER:
         return
     if key.endswith("hidden_units"):
@@ -127,7 +128,7 @@ def _check_value(where: str, key: str, value, default) -> None:
             and all(isinstance(u, numbers.Integral) and not isinstance(u, bool) for u in units)
         )
         if not ok or min(units) < 1:
-            raise ValueError(f"{where}: {key} must be a list of ints >= 1, such as [64, 64], got {value!r}")
+            raise KdRlError(f"{where}: {key} must be a list of ints >= 1, such as [64, 64], got {value!r}")
         return
     if isinstance(default, bool):
         expected, ok = "true or false", isinstance(value, bool)
@@ -140,16 +141,16 @@ def _check_value(where: str, key: str, value, default) -> None:
     else:
         expected, ok = type(default).__name__, isinstance(value, type(default))
     if not ok:
-        raise ValueError(f"{where}: {key} must be {expected}, got {value!r} ({type(value).__name__})")
+        raise KdRlError(f"{where}: {key} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def _check_entry(entry: Mapping, defaults: Mapping, algo: str, where: str) -> None:
     """Raise ``ValueError`` for a key ``defaults`` does not have or a value of the wrong type."""
     unknown = sorted(set(entry) - set(defaults) - {"env_id"})
     if unknown:
-        raise ValueError(f"{where} has unknown {algo} hyperparameters {unknown}; allowed: {sorted(defaults)}")
+        raise KdRlError(f"{where} has unknown {algo} hyperparameters {unknown}; allowed: {sorted(defaults)}")
     if "env_id" in entry and not (isinstance(entry["env_id"], str) and entry["env_id"]):
-        raise ValueError(f"{where}: env_id must be a Gymnasium id, got {entry['env_id']!r}")
+        raise KdRlError(f"{where}: env_id must be a Gymnasium id, got {entry['env_id']!r}")
     for key, value in entry.items():
         if key != "env_id":
             _check_value(where, key, value, defaults[key])
@@ -161,7 +162,7 @@ def _table(algo: str) -> dict:
     table = _read_yaml(path, "hyperparameter file")
     defaults = table.get("default")
     if defaults is None:
-        raise ValueError(f"hyperparameter file {str(path)!r} has no 'default' entry")
+        raise KdRlError(f"hyperparameter file {str(path)!r} has no 'default' entry")
     for name, entry in table.items():
         if name != "default":
             _check_entry(entry, defaults, algo, f"{path.name}: entry {name!r}")
@@ -187,7 +188,7 @@ def choose_algo(env_id: str, action_kind: str | None = None) -> str:
     if env_id in best:
         return check_algo(best[env_id])
     if action_kind not in ("discrete", "continuous"):
-        raise ValueError(f"no algorithm listed for {env_id!r}: give its action kind, 'discrete' or 'continuous'")
+        raise KdRlError(f"no algorithm listed for {env_id!r}: give its action kind, 'discrete' or 'continuous'")
     return "dqn" if action_kind == "discrete" else "sac"
 
 
@@ -231,7 +232,7 @@ def load_hyperparameters(
         mine = _read_yaml(hyperparams_file, "hyperparams file")
         name = env_id if env_id in mine else "default" if "default" in mine else None
         if name is None:
-            raise ValueError(
+            raise KdRlError(
                 f"hyperparams file {str(hyperparams_file)!r} has no entry for {env_id!r} and no 'default' entry; "
                 f"its entries: {sorted(mine)}"
             )
@@ -262,27 +263,27 @@ def check_hyperparameters(params: Mapping, algo: str) -> None:
     if algo == "ppo" and params["batch_size"] is not None:
         check_int("batch_size", params["batch_size"])
     if algo == "ppo" and params["normalize_rewards"] and params["normalize_returns"]:
-        raise ValueError(
+        raise KdRlError(
             "normalize_rewards and normalize_returns both scale the rewards: set at most one of them to true"
         )
     if params["lr_schedule"] not in ("constant", "linear"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {params['lr_schedule']!r}")
+        raise KdRlError(f"lr_schedule must be 'constant' or 'linear', got {params['lr_schedule']!r}")
     if algo == "dqn" and params["loss"] not in ("huber", "mse"):
-        raise ValueError(f"loss must be 'huber' or 'mse', got {params['loss']!r}")
+        raise KdRlError(f"loss must be 'huber' or 'mse', got {params['loss']!r}")
     if algo == "sac":
         check_int("learning_starts", params["learning_starts"], minimum=0)
         target = params["target_entropy"]
         if target != "auto" and (isinstance(target, bool) or not isinstance(target, int | float)):
-            raise ValueError(f"target_entropy must be 'auto' or a number, got {target!r}")
+            raise KdRlError(f"target_entropy must be 'auto' or a number, got {target!r}")
         alpha = params["initial_alpha"]
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
-            raise ValueError(f"initial_alpha must be a number > 0, got {alpha!r}")
+            raise KdRlError(f"initial_alpha must be a number > 0, got {alpha!r}")
         if params["action_noise"] not in ACTION_NOISES:
-            raise ValueError(f"action_noise must be one of {list(ACTION_NOISES)}, got {params['action_noise']!r}")
+            raise KdRlError(f"action_noise must be one of {list(ACTION_NOISES)}, got {params['action_noise']!r}")
         if not check_float("noise_std", params["noise_std"]) >= 0:
-            raise ValueError(f"noise_std must be a number >= 0, got {params['noise_std']!r}")
+            raise KdRlError(f"noise_std must be a number >= 0, got {params['noise_std']!r}")
         if not 0 < check_float("noise_theta", params["noise_theta"]) <= 1:
-            raise ValueError(f"noise_theta must be a number in (0, 1], got {params['noise_theta']!r}")
+            raise KdRlError(f"noise_theta must be a number in (0, 1], got {params['noise_theta']!r}")
 
 
 def activation(name: str):
@@ -290,4 +291,4 @@ def activation(name: str):
     try:
         return tf_keras.activations.get(name)
     except ValueError:
-        raise ValueError(f"activation must be a Keras activation name, got {name!r}") from None
+        raise KdRlError(f"activation must be a Keras activation name, got {name!r}") from None

@@ -69,6 +69,7 @@ from tf_agents.agents.ppo import ppo_clip_agent
 from tf_agents.agents.sac import sac_agent
 from tf_agents.trajectories import trajectory
 
+from kd_rl.errors import KdRlError
 from kd_rl.losses import (
     DEFAULT_TEMPERATURES,
     check_temperature,
@@ -113,7 +114,7 @@ def kickstart_weight(schedule: str, weight: float, until: int, env_steps: int) -
         return float(weight) * max(0.0, 1.0 - t)
     if schedule == "exponential":
         return float(weight) * 100.0**-t
-    raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    raise KdRlError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
 
 
 def kickstart_loss(
@@ -172,7 +173,7 @@ def check_kickstart_teacher(teacher, env_id: str, algo: str, env_kwargs: dict | 
     if getattr(teacher, "is_continuous", False):
         wanted = algo == "sac"
         if bool(teacher.squash) != wanted:
-            raise ValueError(
+            raise KdRlError(
                 f"kickstart teacher is a {'tanh-squashed' if teacher.squash else 'clipped'} Gaussian policy but a "
                 f"{algo} agent's is {'tanh-squashed' if wanted else 'clipped'}: the KL of their Gaussians "
                 "is the KL of the policies only if both squash alike"
@@ -217,15 +218,15 @@ class Kickstart(tf.Module):
         try:
             weight = float(weight)
         except (TypeError, ValueError):
-            raise ValueError(f"kickstart weight must be a number >= 0, got {weight!r}") from None
+            raise KdRlError(f"kickstart weight must be a number >= 0, got {weight!r}") from None
         if not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"kickstart weight must be a finite number >= 0, got {weight!r}")
+            raise KdRlError(f"kickstart weight must be a finite number >= 0, got {weight!r}")
         if schedule not in SCHEDULES:
-            raise ValueError(f"kickstart schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+            raise KdRlError(f"kickstart schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
         if until is not None and (isinstance(until, bool) or not isinstance(until, int | np.integer) or until < 1):
-            raise ValueError(f"kickstart until must be an int >= 1 (env steps) or None, got {until!r}")
+            raise KdRlError(f"kickstart until must be an int >= 1 (env steps) or None, got {until!r}")
         if until is None and schedule != "constant":
-            raise ValueError(f"kickstart schedule {schedule!r} needs until (the env steps it decays over), got None")
+            raise KdRlError(f"kickstart schedule {schedule!r} needs until (the env steps it decays over), got None")
         self.initial_weight, self.schedule = weight, schedule
         self.until = None if until is None else int(until)
         self.temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)

@@ -24,6 +24,7 @@ from tf_agents.utils import common
 from tqdm import tqdm
 
 from kd_rl import _io
+from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.evaluate import run_episodes
 from kd_rl.teachers.kickstart import CURVE_COLUMNS as KICKSTART_COLUMNS
 
@@ -288,7 +289,7 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
         detail = ", ".join(
             f"{name.removeprefix('hyperparameters.')}={saved.get(name)!r} (now {now.get(name)!r})" for name in differing
         )
-        raise ValueError(
+        raise ResumeRefused(
             f"cannot resume {str(out_dir)!r} with different settings: {detail} "
             "(pass the first run's options, or --overwrite to start again)"
         )
@@ -306,7 +307,7 @@ def _damage_named(path: str | None):
     try:
         yield
     except Exception as err:
-        raise ValueError(
+        raise KdRlError(
             f"checkpoint {path!r} is damaged and cannot be read ({_first_line(err)}); it was left as it is "
             "(pass --overwrite to start the run again)"
         ) from None

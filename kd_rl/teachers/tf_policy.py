@@ -21,6 +21,8 @@ from tf_agents.policies import tf_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 
+from kd_rl.errors import KdRlError
+
 __all__ = ["KerasGreedyPolicy", "as_tf_policy"]
 
 
@@ -49,14 +51,14 @@ class KerasGreedyPolicy(tf_policy.TFPolicy):
         if self._continuous:
             self._check_continuous_spec(model, action_spec)
         elif action_spec.shape.rank != 0 or not action_spec.dtype.is_integer:
-            raise ValueError(f"action_spec must be a scalar integer spec, got {action_spec}")
+            raise KdRlError(f"action_spec must be a scalar integer spec, got {action_spec}")
         elif int(action_spec.minimum) != 0:
-            raise ValueError(f"action_spec must start at 0, got minimum {action_spec.minimum}")
+            raise KdRlError(f"action_spec must start at 0, got minimum {action_spec.minimum}")
         obs_dim = int(time_step_spec.observation.shape[-1])
         out = model(tf.zeros([1, obs_dim], tf.float32))
         num_actions = 2 * model.action_dim if self._continuous else int(action_spec.maximum) + 1
         if int(out.shape[-1]) != num_actions:
-            raise ValueError(f"the model outputs {int(out.shape[-1])} logits but the action spec has {num_actions}")
+            raise KdRlError(f"the model outputs {int(out.shape[-1])} logits but the action spec has {num_actions}")
         super().__init__(time_step_spec, action_spec, name=name)
         self._model = model
         # TFPolicy.variables() (which PolicySaver saves as ``model_variables``)
@@ -70,15 +72,15 @@ class KerasGreedyPolicy(tf_policy.TFPolicy):
         import numpy as np
 
         if action_spec.shape.rank != 1 or not action_spec.dtype.is_floating:
-            raise ValueError(f"a continuous model needs a float action spec of shape [d], got {action_spec}")
+            raise KdRlError(f"a continuous model needs a float action spec of shape [d], got {action_spec}")
         if int(action_spec.shape[0]) != model.action_dim:
-            raise ValueError(
+            raise KdRlError(
                 f"the model acts in {model.action_dim} dimensions but the action spec has {action_spec.shape[0]}"
             )
         low = np.broadcast_to(action_spec.minimum, action_spec.shape)
         high = np.broadcast_to(action_spec.maximum, action_spec.shape)
         if not (np.allclose(low, model.action_low) and np.allclose(high, model.action_high)):
-            raise ValueError(
+            raise KdRlError(
                 f"the model acts in [{model.action_low.tolist()}, {model.action_high.tolist()}] but the action spec "
                 f"is [{low.tolist()}, {high.tolist()}]"
             )

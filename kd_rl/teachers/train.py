@@ -27,6 +27,7 @@ import tf_keras
 from kd_rl import _io
 from kd_rl._validate import check_float, check_int, check_memory, check_seed
 from kd_rl.envs import env_spec
+from kd_rl.errors import KdRlError
 from kd_rl.evaluate import run_episodes
 from kd_rl.models import count_params
 from kd_rl.teachers.dqn import train_dqn
@@ -162,9 +163,9 @@ def train_teacher(
             without ``kickstart``.
     """
     if not isinstance(env_id, str) or not env_id:
-        raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+        raise KdRlError(f"env_id must be a non-empty string, got {env_id!r}")
     if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
-        raise ValueError(f"env_kwargs must be a mapping of gymnasium.make arguments, got {env_kwargs!r}")
+        raise KdRlError(f"env_kwargs must be a mapping of gymnasium.make arguments, got {env_kwargs!r}")
     env_kwargs = dict(env_kwargs or {})
     chosen = None
     if algo is None:
@@ -314,7 +315,7 @@ def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_k
     """The run's `Kickstart`, its teacher loaded and checked against the environment; None without a teacher."""
     if teacher is None:
         if options:
-            raise ValueError(f"kickstart settings {sorted(options)} need a kickstart teacher (kickstart=...)")
+            raise KdRlError(f"kickstart settings {sorted(options)} need a kickstart teacher (kickstart=...)")
         return None
     import keras
 

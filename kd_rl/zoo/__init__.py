@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kd_rl.errors import KdRlError
 from kd_rl.losses import DEFAULT_TEMPERATURES
 
 __all__ = ["ZOO_DIR", "list_zoo", "zoo_entry", "resolve_model_path", "zoo_table"]
@@ -35,7 +36,7 @@ def zoo_entry(name: str) -> dict:
         if entry["name"] == name:
             return entry
     known = ", ".join(e["name"] for e in list_zoo()) or "none"
-    raise ValueError(f"no zoo teacher named {name!r}; the zoo has: {known}")
+    raise KdRlError(f"no zoo teacher named {name!r}; the zoo has: {known}")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -48,11 +49,11 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     if path.exists():
-        raise ValueError(f"model path {str(name_or_path)!r} is not a file")
+        raise KdRlError(f"model path {str(name_or_path)!r} is not a file")
     if (ZOO_DIR / str(name_or_path) / "teacher.keras").is_file():
         return ZOO_DIR / str(name_or_path) / "teacher.keras"
     known = ", ".join(e["name"] for e in list_zoo()) or "none"
-    raise ValueError(f"model {str(name_or_path)!r} is neither an existing file nor a zoo name (zoo: {known})")
+    raise KdRlError(f"model {str(name_or_path)!r} is neither an existing file nor a zoo name (zoo: {known})")
 
 
 def zoo_table() -> str:
