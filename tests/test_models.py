@@ -171,3 +171,20 @@ def test_a_kd_rl_0_1_keras2_file_loads_as_keras3_and_converts(tmp_path, capsys):
     assert new.output_type is None  # 0.1 files do not say what their outputs are
     assert main(["convert", str(old), "--out", str(tmp_path / "typed.keras"), "--output-type", "logits"]) == 0
     assert keras.saving.load_model(tmp_path / "typed.keras", safe_mode=True).output_type == "logits"
+
+
+def test_keras_load_model_registers_every_kd_rl_class_after_import_kd_rl(tmp_path):
+    """`import kd_rl` then `keras.saving.load_model`, in a fresh process, in either import order."""
+    import subprocess
+    import sys
+
+    from kd_rl.multitask import MultiTaskStudent, task_spec
+
+    student = MultiTaskStudent([task_spec("CartPole-v1"), task_spec("Acrobot-v1")], (8,), 8)
+    path = tmp_path / "multi.keras"
+    student.save(path)
+    for imports in ("import kd_rl, keras", "import keras, kd_rl"):
+        code = f"{imports}; m = keras.saving.load_model({str(path)!r}); print(type(m).__name__, m.task_ids)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split()[0] == "MultiTaskStudent", proc.stdout
