@@ -103,7 +103,7 @@ _EXPORTS = {
     "make_distill_step": "kd_rl.distill",
     "DistributedCollector": "kd_rl.distributed",
     "make_strategy": "kd_rl.distributed",
-    "make_mirrored_distill_step": "kd_rl.distributed",
+    "make_mirrored_distill_step": "kd_rl.distill",
     "KLDistillationLoss": "kd_rl.losses",
     "MSEDistillationLoss": "kd_rl.losses",
     "NLLDistillationLoss": "kd_rl.losses",

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_activation, check_int, check_seed
+from kd_rl.distributed import STRATEGIES, DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.losses import (
     GaussianKLDistillationLoss,
@@ -34,7 +35,14 @@ from kd_rl.losses import (
 )
 from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
 
-__all__ = ["make_distill_step", "Distiller", "check_compatible", "DistillConfig", "distill_policy"]
+__all__ = [
+    "make_distill_step",
+    "make_mirrored_distill_step",
+    "Distiller",
+    "check_compatible",
+    "DistillConfig",
+    "distill_policy",
+]
 
 
 def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
@@ -99,8 +107,9 @@ def make_distill_step(
     scale_by_temperature_squared: bool = True,
     jit_compile: bool = False,
     gaussian_kl: str = "decoupled",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> Callable[..., tf.Tensor]:
-    """Build a compiled distillation step.
+    """Build a compiled distillation step: kd_rl's one update, on one device or under a strategy.
 
     The returned ``step(observations, teacher_logits=None)`` takes
     ``observations: float32 [batch, obs_dim]``; when ``teacher_logits``
@@ -117,6 +126,15 @@ def make_distill_step(
     CPU), as much as an update of a small student or more, so the live loop
     (`distill_policy`) passes all of a round's batches at once. Each rank has
     its own compiled function, so a step may be called both ways.
+
+    With a ``strategy`` (`kd_rl.distributed.make_strategy`; the student's and
+    optimizer's variables made under its scope), each update gives replica
+    ``r`` of ``R`` the slice ``observations[r·b/R : (r+1)·b/R]`` of a global
+    batch of ``b`` and scales its summed per-sample losses by ``1/b``; Keras's
+    optimizer sums the replicas' gradients (an all-reduce) before one update
+    of the mirrored variables, so the update is the single-device one on the
+    whole batch, up to float rounding. The step's attribute ``replicas`` is
+    ``R`` (1 without a strategy).
 
     Args:
         teacher: Model giving the target logits (DQN Q-values or PPO logits).
@@ -135,29 +153,43 @@ def make_distill_step(
         gaussian_kl: Gaussian policies, ``"kl"``: minimise the KL in its
             ``"decoupled"`` form (the default) or the ``"exact"`` KL
             (`kd_rl.losses.gaussian_kl_loss`).
+        strategy: A ``tf.distribute`` strategy to split each batch across;
+            None: the one device, as without ``tf.distribute``.
 
     Raises:
-        ValueError: For a temperature <= 0, an unknown loss name, or a teacher
-            and student with different numbers of actions.
+        ValueError: For a temperature <= 0, an unknown loss name, a teacher
+            and student with different numbers of actions, or (at a call) a
+            batch that does not divide evenly among the strategy's replicas.
     """
     temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
     loss_fn = get_loss(
         loss, temperature, scale_by_temperature_squared, gaussian=is_gaussian(teacher), gaussian_kl=gaussian_kl
     )
     check_compatible(teacher, student)
+    replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
 
     def prepare(observations=None):
         # Variables are made eagerly, never inside the first trace of one of the
         # two compiled functions: a model not built yet (a user's own) is built
-        # by a call on one observation, then the optimizer for its variables.
+        # by a call on one observation, then the optimizer for its variables
+        # (under the strategy's scope, where the student's variables live).
         if observations is not None and not student.built:
             one = np.asarray(observations, np.float32).reshape(-1, np.shape(observations)[-1])[:1]
             student(one)
             teacher(one)
         if student.built and not optimizer.built:
-            optimizer.build(student.trainable_variables)
+            if strategy is None:
+                optimizer.build(student.trainable_variables)
+            else:
+                with strategy.scope():
+                    optimizer.build(student.trainable_variables)
 
     prepare()
+
+    def apply(value, tape):
+        grads = tape.gradient(value, student.trainable_variables)
+        optimizer.apply_gradients(zip(grads, student.trainable_variables))  # under a strategy: an all-reduce
+        return value
 
     def update(observations, teacher_logits):
         if teacher_logits is None:
@@ -165,12 +197,36 @@ def make_distill_step(
         with tf.GradientTape() as tape:
             student_logits = student(observations, training=True)
             value = loss_fn(teacher_logits, student_logits)
-        grads = tape.gradient(value, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables))
-        return value
+        return apply(value, tape)
+
+    def replica_update(observations, teacher_logits, global_batch):
+        if teacher_logits is None:
+            teacher_logits = teacher(observations, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = student(observations, training=True)
+            # Per-sample losses summed over this replica's slice, over the global batch: the replicas'
+            # gradients then sum to the global mean's. (Calling the Loss itself would also divide by
+            # the replica count under a strategy, a Keras 3 rule that custom losses need not follow.)
+            per_sample = tf.cast(loss_fn.call(teacher_logits, student_logits), tf.float32)
+            value = tf.reduce_sum(per_sample) / global_batch
+        return apply(value, tape)
+
+    def mirrored_update(observations, teacher_logits):
+        def shard(x):
+            if x is None:
+                return None
+            return strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.split(x, replicas)[ctx.replica_id_in_sync_group]
+            )
+
+        global_batch = tf.cast(tf.shape(observations)[0], tf.float32)
+        per_replica = strategy.run(replica_update, args=(shard(observations), shard(teacher_logits), global_batch))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    one_update = update if strategy is None else mirrored_update
 
     def one_batch(observations, teacher_logits=None):
-        return update(tf.convert_to_tensor(observations, dtype=tf.float32), teacher_logits)
+        return one_update(tf.convert_to_tensor(observations, dtype=tf.float32), teacher_logits)
 
     def stacked(observations, teacher_logits=None):
         observations = tf.convert_to_tensor(observations, dtype=tf.float32)
@@ -178,7 +234,7 @@ def make_distill_step(
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
             logits_i = None if teacher_logits is None else teacher_logits[i]
-            losses = losses.write(i, tf.cast(update(observations[i], logits_i), tf.float32))
+            losses = losses.write(i, tf.cast(one_update(observations[i], logits_i), tf.float32))
         return losses.stack()
 
     # One tf.function per rank: with reduce_retracing, a single function called
@@ -202,9 +258,28 @@ def make_distill_step(
                 "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
                 f"got shape {tuple(np.shape(observations))}"
             )
+        if np.shape(observations)[-2] % replicas:
+            raise KdRlError(
+                f"batch_size must be a multiple of the {replicas} replicas of the learner, "
+                f"got {np.shape(observations)[-2]}"
+            )
         return compiled[rank](observations, teacher_logits)
 
+    step.replicas = replicas
     return step
+
+
+def make_mirrored_distill_step(
+    teacher, student, optimizer, loss="kl", temperature=None, strategy=None, gaussian_kl="decoupled"
+):
+    """`make_distill_step` under ``strategy`` (default: the strategy whose scope this is called in).
+
+    Kept for code written against kd_rl 0.2; it is `make_distill_step` with ``strategy=``.
+    """
+    return make_distill_step(
+        teacher, student, optimizer, loss, temperature, gaussian_kl=gaussian_kl,
+        strategy=strategy or tf.distribute.get_strategy(),
+    )  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="kd_rl")
@@ -517,8 +592,6 @@ class DistillConfig:
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise KdRlError(f"{name} must be True or False, got {getattr(self, name)!r}")
             setattr(self, name, bool(getattr(self, name)))
-        from kd_rl.distributed import STRATEGIES
-
         if self.strategy not in STRATEGIES:
             raise KdRlError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.env_kwargs is not None and not isinstance(self.env_kwargs, dict):
@@ -626,7 +699,6 @@ def distill_policy(
 
     from kd_rl._io import run_folder, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-    from kd_rl.distributed import DistributedCollector
     from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
@@ -643,16 +715,12 @@ def distill_policy(
             "pass --overwrite to run it again"
         )
     if config.actors:  # before anything is written: Ray missing, or a cluster that does not answer
-        from kd_rl.distributed import check_ray_ready
-
         check_ray_ready(config.ray_address)
     if config.strategy != "default" and student is not None:
         raise KdRlError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
     with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start_time = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
-        from kd_rl.distributed import make_mirrored_distill_step, make_strategy
-
         strategy = make_strategy(config.strategy)
         with strategy.scope():  # the default strategy's scope changes nothing
             if student is None:
@@ -660,13 +728,10 @@ def distill_policy(
             optimizer = keras.optimizers.Adam(config.learning_rate)
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
-        loss = loss_fn or config.loss
-        if config.strategy == "default":
-            step = make_distill_step(teacher, student, optimizer, loss, temperature, gaussian_kl=config.gaussian_kl)
-        else:  # the strategy the student and optimizer were made under
-            step = make_mirrored_distill_step(
-                teacher, student, optimizer, loss, temperature, strategy=strategy, gaussian_kl=config.gaussian_kl
-            )
+        step = make_distill_step(
+            teacher, student, optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl,
+            strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
+        )  # fmt: skip
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
@@ -716,7 +781,7 @@ def distill_policy(
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
             save_model(student, run_dir / "student.keras")
         metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds)
-        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=getattr(step, "replicas", 1))
+        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=step.replicas)
         if loss_fn is not None:
             metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time

@@ -12,10 +12,10 @@ current engines take the two halves:
   ``collect(n) -> (observations, teacher_logits)``, so `distill_policy`'s loop
   does not change. Ray is optional (``pip install "kd_rl[distributed]"``) and
   imported only when ``actors > 0``.
-* **The learner under tf.distribute** (`make_strategy`,
-  `make_mirrored_distill_step`): the update runs under a
-  ``MirroredStrategy`` over a host's devices, each replica taking an equal
-  slice of the global batch; Keras sums the replicas' gradients, so the
+* **The learner under tf.distribute** (`make_strategy`, then
+  `kd_rl.distill.make_distill_step` with ``strategy=``): the update runs
+  under a ``MirroredStrategy`` over a host's devices, each replica taking an
+  equal slice of the global batch; Keras sums the replicas' gradients, so the
   update equals the single-device one up to float rounding.
 
 Seeds: actor ``i`` of a run seeded ``seed`` seeds its collector with
@@ -50,7 +50,6 @@ __all__ = [
     "check_ray_address",
     "check_ray_ready",
     "connect_ray",
-    "make_mirrored_distill_step",
     "make_strategy",
     "require_ray",
     "split_evenly",
@@ -421,96 +420,3 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices=list(devices))
-
-
-def make_mirrored_distill_step(
-    teacher, student, optimizer, loss="kl", temperature=None, strategy=None, gaussian_kl="decoupled"
-):
-    """`kd_rl.distill.make_distill_step` with each update split across ``strategy``'s replicas.
-
-    The student's and optimizer's variables must have been created under
-    ``strategy.scope()``. Each update gives replica ``r`` the slice
-    ``observations[r·b/R : (r+1)·b/R]`` of a global batch of ``b`` and scales
-    its summed per-sample losses by ``1/b``; Keras's optimizer sums the replicas' gradients
-    (an all-reduce) before one update of the mirrored variables, so the
-    update is the single-device one on the whole batch, up to float rounding.
-
-    The returned ``step(observations, teacher_logits=None)`` takes what
-    `make_distill_step`'s does: ``float32 [batch, obs_dim]`` or a stack
-    ``[steps, batch, obs_dim]`` (with ``teacher_logits`` shaped alike), and
-    returns the loss (float32 ``[]`` or ``[steps]``); its attribute
-    ``replicas`` is the number of replicas it splits each batch across.
-
-    Raises:
-        ValueError: If the batch does not divide evenly among the replicas,
-            or as `make_distill_step`.
-    """
-    import tensorflow as tf
-
-    from kd_rl.distill import check_compatible, is_gaussian
-    from kd_rl.losses import check_temperature, default_temperature, get_loss
-
-    strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
-    loss_fn = get_loss(loss, temperature, True, gaussian=is_gaussian(teacher), gaussian_kl=gaussian_kl)
-    check_compatible(teacher, student)
-    with strategy.scope():
-        if student.built and not optimizer.built:
-            optimizer.build(student.trainable_variables)
-
-    def replica_update(observations, teacher_logits, global_batch):
-        if teacher_logits is None:
-            teacher_logits = teacher(observations, training=False)
-        with tf.GradientTape() as tape:
-            student_logits = student(observations, training=True)
-            # Per-sample losses summed over this replica's slice, over the global batch: the replicas'
-            # gradients then sum to the global mean's. (Calling the Loss itself would also divide by
-            # the replica count under a strategy, a Keras 3 rule that custom losses need not follow.)
-            per_sample = tf.cast(loss_fn.call(teacher_logits, student_logits), tf.float32)
-            value = tf.reduce_sum(per_sample) / global_batch
-        grads = tape.gradient(value, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables))  # sums the replicas' gradients
-        return value
-
-    def update(observations, teacher_logits):
-        def shard(x):
-            if x is None:
-                return None
-            return strategy.experimental_distribute_values_from_function(
-                lambda ctx: tf.split(x, replicas)[ctx.replica_id_in_sync_group]
-            )
-
-        global_batch = tf.cast(tf.shape(observations)[0], tf.float32)
-        args = (shard(observations), shard(teacher_logits), global_batch)
-        per_replica = strategy.run(replica_update, args=args)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-    def stacked(observations, teacher_logits=None):
-        num_steps = tf.shape(observations)[0]
-        losses = tf.TensorArray(tf.float32, size=num_steps)
-        for i in tf.range(num_steps):
-            logits_i = None if teacher_logits is None else teacher_logits[i]
-            losses = losses.write(i, tf.cast(update(observations[i], logits_i), tf.float32))
-        return losses.stack()
-
-    compiled = {2: tf.function(update, reduce_retracing=True), 3: tf.function(stacked, reduce_retracing=True)}
-
-    def step(observations, teacher_logits=None):
-        observations = np.asarray(observations, np.float32)
-        if teacher_logits is not None:
-            teacher_logits = np.asarray(teacher_logits, np.float32)
-        rank = observations.ndim
-        if rank not in compiled:
-            raise KdRlError(
-                "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
-                f"got shape {observations.shape}"
-            )
-        if observations.shape[-2] % replicas:
-            raise KdRlError(
-                f"batch_size must be a multiple of the {replicas} replicas of the learner, got {observations.shape[-2]}"
-            )
-        return compiled[rank](observations, teacher_logits)
-
-    step.replicas = replicas  # what the run records: the replicas this step splits each batch across
-    return step

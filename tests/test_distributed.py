@@ -143,7 +143,7 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import kd_rl
 import tensorflow as tf
-from kd_rl.distributed import make_mirrored_distill_step, make_strategy
+from kd_rl.distributed import make_strategy
 {setup}
 strategy = {strategy}  # first: a multi-worker strategy configures collectives before TensorFlow runs anything
 import keras, numpy as np
@@ -165,7 +165,7 @@ with strategy.scope():
     student.ensure_built()
     student.set_weights(initial)
     optimizer = keras.optimizers.Adam(1e-2)
-mirrored = make_mirrored_distill_step(teacher, student, optimizer, "kl", 1.0, strategy)
+mirrored = make_distill_step(teacher, student, optimizer, "kl", 1.0, strategy=strategy)
 losses = np.concatenate([mirrored(obs, logits).numpy(), [mirrored(obs[0]).numpy()]])
 try:
     mirrored(obs[0, :63])

@@ -44,6 +44,8 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from kd_rl.errors import KdRlError
+from kd_rl.models import LOG_STD_RANGE
+from kd_rl.teachers import kickstart as ks
 from kd_rl.teachers.hyperparams import activation
 
 __all__ = [
@@ -61,8 +63,9 @@ __all__ = [
 
 
 #: The clip of a SAC actor's ``log_std``: TF-Agents' ``sac_agent.std_clip_transform``
-#: (and Stable-Baselines3's SAC) clip it to [-20, 2] before ``exp``.
-SAC_LOG_STD_RANGE = (-20.0, 2.0)
+#: (and Stable-Baselines3's SAC) clip it to [-20, 2] before ``exp``: kd_rl's
+#: `kd_rl.models.LOG_STD_RANGE`, the one home of the value.
+SAC_LOG_STD_RANGE = LOG_STD_RANGE
 
 
 def _num_actions(action_spec) -> int:
@@ -306,8 +309,6 @@ def make_dqn_agent(
     agent_class = dqn_agent.DdqnAgent if p["double_dqn"] else dqn_agent.DqnAgent
     extra = {}
     if kickstart is not None:
-        from kd_rl.teachers import kickstart as ks
-
         agent_class = ks.KickstartedDdqnAgent if p["double_dqn"] else ks.KickstartedDqnAgent
         extra["kickstart"] = kickstart
     agent = agent_class(
@@ -377,8 +378,6 @@ def make_sac_agent(
 
     agent_class, extra = sac_agent.SacAgent, {}
     if kickstart is not None:
-        from kd_rl.teachers import kickstart as ks
-
         agent_class, extra = ks.KickstartedSacAgent, {"kickstart": kickstart}
     agent = agent_class(
         time_step_spec,
@@ -451,8 +450,6 @@ def make_ppo_agent(
     optimizer = tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps), epsilon=1e-5)
     agent_class, extra = ppo_clip_agent.PPOClipAgent, {}
     if kickstart is not None:
-        from kd_rl.teachers import kickstart as ks
-
         agent_class, extra = ks.KickstartedPPOClipAgent, {"kickstart": kickstart}
     agent = agent_class(
         time_step_spec,

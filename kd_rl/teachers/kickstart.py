@@ -78,7 +78,7 @@ from kd_rl.losses import (
     kl_divergence_loss,
     temperature_weight,
 )
-from kd_rl.teachers.agents import SAC_LOG_STD_RANGE
+from kd_rl.models import LOG_STD_RANGE
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -360,7 +360,7 @@ class KickstartedSacAgent(sac_agent.SacAgent):
     """TF-Agents' ``SacAgent`` whose actor loss gains λ·KL of the Gaussians before the tanh squash.
 
     The student's ``[mean, log_std]`` are its actor's last Dense layer's
-    outputs, ``log_std`` clipped as TF-Agents clips it (`SAC_LOG_STD_RANGE`).
+    outputs, ``log_std`` clipped as TF-Agents clips it (`kd_rl.models.LOG_STD_RANGE`).
     """
 
     def __init__(self, *args, kickstart: Kickstart, actor_network, **kwargs):
@@ -374,5 +374,5 @@ class KickstartedSacAgent(sac_agent.SacAgent):
         for layer in self._student_layers:
             x = layer(x, training=training)
         mean, log_std = tf.split(x, 2, axis=-1)
-        outputs = tf.concat([mean, tf.clip_by_value(log_std, *SAC_LOG_STD_RANGE)], axis=-1)
+        outputs = tf.concat([mean, tf.clip_by_value(log_std, *LOG_STD_RANGE)], axis=-1)
         return self.kickstart.add(loss, time_steps.observation, outputs)
