@@ -166,6 +166,15 @@ def save_model(model, path: str | os.PathLike) -> None:
                 archive.writestr(info, data)
 
 
+def due(every: int | None, before: int, after: int) -> bool:
+    """Whether a multiple of ``every`` lies in ``(before, after]``: an evaluation or checkpoint is due.
+
+    ``every`` None or 0 means never. Every loop of kd_rl (distillation, teacher
+    training) decides with this when to evaluate and when to checkpoint.
+    """
+    return bool(every) and after // every > before // every
+
+
 def has_checkpoint(path: str | os.PathLike) -> bool:
     """Whether the run folder ``path`` holds a checkpoint a run can resume from.
 
@@ -327,3 +336,136 @@ def _recover(path: Path) -> None:
         os.replace(olds.pop(), path)
     for leftover in olds + _staging_paths(path, "new"):
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# A distillation run's checkpoint: one file, replaced atomically
+# --------------------------------------------------------------------------
+
+#: A distillation run's checkpoint, single- or multi-task: the student's weights,
+#: the optimizer's state, every replay buffer and the run's progress, in one
+#: file replaced atomically, so that they always belong together.
+CHECKPOINT_FILE = "checkpoint.npz"
+
+#: The layout of checkpoint.npz this kd_rl writes; a checkpoint of a higher one was written by a newer kd_rl.
+CHECKPOINT_FORMAT = 1
+
+
+def _buffer_prefixes(count: int) -> list[str]:
+    # One buffer (a single-task run) keeps the key names kd_rl 0.2 wrote.
+    return ["buffer_"] if count == 1 else [f"buffer{k}_" for k in range(count)]
+
+
+def save_checkpoint(path: str | os.PathLike, student, optimizer, buffers: Sequence, progress: dict) -> None:
+    """Atomically write a run's checkpoint: weights, optimizer state, ``buffers`` (their ``state()``) and
+    ``progress`` (JSON: at least ``env_steps`` and ``config``), stamped with `CHECKPOINT_FORMAT`."""
+    import numpy as np
+
+    from kd_rl import __version__
+
+    arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
+    arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    for prefix, buffer in zip(_buffer_prefixes(len(buffers)), buffers):
+        arrays.update({f"{prefix}{k}": v for k, v in buffer.state().items()})
+    stamped = {"format": CHECKPOINT_FORMAT, "kd_rl_version": __version__, **progress}
+    arrays["progress"] = np.array(json.dumps(finite_json(stamped), allow_nan=False))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(arrays, progress)`` of a checkpoint written by `save_checkpoint`; the file is only read.
+
+    Raises:
+        KdRlError: Naming the file, if it is damaged (truncated, emptied, a
+            flipped byte); it is left as it is, for inspection.
+        ResumeRefused: If a newer kd_rl wrote it.
+    """
+    import numpy as np
+
+    from kd_rl import __version__
+    from kd_rl.errors import ResumeRefused
+
+    name = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        progress = json.loads(str(arrays["progress"]))
+        if not isinstance(progress, dict) or "config" not in progress or "env_steps" not in progress:
+            raise ValueError("its progress record is incomplete")
+    except Exception as err:  # a damaged file: zipfile, zlib, NumPy and json each raise their own types
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise KdRlError(f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is") from None
+    written = progress.get("format", 0)
+    if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
+        raise ResumeRefused(
+            f"checkpoint {name!r} was written by a newer kd_rl ({progress.get('kd_rl_version', 'unknown version')}, "
+            f"checkpoint format {written}); this is kd_rl {__version__}: upgrade kd_rl to resume it"
+        )
+    return arrays, progress
+
+
+def check_resumable(
+    name: str, progress: dict, settings: dict, resumable: Sequence[str], defaults: dict, teachers: dict, steps: int
+) -> None:
+    """Refuse to resume a checkpoint written with other settings, another teacher, or past ``steps``.
+
+    Args:
+        name: The checkpoint, for messages.
+        progress: Its progress record (`read_checkpoint`).
+        settings: The new run's settings (its config as a dict).
+        resumable: Settings that may change on resume (they do not change what is learned).
+        defaults: Values of settings an older checkpoint lacks.
+        teachers: ``{"teacher": names, "teacher_sha256": hashes}`` of the new run
+            (`kd_rl.models.weights_sha256`; a list of each for several tasks).
+        steps: The env steps the new run is to reach.
+
+    Raises:
+        ResumeRefused: Naming what differs.
+    """
+    from kd_rl.errors import ResumeRefused
+
+    saved = progress["config"]
+    differing = sorted(
+        k for k, v in settings.items() if k not in resumable and saved.get(k, defaults.get(k)) != v
+    )  # fmt: skip
+    if differing:
+        detail = ", ".join(f"{k}={saved.get(k)!r} (now {settings[k]!r})" for k in differing)
+        raise ResumeRefused(f"cannot resume {name!r} with different settings: {detail}")
+    saved_hash = progress.get("teacher_sha256")
+    if saved_hash is not None and saved_hash != teachers["teacher_sha256"]:
+
+        def short(hashes):
+            return hashes[:12] if isinstance(hashes, str) else [h[:12] for h in hashes]
+
+        raise ResumeRefused(
+            f"cannot resume {name!r} with a different teacher: it was made with {progress.get('teacher')!r} "
+            f"(weights sha256 {short(saved_hash)}), now {teachers['teacher']!r} "
+            f"(sha256 {short(teachers['teacher_sha256'])})"
+        )
+    if steps < progress["env_steps"]:
+        raise ResumeRefused(
+            f"cannot resume {name!r} with steps={steps}: the run has already done {progress['env_steps']} "
+            "env steps (give --steps of at least that many)"
+        )
+
+
+def restore_checkpoint(name: str, arrays: dict, student, optimizer, buffers: Sequence) -> None:
+    """Put a checkpoint's weights, optimizer state and buffers (`read_checkpoint`'s ``arrays``) back.
+
+    Raises:
+        KdRlError: If the checkpoint does not match the student, optimizer or buffers.
+    """
+    try:
+        weights = [arrays[f"student_{i}"] for i in range(len(student.get_weights()))]
+        optimizer_state = [arrays[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
+        if f"student_{len(weights)}" in arrays or f"optimizer_{len(optimizer_state)}" in arrays:
+            raise ValueError("it holds more weights than this student has")
+        student.set_weights(weights)
+        for variable, value in zip(optimizer.variables, optimizer_state):
+            variable.assign(value)
+        for prefix, buffer in zip(_buffer_prefixes(len(buffers)), buffers):
+            buffer.load_state({k: arrays[f"{prefix}{k}"] for k in ("observations", "logits", "added")})
+    except (KeyError, ValueError) as err:
+        raise KdRlError(f"checkpoint {name!r} does not match this run: {err}") from None

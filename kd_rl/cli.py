@@ -320,8 +320,6 @@ def _distill_multitask(args) -> int:
     unsupported = [
         f
         for f in (
-            "resume",
-            "checkpoint_every",
             "sample_actions",
             "actors",
             "ray_address",
@@ -335,7 +333,8 @@ def _distill_multitask(args) -> int:
         flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
         raise KdRlError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
     fields = ("loss", "temperature", "collect", "steps", "seed", "learning_rate", "batch_size", "buffer_size")
-    overrides = {k: getattr(args, k) for k in (*fields, "eval_episodes", "state_dependent_std", "gaussian_kl")}
+    extra = ("eval_episodes", "state_dependent_std", "gaussian_kl", "checkpoint_every")
+    overrides = {k: getattr(args, k) for k in (*fields, *extra)}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.hidden_units is not None:
         overrides["trunk_units"] = args.hidden_units
@@ -345,7 +344,7 @@ def _distill_multitask(args) -> int:
     teachers = [load_policy(t) for t in args.teacher]
     _, m = distill_multitask(
         teachers, config, out_dir=args.out, overwrite=args.overwrite, progress=not args.no_progress,
-        teacher_names=[str(t) for t in args.teacher],
+        teacher_names=[str(t) for t in args.teacher], resume=args.resume,
     )  # fmt: skip
     for t in m["tasks"]:
         score = t["normalised_score"]

@@ -12,7 +12,6 @@ Keras knowledge-distillation example, so ``fit``, ``evaluate``, callbacks and
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +21,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._io import (
+    CHECKPOINT_FILE,
+    check_resumable,
+    due,
+    read_checkpoint,
+    restore_checkpoint,
+    run_folder,
+    save_checkpoint,
+    save_model,
+    write_csv,
+    write_json,
+)
 from kd_rl._validate import check_activation, check_int, check_seed
 from kd_rl.distributed import STRATEGIES, DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.errors import KdRlError, ResumeRefused
@@ -602,14 +613,20 @@ class DistillConfig:
     @property
     def checkpoint_interval(self) -> int:
         """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
-        if self.checkpoint_every is not None:
-            return self.checkpoint_every
-        return self.steps // 10 if self.steps >= LONG_RUN_STEPS else 0
+        return checkpoint_interval(self.checkpoint_every, self.steps)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden_units"] = list(self.hidden_units)
         return d
+
+
+def checkpoint_interval(checkpoint_every: int | None, steps: int) -> int:
+    """Env steps between a distillation run's checkpoints (0: none): ``checkpoint_every``, or by default
+    every 10% of ``steps`` for runs of at least `LONG_RUN_STEPS` steps and none for shorter ones."""
+    if checkpoint_every is not None:
+        return checkpoint_every
+    return steps // 10 if steps >= LONG_RUN_STEPS else 0
 
 
 #: Seeds of a run's curve and final evaluations are offset from its seed, so
@@ -697,23 +714,13 @@ def distill_policy(
     """
     from tqdm import tqdm
 
-    from kd_rl._io import run_folder, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
     from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
     check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, obs_dim + num_actions)
-    if resume and (out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE))):
-        raise ResumeRefused(
-            f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
-            "run without --resume (a run checkpoints with --checkpoint-every)"
-        )
-    if resume and os.path.isfile(os.path.join(out_dir, "metrics.json")):
-        raise ResumeRefused(
-            f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
-            "pass --overwrite to run it again"
-        )
+    check_resume_target(out_dir, resume)
     if config.actors:  # before anything is written: Ray missing, or a cluster that does not answer
         check_ray_ready(config.ray_address)
     if config.strategy != "default" and student is not None:
@@ -738,7 +745,7 @@ def distill_policy(
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
         teacher_id = {"teacher": teacher_name, "teacher_sha256": weights_sha256(teacher)}
         if resume:
-            progress_state = _restore_checkpoint(checkpoint, config, student, optimizer, buffer, teacher_id)
+            progress_state = resume_progress(checkpoint, config, student, optimizer, [buffer], teacher_id)
         env_steps, curve = progress_state["env_steps"], progress_state["curve"]
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
@@ -765,14 +772,14 @@ def distill_policy(
                 bar.update(len(observations))
                 bar.set_postfix(loss=f"{float(losses[-1]):.4g}")
                 done = env_steps >= config.steps
-                if _due(config.eval_every, before, env_steps) or done:
+                if due(config.eval_every, before, env_steps) or done:
                     point = _evaluate_point(student, teacher, config, temperature, env_steps, float(losses[-1]))
                     curve.append(_log_point(point, writer))
-                if checkpoint is not None and not done and _due(checkpoint_every, before, env_steps):
+                if checkpoint is not None and not done and due(checkpoint_every, before, env_steps):
                     elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
-                    _save_checkpoint(
-                        checkpoint, config, student, optimizer, buffer, env_steps, curve, elapsed, teacher_id
-                    )
+                    progress_now = {"env_steps": env_steps, "curve": curve, "wall_seconds": elapsed}
+                    progress_now.update(config=config.to_dict(), **teacher_id)
+                    save_checkpoint(checkpoint, student, optimizer, [buffer], progress_now)
         finally:
             bar.close()
             collector.close()
@@ -808,11 +815,6 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int)
         state_dependent_std=config.state_dependent_std,
         log_std_range=teacher.log_std_range,
     )
-
-
-def _due(every: int, before: int, after: int) -> bool:
-    """Whether a multiple of ``every`` (0: never) lies in ``(before, after]``."""
-    return bool(every) and after // every > before // every
 
 
 def _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds) -> dict:
@@ -864,111 +866,60 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
     return metrics
 
 
-#: A distillation run's checkpoint: one file, replaced atomically, so that the
-#: weights, optimizer state, replay buffer and progress always belong together.
-CHECKPOINT_FILE = "checkpoint.npz"
-
 #: Settings that may differ between a run and its resumption (they do not change what is learned).
-_RESUMABLE_SETTINGS = (
+RESUMABLE_SETTINGS = (
     "steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every", "ray_address", "strategy",
 )  # fmt: skip
-
-#: The layout of checkpoint.npz this kd_rl writes; a checkpoint of a higher one was written by a newer kd_rl.
-CHECKPOINT_FORMAT = 1
-
-
-def _save_checkpoint(path, config, student, optimizer, buffer, env_steps, curve, wall_seconds, teacher_id) -> None:
-    from kd_rl._io import atomic_path
-
-    arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
-    arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
-    arrays.update({f"buffer_{k}": v for k, v in buffer.state().items()})
-    progress = {
-        "format": CHECKPOINT_FORMAT,
-        "kd_rl_version": _version(),
-        "env_steps": env_steps,
-        "curve": curve,
-        "wall_seconds": wall_seconds,
-        "config": config.to_dict(),
-        **teacher_id,
-    }
-    arrays["progress"] = np.array(json.dumps(progress))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-
-def _version() -> str:
-    from kd_rl import __version__
-
-    return __version__
-
 
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
 _DEFAULTS = {"actors": 0}
 
 
-def _restore_checkpoint(path, config, student, optimizer, buffer, teacher_id: dict) -> dict:
-    """Load a checkpoint written by `_save_checkpoint`, checking that it belongs to this run.
-
-    The file is only read: a damaged one is left as it is, for inspection.
+def check_resume_target(out_dir, resume: bool) -> None:
+    """With ``resume``, refuse a run folder without a checkpoint or with a finished run, before anything else.
 
     Raises:
-        ValueError: If the run's settings or teacher differ from the
-            checkpoint's (naming them), ``config.steps`` is below the steps
-            already done, a newer kd_rl wrote the file, or the file is damaged
-            or does not match the student and optimizer.
+        ResumeRefused: Saying which, and what to do instead.
     """
-    name = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        progress = json.loads(str(arrays["progress"]))
-        if not isinstance(progress, dict) or "config" not in progress or "env_steps" not in progress:
-            raise KdRlError("its progress record is incomplete")
-    except Exception as err:  # a damaged file: zipfile, zlib, NumPy and json each raise their own types
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise KdRlError(f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is") from None
-    _check_resumable(name, progress, config, teacher_id)
-    try:
-        weights = [arrays[f"student_{i}"] for i in range(len(student.get_weights()))]
-        optimizer_state = [arrays[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
-        if f"student_{len(weights)}" in arrays or f"optimizer_{len(optimizer_state)}" in arrays:
-            raise KdRlError("it holds more weights than this student has")
-        student.set_weights(weights)
-        for variable, value in zip(optimizer.variables, optimizer_state):
-            variable.assign(value)
-        buffer.load_state({k: arrays[f"buffer_{k}"] for k in ("observations", "logits", "added")})
-    except (KeyError, ValueError) as err:
-        raise KdRlError(f"checkpoint {name!r} does not match this run: {err}") from None
+    if not resume:
+        return
+    if out_dir is None or not os.path.isfile(os.path.join(out_dir, CHECKPOINT_FILE)):
+        raise ResumeRefused(
+            f"nothing to resume: {str(out_dir)!r} holds no distillation checkpoint ({CHECKPOINT_FILE}); "
+            "run without --resume (a run checkpoints with --checkpoint-every)"
+        )
+    if os.path.isfile(os.path.join(out_dir, "metrics.json")):
+        raise ResumeRefused(
+            f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
+            "pass --overwrite to run it again"
+        )
+
+
+def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -> dict:
+    """Restore a run from its checkpoint (`kd_rl._io.read_checkpoint`), checking that it belongs to this run.
+
+    Shared by `distill_policy` and `kd_rl.multitask.distill_multitask`. The
+    file is only read: a damaged one is left as it is, for inspection.
+
+    Args:
+        path: The checkpoint file.
+        config: The new run's `DistillConfig` or `kd_rl.multitask.MultiTaskConfig`.
+        student: The new run's student, its weights set from the checkpoint.
+        optimizer: Its optimizer (built), its state set from the checkpoint.
+        buffers: One `kd_rl.data.ReplayBuffer` per task, refilled from the checkpoint.
+        teachers: ``{"teacher": name(s), "teacher_sha256": hash(es)}`` of this run's teacher(s).
+
+    Returns:
+        The checkpoint's progress record: ``env_steps``, ``curve``, ``wall_seconds``, ...
+
+    Raises:
+        ResumeRefused: If the settings or teachers differ from the checkpoint's
+            (naming them), ``config.steps`` is below the steps already done, or
+            a newer kd_rl wrote the file.
+        KdRlError: If the file is damaged or does not match the student, optimizer or buffers.
+    """
+    arrays, progress = read_checkpoint(path)
+    settings = config.to_dict()
+    check_resumable(str(path), progress, settings, RESUMABLE_SETTINGS, _DEFAULTS, teachers, config.steps)
+    restore_checkpoint(str(path), arrays, student, optimizer, buffers)
     return progress
-
-
-def _check_resumable(name: str, progress: dict, config: DistillConfig, teacher_id: dict) -> None:
-    """Refuse a checkpoint of a newer kd_rl, of other settings or another teacher, or past ``config.steps``."""
-    written = progress.get("format", 0)
-    if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
-        raise ResumeRefused(
-            f"checkpoint {name!r} was written by a newer kd_rl ({progress.get('kd_rl_version', 'unknown version')}, "
-            f"checkpoint format {written}); this is kd_rl {_version()}: upgrade kd_rl to resume it"
-        )
-    saved = progress["config"]
-    now = config.to_dict()
-    differing = sorted(
-        k for k, v in now.items() if k not in _RESUMABLE_SETTINGS and saved.get(k, _DEFAULTS.get(k)) != v
-    )
-    if differing:
-        detail = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in differing)
-        raise ResumeRefused(f"cannot resume {name!r} with different settings: {detail}")
-    saved_hash = progress.get("teacher_sha256")
-    if saved_hash is not None and saved_hash != teacher_id["teacher_sha256"]:
-        raise ResumeRefused(
-            f"cannot resume {name!r} with a different teacher: it was made with {progress.get('teacher')!r} "
-            f"(weights sha256 {saved_hash[:12]}), now {teacher_id['teacher']!r} "
-            f"(sha256 {teacher_id['teacher_sha256'][:12]})"
-        )
-    if config.steps < progress["env_steps"]:
-        raise ResumeRefused(
-            f"cannot resume {name!r} with steps={config.steps}: the run has already done {progress['env_steps']} "
-            "env steps (give --steps of at least that many)"
-        )

@@ -192,10 +192,7 @@ def _model_bytes(model) -> bytes | object:
 def _load_model(blob):
     if not isinstance(blob, bytes):
         return blob
-    import keras
-
-    import kd_rl.models  # noqa: F401  (registers kd_rl's classes)
-    import kd_rl.multitask  # noqa: F401
+    import keras  # after `import kd_rl`, keras.saving.load_model knows every kd_rl class
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")

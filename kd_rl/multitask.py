@@ -32,9 +32,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_checkpoint, save_model, write_csv, write_json
 from kd_rl._validate import check_int, check_seed
+from kd_rl.distill import (
+    CURVE_EVAL_SEED_OFFSET,
+    FINAL_EVAL_SEED_OFFSET,
+    check_resume_target,
+    checkpoint_interval,
+    resume_progress,
+)
 from kd_rl.errors import KdRlError
-from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params
+from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params, weights_sha256
 
 __all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
 
@@ -219,6 +227,9 @@ class MultiTaskConfig:
             default (`kd_rl.losses.default_temperature`).
         collect: ``"teacher"``, ``"student"`` or ``"mixed"``.
         steps: Teacher-labelled environment steps per task.
+        checkpoint_every: Env steps (per task) between checkpoints (0: none);
+            None: every 10% of ``steps`` for runs of at least 50,000 steps,
+            as `kd_rl.distill.DistillConfig`.
         Others: as in `kd_rl.distill.DistillConfig`.
     """
 
@@ -244,6 +255,7 @@ class MultiTaskConfig:
     eval_episodes: int = 100
     state_dependent_std: bool = True
     gaussian_kl: str = "decoupled"
+    checkpoint_every: int | None = None
 
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
@@ -274,10 +286,16 @@ class MultiTaskConfig:
             setattr(self, name, check_int(name, getattr(self, name)))
         self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
         self.seed = check_seed(self.seed)
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.epsilon <= 1.0:
             raise KdRlError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
+        return checkpoint_interval(self.checkpoint_every, self.steps)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -350,11 +368,6 @@ def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses, env_i
     return step
 
 
-#: Seeds of the curve and final evaluations, as in `kd_rl.distill`.
-CURVE_EVAL_SEED_OFFSET = 10_000
-FINAL_EVAL_SEED_OFFSET = 1_000_000
-
-
 def distill_multitask(
     teachers: Sequence[keras.Model],
     config: MultiTaskConfig,
@@ -363,6 +376,7 @@ def distill_multitask(
     progress: bool = True,
     student: MultiTaskStudent | None = None,
     teacher_names: Sequence[str] | None = None,
+    resume: bool = False,
 ) -> tuple[MultiTaskStudent, dict]:
     """Distil ``teachers[k]`` (on ``config.env_ids[k]``) into one `MultiTaskStudent`.
 
@@ -376,15 +390,19 @@ def distill_multitask(
     With ``out_dir`` it writes ``student.keras`` (the multi-task student),
     ``metrics.json`` (a ``tasks`` list and ``geometric_mean_score``),
     ``curve.csv`` (``env_steps``, one mean-return column per task, ``loss``),
-    each atomically.
+    each atomically. With ``config.checkpoint_interval`` it checkpoints
+    (``checkpoint.npz``: the student, the optimizer, every task's buffer, the
+    curve; as `kd_rl.distill.distill_policy` does), and ``resume=True``
+    continues from the last checkpoint after checking that the settings and
+    the teachers (their weights' SHA-256) are the run's.
 
     Raises:
         ValueError: For a teacher that does not fit its environment, a
-            student without those tasks, or ``out_dir`` holding another run.
+            student without those tasks, ``out_dir`` holding another run, or a
+            refused resume (`kd_rl.errors.ResumeRefused`).
     """
     from tqdm import tqdm
 
-    from kd_rl._io import run_folder, save_model, write_csv, write_json
     from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
     from kd_rl.evaluate import check_model_fits_env
 
@@ -402,7 +420,8 @@ def distill_multitask(
     # One buffer per task, each of buffer_size states: together they take the sum of the tasks' widths.
     width = sum(obs_dim + outputs for obs_dim, outputs in shapes)
     check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, width)
-    with run_folder(out_dir, overwrite=overwrite) as run_dir:
+    check_resume_target(out_dir, resume)
+    with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
         task_losses = _task_losses(teachers, student, config)
@@ -410,17 +429,32 @@ def distill_multitask(
         optimizer = keras.optimizers.Adam(config.learning_rate)
         step = make_multitask_step(student, optimizer, task_losses, config.env_ids)
         buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
+        checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
+        names = list(teacher_names) if teacher_names else [None] * len(teachers)
+        teacher_id = {"teacher": names, "teacher_sha256": [weights_sha256(t) for t in teachers]}
+        state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
+        if resume:
+            if not optimizer.built:  # its variables must exist to take the checkpoint's values
+                optimizer.build(student.trainable_variables)
+            state = resume_progress(checkpoint, config, student, optimizer, buffers, teacher_id)
+        curve, env_steps = state["curve"], state["env_steps"]
+        # As a single-task run: a resumed run starts fresh episodes, seeded from where it stopped.
         collectors = [
             Collector(
-                env_id, teacher, model, mode=config.collect, num_envs=config.num_envs, seed=config.seed + 1000 * k,
+                env_id, teacher, model, mode=config.collect, num_envs=config.num_envs,
+                seed=config.seed + 1000 * k + env_steps,
                 epsilon=config.epsilon, beta=BetaSchedule(config.beta_start, config.beta_end),
                 total_steps=config.steps,
             )
             for k, (env_id, teacher, model) in enumerate(zip(config.env_ids, teachers, models))
         ]  # fmt: skip
-        rng = np.random.default_rng(config.seed)
-        curve, env_steps, n = [], 0, config.updates_per_round * config.batch_size
-        bar = tqdm(total=config.steps, disable=not progress, desc="distill (multi-task)", unit="step")
+        for collector in collectors:
+            collector.steps = env_steps  # the mixed β schedule continues where it stopped
+        rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
+        n = config.updates_per_round * config.batch_size
+        bar = tqdm(
+            total=config.steps, initial=env_steps, disable=not progress, desc="distill (multi-task)", unit="step"
+        )
         try:
             while env_steps < config.steps:
                 chunk = min(config.collect_per_round, config.steps - env_steps)
@@ -434,18 +468,25 @@ def distill_multitask(
                 losses = step(observations, labels).numpy()
                 bar.update(chunk)
                 done = env_steps >= config.steps
-                if (config.eval_every and env_steps // config.eval_every > before // config.eval_every) or done:
+                if due(config.eval_every, before, env_steps) or done:
                     curve.append(_curve_point(models, config, env_steps, float(losses[-1].sum())))
+                if checkpoint is not None and not done and due(config.checkpoint_interval, before, env_steps):
+                    elapsed = state["wall_seconds"] + time.perf_counter() - start
+                    progress_now = {"env_steps": env_steps, "curve": curve, "wall_seconds": elapsed}
+                    progress_now.update(config=config.to_dict(), **teacher_id)
+                    save_checkpoint(checkpoint, student, optimizer, buffers, progress_now)
         finally:
             bar.close()
             for collector in collectors:
                 collector.close()
-        train_seconds = time.perf_counter() - start
+        train_seconds = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
             save_model(student, run_dir / "student.keras")
         metrics = _final_metrics(teachers, student, config, task_losses, buffers, train_seconds)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
-        metrics["wall_seconds"] = time.perf_counter() - start
+        metrics["checkpoint_every"] = config.checkpoint_interval
+        metrics["resumed_from_env_steps"] = state["env_steps"] if resume else 0
+        metrics["wall_seconds"] = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:
             columns = ["env_steps", *config.env_ids, "loss"]
             write_csv(run_dir / "curve.csv", columns, [[p[c] for c in columns] for p in curve])

@@ -263,6 +263,27 @@ def test_multitask_student_works_in_fresh_processes(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "MultiTaskStudent", show(proc)
 
 
+def test_multitask_run_resumes_after_sigkill(tmp_path):
+    args = ("distill", "--teacher", "CartPole-v1-dqn", "--env", "CartPole-v1", "--teacher", "Acrobot-v1-dqn")
+    args += ("--env", "Acrobot-v1", "--out", "M", "--steps", "20000", "--checkpoint-every", "2000")
+    args += ("--eval-episodes", "2", "--hidden", "16", "--no-progress")
+    first = start_cli(*args, cwd=tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "M" / "checkpoint.npz").exists(), 240, first, "the first checkpoint")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    finally:
+        stop(first)
+    assert first.returncode == -signal.SIGKILL
+    assert not (tmp_path / "M" / "metrics.json").exists()
+    proc = run_cli(*args, "--resume", cwd=tmp_path)
+    assert_ok(proc)
+    metrics = strict_json((tmp_path / "M" / "metrics.json").read_text())
+    assert metrics["resumed_from_env_steps"] >= 2000 and metrics["resumed_from_env_steps"] % 2000 == 0
+    assert [t["labelled_states"] for t in metrics["tasks"]] == [20000, 20000]
+    assert entries(tmp_path) == {"M"}
+
+
 def test_single_task_student_loads_with_plain_keras(complete_run):
     proc = run_python(
         "import kd_rl, keras; m = keras.saving.load_model('student.keras'); print(type(m).__name__)", complete_run

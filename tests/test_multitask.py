@@ -152,7 +152,8 @@ def test_cli_multitask_distil_evaluate_export(cartpole_teacher_path, tmp_path, c
         (["--teacher", "CartPole-v1-dqn"], "give one --env per --teacher, in pairs: got 2 --teacher and 1 --env"),
         (["--teacher", "CartPole-v1-dqn", "--env", "CartPole-v1"], "repeated: ['CartPole-v1']"),
         (["--teacher", "CartPole-v1-dqn", "--env", "Acrobot-v1"], "teacher of Acrobot-v1 expects 4 observation"),
-        (["--teacher", "CartPole-v1-dqn", "--env", "LunarLander-v3", "--resume"], "--resume: not available"),
+        (["--teacher", "Acrobot-v1-dqn", "--env", "Acrobot-v1", "--resume"], "nothing to resume"),
+        (["--teacher", "CartPole-v1-dqn", "--env", "LunarLander-v3", "--actors", "2"], "--actors: not available"),
     ],
 )
 def test_cli_multitask_bad_input(extra, match, cartpole_teacher_path, tmp_path, capsys):
@@ -170,3 +171,49 @@ def test_cli_evaluate_needs_a_task_of_the_student(tmp_path, capsys):
         capsys, ["export", str(path), "--format", "numpy", "--out", str(tmp_path / "x.npz")], "name its task with --env"
     )
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_multitask_run_resumes_from_its_checkpoint_after_an_interruption(cartpole_teacher, tmp_path, monkeypatch):
+    """Interrupted in its third round (after the checkpoint at 1,000 steps), the run resumes and finishes."""
+    from kd_rl import multitask
+    from kd_rl.data import Collector
+    from kd_rl.errors import ResumeRefused
+
+    config = MultiTaskConfig(
+        env_ids=("CartPole-v1", "Acrobot-v1"), trunk_units=(16,), adapter_units=8, steps=2000,
+        checkpoint_every=1000, eval_every=1000, curve_episodes=2, eval_episodes=3,
+    )  # fmt: skip
+    acrobot = load_policy("Acrobot-v1-dqn")
+    out = tmp_path / "run"
+    real_collect, calls = Collector.collect, []
+
+    def dying_collect(self, n):
+        calls.append(n)
+        if len(calls) == 5:  # round 3's first task: the checkpoint of round 2 (1,000 steps) is written
+            raise KeyboardInterrupt
+        return real_collect(self, n)
+
+    monkeypatch.setattr(Collector, "collect", dying_collect)
+    with pytest.raises(KeyboardInterrupt):
+        multitask.distill_multitask([cartpole_teacher, acrobot], config, out_dir=out, progress=False)
+    monkeypatch.setattr(Collector, "collect", real_collect)
+    assert (out / "checkpoint.npz").exists() and not (out / "metrics.json").exists()
+    kept = (out / "checkpoint.npz").read_bytes()
+
+    # Another teacher for a task, or other settings, are refused and change nothing.
+    zoo_cartpole = load_policy("CartPole-v1-dqn")  # fits CartPole-v1 too, but is another teacher
+    with pytest.raises(ResumeRefused, match="different teacher"):
+        multitask.distill_multitask([zoo_cartpole, acrobot], config, out_dir=out, progress=False, resume=True)
+    other = MultiTaskConfig(**{**config.to_dict(), "env_ids": config.env_ids, "trunk_units": (16,), "seed": 1})
+    with pytest.raises(ResumeRefused, match="seed=0 \\(now 1\\)"):
+        multitask.distill_multitask([cartpole_teacher, acrobot], other, out_dir=out, progress=False, resume=True)
+    assert (out / "checkpoint.npz").read_bytes() == kept
+
+    _, metrics = multitask.distill_multitask(
+        [cartpole_teacher, acrobot], config, out_dir=out, progress=False, resume=True
+    )
+    assert metrics["resumed_from_env_steps"] == 1000 and metrics["checkpoint_every"] == 1000
+    assert [t["labelled_states"] for t in metrics["tasks"]] == [2000, 2000]
+    curve = (out / "curve.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in curve[1:]] == ["1000", "2000"]  # the curve point before the stop is kept
+    assert {"student.keras", "metrics.json"} <= {p.name for p in out.iterdir()}

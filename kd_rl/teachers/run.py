@@ -168,10 +168,8 @@ class Run:
     def steps_per_second(self, env_steps: int) -> float:
         return (env_steps - self.start_steps) / max(time.perf_counter() - self.start_time, 1e-9)
 
-    @staticmethod
-    def due(every: int | None, before: int, after: int) -> bool:
-        """Whether a multiple of ``every`` lies in ``(before, after]``."""
-        return every is not None and after // every > before // every
+    #: Whether an evaluation or checkpoint is due: `kd_rl._io.due`, the rule of every kd_rl loop.
+    due = staticmethod(_io.due)
 
     def evaluate(self, env_steps: int, policy: Callable) -> float:
         """Score ``policy`` greedily, extend the curve, keep the best weights; return the mean return."""
