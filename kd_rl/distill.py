@@ -567,9 +567,9 @@ class DistillConfig:
     def __post_init__(self):
         from kd_rl.data import COLLECT_MODES
         from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES
-        from kd_rl.models import _normalise_hidden_units
+        from kd_rl.models import normalise_hidden_units
 
-        self.hidden_units = _normalise_hidden_units(self.hidden_units)
+        self.hidden_units = normalise_hidden_units(self.hidden_units)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
         if self.temperature is not None:

@@ -291,9 +291,9 @@ class RandomPolicy:
     def __init__(self, num_actions: int | None = None, seed: int = 0, action_low=None, action_high=None):
         self.is_continuous = self.outputs_are_actions = action_low is not None
         if self.is_continuous:
-            from kd_rl.models import _action_bounds
+            from kd_rl.models import check_action_bounds
 
-            self.action_low, self.action_high = _action_bounds(action_low, action_high)
+            self.action_low, self.action_high = check_action_bounds(action_low, action_high)
             self.num_actions = None
         else:
             self.num_actions = check_int("num_actions", num_actions)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_rl.errors import KdRlError
-from kd_rl.policies import _ACTIVATIONS, dense_weights
+from kd_rl.policies import NUMPY_ACTIVATIONS, dense_weights
 
 __all__ = [
     "FORMATS",
@@ -79,7 +79,7 @@ def _batch1_model(model):
     import keras
 
     from kd_rl.models import DeterministicAction, PolicyModel
-    from kd_rl.policies import _ACTIONS_OUTPUT, observation_dim
+    from kd_rl.policies import ACTIONS_OUTPUT, observation_dim
 
     inputs = keras.Input(shape=(observation_dim(model),), batch_size=1, name="observations")
     if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
@@ -93,9 +93,9 @@ def _batch1_model(model):
         outputs = model(inputs, training=False)
     if getattr(model, "is_continuous", False):
         # A continuous policy is exported as its deterministic action, what a controller needs.
-        action = DeterministicAction(model.action_low, model.action_high, model.squash, name=_ACTIONS_OUTPUT)
+        action = DeterministicAction(model.action_low, model.action_high, model.squash, name=ACTIONS_OUTPUT)
         # A named output: the TFLite signature keeps the name, which tells TFLitePolicy what it gives.
-        outputs = {_ACTIONS_OUTPUT: action(outputs)}
+        outputs = {ACTIONS_OUTPUT: action(outputs)}
     return keras.Model(inputs, outputs, name="policy")
 
 
@@ -139,7 +139,7 @@ def export_model(
 
     if fmt == "numpy":
         weights = dense_weights(model)
-        if model.activation not in _ACTIVATIONS:
+        if model.activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {model.activation!r} has no NumPy form")
         arrays = {}
         for i, (k, b) in enumerate(weights):

@@ -48,6 +48,8 @@ __all__ = [
     "load_policy",
     "split_gaussian",
     "weights_sha256",
+    "normalise_hidden_units",
+    "check_action_bounds",
 ]
 
 _PACKAGE = "kd_rl"
@@ -61,7 +63,12 @@ OUTPUT_TYPES = ("q_values", "logits", "gaussian", None)
 LOG_STD_RANGE = (-20.0, 2.0)
 
 
-def _normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
+def normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
+    """Hidden layer widths as a tuple of positive ints: ``50`` -> ``(50,)``, ``[64, 64]`` -> ``(64, 64)``.
+
+    Raises:
+        ValueError: For a bool, a non-integer or a width <= 0, naming ``hidden_units``.
+    """
     if isinstance(hidden_units, bool | np.bool_):
         raise KdRlError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
     if isinstance(hidden_units, int | np.integer):
@@ -90,7 +97,13 @@ def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
     return arr
 
 
-def _action_bounds(action_low, action_high) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+def check_action_bounds(action_low, action_high) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """A ``Box`` action's bounds as float32 ``[d]`` vectors, checked; ``(None, None)`` for a discrete policy.
+
+    Raises:
+        ValueError: If only one bound is given, they differ in size, are not
+            finite, or ``low >= high`` somewhere.
+    """
     if action_low is None and action_high is None:
         return None, None
     if action_low is None or action_high is None:
@@ -168,7 +181,7 @@ class DeterministicAction(keras.layers.Layer):
 
     def __init__(self, action_low, action_high, squash: bool, **kwargs):
         super().__init__(**kwargs)
-        self.action_low, self.action_high = _action_bounds(action_low, action_high)
+        self.action_low, self.action_high = check_action_bounds(action_low, action_high)
         self.squash = bool(squash)
 
     def call(self, outputs):
@@ -258,7 +271,7 @@ class PolicyModel(keras.Model):
         # _hidden_layers: Dense layers to use (and share) instead of new ones; kd_rl's
         # MultiTaskStudent gives each task's model its adapter and the shared trunk so.
         super().__init__(**kwargs)
-        self.action_low, self.action_high = _action_bounds(action_low, action_high)
+        self.action_low, self.action_high = check_action_bounds(action_low, action_high)
         self.is_continuous = self.action_low is not None
         if self.is_continuous:
             if num_actions is not None:
@@ -283,7 +296,7 @@ class PolicyModel(keras.Model):
         self.observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
         if hidden_units is None:
             hidden_units = self.default_hidden_units
-        self.hidden_units = _normalise_hidden_units(hidden_units)
+        self.hidden_units = normalise_hidden_units(hidden_units)
         self.activation = check_activation(activation)
         self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
         self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)

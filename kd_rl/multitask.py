@@ -42,7 +42,7 @@ from kd_rl.distill import (
     resume_progress,
 )
 from kd_rl.errors import KdRlError
-from kd_rl.models import LOG_STD_RANGE, StudentModel, _normalise_hidden_units, count_params, weights_sha256
+from kd_rl.models import LOG_STD_RANGE, StudentModel, count_params, normalise_hidden_units, weights_sha256
 
 __all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
 
@@ -110,7 +110,7 @@ class MultiTaskStudent(keras.Model):
             raise KdRlError(f"each task may appear once; repeated: {repeated}")
         self.tasks = tasks
         self.task_ids = ids
-        self.trunk_units = _normalise_hidden_units(trunk_units)
+        self.trunk_units = normalise_hidden_units(trunk_units)
         self.adapter_units = check_int("adapter_units", adapter_units)
         self.activation = activation
         self.state_dependent_std = bool(state_dependent_std)
@@ -272,7 +272,7 @@ class MultiTaskConfig:
         repeated = sorted({e for e in self.env_ids if self.env_ids.count(e) > 1})
         if repeated:
             raise KdRlError(f"each environment may be given once; repeated: {repeated}")
-        self.trunk_units = _normalise_hidden_units(self.trunk_units)
+        self.trunk_units = normalise_hidden_units(self.trunk_units)
         self.adapter_units = check_int("adapter_units", self.adapter_units)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)

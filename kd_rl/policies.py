@@ -89,7 +89,8 @@ def as_tf_policy(model, time_step_spec, action_spec, name: str | None = None):
     return _as_tf_policy(model, time_step_spec, action_spec, name=name)
 
 
-_ACTIVATIONS = {
+#: The activations `NumpyPolicy` (and so the NumPy export) can compute, by Keras name.
+NUMPY_ACTIVATIONS = {
     "relu": lambda x: np.maximum(x, 0.0),
     "tanh": np.tanh,
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
@@ -132,11 +133,11 @@ class NumpyPolicy:
         action_high=None,
         squash: bool = False,
     ):
-        if activation not in _ACTIVATIONS:
-            raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(_ACTIVATIONS)}")
+        if activation not in NUMPY_ACTIVATIONS:
+            raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
         self.weights = [(np.asarray(k, np.float32), np.asarray(b, np.float32)) for k, b in weights]
         self.activation = activation
-        self._act = _ACTIVATIONS[activation]
+        self._act = NUMPY_ACTIVATIONS[activation]
         self.mean = None if observation_mean is None else np.asarray(observation_mean, np.float32)
         self.std = None if observation_std is None else np.asarray(observation_std, np.float32)
         self.clip = observation_clip
@@ -144,9 +145,9 @@ class NumpyPolicy:
         self.is_continuous = action_low is not None
         self.outputs_are_actions = self.is_continuous
         if self.is_continuous:
-            from kd_rl.models import _action_bounds
+            from kd_rl.models import check_action_bounds
 
-            self.action_low, self.action_high = _action_bounds(action_low, action_high)
+            self.action_low, self.action_high = check_action_bounds(action_low, action_high)
             self.squash = bool(squash)
             self.action_dim = int(self.action_low.size)
             self.num_actions = None
@@ -221,7 +222,7 @@ class NumpyPolicy:
 
 
 #: Name of the output of an exported continuous policy (its deterministic action).
-_ACTIONS_OUTPUT = "deterministic_actions"
+ACTIONS_OUTPUT = "deterministic_actions"
 
 
 class TFLitePolicy:
@@ -246,7 +247,7 @@ class TFLitePolicy:
         # A continuous policy is exported with its deterministic action as the output (see kd_rl.export).
         signatures = self.interpreter.get_signature_list()
         outputs = [name for signature in signatures.values() for name in signature.get("outputs", [])]
-        self.outputs_are_actions = self.is_continuous = outputs == [_ACTIONS_OUTPUT]
+        self.outputs_are_actions = self.is_continuous = outputs == [ACTIONS_OUTPUT]
         size = int(self._output["shape"][-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
         self._batch = int(self._input["shape"][0])

@@ -88,3 +88,17 @@ def test_kd_rl_has_no_import_cycle():
     graph = _graph(_modules())
     assert graph["kd_rl.teachers.agents"] >= {"kd_rl.teachers.kickstart"}  # the graph sees real edges
     assert _cycles(graph) == []
+
+
+def test_no_private_name_is_imported_across_modules():
+    """A name starting with ``_`` is its module's own: another module that needs it needs a public one."""
+    crossing = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kd_rl"):
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    # kd_rl._io and kd_rl._validate are private modules of public helpers: importing the module is fine.
+                    if private and f"{node.module}.{alias.name}" not in _modules():
+                        crossing.append(f"{name} imports {node.module}.{alias.name}")
+    assert crossing == []

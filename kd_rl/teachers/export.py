@@ -36,7 +36,7 @@ from tf_agents.networks import sequential
 from tf_agents.utils import tensor_normalizer
 
 from kd_rl.errors import KdRlError
-from kd_rl.models import TeacherModel, _normalise_hidden_units
+from kd_rl.models import TeacherModel, normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
 
@@ -132,7 +132,7 @@ def action_bounds(action_spec) -> tuple[np.ndarray, np.ndarray]:
 def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -> tuple[int, ...]:
     hidden, output = layers[:-1], layers[-1]
     found_units = tuple(int(layer.units) for layer in hidden)
-    if hidden_units is not None and _normalise_hidden_units(hidden_units) != found_units:
+    if hidden_units is not None and normalise_hidden_units(hidden_units) != found_units:
         raise KdRlError(f"hidden_units={hidden_units!r} does not match the network's hidden layers {found_units}")
     if int(output.units) != outputs:
         raise KdRlError(f"{what} does not match the network's {output.units} outputs")

@@ -22,7 +22,7 @@ import yaml
 
 from kd_rl._validate import check_float, check_int
 from kd_rl.errors import KdRlError
-from kd_rl.models import _normalise_hidden_units
+from kd_rl.models import normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
 
 __all__ = [
@@ -242,10 +242,10 @@ def load_hyperparameters(
     if overrides:
         _check_entry({k: v for k, v in overrides.items() if k != "env_id"}, table["default"], algo, "overrides")
         params.update(overrides)
-    params["hidden_units"] = _normalise_hidden_units(params["hidden_units"])
+    params["hidden_units"] = normalise_hidden_units(params["hidden_units"])
     for key in ("value_hidden_units", "critic_hidden_units"):
         if key in params:
-            params[key] = _normalise_hidden_units(params[key])
+            params[key] = normalise_hidden_units(params[key])
     return gym_id, params
 
 
