@@ -16,7 +16,7 @@ pass chooses every action of a time step. It is the one stepping loop of
 kd_rl: collection (`kd_rl.data.Collector`) and evaluation
 (`kd_rl.evaluate.run_episodes`) both use it. The TF-Agents view of the same
 environments (``PyEnvironment``, for teacher training) lives in
-`kd_rl.teachers.envs`.
+`kd_rl.teachers.tf_agents_envs`.
 
 Example:
     >>> with EnvGroup("CartPole-v1", 2) as envs:

@@ -26,7 +26,6 @@ from kd_rl.teachers import (
     make_sac_agent,
     train_teacher,
 )
-from kd_rl.teachers.export import dense_layers
 from kd_rl.teachers.kickstart import (
     Kickstart,
     KickstartedDdqnAgent,
@@ -36,6 +35,7 @@ from kd_rl.teachers.kickstart import (
     kickstart_weight,
 )
 from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.to_keras import dense_layers
 
 TINY_DQN = dict(
     learning_starts=100, train_freq=4, gradient_steps=1, batch_size=32, buffer_size=1000, periodic_eval_episodes=2

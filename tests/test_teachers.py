@@ -30,9 +30,9 @@ from kd_rl.teachers import (
     train_teacher,
 )
 from kd_rl.teachers.collect import OffPolicyEnvs, OffPolicyProgress, make_training_env, training_rounds
-from kd_rl.teachers.export import dense_layers
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run, check_resumable
+from kd_rl.teachers.to_keras import dense_layers
 
 # Tiny settings so a run takes seconds; the numbers are not meant to learn.
 TINY_DQN = dict(

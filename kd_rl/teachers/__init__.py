@@ -32,8 +32,6 @@ from kd_rl.teachers.agents import (
     make_sac_agent,
 )
 from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env
-from kd_rl.teachers.envs import GymnasiumEnvironment, make_batched_env, make_env, make_tf_env
-from kd_rl.teachers.export import export_dqn_teacher, export_ppo_teacher, export_sac_teacher
 from kd_rl.teachers.hyperparams import ALGORITHMS, load_hyperparameters
 from kd_rl.teachers.kickstart import (
     Kickstart,
@@ -42,7 +40,9 @@ from kd_rl.teachers.kickstart import (
     KickstartedPPOClipAgent,
     KickstartedSacAgent,
 )
+from kd_rl.teachers.tf_agents_envs import GymnasiumEnvironment, make_batched_env, make_env, make_tf_env
 from kd_rl.teachers.tf_policy import KerasGreedyPolicy, as_tf_policy
+from kd_rl.teachers.to_keras import export_dqn_teacher, export_ppo_teacher, export_sac_teacher
 from kd_rl.teachers.train import train_teacher
 
 __all__ = [

@@ -3,7 +3,7 @@
 Each network is a TF-Agents ``Sequential`` of ``tf_keras.layers.Dense``
 layers (the TF-Agents DQN tutorial's way), ending for an actor in one layer
 that turns the last Dense layer's outputs into a distribution, so the layers
-that hold a teacher's weights are public: `kd_rl.teachers.export` reads them
+that hold a teacher's weights are public: `kd_rl.teachers.to_keras` reads them
 from ``network.layers`` rather than from an agent's private attributes.
 Initialisers are those of TF-Agents' ``QNetwork`` and
 ``ActorDistributionNetwork``, which these networks replace.

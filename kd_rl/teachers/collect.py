@@ -27,7 +27,7 @@ import numpy as np
 from tf_agents.trajectories import time_step as ts
 
 from kd_rl.errors import KdRlError
-from kd_rl.teachers.envs import make_batched_env
+from kd_rl.teachers.tf_agents_envs import make_batched_env
 
 __all__ = ["OffPolicyEnvs", "OffPolicyProgress", "make_training_env", "seed_training_env", "training_rounds"]
 

@@ -27,9 +27,9 @@ from kd_rl.teachers.collect import (
     seed_training_env,
     training_rounds,
 )
-from kd_rl.teachers.export import dense_layers, export_dqn_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
+from kd_rl.teachers.to_keras import dense_layers, export_dqn_teacher, numpy_policy
 
 __all__ = ["make_dqn_update", "train_dqn"]
 

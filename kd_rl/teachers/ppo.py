@@ -28,9 +28,9 @@ from tf_agents.utils import common
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import is_continuous, make_ppo_agent
 from kd_rl.teachers.collect import make_training_env, seed_training_env
-from kd_rl.teachers.envs import environment_errors
-from kd_rl.teachers.export import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 from kd_rl.teachers.run import Run
+from kd_rl.teachers.tf_agents_envs import environment_errors
+from kd_rl.teachers.to_keras import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
 
 __all__ = ["ReturnScaler", "make_ppo_update", "train_ppo"]
 

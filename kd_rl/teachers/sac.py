@@ -28,9 +28,9 @@ from kd_rl.teachers.collect import (
     seed_training_env,
     training_rounds,
 )
-from kd_rl.teachers.export import action_bounds, dense_layers, export_sac_teacher, numpy_policy
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
+from kd_rl.teachers.to_keras import action_bounds, dense_layers, export_sac_teacher, numpy_policy
 
 __all__ = ["ActionNoise", "train_sac"]
 

@@ -1,4 +1,4 @@
-"""Tests for kd_rl.teachers.envs: the Gymnasium -> TF-Agents bridge."""
+"""Tests for kd_rl.teachers.tf_agents_envs: the Gymnasium -> TF-Agents bridge."""
 
 from __future__ import annotations
 
