@@ -1,4 +1,4 @@
-"""The DQN training loop, CleanRL-style: act, store, learn, log, evaluate, checkpoint.
+"""DQN on the off-policy loop it shares with SAC (`kd_rl.teachers.off_policy`).
 
 A kickstarted run (``run.kickstart``) sets the distillation weight λ from the
 environment steps before each training round (`kd_rl.teachers.kickstart`).
@@ -15,23 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_dqn_agent, make_q_network
-from kd_rl.teachers.collect import (
-    OffPolicyEnvs,
-    OffPolicyProgress,
-    make_training_env,
-    seed_training_env,
-    training_rounds,
-)
-from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.off_policy import OffPolicyTrainer
 from kd_rl.teachers.run import Run
-from kd_rl.teachers.to_keras import dense_layers, export_dqn_teacher, numpy_policy
+from kd_rl.teachers.to_keras import export_dqn_teacher, numpy_policy
 
-__all__ = ["make_dqn_update", "train_dqn"]
+__all__ = ["DqnTrainer", "make_dqn_update", "train_dqn"]
 
 
 def make_dqn_update(agent, gradient_steps: int):
@@ -56,77 +48,71 @@ def make_dqn_update(agent, gradient_steps: int):
     return update
 
 
-def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
-    """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached.
+class DqnTrainer(OffPolicyTrainer):
+    """DQN on the shared off-policy loop (`kd_rl.teachers.off_policy.OffPolicyTrainer`).
 
-    ``n_envs`` environments step together (`kd_rl.teachers.collect`), each
-    epsilon-greedy on its own; a training round is due every ``train_freq``
-    environment steps counted over all of them (Stable-Baselines3 counts steps
-    of the whole vector of environments instead). The last batch of steps may
-    pass ``run.steps`` by up to ``n_envs - 1``. With ``n_step > 1`` a step
+    Each environment acts epsilon-greedily on its own, with epsilon falling
+    linearly from ``exploration_initial_eps`` to ``exploration_final_eps``
+    over ``exploration_fraction`` of the steps. With ``n_step > 1`` a step
     reaches the replay buffer ``n_step - 1`` steps late, so a round that falls
     due before anything is stored (``learning_starts: 0``) is skipped.
     """
-    p = run.params
-    py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
-    time_step_spec = tensor_spec.from_spec(py_env.time_step_spec())
-    action_spec = tensor_spec.from_spec(py_env.action_spec())
-    obs_dim, num_actions = int(py_env.observation_spec().shape[0]), int(py_env.action_spec().maximum) + 1
-    batch_size, train_freq = int(p["batch_size"]), int(p["train_freq"])
-    gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
-    rounds = max((run.steps - learning_starts) // train_freq, 1)
-    q_network = make_q_network(action_spec, p, obs_dim)
-    agent = make_dqn_agent(
-        time_step_spec, action_spec, p, rounds * gradient_steps, q_network=q_network, kickstart=run.kickstart
-    )
-    layers = dense_layers(q_network)
-    buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim)
-    env_steps = run.attach(q_network.variables, resume, agent=agent, replay_buffer=buffer)
-    envs = OffPolicyEnvs(py_env, n_step=int(p["n_step"]), gamma=float(p["gamma"]))
-    if env_steps > 0:
-        buffer.sync_from_variables()
-        # The environments' states are not checkpointed: start new episodes,
-        # seeded from the step reached so a resumed run is reproducible too.
-        seed_training_env(py_env, run.seed + env_steps)
-        envs.reset()
 
-    train = make_dqn_update(agent, gradient_steps)
-    eps_start, eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
-    eps_steps = max(float(p["exploration_fraction"]) * run.steps, 1.0)
-    rng = run.rng
-    act = numpy_policy(layers)
-    actions = np.zeros(envs.n, np.int64)
-    progress = OffPolicyProgress(run, buffer, env_steps, _mean_loss)
+    def __init__(self, run: Run, gym_id: str, resume: bool):
+        self.n_step = int(run.params["n_step"])
+        super().__init__(run, gym_id, resume)
+        p = self.params
+        self.update = make_dqn_update(self.agent, self.gradient_steps)
+        self.eps_start, self.eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
+        self.eps_steps = max(float(p["exploration_fraction"]) * self.run.steps, 1.0)
+        self.acting_policy = numpy_policy(self.layers)  # a NumPy copy, refreshed after every training round
+        self.actions = np.zeros(self.envs.n, np.int64)
 
-    with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
-        while env_steps < run.steps and not run.reached:
-            epsilon = eps_start + (eps_end - eps_start) * min(1.0, env_steps / eps_steps)
-            acting = np.flatnonzero(envs.acting)
-            if acting.size:  # random numbers only for the environments that act
-                explore = rng.random(acting.size) < epsilon
-                greedy = acting[~explore]
-                if greedy.size:
-                    actions[greedy] = np.argmax(act(envs.observations[greedy]), axis=-1)
-                if explore.any():
-                    actions[acting[explore]] = rng.integers(num_actions, size=int(explore.sum()))
-            taken, ended = envs.step(actions, buffer)
-            progress.finished += ended
-            before, env_steps = env_steps, env_steps + taken
+    def build(self, train_steps: int) -> tuple:
+        self.num_actions = int(self.py_env.action_spec().maximum) + 1
+        self.q_network = make_q_network(self.action_spec, self.params, self.obs_dim)
+        agent = make_dqn_agent(
+            self.time_step_spec, self.action_spec, self.params, train_steps, q_network=self.q_network,
+            kickstart=self.run.kickstart,
+        )  # fmt: skip
+        return self.q_network, agent
 
-            for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
-                if buffer.size == 0:  # n-step transitions not written yet (learning_starts 0)
-                    continue
-                if run.kickstart is not None:
-                    run.kickstart.set_step(due_at)
-                batches = buffer.sample(rng, gradient_steps * batch_size)
-                split = tf.nest.map_structure(lambda x: x.reshape(gradient_steps, batch_size, *x.shape[1:]), batches)
-                progress.losses.append(train(split))
-                act = numpy_policy(layers)
+    def act(self, env_steps: int) -> tuple[np.ndarray, dict]:
+        epsilon = self.eps_start + (self.eps_end - self.eps_start) * min(1.0, env_steps / self.eps_steps)
+        acting, actions = np.flatnonzero(self.envs.acting), self.actions
+        if acting.size:  # random numbers only for the environments that act
+            explore = self.rng.random(acting.size) < epsilon
+            greedy = acting[~explore]
+            if greedy.size:
+                actions[greedy] = np.argmax(self.acting_policy(self.envs.observations[greedy]), axis=-1)
+            if explore.any():
+                actions[acting[explore]] = self.rng.integers(self.num_actions, size=int(explore.sum()))
+        return actions, {"epsilon": epsilon}
 
-            progress.after(before, env_steps, lambda act=act: act, epsilon=epsilon)  # the acting policy, current
-    envs.close()
-    run.restore_best()
-    return export_dqn_teacher(q_network, obs_dim, num_actions), env_steps
+    def train_round(self) -> list:
+        shape = (self.gradient_steps, self.batch_size)
+        batches = self.buffer.sample(self.rng, shape[0] * shape[1])
+        split = tf.nest.map_structure(lambda x: x.reshape(*shape, *x.shape[1:]), batches)
+        loss = self.update(split)
+        self.acting_policy = numpy_policy(self.layers)
+        return [loss]
+
+    def eval_policy(self):
+        return self.acting_policy  # the policy that acts, as it is now
+
+    def summarise(self, losses: list) -> dict:
+        return _mean_loss(losses)
+
+    def export(self) -> TeacherModel:
+        return export_dqn_teacher(self.q_network, self.obs_dim, self.num_actions)
+
+
+def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
+    """Train a DQN teacher for ``run.steps`` environment steps; return it exported and the steps reached.
+
+    See `DqnTrainer` and, for the loop, `kd_rl.teachers.off_policy.OffPolicyTrainer`.
+    """
+    return DqnTrainer(run, gym_id, resume).train()
 
 
 def _mean_loss(losses: list) -> dict:

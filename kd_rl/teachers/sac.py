@@ -1,4 +1,4 @@
-"""The SAC training loop, CleanRL-style: act, store, learn, log, evaluate, checkpoint.
+"""SAC on the off-policy loop it shares with DQN (`kd_rl.teachers.off_policy`).
 
 ``n_envs`` environments (`kd_rl.teachers.collect`); the first ``learning_starts`` actions are uniform in the
 bounds (as Stable-Baselines3), later ones are sampled from the agent's
@@ -14,25 +14,16 @@ Gaussian's squashed mean) with a NumPy copy of the actor. A kickstarted run
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
-from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_sac_actor_network, make_sac_agent
-from kd_rl.teachers.collect import (
-    OffPolicyEnvs,
-    OffPolicyProgress,
-    make_training_env,
-    seed_training_env,
-    training_rounds,
-)
-from kd_rl.teachers.replay import TransitionBuffer
+from kd_rl.teachers.off_policy import OffPolicyTrainer
 from kd_rl.teachers.run import Run
-from kd_rl.teachers.to_keras import action_bounds, dense_layers, export_sac_teacher, numpy_policy
+from kd_rl.teachers.to_keras import action_bounds, export_sac_teacher, numpy_policy
 
-__all__ = ["ActionNoise", "train_sac"]
+__all__ = ["ActionNoise", "SacTrainer", "train_sac"]
 
 
 class ActionNoise:
@@ -82,68 +73,64 @@ def make_action_noise(params, n: int, low: np.ndarray, high: np.ndarray) -> Acti
     return ActionNoise(n, low, high, std=float(params["noise_std"]), theta=theta)
 
 
+class SacTrainer(OffPolicyTrainer):
+    """SAC on the shared off-policy loop (`kd_rl.teachers.off_policy.OffPolicyTrainer`).
+
+    The first ``learning_starts`` actions are uniform in the bounds, later ones
+    sampled from the agent's ``collect_policy``; `ActionNoise`, when set, is
+    added and the result clipped to the bounds. A training round runs
+    ``agent.train`` ``gradient_steps`` times.
+    """
+
+    def __init__(self, run: Run, gym_id: str, resume: bool):
+        super().__init__(run, gym_id, resume)
+        self.update = common.function(self.agent.train)
+        self.sample = common.function(self.agent.collect_policy.action)
+        self.actions = np.zeros((self.envs.n, self.low.size), np.float32)
+        self.noise = make_action_noise(self.params, self.envs.n, self.low, self.high)
+
+    def build(self, train_steps: int) -> tuple:
+        self.low, self.high = action_bounds(self.action_spec)
+        self.action_dim = self.low.size
+        self.actor = make_sac_actor_network(self.action_spec, self.params)
+        agent = make_sac_agent(
+            self.time_step_spec, self.action_spec, self.params, train_steps, actor_network=self.actor,
+            kickstart=self.run.kickstart,
+        )  # fmt: skip
+        return self.actor, agent
+
+    def act(self, env_steps: int) -> tuple[np.ndarray, dict]:
+        envs, actions, low, high = self.envs, self.actions, self.low, self.high
+        acting = np.flatnonzero(envs.acting)
+        # Actions (and random numbers) only when an environment acts: a step that only resets draws none.
+        if acting.size and env_steps < self.learning_starts:
+            actions[acting] = self.rng.uniform(low, high, size=(acting.size, low.size)).astype(np.float32)
+        elif acting.size:
+            actions[:] = self.sample(envs.time_step).action.numpy()
+        if acting.size and self.noise is not None:
+            self.noise.reset(envs.time_step.step_type == ts.StepType.FIRST)
+            actions[:] = np.clip(actions + self.noise(self.rng), low, high)
+        return actions, {}
+
+    def train_round(self) -> list:
+        return [self.update(self.buffer.sample(self.rng, self.batch_size)) for _ in range(self.gradient_steps)]
+
+    def eval_policy(self):
+        return numpy_policy(self.layers, action_spec=self.action_spec, squash=True)
+
+    def summarise(self, losses: list) -> dict:
+        return _mean_losses(losses)
+
+    def export(self) -> TeacherModel:
+        return export_sac_teacher(self.actor, self.obs_dim, self.action_spec)
+
+
 def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     """Train a SAC teacher for ``run.steps`` environment steps; return it exported and the steps reached.
 
-    ``n_envs`` environments step together (`kd_rl.teachers.collect`); a
-    training round is due every ``train_freq`` environment steps counted over
-    all of them. The last batch of steps may pass ``run.steps`` by up to ``n_envs - 1``.
+    See `SacTrainer` and, for the loop, `kd_rl.teachers.off_policy.OffPolicyTrainer`.
     """
-    p = run.params
-    py_env = make_training_env(gym_id, p, run.seed, run.env_kwargs)
-    time_step_spec = tensor_spec.from_spec(py_env.time_step_spec())
-    action_spec = tensor_spec.from_spec(py_env.action_spec())
-    obs_dim, (low, high) = int(py_env.observation_spec().shape[0]), action_bounds(action_spec)
-    batch_size, train_freq = int(p["batch_size"]), int(p["train_freq"])
-    gradient_steps, learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
-    rounds = max((run.steps - learning_starts) // train_freq, 1)
-    actor = make_sac_actor_network(action_spec, p)
-    agent = make_sac_agent(
-        time_step_spec, action_spec, p, rounds * gradient_steps, actor_network=actor, kickstart=run.kickstart
-    )
-    layers = dense_layers(actor)
-    buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), obs_dim, action_dim=low.size)
-    env_steps = run.attach(actor.variables, resume, agent=agent, replay_buffer=buffer)
-    envs = OffPolicyEnvs(py_env)
-    if env_steps > 0:
-        buffer.sync_from_variables()
-        # The environments' states are not checkpointed: start new episodes,
-        # seeded from the step reached so a resumed run is reproducible too.
-        seed_training_env(py_env, run.seed + env_steps)
-        envs.reset()
-
-    train = common.function(agent.train)
-    sample = common.function(agent.collect_policy.action)
-    rng = run.rng
-    actions = np.zeros((envs.n, low.size), np.float32)
-    noise = make_action_noise(p, envs.n, low, high)
-    progress = OffPolicyProgress(run, buffer, env_steps, _mean_losses)
-
-    with tf.summary.record_if(False):  # TF-Agents' own per-train-step summaries are too costly here.
-        while env_steps < run.steps and not run.reached:
-            acting = np.flatnonzero(envs.acting)
-            # Actions (and random numbers) only when an environment acts: a step that only resets draws none.
-            if acting.size and env_steps < learning_starts:
-                actions[acting] = rng.uniform(low, high, size=(acting.size, low.size)).astype(np.float32)
-            elif acting.size:
-                actions[:] = sample(envs.time_step).action.numpy()
-            if acting.size and noise is not None:
-                noise.reset(envs.time_step.step_type == ts.StepType.FIRST)
-                actions[:] = np.clip(actions + noise(rng), low, high)
-            taken, ended = envs.step(actions, buffer)
-            progress.finished += ended
-            before, env_steps = env_steps, env_steps + taken
-
-            for due_at in training_rounds(before, env_steps, train_freq, learning_starts):
-                if run.kickstart is not None:
-                    run.kickstart.set_step(due_at)
-                for _ in range(gradient_steps):
-                    progress.losses.append(train(buffer.sample(rng, batch_size)))
-
-            progress.after(before, env_steps, lambda: numpy_policy(layers, action_spec=action_spec, squash=True))
-    envs.close()
-    run.restore_best()
-    return export_sac_teacher(actor, obs_dim, action_spec), env_steps
+    return SacTrainer(run, gym_id, resume).train()
 
 
 def _mean_losses(losses: list) -> dict:
