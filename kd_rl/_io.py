@@ -203,38 +203,48 @@ class _Lock:
 
     The lock file holds the owner's process id; the kernel drops the lock when
     the process dies (even by SIGKILL), so a stale file never blocks a run.
+    Where the folder's parent may not be written (a run folder made for you
+    inside a read-only tree), the folder itself is locked instead.
     """
 
     def __init__(self, path: Path):
-        import fcntl
+        import fcntl  # POSIX: the systems kd_rl runs on (Linux, macOS)
 
-        self.path = path.parent / f".{path.name}.lock"
+        self.path: Path | None = path.parent / f".{path.name}.lock"
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            except PermissionError:
+                if not path.is_dir():
+                    raise
+                self.path, fd = None, os.open(path, os.O_RDONLY)  # lock the folder itself
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                owner = "" if self.path is None else os.read(fd, 32).decode(errors="replace").strip()
                 os.close(fd)
                 raise KdRlError(
-                    f"another kd-rl run (process {owner}) is writing to {str(path)!r}; wait for it to finish "
-                    "or choose another --out"
+                    f"another kd-rl run{f' (process {owner})' if owner else ''} is writing to {str(path)!r}; "
+                    "wait for it to finish or choose another --out"
                 ) from None
+            if self.path is None:
+                break
             # The file may have been unlinked by its last owner after we opened it: retry on the new one.
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
                 same = False
             if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self.fd = fd
 
     def release(self) -> None:
         try:
-            os.unlink(self.path)
+            if self.path is not None:
+                os.unlink(self.path)
         finally:
             os.close(self.fd)
 

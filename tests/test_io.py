@@ -133,3 +133,25 @@ def test_a_kill_between_the_two_renames_of_an_overwrite_is_recovered(tmp_path):
             pass
     assert _listing(tmp_path) == ["run", "run/metrics.json"]
     assert (out / "metrics.json").read_text() == "old"
+
+
+def test_a_run_folder_in_a_read_only_parent_is_locked_by_itself(tmp_path, monkeypatch):
+    """Where no lock file can be made beside the folder, the folder itself is locked (root ignores modes: simulated)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    real_open = os.open
+
+    def no_lock_file(path, *args, **kwargs):
+        if str(path).endswith(".run.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_lock_file)
+    with _io.run_folder(out) as run_dir:
+        (run_dir / "student.keras").write_text("x")
+        with pytest.raises(ValueError, match="another kd-rl run is writing to"):
+            with _io.run_folder(out, resume=True):
+                pass
+    assert _listing(tmp_path) == ["run", "run/student.keras"]
+    with _io.run_folder(out, resume=True):  # released: the next run takes it
+        pass
