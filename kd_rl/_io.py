@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from kd_rl.errors import KdRlError
+from kd_rl import __version__
+from kd_rl.errors import KdRlError, ResumeRefused
 
 #: OS errors that mean the disk (or the process's file-size limit) is full.
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -151,8 +152,6 @@ def save_model(model, path: str | os.PathLike) -> None:
     so that a file written by a newer kd_rl is refused with a message that says so.
     """
     import zipfile
-
-    from kd_rl import __version__
 
     with atomic_path(path, suffix=".keras") as tmp:
         os.remove(tmp)  # Keras refuses to overwrite silently in some versions.
@@ -371,8 +370,6 @@ def save_checkpoint(path: str | os.PathLike, student, optimizer, buffers: Sequen
     ``progress`` (JSON: at least ``env_steps`` and ``config``), stamped with `CHECKPOINT_FORMAT`."""
     import numpy as np
 
-    from kd_rl import __version__
-
     arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
     for prefix, buffer in zip(_buffer_prefixes(len(buffers)), buffers):
@@ -393,9 +390,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         ResumeRefused: If a newer kd_rl wrote it.
     """
     import numpy as np
-
-    from kd_rl import __version__
-    from kd_rl.errors import ResumeRefused
 
     name = str(path)
     try:
@@ -434,7 +428,6 @@ def check_resumable(
     Raises:
         ResumeRefused: Naming what differs.
     """
-    from kd_rl.errors import ResumeRefused
 
     saved = progress["config"]
     differing = sorted(

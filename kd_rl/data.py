@@ -30,6 +30,7 @@ import tensorflow as tf
 from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
+from kd_rl.models import PolicyModel, gaussian_action, split_gaussian
 from kd_rl.policies import as_policy_fn, to_actions
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
@@ -200,8 +201,6 @@ class Collector:
                 raise KdRlError(f"{role} is {kind} policy but {env_id} has {self.envs.spec.describe()}")
         self.sample_actions = bool(sample_actions)
         if self.sample_actions:
-            from kd_rl.models import PolicyModel
-
             acting = [m for m, used in ((teacher, mode != "student"), (student, mode != "teacher")) if used]
             if not self.envs.is_continuous or not all(isinstance(m, PolicyModel) for m in acting):
                 self.envs.close()
@@ -270,7 +269,6 @@ class Collector:
         """The actions ``policy`` takes given its ``outputs``: deterministic, or sampled (``sample_actions``)."""
         if not self.sample_actions:
             return to_actions(policy, outputs)
-        from kd_rl.models import gaussian_action, split_gaussian
 
         mean, log_std = split_gaussian(np.asarray(outputs, np.float32))
         draw = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape).astype(np.float32)

@@ -12,6 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kd_rl._io import write_text
+from kd_rl.distill import DistillConfig, distill_policy
+from kd_rl.evaluate import inference_latency_us, model_size_bytes
+from kd_rl.losses import default_temperature
+from kd_rl.models import load_policy
+from kd_rl.plots import plot_comparison_bars, plot_distillation_curve, read_curve, save
+from kd_rl.policies import NumpyPolicy
+
 __all__ = ["run_demo", "summary_table"]
 
 
@@ -40,13 +48,6 @@ def run_demo(
     out_dir: str | os.PathLike = "runs/demo", teacher: str = "CartPole-v1-dqn", seed: int = 0, progress: bool = True
 ) -> dict:
     """Run the demo; returns the distillation metrics with the table added."""
-    from kd_rl._io import write_text
-    from kd_rl.distill import DistillConfig, distill_policy
-    from kd_rl.evaluate import inference_latency_us, model_size_bytes
-    from kd_rl.losses import default_temperature
-    from kd_rl.models import load_policy
-    from kd_rl.plots import plot_comparison_bars, plot_distillation_curve, read_curve, save
-    from kd_rl.policies import NumpyPolicy
 
     out = Path(out_dir)
     teacher_model = load_policy(teacher)

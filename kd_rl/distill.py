@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from kd_rl._io import (
     CHECKPOINT_FILE,
@@ -34,9 +35,20 @@ from kd_rl._io import (
     write_json,
 )
 from kd_rl._validate import check_activation, check_int, check_seed
+from kd_rl.data import COLLECT_MODES, BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distributed import STRATEGIES, DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.errors import KdRlError, ResumeRefused
+from kd_rl.evaluate import (
+    AGREEMENT_TOLERANCE,
+    check_model_fits_env,
+    evaluate_model,
+    normalised_score,
+    random_policy_return,
+    run_episodes,
+)
 from kd_rl.losses import (
+    GAUSSIAN_KL_FORMS,
+    LOSS_NAMES,
     GaussianKLDistillationLoss,
     KLDistillationLoss,
     check_temperature,
@@ -44,7 +56,7 @@ from kd_rl.losses import (
     get_loss,
     temperature_weight,
 )
-from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
+from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, normalise_hidden_units, weights_sha256
 
 __all__ = [
     "make_distill_step",
@@ -427,7 +439,6 @@ class Distiller(keras.Model):
         self.kl_tracker.update_state(self.kl_fn(teacher_logits, student_logits, sample_weight=sample_weight))
         if self.gaussian:
             # Deterministic actions within AGREEMENT_TOLERANCE of the range in every dimension.
-            from kd_rl.evaluate import AGREEMENT_TOLERANCE
 
             t_actions = self.teacher.actions_from_outputs(teacher_logits)
             s_actions = self.student.actions_from_outputs(student_logits)
@@ -565,10 +576,6 @@ class DistillConfig:
     strategy: str = "default"
 
     def __post_init__(self):
-        from kd_rl.data import COLLECT_MODES
-        from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES
-        from kd_rl.models import normalise_hidden_units
-
         self.hidden_units = normalise_hidden_units(self.hidden_units)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
@@ -636,8 +643,6 @@ FINAL_EVAL_SEED_OFFSET = 1_000_000
 
 
 def _evaluate_point(student, teacher, config: DistillConfig, temperature: float, env_steps: int, loss: float) -> dict:
-    from kd_rl.evaluate import run_episodes
-
     seed = CURVE_EVAL_SEED_OFFSET + config.seed
     stats = run_episodes(
         student, config.env_id, config.curve_episodes, seed=seed, reference=teacher, temperature=temperature,
@@ -712,10 +717,6 @@ def distill_policy(
         ValueError: If the teacher does not fit the environment, a setting is
             out of range, or ``out_dir`` already holds another run.
     """
-    from tqdm import tqdm
-
-    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-    from kd_rl.evaluate import check_model_fits_env
 
     config = config or DistillConfig()
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
@@ -819,7 +820,6 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int)
 
 def _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds) -> dict:
     """Both policies, and a random one, on the same ``eval_episodes`` seeded episodes; and the run's settings."""
-    from kd_rl.evaluate import evaluate_model, normalised_score, random_policy_return, run_episodes
 
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     kwargs = config.env_kwargs

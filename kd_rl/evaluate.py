@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kd_rl._validate import check_int, check_memory
+from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
 from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
 
@@ -131,8 +132,6 @@ def episode_cap(env_id: str, max_steps: int | None = None, env_kwargs: dict | No
     try:
         spec = gymnasium.spec(env_id)
     except Exception:  # an id only `make` can resolve ("module:Env-v0" before its import): make decides
-        from kd_rl.envs import make_gymnasium_env
-
         env = make_gymnasium_env(env_id, **kwargs)
         spec = env.spec
         env.close()
@@ -216,7 +215,6 @@ def run_episodes(
 
 def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals):
     """Play one episode per seed side by side; add to ``totals``; return ``(returns, lengths, continuous)``."""
-    from kd_rl.envs import EnvGroup
 
     episodes = len(seeds)
     with EnvGroup(env_id, episodes, env_kwargs) as envs:
@@ -308,7 +306,6 @@ class RandomPolicy:
     @classmethod
     def for_env(cls, env_id: str, seed: int = 0, env_kwargs: dict | None = None) -> RandomPolicy:
         """A random policy over ``env_id``'s action space."""
-        from kd_rl.envs import env_spec
 
         spec = env_spec(env_id, **(env_kwargs or {}))
         return cls(spec.num_actions, seed, spec.action_low, spec.action_high)
@@ -425,7 +422,6 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
     """
     import keras
 
-    from kd_rl.envs import env_spec
     from kd_rl.models import check_keras3
 
     check_keras3(model, role)

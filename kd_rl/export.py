@@ -25,8 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_rl._io import atomic_path, native_output_silenced
+from kd_rl.data import visited_states
 from kd_rl.errors import KdRlError
-from kd_rl.policies import NUMPY_ACTIVATIONS, dense_weights
+from kd_rl.models import DeterministicAction, PolicyModel
+from kd_rl.policies import ACTIONS_OUTPUT, NUMPY_ACTIVATIONS, dense_weights, observation_dim
 
 __all__ = [
     "FORMATS",
@@ -43,7 +46,6 @@ def calibration_states(
     model, env_id: str, num_states: int = 2000, seed: int = 0, env_kwargs: dict | None = None
 ) -> np.ndarray:
     """States visited by ``model`` acting (ε = 0.1) in ``env_id``: float32 [num_states, obs_dim]."""
-    from kd_rl.data import visited_states
 
     return visited_states(model, env_id, num_states, seed, epsilon=0.1, env_kwargs=env_kwargs)
 
@@ -77,9 +79,6 @@ def _batch1_model(model):
     `kd_rl.policies.TFLitePolicy` resizes the input for other batch sizes.
     """
     import keras
-
-    from kd_rl.models import DeterministicAction, PolicyModel
-    from kd_rl.policies import ACTIONS_OUTPUT, observation_dim
 
     inputs = keras.Input(shape=(observation_dim(model),), batch_size=1, name="observations")
     if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
@@ -126,8 +125,6 @@ def export_model(
         ValueError: For an unknown format, a wrong suffix, or int8 without an env.
     """
     import tensorflow as tf
-
-    from kd_rl._io import atomic_path, native_output_silenced
 
     if fmt not in FORMATS:
         raise KdRlError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -32,8 +32,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kd_rl import __version__
 from kd_rl._validate import check_activation, check_int
 from kd_rl.errors import KdRlError
+from kd_rl.losses import check_temperature
+from kd_rl.zoo import resolve_model_path
 
 __all__ = [
     "LOG_STD_RANGE",
@@ -410,7 +413,6 @@ class PolicyModel(keras.Model):
 
     def action_probabilities(self, observations, temperature: float = 1.0) -> tf.Tensor:
         """``softmax(logits / temperature)``: float32 [batch, num_actions] (discrete policies)."""
-        from kd_rl.losses import check_temperature
 
         if self.is_continuous:
             raise KdRlError("action_probabilities is for discrete policies; a continuous one outputs a Gaussian")
@@ -504,8 +506,6 @@ def _newer_kd_rl(path) -> str | None:
     import json
     import zipfile
 
-    from kd_rl import __version__
-
     try:
         with zipfile.ZipFile(path) as archive:
             written = str(json.loads(archive.read("metadata.json")).get("kd_rl_version", ""))
@@ -532,8 +532,6 @@ def load_policy(name_or_path) -> keras.Model:
     import json
     import zipfile
 
-    from kd_rl.zoo import resolve_model_path
-
     path = resolve_model_path(name_or_path)
     if path.suffix != ".keras":
         raise KdRlError(
@@ -557,8 +555,6 @@ def load_policy(name_or_path) -> keras.Model:
     except Exception as err:  # Keras raises many types for a damaged archive.
         newer = _newer_kd_rl(path)
         if newer is not None:
-            from kd_rl import __version__
-
             raise KdRlError(
                 f"model file {str(path)!r} was written by a newer kd_rl ({newer}); this is kd_rl {__version__}: "
                 "upgrade kd_rl to load it"

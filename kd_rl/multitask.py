@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_checkpoint, save_model, write_csv, write_json
 from kd_rl._validate import check_int, check_seed
+from kd_rl.data import COLLECT_MODES, BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distill import (
     CURVE_EVAL_SEED_OFFSET,
     FINAL_EVAL_SEED_OFFSET,
@@ -41,7 +43,17 @@ from kd_rl.distill import (
     checkpoint_interval,
     resume_progress,
 )
+from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
+from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
+from kd_rl.losses import (
+    GAUSSIAN_KL_FORMS,
+    LOSS_NAMES,
+    check_temperature,
+    default_temperature,
+    get_loss,
+    temperature_weight,
+)
 from kd_rl.models import LOG_STD_RANGE, StudentModel, count_params, normalise_hidden_units, weights_sha256
 
 __all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
@@ -54,7 +66,6 @@ def task_spec(env_id: str, teacher=None) -> dict:
     ``squash`` (the teacher's, so that its Gaussian KL is exact; tanh-squashed
     when there is no teacher).
     """
-    from kd_rl.envs import env_spec
 
     spec = env_spec(env_id)
     task = {"env_id": env_id, "obs_dim": spec.obs_dim}
@@ -258,9 +269,6 @@ class MultiTaskConfig:
     checkpoint_every: int | None = None
 
     def __post_init__(self):
-        from kd_rl.data import COLLECT_MODES
-        from kd_rl.losses import GAUSSIAN_KL_FORMS, LOSS_NAMES, check_temperature
-
         if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
             raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
 
@@ -311,7 +319,6 @@ def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
     a DQN teacher's T = 0.01 would shrink its task 10,000-fold against a
     PPO teacher's at T = 1, and the shared trunk would learn only the latter.
     """
-    from kd_rl.losses import default_temperature, get_loss, temperature_weight
 
     out = []
     for teacher, env_id in zip(teachers, config.env_ids):
@@ -401,10 +408,6 @@ def distill_multitask(
             student without those tasks, ``out_dir`` holding another run, or a
             refused resume (`kd_rl.errors.ResumeRefused`).
     """
-    from tqdm import tqdm
-
-    from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-    from kd_rl.evaluate import check_model_fits_env
 
     teachers = list(teachers)
     if len(teachers) != len(config.env_ids):
@@ -495,8 +498,6 @@ def distill_multitask(
 
 
 def _curve_point(models, config: MultiTaskConfig, env_steps: int, loss: float) -> dict:
-    from kd_rl.evaluate import run_episodes
-
     point = {"env_steps": env_steps, "loss": loss}
     for model, env_id in zip(models, config.env_ids):
         seed = CURVE_EVAL_SEED_OFFSET + config.seed
@@ -505,8 +506,6 @@ def _curve_point(models, config: MultiTaskConfig, env_steps: int, loss: float) -
 
 
 def _final_metrics(teachers, student, config, task_losses, buffers, train_seconds) -> dict:
-    from kd_rl.evaluate import normalised_score, random_policy_return, run_episodes
-
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     tasks = []
     for teacher, env_id, (_, _, temperature), buffer in zip(teachers, config.env_ids, task_losses, buffers):

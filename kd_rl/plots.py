@@ -23,6 +23,7 @@ if not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kd_rl._io import atomic_path
 from kd_rl.errors import KdRlError
 
 __all__ = [
@@ -50,7 +51,6 @@ def read_curve(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write ``fig`` as a PNG atomically and close it."""
-    from kd_rl._io import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")

@@ -102,3 +102,24 @@ def test_no_private_name_is_imported_across_modules():
                     if private and f"{node.module}.{alias.name}" not in _modules():
                         crossing.append(f"{name} imports {node.module}.{alias.name}")
     assert crossing == []
+
+
+#: The modules that may import kd_rl modules inside a function, and why: the boundaries that keep a
+#: heavy import out of a light path. Everything else imports what it uses at the top.
+LOCAL_IMPORT_BOUNDARIES = {
+    "kd_rl.cli": "kd-rl --help and argument errors come before TensorFlow is imported",
+    "kd_rl.policies": "NumpyPolicy and TFLitePolicy run without TensorFlow; Keras models need kd_rl.models",
+    "kd_rl.evaluate": "evaluating a NumPy or TFLite export needs no TensorFlow; Keras models need kd_rl.models",
+    "kd_rl.distributed": "a Ray actor sets TensorFlow's threads before its collector imports the rest",
+}
+
+
+def test_library_modules_import_kd_rl_at_the_top():
+    local = set()
+    for name, path in _modules().items():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kd_rl"):
+                        local.add(name)
+    assert local <= set(LOCAL_IMPORT_BOUNDARIES), sorted(local - set(LOCAL_IMPORT_BOUNDARIES))

@@ -70,6 +70,7 @@ from tf_agents.agents.sac import sac_agent
 from tf_agents.trajectories import trajectory
 
 from kd_rl.errors import KdRlError
+from kd_rl.evaluate import check_model_fits_env
 from kd_rl.losses import (
     DEFAULT_TEMPERATURES,
     check_temperature,
@@ -167,7 +168,6 @@ def check_kickstart_teacher(teacher, env_id: str, algo: str, env_kwargs: dict | 
     teacher must also squash as the student does: tanh-squashed for SAC,
     clipped (not squashed) for PPO.
     """
-    from kd_rl.evaluate import check_model_fits_env
 
     check_model_fits_env(teacher, env_id, role="kickstart teacher", env_kwargs=env_kwargs or None)
     if getattr(teacher, "is_continuous", False):

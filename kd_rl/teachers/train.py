@@ -29,7 +29,7 @@ from kd_rl._validate import check_float, check_int, check_memory, check_seed
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import run_episodes
-from kd_rl.models import count_params
+from kd_rl.models import count_params, load_policy
 from kd_rl.teachers.dqn import train_dqn
 from kd_rl.teachers.hyperparams import (
     check_algo,
@@ -318,8 +318,6 @@ def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_k
             raise KdRlError(f"kickstart settings {sorted(options)} need a kickstart teacher (kickstart=...)")
         return None
     import keras
-
-    from kd_rl.models import load_policy
 
     source = teacher.name if isinstance(teacher, keras.Model) else str(teacher)
     model = teacher if isinstance(teacher, keras.Model) else load_policy(teacher)
