@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -114,3 +116,37 @@ def check_memory(what: str, nbytes: float) -> None:
             f"{what} would take {nbytes:.3g} bytes ({format_bytes(nbytes)}) of memory; this machine has "
             f"{format_bytes(available)} available: choose a smaller value"
         )
+
+
+def check_temperature(temperature) -> float:
+    """Return ``temperature`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise KdRlError(f"temperature must be a number > 0, got {temperature!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise KdRlError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return value
+
+
+def normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
+    """Hidden layer widths as a tuple of positive ints: ``50`` -> ``(50,)``, ``[64, 64]`` -> ``(64, 64)``.
+
+    Raises:
+        ValueError: For a bool, a non-integer or a width <= 0, naming ``hidden_units``.
+    """
+    if isinstance(hidden_units, bool | np.bool_):
+        raise KdRlError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
+    if isinstance(hidden_units, int | np.integer):
+        units = (int(hidden_units),)
+    else:
+        try:
+            units = tuple(hidden_units)
+        except TypeError:
+            raise KdRlError(
+                f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}"
+            ) from None
+    for u in units:
+        if isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0:
+            raise KdRlError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
+    return tuple(int(u) for u in units)

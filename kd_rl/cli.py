@@ -104,7 +104,18 @@ def _float_type(rule: str, accept):
     return parse
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 _positive_float = _float_type("a number > 0", lambda v: v > 0)
+_fraction = _float_type("a number from 0 to 1", lambda v: 0 <= v <= 1)
 _nonnegative_float = _float_type("a number >= 0", lambda v: v >= 0)
 _finite_float = _float_type("a finite number", lambda v: True)
 
@@ -238,35 +249,59 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _distill_config(args):
-    from kd_rl.distill import DistillConfig
+#: argparse keywords for each kind of config setting (kd_rl.config's field metadata).
+_KINDS = {
+    "positive_int": {"type": _positive_int},
+    "nonnegative_int": {"type": _nonnegative_int},
+    "seed": {"type": _seed},
+    "positive_float": {"type": _positive_float},
+    "fraction": {"type": _fraction},
+    "hidden": {"type": _hidden},
+    "json": {"type": _json_object},
+    "str": {},
+    "flag": {"action": "store_true", "default": None},
+    "negated_flag": {"action": "store_false", "default": None},
+}
 
-    overrides = {
-        key: getattr(args, key)
-        for key in (
-            "hidden_units",
-            "activation",
-            "inherit_normalizer",
-            "loss",
-            "temperature",
-            "collect",
-            "steps",
-            "seed",
-            "learning_rate",
-            "batch_size",
-            "buffer_size",
-            "eval_episodes",
-            "checkpoint_every",
-            "sample_actions",
-            "state_dependent_std",
-            "gaussian_kl",
-            "actors",
-            "ray_address",
-            "strategy",
-        )
-        if getattr(args, key, None) is not None
-    }
-    return DistillConfig(env_id=args.env[0], env_kwargs=_env_kwargs(args), **overrides)
+
+def _add_config_options(parser) -> None:
+    """``kd-rl distill``'s options, one per setting of `kd_rl.config` that has a flag."""
+    from kd_rl.config import cli_settings
+
+    for s in cli_settings():
+        kwargs = dict(_KINDS.get(s.kind, {}))
+        if s.kind == "choice":
+            kwargs["choices"] = list(s.choices)
+        if s.metavar:
+            kwargs["metavar"] = s.metavar
+        scope = {"single": " (single-task runs)", "multi": "", "both": ""}[s.scope]
+        default = s.single_default if s.scope != "multi" else s.multi_default
+        shown = "" if s.kind in ("flag", "negated_flag") or default is None else f" (default {default})"
+        parser.add_argument(s.flag, dest=s.name, help=s.help + scope + shown, **kwargs)
+
+
+def _config_from_args(args):
+    """The run's `DistillConfig` (one --teacher/--env pair) or `MultiTaskConfig` (several), from the flags given.
+
+    Raises:
+        KdRlError: For a single-task option in a multi-task run, or the reverse.
+    """
+    from kd_rl.config import MULTITASK_NAMES, DistillConfig, MultiTaskConfig, cli_settings
+
+    settings = cli_settings()
+    given = {s.name: getattr(args, s.name) for s in settings if getattr(args, s.name, None) is not None}
+    multi = len(args.env) > 1
+    wrong = [s.flag for s in settings if s.name in given and s.scope == ("single" if multi else "multi")]
+    if wrong and multi:
+        raise KdRlError(f"{', '.join(wrong)}: not available for multi-task runs (several --teacher/--env pairs)")
+    if wrong:
+        raise KdRlError(f"{', '.join(wrong)} is for multi-task students (several --teacher/--env pairs)")
+    if multi:
+        values = {MULTITASK_NAMES.get(k, k): v for k, v in given.items()}
+        return MultiTaskConfig(env_ids=tuple(args.env), **values)
+    if "env_kwargs" in given:
+        given["env_kwargs"] = _env_kwargs(args)
+    return DistillConfig(env_id=args.env[0], **given)
 
 
 def _env_kwargs(args) -> dict | None:
@@ -283,11 +318,9 @@ def _cmd_distill(args) -> int:
         raise KdRlError(
             f"give one --env per --teacher, in pairs: got {len(args.teacher)} --teacher and {len(args.env)} --env"
         )
+    config = _config_from_args(args)
     if len(args.teacher) > 1:
-        return _distill_multitask(args)
-    if args.adapter_units is not None:
-        raise KdRlError("--adapter is for multi-task students (several --teacher/--env pairs)")
-    config = _distill_config(args)
+        return _distill_multitask(args, config)
     teacher = load_policy(args.teacher[0])
     _, m = distill_policy(
         teacher,
@@ -313,34 +346,10 @@ def _cmd_distill(args) -> int:
     return 0
 
 
-def _distill_multitask(args) -> int:
+def _distill_multitask(args, config) -> int:
     from kd_rl.models import load_policy
-    from kd_rl.multitask import MultiTaskConfig, distill_multitask
+    from kd_rl.multitask import distill_multitask
 
-    unsupported = [
-        f
-        for f in (
-            "sample_actions",
-            "actors",
-            "ray_address",
-            "env_kwargs",
-            "activation",
-            "inherit_normalizer",
-        )
-        if getattr(args, f, None)
-    ]
-    if unsupported:
-        flags = ", ".join("--" + f.replace("_", "-") for f in unsupported)
-        raise KdRlError(f"{flags}: not available for multi-task runs (several --teacher/--env pairs)")
-    fields = ("loss", "temperature", "collect", "steps", "seed", "learning_rate", "batch_size", "buffer_size")
-    extra = ("eval_episodes", "state_dependent_std", "gaussian_kl", "checkpoint_every")
-    overrides = {k: getattr(args, k) for k in (*fields, *extra)}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.hidden_units is not None:
-        overrides["trunk_units"] = args.hidden_units
-    if args.adapter_units is not None:
-        overrides["adapter_units"] = args.adapter_units
-    config = MultiTaskConfig(env_ids=tuple(args.env), **overrides)
     teachers = [load_policy(t) for t in args.teacher]
     _, m = distill_multitask(
         teachers, config, out_dir=args.out, overwrite=args.overwrite, progress=not args.no_progress,
@@ -442,77 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", required=True, action="append", help="Gymnasium environment id, e.g. CartPole-v1 (one per --teacher)"
     )
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument(
-        "--hidden",
-        dest="hidden_units",
-        type=_hidden,
-        help="student hidden units, e.g. 50 or 64,64 (multi-task: the shared trunk's)",
-    )
-    p.add_argument(
-        "--adapter", dest="adapter_units", type=_positive_int, help="multi-task: each task's input adapter width (64)"
-    )
-    p.add_argument(
-        "--activation", help="the student's hidden-layer activation, a Keras name (default relu; tanh: a PPO teacher's)"
-    )
-    p.add_argument(
-        "--inherit-normalizer",
-        action="store_true",
-        default=None,
-        help="the student starts with the teacher's fixed observation normalisation (PPO teachers have one)",
-    )
-    p.add_argument("--loss", choices=["kl", "mse", "nll"])
-    p.add_argument(
-        "--temperature",
-        type=_positive_float,
-        help="temperature for kl (> 0); default by the teacher's outputs: 0.01 for Q-values, 1 for logits and "
-        "Gaussians (for a Gaussian it scales the teacher's standard deviation)",
-    )
-    p.add_argument("--collect", choices=["teacher", "student", "mixed"], help="who acts while collecting")
-    p.add_argument("--steps", type=_positive_int, help="teacher-labelled env steps")
-    p.add_argument("--seed", type=_seed)
-    p.add_argument("--lr", dest="learning_rate", type=_positive_float)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--buffer-size", type=_positive_int)
-    p.add_argument("--eval-episodes", type=_positive_int, help="episodes of the final evaluation (default 100)")
-    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
-    p.add_argument(
-        "--sample-actions",
-        action="store_true",
-        default=None,
-        help="continuous actions: execute actions sampled from the acting policy's Gaussian while collecting",
-    )
-    p.add_argument(
-        "--constant-std",
-        dest="state_dependent_std",
-        action="store_false",
-        default=None,
-        help="continuous actions: the student's log-std is one learned value per action dimension",
-    )
-    p.add_argument(
-        "--gaussian-kl",
-        choices=["decoupled", "exact"],
-        help="continuous actions, --loss kl: minimise the Gaussian KL in its decoupled form (default: the means "
-        "pulled at the teacher's standard deviation) or the exact KL",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        help="env steps between checkpoints (default: every 10%% of --steps from 50,000 steps, else none)",
-    )
-    p.add_argument(
-        "--actors",
-        type=int,
-        help="Ray actors that collect and label in parallel (default 0: this process); needs kd_rl[distributed]",
-    )
-    p.add_argument(
-        "--ray-address",
-        help="with --actors: a running Ray cluster, host:port as `ray start --head` prints it (default: a local one)",
-    )
-    p.add_argument(
-        "--strategy",
-        choices=["default", "mirrored"],
-        help="the learner's tf.distribute strategy: default (one device) or mirrored (every GPU of this host)",
-    )
+    _add_config_options(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out")
     group.add_argument("--overwrite", action="store_true", help="replace the run in --out")

@@ -28,14 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._validate import check_int, check_memory
+from kd_rl.config import COLLECT_MODES
 from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.models import PolicyModel, gaussian_action, split_gaussian
 from kd_rl.policies import as_policy_fn, to_actions
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
-
-COLLECT_MODES = ("teacher", "student", "mixed")
 
 
 def check_buffer_memory(buffer_size: int, batch_size: int, updates_per_round: int, width: int) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
@@ -34,9 +33,9 @@ from kd_rl._io import (
     write_csv,
     write_json,
 )
-from kd_rl._validate import check_activation, check_int, check_seed
-from kd_rl.data import COLLECT_MODES, BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-from kd_rl.distributed import STRATEGIES, DistributedCollector, check_ray_ready, make_strategy
+from kd_rl.config import LONG_RUN_STEPS, DistillConfig, checkpoint_interval
+from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
+from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.evaluate import (
     AGREEMENT_TOLERANCE,
@@ -47,8 +46,6 @@ from kd_rl.evaluate import (
     run_episodes,
 )
 from kd_rl.losses import (
-    GAUSSIAN_KL_FORMS,
-    LOSS_NAMES,
     GaussianKLDistillationLoss,
     KLDistillationLoss,
     check_temperature,
@@ -56,7 +53,7 @@ from kd_rl.losses import (
     get_loss,
     temperature_weight,
 )
-from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, normalise_hidden_units, weights_sha256
+from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
 
 __all__ = [
     "make_distill_step",
@@ -64,6 +61,8 @@ __all__ = [
     "Distiller",
     "check_compatible",
     "DistillConfig",
+    "LONG_RUN_STEPS",
+    "checkpoint_interval",
     "distill_policy",
 ]
 
@@ -478,162 +477,6 @@ class Distiller(keras.Model):
 # --------------------------------------------------------------------------
 # Distillation on a live environment
 # --------------------------------------------------------------------------
-
-
-#: Runs of at least this many steps checkpoint every 10% of them unless told otherwise.
-LONG_RUN_STEPS = 50_000
-
-
-@dataclass
-class DistillConfig:
-    """Every setting of a live distillation run (all recorded in metrics.json).
-
-    Attributes:
-        env_id: Gymnasium environment id.
-        hidden_units: Student hidden layer width(s).
-        activation: The new student's hidden-layer activation, a Keras name
-            (``"relu"``, the article's; ``"tanh"`` matches a PPO teacher's).
-        inherit_normalizer: The new student starts with the teacher's fixed
-            observation normalisation (PPO's running mean, std and clip,
-            baked into its ``TeacherModel``): the same inputs the teacher
-            sees, at no parameter cost. A teacher without one (DQN, SAC)
-            leaves the student without one.
-        loss: ``"kl"``, ``"mse"`` or ``"nll"``.
-        temperature: Softmax temperature for ``"kl"``; None (the default):
-            by what the teacher outputs (`kd_rl.losses.default_temperature`):
-            0.01 for a DQN's Q-values, which differ by little between actions
-            (Rusu et al. 2016 sharpen them so), and 1 for a policy's logits,
-            whose distribution is the target (T > 1 softens it, as in
-            Hinton et al. 2015). The value used is recorded in metrics.json.
-        collect: ``"teacher"``, ``"student"`` (DAgger) or ``"mixed"``.
-        steps: Teacher-labelled environment steps (the data budget).
-        seed: Seeds TensorFlow, the sampler and the environments.
-        learning_rate: Adam learning rate.
-        batch_size: States per update.
-        buffer_size: Replay buffer capacity.
-        num_envs: Environments stepped together while collecting.
-        collect_per_round: Env steps collected between rounds of updates.
-        updates_per_round: Gradient updates after each collection round.
-        epsilon: Random-action probability while collecting.
-        beta_start, beta_end: β schedule for ``mixed`` collection.
-        eval_every: Env steps between the evaluations that make the curve (0: none).
-        curve_episodes: Episodes of each of those evaluations.
-        eval_episodes: Episodes of the final evaluation of both policies.
-        checkpoint_every: Env steps between checkpoints (0: none); None (the
-            default): every 10% of ``steps`` for runs of at least
-            `LONG_RUN_STEPS` steps, none for shorter ones.
-        sample_actions: Continuous actions: whoever acts while collecting
-            executes an action sampled from its Gaussian, not its
-            deterministic action.
-        state_dependent_std: Continuous actions: the new student's
-            ``log_std`` comes from a Dense head (True) or is one learned value
-            per action dimension (False).
-        gaussian_kl: Continuous actions, ``loss="kl"``: minimise the
-            Gaussian KL in its ``"decoupled"`` form (the default: the means
-            pulled at the teacher's standard deviation, see
-            `kd_rl.losses.gaussian_kl_loss`) or the ``"exact"`` KL.
-        env_kwargs: Passed to ``gymnasium.make`` for every environment of the
-            run (collection and evaluations), e.g. ``{"continuous": True}``.
-        actors: Ray actors that collect and label in parallel (0: collect in
-            this process). Needs ``pip install "kd_rl[distributed]"``; see
-            `kd_rl.distributed` and docs/scaling.md.
-        ray_address: With ``actors``: a running Ray cluster (``host:port``,
-            ``ray://host:port`` or ``"auto"``); None: start a local Ray
-            instance with this machine's cores.
-        strategy: The learner's ``tf.distribute`` strategy: ``"default"``
-            (one device) or ``"mirrored"`` (a ``MirroredStrategy`` over every
-            GPU, the batch split across them; `kd_rl.distributed.make_strategy`).
-    """
-
-    env_id: str = "CartPole-v1"
-    hidden_units: int | tuple[int, ...] = 50
-    activation: str = "relu"
-    inherit_normalizer: bool = False
-    loss: str = "kl"
-    temperature: float | None = None
-    collect: str = "student"
-    steps: int = 10_000
-    seed: int = 0
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    buffer_size: int = 50_000
-    num_envs: int = 8
-    collect_per_round: int = 500
-    updates_per_round: int = 100
-    epsilon: float = 0.0
-    beta_start: float = 1.0
-    beta_end: float = 0.0
-    eval_every: int = 2_000
-    curve_episodes: int = 10
-    eval_episodes: int = 100
-    checkpoint_every: int | None = None
-    sample_actions: bool = False
-    state_dependent_std: bool = True
-    gaussian_kl: str = "decoupled"
-    env_kwargs: dict | None = None
-    actors: int = 0
-    ray_address: str | None = None
-    strategy: str = "default"
-
-    def __post_init__(self):
-        self.hidden_units = normalise_hidden_units(self.hidden_units)
-        self.activation = check_activation(self.activation)
-        self.inherit_normalizer = bool(self.inherit_normalizer)
-        if self.temperature is not None:
-            self.temperature = check_temperature(self.temperature)
-        if self.loss not in LOSS_NAMES:
-            raise KdRlError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
-        if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
-            raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
-        if self.collect not in COLLECT_MODES:
-            raise KdRlError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
-        for name in (
-            "steps",
-            "batch_size",
-            "buffer_size",
-            "num_envs",
-            "collect_per_round",
-            "updates_per_round",
-            "curve_episodes",
-            "eval_episodes",
-        ):
-            setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "actors"):
-            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
-        self.seed = check_seed(self.seed)
-        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
-        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
-            raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise KdRlError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
-        for name in ("sample_actions", "state_dependent_std"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
-                raise KdRlError(f"{name} must be True or False, got {getattr(self, name)!r}")
-            setattr(self, name, bool(getattr(self, name)))
-        if self.strategy not in STRATEGIES:
-            raise KdRlError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.env_kwargs is not None and not isinstance(self.env_kwargs, dict):
-            raise KdRlError(f"env_kwargs must be a dict of gymnasium.make arguments or None, got {self.env_kwargs!r}")
-        if self.ray_address is not None and not self.actors:
-            raise KdRlError(f"ray_address={self.ray_address!r} needs actors >= 1 (collection on a Ray cluster)")
-
-    @property
-    def checkpoint_interval(self) -> int:
-        """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
-        return checkpoint_interval(self.checkpoint_every, self.steps)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden_units"] = list(self.hidden_units)
-        return d
-
-
-def checkpoint_interval(checkpoint_every: int | None, steps: int) -> int:
-    """Env steps between a distillation run's checkpoints (0: none): ``checkpoint_every``, or by default
-    every 10% of ``steps`` for runs of at least `LONG_RUN_STEPS` steps and none for shorter ones."""
-    if checkpoint_every is not None:
-        return checkpoint_every
-    return steps // 10 if steps >= LONG_RUN_STEPS else 0
 
 
 #: Seeds of a run's curve and final evaluations are offset from its seed, so

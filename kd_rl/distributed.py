@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kd_rl._validate import check_int
+from kd_rl.config import STRATEGIES
 from kd_rl.errors import KdRlError, MissingDependency
 
 __all__ = [
@@ -57,9 +58,6 @@ __all__ = [
 
 #: The command that installs Ray for kd_rl.
 INSTALL_HINT = 'pip install "kd_rl[distributed]"'
-
-#: Learner strategies `DistillConfig.strategy` accepts.
-STRATEGIES = ("default", "mirrored")
 
 
 class ActorLostError(ConnectionError):

@@ -25,6 +25,8 @@ import math
 import keras
 import tensorflow as tf
 
+from kd_rl._validate import check_temperature
+from kd_rl.config import GAUSSIAN_KL_FORMS, LOSS_NAMES
 from kd_rl.errors import KdRlError
 
 __all__ = [
@@ -48,22 +50,6 @@ __all__ = [
     "get_loss",
     "GAUSSIAN_KL_FORMS",
 ]
-
-LOSS_NAMES = ("kl", "mse", "nll")
-#: How ``"kl"`` distillation optimises the KL between two Gaussians (`get_loss`).
-GAUSSIAN_KL_FORMS = ("decoupled", "exact")
-
-
-def check_temperature(temperature) -> float:
-    """Return ``temperature`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise KdRlError(f"temperature must be a number > 0, got {temperature!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise KdRlError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return value
-
 
 #: The default distillation temperature for each kind of teacher output. A DQN's
 #: Q-values differ by little between actions, so a small T (Rusu et al. 2016

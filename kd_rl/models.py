@@ -33,9 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl import __version__
-from kd_rl._validate import check_activation, check_int
+from kd_rl._validate import check_activation, check_int, check_temperature, normalise_hidden_units
 from kd_rl.errors import KdRlError
-from kd_rl.losses import check_temperature
 from kd_rl.zoo import resolve_model_path
 
 __all__ = [
@@ -64,29 +63,6 @@ OUTPUT_TYPES = ("q_values", "logits", "gaussian", None)
 #: Default clip of a Gaussian policy's log standard deviation, as TF-Agents' SAC
 #: (``std_clip_transform``) and Stable-Baselines3's SAC use.
 LOG_STD_RANGE = (-20.0, 2.0)
-
-
-def normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]:
-    """Hidden layer widths as a tuple of positive ints: ``50`` -> ``(50,)``, ``[64, 64]`` -> ``(64, 64)``.
-
-    Raises:
-        ValueError: For a bool, a non-integer or a width <= 0, naming ``hidden_units``.
-    """
-    if isinstance(hidden_units, bool | np.bool_):
-        raise KdRlError(f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}")
-    if isinstance(hidden_units, int | np.integer):
-        units = (int(hidden_units),)
-    else:
-        try:
-            units = tuple(hidden_units)
-        except TypeError:
-            raise KdRlError(
-                f"hidden_units must be a positive int or a sequence of them, got {hidden_units!r}"
-            ) from None
-    for u in units:
-        if isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0:
-            raise KdRlError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
-    return tuple(int(u) for u in units)
 
 
 def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:

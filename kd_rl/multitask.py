@@ -26,7 +26,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
@@ -34,22 +33,14 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_checkpoint, save_model, write_csv, write_json
-from kd_rl._validate import check_int, check_seed
-from kd_rl.data import COLLECT_MODES, BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-from kd_rl.distill import (
-    CURVE_EVAL_SEED_OFFSET,
-    FINAL_EVAL_SEED_OFFSET,
-    check_resume_target,
-    checkpoint_interval,
-    resume_progress,
-)
+from kd_rl._validate import check_int
+from kd_rl.config import MultiTaskConfig
+from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
+from kd_rl.distill import CURVE_EVAL_SEED_OFFSET, FINAL_EVAL_SEED_OFFSET, check_resume_target, resume_progress
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
 from kd_rl.losses import (
-    GAUSSIAN_KL_FORMS,
-    LOSS_NAMES,
-    check_temperature,
     default_temperature,
     get_loss,
     temperature_weight,
@@ -220,95 +211,6 @@ def geometric_mean(scores: Sequence[float | None]) -> float | None:
     if min(clipped) == 0.0:
         return 0.0
     return float(math.exp(np.mean(np.log(clipped))))
-
-
-@dataclass
-class MultiTaskConfig:
-    """Settings of a multi-task distillation run (all recorded in metrics.json).
-
-    Per-task budgets: every task gets ``steps`` labelled states, a buffer of
-    ``buffer_size`` and ``batch_size`` states in every update.
-
-    Attributes:
-        env_ids: The tasks, one Gymnasium id per teacher, in order.
-        trunk_units: Shared layers' widths.
-        adapter_units: Width of each task's input adapter.
-        loss: ``"kl"``, ``"mse"`` or ``"nll"`` (each task's Gaussian form for continuous tasks).
-        temperature: One temperature for every task; None: each teacher's
-            default (`kd_rl.losses.default_temperature`).
-        collect: ``"teacher"``, ``"student"`` or ``"mixed"``.
-        steps: Teacher-labelled environment steps per task.
-        checkpoint_every: Env steps (per task) between checkpoints (0: none);
-            None: every 10% of ``steps`` for runs of at least 50,000 steps,
-            as `kd_rl.distill.DistillConfig`.
-        Others: as in `kd_rl.distill.DistillConfig`.
-    """
-
-    env_ids: tuple[str, ...] = ("CartPole-v1", "LunarLander-v3")
-    trunk_units: int | tuple[int, ...] = (64,)
-    adapter_units: int = 64
-    loss: str = "kl"
-    temperature: float | None = None
-    collect: str = "student"
-    steps: int = 10_000
-    seed: int = 0
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    buffer_size: int = 50_000
-    num_envs: int = 8
-    collect_per_round: int = 500
-    updates_per_round: int = 100
-    epsilon: float = 0.0
-    beta_start: float = 1.0
-    beta_end: float = 0.0
-    eval_every: int = 5_000
-    curve_episodes: int = 10
-    eval_episodes: int = 100
-    state_dependent_std: bool = True
-    gaussian_kl: str = "decoupled"
-    checkpoint_every: int | None = None
-
-    def __post_init__(self):
-        if self.gaussian_kl not in GAUSSIAN_KL_FORMS:
-            raise KdRlError(f"gaussian_kl must be one of {', '.join(GAUSSIAN_KL_FORMS)}, got {self.gaussian_kl!r}")
-
-        if isinstance(self.env_ids, str):
-            self.env_ids = (self.env_ids,)
-        self.env_ids = tuple(self.env_ids)
-        if not self.env_ids or not all(isinstance(e, str) and e for e in self.env_ids):
-            raise KdRlError(f"env_ids must be one or more environment ids, got {self.env_ids!r}")
-        repeated = sorted({e for e in self.env_ids if self.env_ids.count(e) > 1})
-        if repeated:
-            raise KdRlError(f"each environment may be given once; repeated: {repeated}")
-        self.trunk_units = normalise_hidden_units(self.trunk_units)
-        self.adapter_units = check_int("adapter_units", self.adapter_units)
-        if self.temperature is not None:
-            self.temperature = check_temperature(self.temperature)
-        if self.loss not in LOSS_NAMES:
-            raise KdRlError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
-        if self.collect not in COLLECT_MODES:
-            raise KdRlError(f"collect must be one of {', '.join(COLLECT_MODES)}, got {self.collect!r}")
-        for name in ("steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round"):
-            setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("curve_episodes", "eval_episodes"):
-            setattr(self, name, check_int(name, getattr(self, name)))
-        self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
-        self.seed = check_seed(self.seed)
-        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
-        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
-            raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise KdRlError(f"epsilon must be in [0, 1], got {self.epsilon!r}")
-
-    @property
-    def checkpoint_interval(self) -> int:
-        """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
-        return checkpoint_interval(self.checkpoint_every, self.steps)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["env_ids"], d["trunk_units"] = list(self.env_ids), list(self.trunk_units)
-        return d
 
 
 def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):

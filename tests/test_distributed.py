@@ -116,7 +116,7 @@ def test_without_ray_actors_fail_with_the_install_command(monkeypatch, cartpole_
 @pytest.mark.parametrize(
     "flags, match, ray_missing",
     [
-        (["--actors", "-1"], "actors must be an int >= 0, got -1", False),
+        (["--actors", "-1"], "--actors: expected an integer >= 0, got '-1'", False),
         (["--actors", "2"], INSTALL_HINT, True),
         (["--actors", "2", "--ray-address", "127.0.0.1:{port}"], "cannot reach a Ray cluster", False),
         (["--ray-address", "127.0.0.1:6379"], "needs actors >= 1", False),
