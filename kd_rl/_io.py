@@ -17,15 +17,31 @@ import math
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from kd_rl import __version__
 from kd_rl.errors import KdRlError, ResumeRefused
 
 #: OS errors that mean the disk (or the process's file-size limit) is full.
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def error_summary(err: BaseException) -> str:
+    """``Type: message``: its first line, without TensorFlow's ``{{function_node ...}}`` prefix, <= 300 characters."""
+    text = str(err).split("}}")[-1].strip() if "{{" in str(err) else str(err)
+    return f"{type(err).__name__}: {text}".splitlines()[0][:300]
+
+
+def damaged_checkpoint(path, err: BaseException, hint: str = "") -> KdRlError:
+    """The one-line error for a checkpoint that cannot be read; the file itself is left as it is."""
+    return KdRlError(
+        f"checkpoint {str(path)!r} is damaged and cannot be read ({error_summary(err)}); it was left as it is{hint}"
+    )
 
 
 def _umask() -> int:
@@ -151,8 +167,6 @@ def save_model(model, path: str | os.PathLike) -> None:
     The version goes into the archive's ``metadata.json`` (``"kd_rl_version"``),
     so that a file written by a newer kd_rl is refused with a message that says so.
     """
-    import zipfile
-
     with atomic_path(path, suffix=".keras") as tmp:
         os.remove(tmp)  # Keras refuses to overwrite silently in some versions.
         model.save(tmp)
@@ -368,8 +382,6 @@ def _buffer_prefixes(count: int) -> list[str]:
 def save_checkpoint(path: str | os.PathLike, student, optimizer, buffers: Sequence, progress: dict) -> None:
     """Atomically write a run's checkpoint: weights, optimizer state, ``buffers`` (their ``state()``) and
     ``progress`` (JSON: at least ``env_steps`` and ``config``), stamped with `CHECKPOINT_FORMAT`."""
-    import numpy as np
-
     arrays = {f"student_{i}": np.asarray(w) for i, w in enumerate(student.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
     for prefix, buffer in zip(_buffer_prefixes(len(buffers)), buffers):
@@ -389,8 +401,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
             flipped byte); it is left as it is, for inspection.
         ResumeRefused: If a newer kd_rl wrote it.
     """
-    import numpy as np
-
     name = str(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -399,8 +409,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         if not isinstance(progress, dict) or "config" not in progress or "env_steps" not in progress:
             raise ValueError("its progress record is incomplete")
     except Exception as err:  # a damaged file: zipfile, zlib, NumPy and json each raise their own types
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise KdRlError(f"checkpoint {name!r} is damaged and cannot be read ({reason}); it was left as it is") from None
+        raise damaged_checkpoint(name, err) from None
     written = progress.get("format", 0)
     if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
         raise ResumeRefused(

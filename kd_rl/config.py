@@ -219,19 +219,8 @@ class DistillConfig:
         self.hidden_units = normalise_hidden_units(self.hidden_units)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
-        if self.temperature is not None:
-            self.temperature = check_temperature(self.temperature)
-        _check_choices(self)
-        for name in (
-            "steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round",
-            "curve_episodes", "eval_episodes",
-        ):  # fmt: skip
-            setattr(self, name, check_int(name, getattr(self, name)))
-        for name in ("eval_every", "actors"):
-            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
-        self.seed = check_seed(self.seed)
-        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
-        _check_rates(self)
+        _check_shared(self)
+        self.actors = check_int("actors", self.actors, minimum=0)
         for name in ("sample_actions", "state_dependent_std"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise KdRlError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -252,13 +241,21 @@ class DistillConfig:
         return d
 
 
-def _check_choices(config) -> None:
+def _check_shared(config) -> None:
+    """Check (and normalise) the settings `DistillConfig` and `MultiTaskConfig` share."""
+    if config.temperature is not None:
+        config.temperature = check_temperature(config.temperature)
     for name, allowed in _CHOICES.items():
         if hasattr(config, name) and getattr(config, name) not in allowed:
             raise KdRlError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-
-
-def _check_rates(config) -> None:
+    for name in (
+        "steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round",
+        "curve_episodes", "eval_episodes",
+    ):  # fmt: skip
+        setattr(config, name, check_int(name, getattr(config, name)))
+    config.eval_every = check_int("eval_every", config.eval_every, minimum=0)
+    config.seed = check_seed(config.seed)
+    config.checkpoint_every = check_int("checkpoint_every", config.checkpoint_every, minimum=0, allow_none=True)
     if not (config.learning_rate > 0 and np.isfinite(config.learning_rate)):
         raise KdRlError(f"learning_rate must be > 0, got {config.learning_rate!r}")
     for name in ("epsilon", "beta_start", "beta_end"):
@@ -326,18 +323,7 @@ class MultiTaskConfig:
             raise KdRlError(f"each environment may be given once; repeated: {repeated}")
         self.trunk_units = normalise_hidden_units(self.trunk_units)
         self.adapter_units = check_int("adapter_units", self.adapter_units)
-        if self.temperature is not None:
-            self.temperature = check_temperature(self.temperature)
-        _check_choices(self)
-        for name in (
-            "steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round",
-            "curve_episodes", "eval_episodes",
-        ):  # fmt: skip
-            setattr(self, name, check_int(name, getattr(self, name)))
-        self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
-        self.seed = check_seed(self.seed)
-        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
-        _check_rates(self)
+        _check_shared(self)
 
     @property
     def checkpoint_interval(self) -> int:

@@ -63,7 +63,10 @@ __all__ = [
     "DistillConfig",
     "LONG_RUN_STEPS",
     "checkpoint_interval",
+    "check_resume_target",
     "distill_policy",
+    "resume_progress",
+    "save_progress",
 ]
 
 
@@ -621,9 +624,9 @@ def distill_policy(
                     curve.append(_log_point(point, writer))
                 if checkpoint is not None and not done and due(checkpoint_every, before, env_steps):
                     elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
-                    progress_now = {"env_steps": env_steps, "curve": curve, "wall_seconds": elapsed}
-                    progress_now.update(config=config.to_dict(), **teacher_id)
-                    save_checkpoint(checkpoint, student, optimizer, [buffer], progress_now)
+                    save_progress(
+                        checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed
+                    )
         finally:
             bar.close()
             collector.close()
@@ -736,6 +739,19 @@ def check_resume_target(out_dir, resume: bool) -> None:
             f"nothing to resume: the run in {str(out_dir)!r} has finished (metrics.json); "
             "pass --overwrite to run it again"
         )
+
+
+def save_progress(
+    path, config, student, optimizer, buffers, teachers: dict, env_steps: int, curve, wall_seconds
+) -> None:
+    """Checkpoint a run (`kd_rl._io.save_checkpoint`) with what `resume_progress` checks and restores.
+
+    Shared by `distill_policy` and `kd_rl.multitask.distill_multitask`; the
+    progress record holds ``env_steps``, ``curve``, ``wall_seconds``, the
+    config and the teachers' names and weight hashes.
+    """
+    progress = {"env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict()}
+    save_checkpoint(path, student, optimizer, buffers, {**progress, **teachers})
 
 
 def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -> dict:

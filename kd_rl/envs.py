@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import gymnasium
 import numpy as np
 
+from kd_rl._io import error_summary
 from kd_rl._validate import check_int
 from kd_rl.errors import KdRlError
 
@@ -94,8 +95,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
         raise KdRlError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
     except Exception as err:  # the environment's own constructor refused (a bad argument value, say)
         given = f" with the arguments {gym_kwargs}" if gym_kwargs else ""
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise KdRlError(f"environment {env_id!r} could not be made{given}: {reason}") from None
+        raise KdRlError(f"environment {env_id!r} could not be made{given}: {error_summary(err)}") from None
 
 
 def _has_display() -> bool:

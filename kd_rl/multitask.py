@@ -32,11 +32,17 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_checkpoint, save_model, write_csv, write_json
+from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_model, write_csv, write_json
 from kd_rl._validate import check_int
 from kd_rl.config import MultiTaskConfig
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
-from kd_rl.distill import CURVE_EVAL_SEED_OFFSET, FINAL_EVAL_SEED_OFFSET, check_resume_target, resume_progress
+from kd_rl.distill import (
+    CURVE_EVAL_SEED_OFFSET,
+    FINAL_EVAL_SEED_OFFSET,
+    check_resume_target,
+    resume_progress,
+    save_progress,
+)
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
@@ -377,9 +383,9 @@ def distill_multitask(
                     curve.append(_curve_point(models, config, env_steps, float(losses[-1].sum())))
                 if checkpoint is not None and not done and due(config.checkpoint_interval, before, env_steps):
                     elapsed = state["wall_seconds"] + time.perf_counter() - start
-                    progress_now = {"env_steps": env_steps, "curve": curve, "wall_seconds": elapsed}
-                    progress_now.update(config=config.to_dict(), **teacher_id)
-                    save_checkpoint(checkpoint, student, optimizer, buffers, progress_now)
+                    save_progress(
+                        checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed
+                    )
         finally:
             bar.close()
             for collector in collectors:

@@ -24,7 +24,7 @@ from tf_agents.utils import common
 from tqdm import tqdm
 
 from kd_rl import _io
-from kd_rl.errors import KdRlError, ResumeRefused
+from kd_rl.errors import ResumeRefused
 from kd_rl.evaluate import run_episodes
 from kd_rl.teachers.kickstart import CURVE_COLUMNS as KICKSTART_COLUMNS
 
@@ -231,7 +231,7 @@ class Run:
             # TensorFlow says "ResourceExhausted" or "Unknown: ... No space left" for a full disk.
             raise OSError(
                 f"could not write the checkpoint in {str(self.out_dir / 'checkpoints')!r} "
-                f"({_first_line(err)}); the previous checkpoint, if any, is kept"
+                f"({_io.error_summary(err)}); the previous checkpoint, if any, is kept"
             ) from None
 
     def restore_best(self) -> None:
@@ -293,22 +293,18 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
         )
 
 
-def _first_line(err: BaseException) -> str:
-    """``Type: message``, its first line, without TensorFlow's ``{{function_node ...}}`` prefix."""
-    text = str(err).split("}}")[-1].strip() if "{{" in str(err) else str(err)
-    return f"{type(err).__name__}: {text}".splitlines()[0][:300]
-
-
 @contextmanager
 def _damage_named(path: str | None):
-    """Turn any error while reading the checkpoint ``path`` into one ``ValueError`` naming it (the files stay)."""
+    """Turn any error while reading the checkpoint ``path`` into one ``ValueError`` naming it (the files stay).
+
+    ``path`` None (no checkpoint is read): errors pass through as they are.
+    """
     try:
         yield
     except Exception as err:
-        raise KdRlError(
-            f"checkpoint {path!r} is damaged and cannot be read ({_first_line(err)}); it was left as it is "
-            "(pass --overwrite to start the run again)"
-        ) from None
+        if path is None:
+            raise
+        raise _io.damaged_checkpoint(path, err, " (pass --overwrite to start the run again)") from None
 
 
 def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
