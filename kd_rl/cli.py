@@ -178,27 +178,20 @@ def _cmd_zoo(args) -> int:
 
 
 def _cmd_train_teacher(args) -> int:
+    from kd_rl.config import TeacherConfig, cli_settings
     from kd_rl.teachers import train_teacher
 
+    values = {s.name: getattr(args, s.name) for s in cli_settings(TeacherConfig) if getattr(args, s.name) is not None}
+    if "overrides" in values:
+        values["overrides"] = json.loads(values["overrides"])  # a JSON object: checked by the parser
+    values["env_kwargs"] = _env_kwargs(args)
     metrics = train_teacher(
-        env_id=args.env,
-        algo=args.algo,
+        TeacherConfig(env_id=args.env, **values),
         out_dir=args.out,
-        steps=args.steps,
-        seed=args.seed,
-        hidden_units=args.hidden,
         resume=args.resume,
         overwrite=args.overwrite,
-        checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress,
         command=args.command_line,
-        kickstart=args.kickstart,
-        kickstart_weight=args.kickstart_weight,
-        kickstart_schedule=args.kickstart_schedule,
-        kickstart_until=args.kickstart_until,
-        hyperparams_file=args.hyperparams,
-        stop_return=args.stop_return,
-        env_kwargs=_env_kwargs(args),
     )
     print(
         f"{args.env} {metrics['algo']}: mean return {metrics['mean_return']:.1f} ± {metrics['std_return']:.1f} "
@@ -258,17 +251,19 @@ _KINDS = {
     "fraction": {"type": _fraction},
     "hidden": {"type": _hidden},
     "json": {"type": _json_object},
+    "float": {"type": _finite_float},
+    "nonnegative_float": {"type": _nonnegative_float},
     "str": {},
     "flag": {"action": "store_true", "default": None},
     "negated_flag": {"action": "store_false", "default": None},
 }
 
 
-def _add_config_options(parser) -> None:
-    """``kd-rl distill``'s options, one per setting of `kd_rl.config` that has a flag."""
+def _add_config_options(parser, config_class=None) -> None:
+    """A command's options, one per setting of its `kd_rl.config` class that has a flag (default `DistillConfig`)."""
     from kd_rl.config import cli_settings
 
-    for s in cli_settings():
+    for s in cli_settings(config_class):
         kwargs = dict(_KINDS.get(s.kind, {}))
         if s.kind == "choice":
             kwargs["choices"] = list(s.choices)
@@ -277,16 +272,18 @@ def _add_config_options(parser) -> None:
         scope = {"single": " (single-task runs)", "multi": "", "both": ""}[s.scope]
         default = s.single_default if s.scope != "multi" else s.multi_default
         shown = "" if s.kind in ("flag", "negated_flag") or default is None else f" (default {default})"
+        if s.shown and "default" not in s.help:
+            shown = f" (default: {s.shown})".replace("%", "%%")
         parser.add_argument(s.flag, dest=s.name, help=s.help + scope + shown, **kwargs)
 
 
 def _config_from_args(args):
-    """The run's `DistillConfig` (one --teacher/--env pair) or `MultiTaskConfig` (several), from the flags given.
+    """The run's `DistillConfig`, single-task (one --teacher/--env pair) or multi-task (several), from the flags.
 
     Raises:
         KdRlError: For a single-task option in a multi-task run, or the reverse.
     """
-    from kd_rl.config import MULTITASK_NAMES, DistillConfig, MultiTaskConfig, cli_settings
+    from kd_rl.config import DistillConfig, cli_settings
 
     settings = cli_settings()
     given = {s.name: getattr(args, s.name) for s in settings if getattr(args, s.name, None) is not None}
@@ -297,8 +294,7 @@ def _config_from_args(args):
     if wrong:
         raise KdRlError(f"{', '.join(wrong)} is for multi-task students (several --teacher/--env pairs)")
     if multi:
-        values = {MULTITASK_NAMES.get(k, k): v for k, v in given.items()}
-        return MultiTaskConfig(env_ids=tuple(args.env), **values)
+        return DistillConfig(env_id=tuple(args.env), **given)
     if "env_kwargs" in given:
         given["env_kwargs"] = _env_kwargs(args)
     return DistillConfig(env_id=args.env[0], **given)
@@ -428,6 +424,12 @@ def _cmd_convert(args) -> int:
 _ENV_KWARGS_HELP = "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}'"
 
 
+def _teacher_config_class():
+    from kd_rl.config import TeacherConfig
+
+    return TeacherConfig
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kd-rl", description="Knowledge distillation for reinforcement learning.")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
@@ -459,53 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("train-teacher", help="train a TF-Agents DQN, PPO or SAC teacher")
-    p.add_argument("--env", required=True)
-    p.add_argument(
-        "--algo",
-        choices=["dqn", "ppo", "sac"],
-        help="dqn: Discrete actions; sac: Box actions; ppo: either (default: the best for --env in "
-        "kd_rl/hyperparams/best.yml, else dqn for Discrete and sac for Box actions)",
-    )
-    p.add_argument(
-        "--hyperparams",
-        metavar="FILE",
-        help="your own YAML file in the form of kd_rl/hyperparams/ALGO.yml: its entry for --env (else its "
-        "'default') replaces the shipped values key by key",
-    )
-    p.add_argument("--steps", type=_positive_int, help="env steps (default: from the hyperparameter file)")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--hidden", type=_hidden, help="hidden units, e.g. 100 or 256,256")
-    p.add_argument("--out", required=True)
-    p.add_argument("--checkpoint-every", type=_positive_int)
-    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
-    p.add_argument(
-        "--stop-return",
-        type=_finite_float,
-        metavar="R",
-        help="stop at the first periodic evaluation whose mean return reaches R (e.g. the env's reward threshold)",
-    )
-    p.add_argument(
-        "--kickstart",
-        metavar="TEACHER",
-        help="kickstart from this teacher (zoo name or .keras file): the loss gains λ·KL(teacher ‖ agent)",
-    )
-    p.add_argument(
-        "--kickstart-weight",
-        type=_nonnegative_float,
-        metavar="λ0",
-        help="the distillation weight at step 0 (default 1)",
-    )
-    p.add_argument(
-        "--kickstart-schedule",
-        choices=["constant", "linear", "exponential"],
-        help="how λ decays over env steps (default linear)",
-    )
-    p.add_argument(
-        "--kickstart-until",
-        type=_positive_int,
-        metavar="STEPS",
-        help="env steps at which linear λ reaches 0, exponential 1%% of λ0 (default half of --steps)",
-    )
+    p.add_argument("--env", required=True, help="Gymnasium id, or an alias from the hyperparameter file")
+    p.add_argument("--out", required=True, help="run folder to write")
+    _add_config_options(p, _teacher_config_class())
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true")
     group.add_argument("--overwrite", action="store_true")

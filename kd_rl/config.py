@@ -1,12 +1,17 @@
 """Every distillation setting, once: its name, type, default, allowed values and help.
 
-`DistillConfig` (one teacher, one environment) and `MultiTaskConfig` (one
-teacher per environment, one student) check each setting when they are built.
-Each field's metadata says how the command line offers it: the flag, the kind
-of value, the help text and whether it applies to single-task runs, multi-task
-runs or both. `kd_rl.cli` builds ``kd-rl distill``'s options from it
-(`cli_settings`), and the docs' option table is generated from it
-(`options_markdown`), so a setting is declared here and nowhere else.
+`DistillConfig` is the one config of a distillation run, for one task or
+several: ``env_id`` is one Gymnasium id (a single-task run, `kd_rl.distill.distill_policy`)
+or a tuple of them (a multi-task run, one teacher per task,
+`kd_rl.multitask.distill_multitask`; a tuple of one is a multi-task student of
+one task). It checks each setting when it is built. Each field's metadata says
+how the command line offers it: the flag, the kind of value, the help text,
+whether it applies to single-task runs, multi-task runs or both, and, where a
+multi-task run's default differs, that default. `kd_rl.cli` builds ``kd-rl
+distill``'s options from it (`cli_settings`), and the docs' option table is
+generated from it (`options_markdown`), so a setting is declared here and
+nowhere else. `MultiTaskConfig` is kept as a way to write a multi-task
+`DistillConfig` with kd_rl 0.2's names.
 
 This module imports neither TensorFlow nor Keras, so that ``kd-rl --help``
 stays fast.
@@ -14,11 +19,20 @@ stays fast.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
-from kd_rl._validate import check_activation, check_int, check_seed, check_temperature, normalise_hidden_units
+from kd_rl._validate import (
+    check_activation,
+    check_float,
+    check_int,
+    check_seed,
+    check_temperature,
+    normalise_hidden_units,
+)
 from kd_rl.errors import KdRlError
 
 __all__ = [
@@ -27,9 +41,12 @@ __all__ = [
     "LONG_RUN_STEPS",
     "LOSS_NAMES",
     "STRATEGIES",
+    "ALGORITHMS",
+    "KICKSTART_SCHEDULES",
     "CliSetting",
     "DistillConfig",
     "MultiTaskConfig",
+    "TeacherConfig",
     "checkpoint_interval",
     "cli_settings",
     "options_markdown",
@@ -43,6 +60,10 @@ GAUSSIAN_KL_FORMS = ("decoupled", "exact")
 COLLECT_MODES = ("teacher", "student", "mixed")
 #: The learner's ``tf.distribute`` strategies (`kd_rl.distributed.make_strategy`).
 STRATEGIES = ("default", "mirrored")
+#: The teacher-training algorithms (`kd_rl.teachers.train_teacher`).
+ALGORITHMS = ("dqn", "ppo", "sac")
+#: How a kickstarting weight λ decays over env steps (`kd_rl.teachers.kickstart.Kickstart`).
+KICKSTART_SCHEDULES = ("constant", "linear", "exponential")
 #: Runs of at least this many steps checkpoint every 10% of them unless told otherwise.
 LONG_RUN_STEPS = 50_000
 
@@ -55,7 +76,16 @@ def checkpoint_interval(checkpoint_every: int | None, steps: int) -> int:
     return steps // 10 if steps >= LONG_RUN_STEPS else 0
 
 
-def _setting(default, help: str, flag: str | None = None, kind: str = "str", scope: str = "both", metavar=None):
+def _setting(
+    default,
+    help: str,
+    flag: str | None = None,
+    kind: str = "str",
+    scope: str = "both",
+    metavar=None,
+    multi=MISSING,
+    shown: str | None = None,
+):
     """A config field with how the CLI offers it.
 
     ``kind``: ``positive_int``, ``nonnegative_int``, ``seed``, ``positive_float``,
@@ -63,22 +93,43 @@ def _setting(default, help: str, flag: str | None = None, kind: str = "str", sco
     (the allowed values are the module's constant for the field), ``flag``
     (on when given), ``negated_flag`` (off when given), ``json`` or ``str``.
     ``scope``: ``"single"``, ``"multi"`` or ``"both"`` (runs it applies to).
+    ``multi``: a multi-task run's default where it differs from ``default``
+    (the field is then None until `DistillConfig` fills it in by the kind of run).
+    ``shown``: the default as the docs' table words it, where the value alone
+    (None) would not say it (``"from the file"``).
     """
-    return field(
-        default=default, metadata={"help": help, "flag": flag, "kind": kind, "scope": scope, "metavar": metavar}
-    )
+    metadata = {"help": help, "flag": flag, "kind": kind, "scope": scope, "metavar": metavar, "shown": shown}
+    if multi is MISSING:
+        return field(default=default, metadata=metadata)
+    return field(default=None, metadata={**metadata, "single_default": default, "multi_default": multi})
 
 
-_CHOICES = {"loss": LOSS_NAMES, "collect": COLLECT_MODES, "gaussian_kl": GAUSSIAN_KL_FORMS, "strategy": STRATEGIES}
+_CHOICES = {
+    "loss": LOSS_NAMES,
+    "collect": COLLECT_MODES,
+    "gaussian_kl": GAUSSIAN_KL_FORMS,
+    "strategy": STRATEGIES,
+    "algo": ALGORITHMS,
+    "kickstart_schedule": KICKSTART_SCHEDULES,
+}
 
 
 @dataclass
 class DistillConfig:
-    """Every setting of a live distillation run (all recorded in metrics.json).
+    """Every setting of a live distillation run, one task or several (all recorded in metrics.json).
+
+    A multi-task run (``env_id`` a tuple) gives every task ``steps`` labelled
+    states, a buffer of ``buffer_size`` and ``batch_size`` states in every
+    update; settings marked single-task are refused for it, and
+    ``adapter_units`` for a single-task run. Three defaults differ by the kind
+    of run: ``hidden_units`` (50; multi-task 64), ``batch_size`` (128;
+    multi-task 64 per task) and ``eval_every`` (2,000; multi-task 5,000).
 
     Attributes:
-        env_id: Gymnasium environment id.
-        hidden_units: Student hidden layer width(s).
+        env_id: Gymnasium environment id; a tuple of them for a multi-task run
+            (`env_ids` is always the tuple).
+        hidden_units: Student hidden layer width(s); multi-task: the shared trunk's.
+        adapter_units: Multi-task: the width of each task's input adapter.
         activation: The new student's hidden-layer activation, a Keras name
             (``"relu"``, the article's; ``"tanh"`` matches a PPO teacher's).
         inherit_normalizer: The new student starts with the teacher's fixed
@@ -94,7 +145,7 @@ class DistillConfig:
             whose distribution is the target (T > 1 softens it, as in
             Hinton et al. 2015). The value used is recorded in metrics.json.
         collect: ``"teacher"``, ``"student"`` (DAgger) or ``"mixed"``.
-        steps: Teacher-labelled environment steps (the data budget).
+        steps: Teacher-labelled environment steps (the data budget), per task.
         seed: Seeds TensorFlow, the sampler and the environments.
         learning_rate: Adam learning rate.
         batch_size: States per update.
@@ -130,16 +181,20 @@ class DistillConfig:
             instance with this machine's cores.
         strategy: The learner's ``tf.distribute`` strategy: ``"default"``
             (one device) or ``"mirrored"`` (a ``MirroredStrategy`` over every
-            GPU, the batch split across them; `kd_rl.distributed.make_strategy`).
+            GPU, every task's batch split across them; `kd_rl.distributed.make_strategy`).
     """
 
-    env_id: str = "CartPole-v1"
+    env_id: str | tuple[str, ...] = "CartPole-v1"
     hidden_units: int | tuple[int, ...] = _setting(
-        50, "student hidden layer widths: 50 or 64,64 (multi-task: the shared trunk's)", "--hidden", "hidden"
+        50, "student hidden layer widths: 50 or 64,64 (multi-task: the shared trunk's)", "--hidden", "hidden",
+        multi=(64,),
+    )  # fmt: skip
+    adapter_units: int | None = _setting(
+        None, "multi-task: each task's input adapter width", "--adapter", "positive_int", "multi", multi=64
     )
     activation: str = _setting(
         "relu", "the new student's hidden-layer activation, a Keras name (tanh: a PPO teacher's)", "--activation",
-        scope="single", metavar="NAME",
+        metavar="NAME",
     )  # fmt: skip
     inherit_normalizer: bool = _setting(
         False, "the new student starts with the teacher's fixed observation normalisation (PPO teachers have one)",
@@ -155,7 +210,9 @@ class DistillConfig:
     steps: int = _setting(10_000, "teacher-labelled env steps (per task)", "--steps", "positive_int")
     seed: int = _setting(0, "seeds TensorFlow, the sampler, the environments and the evaluations", "--seed", "seed")
     learning_rate: float = _setting(1e-3, "Adam learning rate", "--lr", "positive_float")
-    batch_size: int = _setting(128, "states per update (per task)", "--batch-size", "positive_int", metavar="N")
+    batch_size: int = _setting(
+        128, "states per update (per task)", "--batch-size", "positive_int", metavar="N", multi=64
+    )
     buffer_size: int = _setting(
         50_000, "replay buffer capacity (per task)", "--buffer-size", "positive_int", metavar="N"
     )
@@ -173,7 +230,7 @@ class DistillConfig:
     beta_end: float = _setting(0.0, "mixed collection: the teacher's share at the end", "--beta-end", "fraction")
     eval_every: int = _setting(
         2_000, "env steps between the evaluations of the learning curve (0: none)", "--eval-every", "nonnegative_int",
-        metavar="N",
+        metavar="N", multi=5_000,
     )  # fmt: skip
     curve_episodes: int = _setting(
         10, "episodes of each curve evaluation", "--curve-episodes", "positive_int", metavar="N"
@@ -200,7 +257,7 @@ class DistillConfig:
     )  # fmt: skip
     env_kwargs: dict | None = _setting(
         None, "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}'", "--env-kwargs", "json",
-        "single",
+        "single", metavar="JSON",
     )  # fmt: skip
     actors: int = _setting(
         0, "Ray actors that collect and label in parallel (0: this process); needs kd_rl[distributed]", "--actors",
@@ -212,15 +269,39 @@ class DistillConfig:
     )  # fmt: skip
     strategy: str = _setting(
         "default", "the learner's tf.distribute strategy: default (one device) or mirrored (every GPU of this host)",
-        "--strategy", "choice", "single",
+        "--strategy", "choice",
     )  # fmt: skip
 
     def __post_init__(self):
+        self._check_tasks()
+        multi = self.is_multitask
+        for f in fields(self):  # the defaults that differ by the kind of run
+            if "multi_default" in f.metadata and getattr(self, f.name) is None:
+                setattr(self, f.name, f.metadata["multi_default" if multi else "single_default"])
         self.hidden_units = normalise_hidden_units(self.hidden_units)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
-        _check_shared(self)
+        if self.temperature is not None:
+            self.temperature = check_temperature(self.temperature)
+        for name in ("loss", "collect", "gaussian_kl", "strategy"):
+            allowed = _CHOICES[name]
+            if getattr(self, name) not in allowed:
+                raise KdRlError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in (
+            "steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round",
+            "curve_episodes", "eval_episodes",
+        ):  # fmt: skip
+            setattr(self, name, check_int(name, getattr(self, name)))
+        self.eval_every = check_int("eval_every", self.eval_every, minimum=0)
+        self.seed = check_seed(self.seed)
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         self.actors = check_int("actors", self.actors, minimum=0)
+        self.adapter_units = check_int("adapter_units", self.adapter_units, allow_none=not multi)
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        for name in ("epsilon", "beta_start", "beta_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise KdRlError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         for name in ("sample_actions", "state_dependent_std"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise KdRlError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -229,6 +310,51 @@ class DistillConfig:
             raise KdRlError(f"env_kwargs must be a dict of gymnasium.make arguments or None, got {self.env_kwargs!r}")
         if self.ray_address is not None and not self.actors:
             raise KdRlError(f"ray_address={self.ray_address!r} needs actors >= 1 (collection on a Ray cluster)")
+        self._check_scope()
+
+    def _check_tasks(self) -> None:
+        if isinstance(self.env_id, str):
+            if not self.env_id:
+                raise KdRlError("env_id must be an environment id, got ''")
+            return
+        if isinstance(self.env_id, list | tuple):
+            self.env_id = tuple(self.env_id)
+        if (
+            not isinstance(self.env_id, tuple)
+            or not self.env_id
+            or not all(isinstance(e, str) and e for e in self.env_id)
+        ):
+            raise KdRlError(f"env_id must be an environment id or a tuple of them (multi-task), got {self.env_id!r}")
+        repeated = sorted({e for e in self.env_id if self.env_id.count(e) > 1})
+        if repeated:
+            raise KdRlError(f"each environment may be given once; repeated: {repeated}")
+
+    def _check_scope(self) -> None:
+        """Refuse a setting given for the other kind of run (single-task settings keep their defaults otherwise)."""
+        kind = "multi" if self.is_multitask else "single"
+        for f in fields(self):
+            scope = f.metadata.get("scope", "both")
+            if scope in ("both", kind):
+                continue
+            if kind == "single" and getattr(self, f.name) is not None:
+                raise KdRlError(f"{f.name} is for multi-task runs (env_id a tuple of environment ids)")
+            if kind == "multi" and getattr(self, f.name) != f.default:
+                raise KdRlError(f"{f.name} is for single-task runs, not multi-task ones (env_id {self.env_id!r})")
+
+    @property
+    def is_multitask(self) -> bool:
+        """Whether this is a multi-task run: ``env_id`` a tuple of ids (even of one)."""
+        return not isinstance(self.env_id, str)
+
+    @property
+    def env_ids(self) -> tuple[str, ...]:
+        """The run's environment ids, as a tuple (of one for a single-task run)."""
+        return self.env_id if self.is_multitask else (self.env_id,)
+
+    @property
+    def trunk_units(self) -> tuple[int, ...]:
+        """A multi-task student's shared trunk: ``hidden_units``."""
+        return self.hidden_units
 
     @property
     def checkpoint_interval(self) -> int:
@@ -238,106 +364,144 @@ class DistillConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden_units"] = list(self.hidden_units)
+        if self.is_multitask:
+            d["env_id"] = list(self.env_id)
         return d
 
 
-def _check_shared(config) -> None:
-    """Check (and normalise) the settings `DistillConfig` and `MultiTaskConfig` share."""
-    if config.temperature is not None:
-        config.temperature = check_temperature(config.temperature)
-    for name, allowed in _CHOICES.items():
-        if hasattr(config, name) and getattr(config, name) not in allowed:
-            raise KdRlError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-    for name in (
-        "steps", "batch_size", "buffer_size", "num_envs", "collect_per_round", "updates_per_round",
-        "curve_episodes", "eval_episodes",
-    ):  # fmt: skip
-        setattr(config, name, check_int(name, getattr(config, name)))
-    config.eval_every = check_int("eval_every", config.eval_every, minimum=0)
-    config.seed = check_seed(config.seed)
-    config.checkpoint_every = check_int("checkpoint_every", config.checkpoint_every, minimum=0, allow_none=True)
-    if not (config.learning_rate > 0 and np.isfinite(config.learning_rate)):
-        raise KdRlError(f"learning_rate must be > 0, got {config.learning_rate!r}")
-    for name in ("epsilon", "beta_start", "beta_end"):
-        if not 0.0 <= getattr(config, name) <= 1.0:
-            raise KdRlError(f"{name} must be in [0, 1], got {getattr(config, name)!r}")
+def MultiTaskConfig(  # noqa: N802 (kd_rl 0.2's class, now a way to write a multi-task DistillConfig)
+    env_ids: str | tuple[str, ...] = ("CartPole-v1", "LunarLander-v3"), trunk_units=None, **settings
+) -> DistillConfig:
+    """A multi-task `DistillConfig`: ``env_ids`` (a tuple, even of one) and ``trunk_units`` are kd_rl 0.2's names
+    for ``env_id`` and ``hidden_units``; other settings as in `DistillConfig`, with a multi-task run's defaults."""
+    if isinstance(env_ids, str):
+        env_ids = (env_ids,)
+    if trunk_units is not None:
+        settings["hidden_units"] = trunk_units
+    return DistillConfig(env_id=tuple(env_ids) if isinstance(env_ids, list | tuple) else env_ids, **settings)
 
 
 @dataclass
-class MultiTaskConfig:
-    """Settings of a multi-task distillation run (all recorded in metrics.json).
+class TeacherConfig:
+    """Every setting of a teacher-training run (`kd_rl.teachers.train_teacher`, ``kd-rl train-teacher``).
 
-    Per-task budgets: every task gets ``steps`` labelled states, a buffer of
-    ``buffer_size`` and ``batch_size`` states in every update. The settings it
-    shares with `DistillConfig` mean the same (the defaults of ``batch_size``,
-    ``eval_every`` and the widths differ).
-
-    Attributes:
-        env_ids: The tasks, one Gymnasium id per teacher, in order.
-        trunk_units: Shared layers' widths (``--hidden``).
-        adapter_units: Width of each task's input adapter.
-        loss: ``"kl"``, ``"mse"`` or ``"nll"`` (each task's Gaussian form for continuous tasks).
-        temperature: One temperature for every task; None: each teacher's
-            default (`kd_rl.losses.default_temperature`).
-        collect: ``"teacher"``, ``"student"`` or ``"mixed"``.
-        steps: Teacher-labelled environment steps per task.
-        checkpoint_every: Env steps (per task) between checkpoints (0: none);
-            None: every 10% of ``steps`` for runs of at least `LONG_RUN_STEPS` steps.
-        Others: as in `DistillConfig`.
+    The hyperparameters themselves are data: ``kd_rl/hyperparams/{algo}.yml``
+    (RL-Zoo's, per environment), which ``hidden_units``, ``overrides`` and
+    ``hyperparams_file`` override; these are the run's settings around them.
+    ``kickstart`` is a zoo name or a ``.keras`` path (in Python also a Keras 3
+    kd_rl policy). Checked when built; what needs the hyperparameter file or
+    the environment is checked by `train_teacher` before anything is written.
     """
 
-    env_ids: tuple[str, ...] = ("CartPole-v1", "LunarLander-v3")
-    trunk_units: int | tuple[int, ...] = (64,)
-    adapter_units: int = _setting(
-        64, "multi-task: each task's input adapter width", "--adapter", "positive_int", "multi"
+    env_id: str = "CartPole-v1"
+    algo: str | None = _setting(
+        None, "dqn: Discrete actions; sac: Box actions; ppo: either (default: the best for --env in "
+        "kd_rl/hyperparams/best.yml, else dqn for Discrete and sac for Box actions)", "--algo", "choice",
+        shown="see meaning",
+    )  # fmt: skip
+    hyperparams_file: str | None = _setting(
+        None, "your own YAML file in the form of kd_rl/hyperparams/ALGO.yml: its entry for --env (else its "
+        "'default') replaces the shipped values key by key", "--hyperparams", metavar="FILE",
+    )  # fmt: skip
+    steps: int | None = _setting(
+        None, "environment steps (PPO rounds up to whole rollouts)", "--steps", "positive_int", metavar="STEPS",
+        shown="from the file",
+    )  # fmt: skip
+    seed: int = _setting(0, "seeds TensorFlow, NumPy, the environments and the evaluations", "--seed", "seed")
+    hidden_units: int | tuple[int, ...] | None = _setting(
+        None, "hidden layer widths: 100 or 256,256", "--hidden", "hidden", shown="from the file"
     )
-    loss: str = "kl"
-    temperature: float | None = None
-    collect: str = "student"
-    steps: int = 10_000
-    seed: int = 0
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    buffer_size: int = 50_000
-    num_envs: int = 8
-    collect_per_round: int = 500
-    updates_per_round: int = 100
-    epsilon: float = 0.0
-    beta_start: float = 1.0
-    beta_end: float = 0.0
-    eval_every: int = 5_000
-    curve_episodes: int = 10
-    eval_episodes: int = 100
-    state_dependent_std: bool = True
-    gaussian_kl: str = "decoupled"
-    checkpoint_every: int | None = None
+    overrides: dict | None = _setting(
+        None, "other hyperparameters to override, a JSON object, e.g. '{\"learning_rate\": 0.0005}'", "--overrides",
+        "json", metavar="JSON",
+    )  # fmt: skip
+    eval_every: int | None = _setting(
+        None, "environment steps between periodic evaluations", "--eval-every", "positive_int", metavar="N",
+        shown="from the file",
+    )  # fmt: skip
+    eval_episodes: int = _setting(
+        100, "episodes of the final evaluation of the exported teacher", "--eval-episodes", "positive_int", metavar="N"
+    )
+    checkpoint_every: int | None = _setting(
+        None, "environment steps between checkpoints (none: no checkpoints)", "--checkpoint-every", "positive_int",
+        metavar="N",
+    )  # fmt: skip
+    env_kwargs: dict | None = _setting(
+        None, "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}', used for training and "
+        "every evaluation", "--env-kwargs", "json", metavar="JSON",
+    )  # fmt: skip
+    stop_return: float | None = _setting(
+        None, "stop at the first periodic evaluation whose mean return reaches R (e.g. the environment's reward "
+        "threshold, as Stable-Baselines3's StopTrainingOnRewardThreshold)", "--stop-return", "float", metavar="R",
+    )  # fmt: skip
+    kickstart: object = _setting(
+        None, "also learn from this teacher (zoo name or .keras file): the loss gains λ·KL(teacher ‖ agent)",
+        "--kickstart", metavar="TEACHER",
+    )  # fmt: skip
+    kickstart_weight: float | None = _setting(
+        None, "the distillation weight λ0 at step 0 (>= 0)", "--kickstart-weight", "nonnegative_float",
+        metavar="λ0", shown="1",
+    )  # fmt: skip
+    kickstart_schedule: str | None = _setting(
+        None, "how λ decays over env steps", "--kickstart-schedule", "choice", shown="linear"
+    )
+    kickstart_until: int | None = _setting(
+        None, "env steps at which linear λ reaches 0, exponential 1%% of λ0", "--kickstart-until", "positive_int",
+        metavar="STEPS", shown="half of --steps",
+    )  # fmt: skip
+    kickstart_temperature: float | None = _setting(
+        None, "the kickstarting teacher's temperature", "--kickstart-temperature", "positive_float", metavar="T",
+        shown="by its outputs: 0.01 for Q-values, 1 for logits and Gaussians",
+    )  # fmt: skip
 
     def __post_init__(self):
-        if isinstance(self.env_ids, str):
-            self.env_ids = (self.env_ids,)
-        self.env_ids = tuple(self.env_ids)
-        if not self.env_ids or not all(isinstance(e, str) and e for e in self.env_ids):
-            raise KdRlError(f"env_ids must be one or more environment ids, got {self.env_ids!r}")
-        repeated = sorted({e for e in self.env_ids if self.env_ids.count(e) > 1})
-        if repeated:
-            raise KdRlError(f"each environment may be given once; repeated: {repeated}")
-        self.trunk_units = normalise_hidden_units(self.trunk_units)
-        self.adapter_units = check_int("adapter_units", self.adapter_units)
-        _check_shared(self)
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise KdRlError(f"env_id must be a non-empty string, got {self.env_id!r}")
+        for name in ("algo", "kickstart_schedule"):
+            value = getattr(self, name)
+            if value is not None and value not in _CHOICES[name]:
+                raise KdRlError(f"{name} must be one of {list(_CHOICES[name])}, got {value!r}")
+        if self.hidden_units is not None:
+            self.hidden_units = normalise_hidden_units(self.hidden_units)
+        for name in ("steps", "eval_every", "checkpoint_every", "kickstart_until"):
+            setattr(self, name, check_int(name, getattr(self, name), allow_none=True))
+        self.eval_episodes = check_int("eval_episodes", self.eval_episodes)
+        self.seed = check_seed(self.seed)
+        for name in ("overrides", "env_kwargs"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise KdRlError(f"{name} must be a mapping (a JSON object), got {value!r}")
+            setattr(self, name, None if value is None else dict(value))
+        if self.stop_return is not None:
+            self.stop_return = check_float("stop_return", self.stop_return)
+        if self.kickstart_weight is not None:
+            self.kickstart_weight = check_float("kickstart_weight", self.kickstart_weight)
+            if self.kickstart_weight < 0:
+                raise KdRlError(f"kickstart_weight must be a finite number >= 0, got {self.kickstart_weight!r}")
+        if self.kickstart_temperature is not None:
+            self.kickstart_temperature = check_temperature(self.kickstart_temperature)
+        given = [n for n in ("kickstart_weight", "kickstart_schedule", "kickstart_until", "kickstart_temperature")
+                 if getattr(self, n) is not None]  # fmt: skip
+        if given and self.kickstart is None:
+            raise KdRlError(f"kickstart settings {given} need a kickstart teacher (kickstart=..., --kickstart)")
 
-    @property
-    def checkpoint_interval(self) -> int:
-        """Env steps between checkpoints: ``checkpoint_every``, or its default when None."""
-        return checkpoint_interval(self.checkpoint_every, self.steps)
+    def kickstart_options(self) -> dict:
+        """The kickstart settings given (`kd_rl.teachers.kickstart.Kickstart`'s keywords)."""
+        names = {"weight": self.kickstart_weight, "schedule": self.kickstart_schedule,
+                 "until": self.kickstart_until, "temperature": self.kickstart_temperature}  # fmt: skip
+        return {k: v for k, v in names.items() if v is not None}
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["env_ids"], d["trunk_units"] = list(self.env_ids), list(self.trunk_units)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.hidden_units is not None:
+            d["hidden_units"] = list(self.hidden_units)
+        if d["hyperparams_file"] is not None:
+            d["hyperparams_file"] = str(d["hyperparams_file"])
+        if isinstance(d["kickstart"], os.PathLike):
+            d["kickstart"] = str(d["kickstart"])
+        elif d["kickstart"] is not None and not isinstance(d["kickstart"], str):
+            d["kickstart"] = getattr(d["kickstart"], "name", repr(d["kickstart"]))  # a model object: its name
         return d
-
-
-#: Multi-task names of `DistillConfig` settings that `MultiTaskConfig` calls otherwise.
-MULTITASK_NAMES = {"hidden_units": "trunk_units"}
 
 
 @dataclass(frozen=True)
@@ -353,31 +517,30 @@ class CliSetting:
     single_default: object
     multi_default: object
     choices: tuple | None
+    shown: str | None = None
 
 
-def _default(config_class, name: str):
-    found = {f.name: f for f in fields(config_class)}.get(name)
-    if found is None:
-        return MISSING
-    return found.default if found.default is not MISSING else found.default_factory()
+def cli_settings(config_class: type = None) -> list[CliSetting]:
+    """Every setting a command offers, in the order of its config's fields.
 
-
-def cli_settings() -> list[CliSetting]:
-    """Every setting ``kd-rl distill`` offers, in the order of the config's fields."""
+    ``config_class``: `DistillConfig` (``kd-rl distill``, the default) or
+    `TeacherConfig` (``kd-rl train-teacher``).
+    """
     out = []
-    for config_class in (DistillConfig, MultiTaskConfig):
-        for f in fields(config_class):
-            meta = f.metadata
-            if not meta.get("flag") or any(s.name == f.name for s in out):
-                continue
-            multi_name = MULTITASK_NAMES.get(f.name, f.name)
-            out.append(
-                CliSetting(
-                    name=f.name, flag=meta["flag"], kind=meta["kind"], help=meta["help"], scope=meta["scope"],
-                    metavar=meta["metavar"], single_default=_default(DistillConfig, f.name),
-                    multi_default=_default(MultiTaskConfig, multi_name), choices=_CHOICES.get(f.name),
-                )
-            )  # fmt: skip
+    for f in fields(config_class or DistillConfig):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue
+        single = meta.get("single_default", f.default)
+        multi = meta.get("multi_default", f.default)
+        out.append(
+            CliSetting(
+                name=f.name, flag=meta["flag"], kind=meta["kind"], help=meta["help"], scope=meta["scope"],
+                metavar=meta["metavar"], single_default=MISSING if meta["scope"] == "multi" else single,
+                multi_default=MISSING if meta["scope"] == "single" else multi, choices=_CHOICES.get(f.name),
+                shown=meta.get("shown"),
+            )
+        )  # fmt: skip
     return out
 
 
@@ -393,18 +556,35 @@ def _shown(value) -> str:
     return str(value)
 
 
-def options_markdown() -> str:
-    """The Markdown table of ``kd-rl distill``'s config options (docs/cli.md includes it at build time)."""
+def _option(s: CliSetting) -> str:
+    if s.kind in ("flag", "negated_flag"):
+        return f"`{s.flag}`"
+    value = "{" + ",".join(s.choices) + "}" if s.choices else (s.metavar or s.name.upper())
+    return f"`{s.flag} {value}`"
+
+
+def options_markdown(config_class: type = None) -> str:
+    """The Markdown table of a command's config options (docs/cli.md holds it; `scripts/options_table.py`).
+
+    `DistillConfig` (the default): option, default, multi-task default and
+    meaning; `TeacherConfig`: option, default and meaning.
+    """
+    config_class = config_class or DistillConfig
+    settings = cli_settings(config_class)
+    if config_class is not DistillConfig:
+        rows = ["| option | default | meaning |", "|---|---|---|"]
+        for s in settings:
+            default = "off" if s.kind in ("flag", "negated_flag") else (s.shown or _shown(s.single_default))
+            default = default if s.shown else f"`{default}`"
+            rows.append(f"| {_option(s)} | {default} | {s.help.replace('%%', '%')} |")
+        return "\n".join(rows)
     rows = ["| option | default | multi-task default | meaning |", "|---|---|---|---|"]
-    for s in cli_settings():
+    for s in settings:
         if s.kind in ("flag", "negated_flag"):
-            option, default = f"`{s.flag}`", "off"
-            multi = "off" if s.scope != "single" else "—"
+            default, multi = "off", "off" if s.scope != "single" else "—"
         else:
-            value = "{" + ",".join(s.choices) + "}" if s.choices else (s.metavar or s.name.upper())
-            option = f"`{s.flag} {value}`"
             default = _shown(s.single_default) if s.scope != "multi" else "—"
             multi = _shown(s.multi_default) if s.scope != "single" else "—"
         meaning = s.help.replace("%%", "%") + {"single": " (single-task runs)", "multi": "", "both": ""}[s.scope]
-        rows.append(f"| {option} | `{default}` | `{multi}` | {meaning} |".replace("`—`", "—"))
+        rows.append(f"| {_option(s)} | `{default}` | `{multi}` | {meaning} |".replace("`—`", "—"))
     return "\n".join(rows)

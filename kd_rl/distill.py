@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -51,7 +51,7 @@ from kd_rl.losses import (
     check_temperature,
     default_temperature,
     get_loss,
-    temperature_weight,
+    loss_weight,
 )
 from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
 
@@ -124,23 +124,25 @@ def is_gaussian(model) -> bool:
 
 
 def make_distill_step(
-    teacher: keras.Model,
-    student: keras.Model,
+    teacher: keras.Model | Sequence[keras.Model],
+    student: keras.Model | Sequence[keras.Model],
     optimizer: keras.optimizers.Optimizer,
     loss: str | keras.losses.Loss = "kl",
-    temperature: float | None = None,
-    scale_by_temperature_squared: bool = True,
+    temperature: float | Sequence[float | None] | None = None,
+    weight: float | None = None,
     jit_compile: bool = False,
     gaussian_kl: str = "decoupled",
     strategy: tf.distribute.Strategy | None = None,
 ) -> Callable[..., tf.Tensor]:
-    """Build a compiled distillation step: kd_rl's one update, on one device or under a strategy.
+    """Build a compiled distillation step: kd_rl's one update, for one task or several, on one device or more.
 
     The returned ``step(observations, teacher_logits=None)`` takes
     ``observations: float32 [batch, obs_dim]``; when ``teacher_logits``
     (float32 [batch, num_actions]) is omitted the teacher is run on the batch.
     It applies one optimizer update to the student's trainable variables only
-    and returns the scalar loss computed before the update.
+    and returns the scalar loss computed before the update: the loss times
+    its weight, `kd_rl.losses.loss_weight` (``T · max(T, 1)`` for the KL, 1
+    for the others) unless ``weight`` is given.
 
     Several updates in one call: given a stack of batches,
     ``observations: float32 [steps, batch, obs_dim]`` (and ``teacher_logits``
@@ -152,18 +154,30 @@ def make_distill_step(
     (`distill_policy`) passes all of a round's batches at once. Each rank has
     its own compiled function, so a step may be called both ways.
 
+    Several tasks (multi-task distillation, `kd_rl.multitask`): ``teacher``
+    and ``student`` are sequences of the same length (task ``k``'s teacher
+    and the student's path for it, `kd_rl.multitask.MultiTaskStudent.for_task`,
+    whose shared layers are the same variables). The step then takes tuples,
+    ``observations[k]`` (and ``teacher_logits[k]``) for task ``k``, each as
+    above; one update minimises the sum of the tasks' weighted losses,
+    updating each variable once, and the step returns the per-task losses,
+    float32 ``[tasks]`` (``[steps, tasks]`` for stacks).
+
     With a ``strategy`` (`kd_rl.distributed.make_strategy`; the student's and
     optimizer's variables made under its scope), each update gives replica
     ``r`` of ``R`` the slice ``observations[r·b/R : (r+1)·b/R]`` of a global
-    batch of ``b`` and scales its summed per-sample losses by ``1/b``; Keras's
-    optimizer sums the replicas' gradients (an all-reduce) before one update
-    of the mirrored variables, so the update is the single-device one on the
-    whole batch, up to float rounding. The step's attribute ``replicas`` is
-    ``R`` (1 without a strategy).
+    batch of ``b`` (of every task's batch) and scales its summed per-sample
+    losses by ``1/b``; Keras's optimizer sums the replicas' gradients (an
+    all-reduce) before one update of the mirrored variables, so the update is
+    the single-device one on the whole batch, up to float rounding. The
+    step's attribute ``replicas`` is ``R`` (1 without a strategy), ``tasks``
+    the number of tasks.
 
     Args:
-        teacher: Model giving the target logits (DQN Q-values or PPO logits).
-        student: Model being trained; must output ``num_actions`` logits.
+        teacher: Model giving the target logits (DQN Q-values, PPO logits or
+            a Gaussian); a sequence of them, one per task.
+        student: Model being trained, with the teacher's action space; a
+            sequence of them, one per task.
         optimizer: Any Keras optimizer.
         loss: ``"kl"``, ``"mse"``, ``"nll"`` or a ``keras.losses.Loss``
             called as ``loss(teacher_logits, student_logits)``. For Gaussian
@@ -172,8 +186,11 @@ def make_distill_step(
         temperature: Softmax temperature for ``"kl"`` (> 0); None: the
             teacher's default (`kd_rl.losses.default_temperature`: 0.01 for
             Q-values, 1 for logits and Gaussians). For a Gaussian it scales
-            the teacher's standard deviation.
-        scale_by_temperature_squared: Hinton's T² factor for ``"kl"``.
+            the teacher's standard deviation. Several tasks: one value for
+            all, or one per task.
+        weight: The losses' weight; None (the default): `kd_rl.losses.loss_weight`,
+            kd_rl's rule. Give ``T**2`` for Hinton's factor at any T, or 1.0
+            for the bare KL.
         jit_compile: Compile the step with XLA.
         gaussian_kl: Gaussian policies, ``"kl"``: minimise the KL in its
             ``"decoupled"`` form (the default) or the ``"exact"`` KL
@@ -183,84 +200,115 @@ def make_distill_step(
 
     Raises:
         ValueError: For a temperature <= 0, an unknown loss name, a teacher
-            and student with different numbers of actions, or (at a call) a
-            batch that does not divide evenly among the strategy's replicas.
+            and student with different numbers of actions, unequal numbers of
+            teachers and students, or (at a call) a batch that does not divide
+            evenly among the strategy's replicas.
     """
-    temperature = default_temperature(teacher) if temperature is None else check_temperature(temperature)
-    loss_fn = get_loss(
-        loss, temperature, scale_by_temperature_squared, gaussian=is_gaussian(teacher), gaussian_kl=gaussian_kl
-    )
-    check_compatible(teacher, student)
+    multi = isinstance(teacher, list | tuple)
+    teachers = list(teacher) if multi else [teacher]
+    students = list(student) if isinstance(student, list | tuple) else [student]
+    if multi != isinstance(student, list | tuple) or len(teachers) != len(students) or not teachers:
+        raise KdRlError(
+            "give one teacher and one student, or sequences of the same length (one per task); got "
+            f"{len(teachers)} teacher(s) and {len(students)} student(s)"
+        )
+    temperatures = list(temperature) if isinstance(temperature, list | tuple) else [temperature] * len(teachers)
+    if len(temperatures) != len(teachers):
+        raise KdRlError(f"give one temperature or one per task, got {len(temperatures)} for {len(teachers)} tasks")
+    loss_fns, weights = [], []
+    for t, s, temp in zip(teachers, students, temperatures):
+        temp = default_temperature(t) if temp is None else check_temperature(temp)
+        loss_fns.append(get_loss(loss, temp, gaussian=is_gaussian(t), gaussian_kl=gaussian_kl))
+        weights.append(loss_weight(loss_fns[-1]) if weight is None else float(weight))
+        check_compatible(t, s)
+    tasks = range(len(teachers))
     replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+    def variables():
+        # A shared layer (a multi-task trunk) is in every task's student: each variable once, in order.
+        out, seen = [], set()
+        for s in students:
+            for v in s.trainable_variables:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
 
     def prepare(observations=None):
         # Variables are made eagerly, never inside the first trace of one of the
-        # two compiled functions: a model not built yet (a user's own) is built
-        # by a call on one observation, then the optimizer for its variables
-        # (under the strategy's scope, where the student's variables live).
-        if observations is not None and not student.built:
-            one = np.asarray(observations, np.float32).reshape(-1, np.shape(observations)[-1])[:1]
-            student(one)
-            teacher(one)
-        if student.built and not optimizer.built:
+        # compiled functions: a model not built yet (a user's own) is built by a
+        # call on one observation, then the optimizer for its variables (under
+        # the strategy's scope, where the student's variables live).
+        for k in tasks:
+            if observations is not None and not students[k].built:
+                obs = observations[k]
+                one = np.asarray(obs, np.float32).reshape(-1, np.shape(obs)[-1])[:1]
+                students[k](one)
+                teachers[k](one)
+        if all(s.built for s in students) and not optimizer.built:
             if strategy is None:
-                optimizer.build(student.trainable_variables)
+                optimizer.build(variables())
             else:
                 with strategy.scope():
-                    optimizer.build(student.trainable_variables)
+                    optimizer.build(variables())
 
     prepare()
 
-    def apply(value, tape):
-        grads = tape.gradient(value, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables))  # under a strategy: an all-reduce
-        return value
+    def labels_of(observations, teacher_logits):
+        if teacher_logits is None:
+            return [teachers[k](observations[k], training=False) for k in tasks]
+        return list(teacher_logits)
+
+    def apply(per_task, tape):
+        trained = variables()
+        grads = tape.gradient(per_task, trained)  # of their sum: the gradients of a list add up
+        optimizer.apply_gradients(zip(grads, trained))  # under a strategy: an all-reduce
+        return tf.stack([tf.cast(v, tf.float32) for v in per_task])
 
     def update(observations, teacher_logits):
-        if teacher_logits is None:
-            teacher_logits = teacher(observations, training=False)
+        labels = labels_of(observations, teacher_logits)
         with tf.GradientTape() as tape:
-            student_logits = student(observations, training=True)
-            value = loss_fn(teacher_logits, student_logits)
-        return apply(value, tape)
+            per_task = [weights[k] * loss_fns[k](labels[k], students[k](observations[k], training=True)) for k in tasks]
+        return apply(per_task, tape)
 
-    def replica_update(observations, teacher_logits, global_batch):
-        if teacher_logits is None:
-            teacher_logits = teacher(observations, training=False)
+    def replica_update(observations, teacher_logits, global_batches):
+        labels = labels_of(observations, teacher_logits)
         with tf.GradientTape() as tape:
-            student_logits = student(observations, training=True)
             # Per-sample losses summed over this replica's slice, over the global batch: the replicas'
             # gradients then sum to the global mean's. (Calling the Loss itself would also divide by
             # the replica count under a strategy, a Keras 3 rule that custom losses need not follow.)
-            per_sample = tf.cast(loss_fn.call(teacher_logits, student_logits), tf.float32)
-            value = tf.reduce_sum(per_sample) / global_batch
-        return apply(value, tape)
+            per_task = []
+            for k in tasks:
+                per_sample = loss_fns[k].call(labels[k], students[k](observations[k], training=True))
+                per_task.append(weights[k] * tf.reduce_sum(tf.cast(per_sample, tf.float32)) / global_batches[k])
+        return apply(per_task, tape)
 
     def mirrored_update(observations, teacher_logits):
         def shard(x):
-            if x is None:
-                return None
             return strategy.experimental_distribute_values_from_function(
                 lambda ctx: tf.split(x, replicas)[ctx.replica_id_in_sync_group]
             )
 
-        global_batch = tf.cast(tf.shape(observations)[0], tf.float32)
-        per_replica = strategy.run(replica_update, args=(shard(observations), shard(teacher_logits), global_batch))
+        global_batches = tuple(tf.cast(tf.shape(o)[0], tf.float32) for o in observations)
+        labels = None if teacher_logits is None else tuple(shard(x) for x in teacher_logits)
+        sharded = tuple(shard(o) for o in observations)
+        per_replica = strategy.run(replica_update, args=(sharded, labels, global_batches))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     one_update = update if strategy is None else mirrored_update
 
     def one_batch(observations, teacher_logits=None):
-        return one_update(tf.convert_to_tensor(observations, dtype=tf.float32), teacher_logits)
+        losses = one_update(observations, teacher_logits)
+        return losses if multi else losses[0]
 
     def stacked(observations, teacher_logits=None):
-        observations = tf.convert_to_tensor(observations, dtype=tf.float32)
-        num_steps = tf.shape(observations)[0]
+        num_steps = tf.shape(observations[0])[0]
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
-            logits_i = None if teacher_logits is None else teacher_logits[i]
-            losses = losses.write(i, tf.cast(one_update(observations[i], logits_i), tf.float32))
-        return losses.stack()
+            logits_i = None if teacher_logits is None else tuple(x[i] for x in teacher_logits)
+            losses = losses.write(i, one_update(tuple(o[i] for o in observations), logits_i))
+        losses = losses.stack()
+        return losses if multi else losses[:, 0]
 
     # One tf.function per rank: with reduce_retracing, a single function called
     # with both ranks would be retraced for an input of unknown rank.
@@ -269,28 +317,40 @@ def make_distill_step(
         for rank, fn in ((2, one_batch), (3, stacked))
     }
 
-    def step(observations, teacher_logits=None):
+    def as_float32(x):
         # NumPy input of any float dtype is cast here: a float64 array would otherwise reach the graph as float64.
-        if not isinstance(observations, tf.Tensor):
-            observations = np.asarray(observations, np.float32)
-        if teacher_logits is not None and not isinstance(teacher_logits, tf.Tensor):
-            teacher_logits = np.asarray(teacher_logits, np.float32)
+        return tf.cast(x, tf.float32) if isinstance(x, tf.Tensor) else tf.constant(np.asarray(x, np.float32))
+
+    def step(observations, teacher_logits=None):
+        if not multi:
+            observations = (observations,)
+            teacher_logits = None if teacher_logits is None else (teacher_logits,)
+        if len(observations) != len(teachers):
+            raise KdRlError(f"give one batch of observations per task: {len(teachers)}, got {len(observations)}")
+        observations = tuple(as_float32(o) for o in observations)
+        if teacher_logits is not None:
+            teacher_logits = tuple(as_float32(x) for x in teacher_logits)
         if not optimizer.built:
             prepare(observations)
-        rank = np.ndim(observations)
-        if rank not in compiled:
+        rank = observations[0].shape.rank
+        if rank not in compiled or any(o.shape.rank != rank for o in observations):
             raise KdRlError(
                 "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
-                f"got shape {tuple(np.shape(observations))}"
+                + (
+                    f"got shapes {[tuple(o.shape) for o in observations]}"
+                    if multi
+                    else f"got shape {tuple(observations[0].shape)}"
+                )
             )
-        if np.shape(observations)[-2] % replicas:
-            raise KdRlError(
-                f"batch_size must be a multiple of the {replicas} replicas of the learner, "
-                f"got {np.shape(observations)[-2]}"
-            )
+        for o in observations:
+            if o.shape[-2] % replicas:
+                raise KdRlError(
+                    f"batch_size must be a multiple of the {replicas} replicas of the learner, got {o.shape[-2]}"
+                )
         return compiled[rank](observations, teacher_logits)
 
     step.replicas = replicas
+    step.tasks = len(teachers)
     return step
 
 
@@ -362,7 +422,7 @@ class Distiller(keras.Model):
             alpha: Weight in [0, 1] of ``student_loss`` on hard labels, used
                 only when the data carry labels; ``1 - alpha`` weighs the
                 distillation loss. The KL term is ``T · max(T, 1) · KL``
-                (`kd_rl.losses.temperature_weight`): Hinton's T² for T >= 1,
+                (`kd_rl.losses.loss_weight`, as in every kd_rl update): Hinton's T² for T >= 1,
                 T below 1, so that its gradient has the size of the hard
                 term's at any T and ``alpha`` means what it says (plain T²
                 would shrink the KL term 10,000-fold at T = 0.01). The
@@ -386,14 +446,9 @@ class Distiller(keras.Model):
         self.alpha = float(alpha)
         self.gaussian = is_gaussian(self.teacher)
         self.distillation_loss_fn = get_loss(
-            distillation_loss,
-            self.temperature,
-            scale_by_temperature_squared=False,
-            gaussian=self.gaussian,
-            gaussian_kl=gaussian_kl,
+            distillation_loss, self.temperature, gaussian=self.gaussian, gaussian_kl=gaussian_kl
         )
-        is_kl = isinstance(self.distillation_loss_fn, KLDistillationLoss)
-        self.distillation_weight = temperature_weight(self.temperature) if is_kl else 1.0
+        self.distillation_weight = loss_weight(self.distillation_loss_fn)  # the rule every kd_rl update follows
         if self.gaussian:
             self.kl_fn = GaussianKLDistillationLoss(self.temperature, decoupled=False, name="kl")
             # Hard labels of a continuous policy are actions; there is no one right loss for them.
@@ -565,6 +620,11 @@ def distill_policy(
     """
 
     config = config or DistillConfig()
+    if config.is_multitask:
+        raise KdRlError(
+            f"env_id {config.env_id!r} makes a multi-task run: distil it with kd_rl.multitask.distill_multitask "
+            "(one teacher per task)"
+        )
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
     check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, obs_dim + num_actions)
     check_resume_target(out_dir, resume)
@@ -582,8 +642,8 @@ def distill_policy(
             optimizer = keras.optimizers.Adam(config.learning_rate)
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         temperature = default_temperature(teacher) if config.temperature is None else config.temperature
-        step = make_distill_step(
-            teacher, student, optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl,
+        step = make_distill_step(  # in its multi-task form, with one task: the form train_loop calls
+            [teacher], [student], optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl,
             strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
         )  # fmt: skip
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
@@ -606,30 +666,18 @@ def distill_policy(
         )  # fmt: skip
         collector.steps = env_steps
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
-        bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc="distill", unit="step")
-        stack = (config.updates_per_round, config.batch_size)
-        try:
-            while env_steps < config.steps:
-                observations, logits = collector.collect(min(config.collect_per_round, config.steps - env_steps))
-                buffer.add(observations, logits)
-                before, env_steps = env_steps, env_steps + len(observations)
-                # All of a round's updates in one call: [updates, batch, ...] stacks.
-                batch_obs, batch_logits = buffer.sample(stack[0] * stack[1], rng)
-                losses = step(batch_obs.reshape(stack + (obs_dim,)), batch_logits.reshape(stack + (num_actions,)))
-                bar.update(len(observations))
-                bar.set_postfix(loss=f"{float(losses[-1]):.4g}")
-                done = env_steps >= config.steps
-                if due(config.eval_every, before, env_steps) or done:
-                    point = _evaluate_point(student, teacher, config, temperature, env_steps, float(losses[-1]))
-                    curve.append(_log_point(point, writer))
-                if checkpoint is not None and not done and due(checkpoint_every, before, env_steps):
-                    elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
-                    save_progress(
-                        checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed
-                    )
-        finally:
-            bar.close()
-            collector.close()
+
+        def evaluate_point(env_steps: int, loss: float) -> dict:
+            return _log_point(_evaluate_point(student, teacher, config, temperature, env_steps, loss), writer)
+
+        def checkpoint_run(env_steps: int, curve: list) -> None:
+            elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
+            save_progress(checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed)
+
+        env_steps = train_loop(
+            config, step, [collector], [buffer], rng, env_steps, curve, evaluate_point,
+            checkpoint_run if checkpoint is not None else None, progress, "distill",
+        )  # fmt: skip
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
@@ -644,6 +692,53 @@ def distill_policy(
             write_json(run_dir / "metrics.json", metrics)
             writer.close()
         return student, metrics
+
+
+def train_loop(
+    config, step, collectors, buffers, rng, env_steps: int, curve: list, evaluate, checkpoint,
+    progress: bool = True, desc: str = "distill",
+) -> int:  # fmt: skip
+    """kd_rl's one distillation loop, for one task or several (`distill_policy`, `kd_rl.multitask.distill_multitask`).
+
+    Each round, every task's collector takes ``collect_per_round`` env steps
+    (its teacher labels each state) into the task's buffer; one call of
+    ``step`` (`make_distill_step`) then runs ``updates_per_round`` updates, each
+    on a batch of ``batch_size`` from every task's buffer; ``evaluate(env_steps,
+    loss)`` adds a curve point every ``eval_every`` steps and at the end (``loss``:
+    the last update's, summed over tasks), and ``checkpoint(env_steps, curve)``
+    (None: never) saves the run every ``checkpoint_interval`` steps, not at the
+    end. Runs until ``config.steps`` steps per task; the collectors are closed
+    however it ends.
+
+    Returns:
+        The env steps taken per task, ``config.steps``.
+    """
+    stack = (config.updates_per_round, config.batch_size)
+    bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc=desc, unit="step")
+    try:
+        while env_steps < config.steps:
+            chunk = min(config.collect_per_round, config.steps - env_steps)
+            for collector, buffer in zip(collectors, buffers):
+                buffer.add(*collector.collect(chunk))
+            before, env_steps = env_steps, env_steps + chunk
+            # All of a round's updates in one call: [updates, batch, ...] stacks, one per task.
+            batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
+            observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
+            labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
+            losses = step(observations, labels).numpy().reshape(stack[0], -1)  # [updates, tasks]
+            loss = float(losses[-1].sum())
+            bar.update(chunk)
+            bar.set_postfix(loss=f"{loss:.4g}")
+            done = env_steps >= config.steps
+            if due(config.eval_every, before, env_steps) or done:
+                curve.append(evaluate(env_steps, loss))
+            if checkpoint is not None and not done and due(config.checkpoint_interval, before, env_steps):
+                checkpoint(env_steps, curve)
+    finally:
+        bar.close()
+        for collector in collectors:
+            collector.close()
+    return env_steps
 
 
 def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int) -> StudentModel:
@@ -762,7 +857,7 @@ def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -
 
     Args:
         path: The checkpoint file.
-        config: The new run's `DistillConfig` or `kd_rl.multitask.MultiTaskConfig`.
+        config: The new run's `DistillConfig` (single- or multi-task).
         student: The new run's student, its weights set from the checkpoint.
         optimizer: Its optimizer (built), its state set from the checkpoint.
         buffers: One `kd_rl.data.ReplayBuffer` per task, refilled from the checkpoint.

@@ -402,6 +402,10 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
             the CPU).
         devices: Device names, e.g. ``["/cpu:0", "/cpu:1"]``.
 
+    A process gets one mirrored strategy per set of devices: a second call
+    returns the first's, so that several mirrored runs in one process (a
+    notebook) do not mix up their all-reduces.
+
     Raises:
         ValueError: For an unknown name.
     """
@@ -414,4 +418,14 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     if devices is None:
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices=list(devices))
+    # One strategy per set of devices for the whole process: two MirroredStrategy objects over the same
+    # devices number their collective all-reduces alike, and the second run's all-reduce then meets the
+    # first's (a "Shape mismatch in the collective instance" error on any second mirrored run).
+    key = tuple(devices)
+    if key not in _MIRRORED:
+        _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=list(devices))
+    return _MIRRORED[key]
+
+
+#: `make_strategy`'s mirrored strategies, by their devices.
+_MIRRORED: dict = {}

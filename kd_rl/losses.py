@@ -16,6 +16,10 @@ logits $z$, temperature $T$ and $N$ actions, per sample:
 
 All are computed with ``log_softmax`` so they stay finite for temperatures
 from 0.01 to 100 and logits up to ±1e4.
+
+`get_loss` builds them by name, the KL unscaled; an update weighs each loss
+by `loss_weight`, one rule for every update kd_rl makes: $T \max(T, 1)$ for
+the categorical KL (Hinton's $T^2$ from $T = 1$ up, $T$ below), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "check_temperature",
     "default_temperature",
     "temperature_weight",
+    "loss_weight",
     "kl_divergence_loss",
     "mse_loss",
     "nll_loss",
@@ -83,6 +88,23 @@ def temperature_weight(temperature: float) -> float:
     """
     temperature = check_temperature(temperature)
     return temperature * max(temperature, 1.0)
+
+
+def loss_weight(loss_fn: keras.losses.Loss) -> float:
+    r"""The weight of a distillation loss in an update: kd_rl's one rule, used by every update it makes.
+
+    An unscaled categorical KL (`KLDistillationLoss` as `get_loss` builds it)
+    is weighted by $w(T) = T \max(T, 1)$ (`temperature_weight`): Hinton's
+    $T^2$ for $T \ge 1$, $T$ below 1, so that a DQN teacher's KL at
+    $T = 0.01$ keeps a gradient of the size of the others' (`make_distill_step`,
+    `Distiller`, multi-task runs and kickstarting all weigh it so). Every
+    other loss has weight 1: the Gaussian KL (its temperature scales the
+    teacher's standard deviation, not a softmax), ``mse``, ``nll``, a KL a
+    user already scaled by $T^2$ and any loss of the user's own.
+    """
+    if isinstance(loss_fn, KLDistillationLoss) and not loss_fn.scale_by_temperature_squared:
+        return temperature_weight(loss_fn.temperature)
+    return 1.0
 
 
 def _as_logits(teacher_logits, student_logits):
@@ -217,14 +239,15 @@ class NLLDistillationLoss(_DistillationLoss):
 def get_loss(
     name: str | keras.losses.Loss,
     temperature: float = 1.0,
-    scale_by_temperature_squared: bool = True,
     gaussian: bool = False,
     gaussian_kl: str = "decoupled",
 ) -> keras.losses.Loss:
     """Build a distillation loss by name (``"kl"``, ``"mse"`` or ``"nll"``).
 
     A ``keras.losses.Loss`` instance is returned unchanged, so custom losses
-    plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only.
+    plug in wherever a name is accepted. ``temperature`` is used by ``kl`` only,
+    which is returned unweighted (``KL(p_T ‖ q_T)``): an update weighs it by
+    `loss_weight`.
     With ``gaussian=True`` (continuous actions) the names give the Gaussian
     forms: `gaussian_kl_loss`, `gaussian_mse_loss` (on the means) and
     `gaussian_nll_loss`; ``gaussian_kl`` (`GAUSSIAN_KL_FORMS`) says whether
@@ -247,7 +270,7 @@ def get_loss(
             return GaussianKLDistillationLoss(temperature, decoupled=gaussian_kl == "decoupled")
         return GaussianMSEDistillationLoss() if key == "mse" else GaussianNLLDistillationLoss()
     if key == "kl":
-        return KLDistillationLoss(temperature, scale_by_temperature_squared)
+        return KLDistillationLoss(temperature, scale_by_temperature_squared=False)
     return MSEDistillationLoss() if key == "mse" else NLLDistillationLoss()
 
 

@@ -15,9 +15,12 @@ shared — and `MultiTaskStudent.for_task` returns it: every single-task tool
 (`kd_rl.evaluate.run_episodes`, `kd_rl.export.export_model`, ``kd-rl
 evaluate``, the TF-Agents wrapper) takes it as it is.
 
-`distill_multitask` trains one: one replay buffer and one collector per task;
-each update draws a batch from every task's buffer and applies each task's
-loss (at that teacher's temperature) to its own head, the trunk taking the sum.
+`distill_multitask` trains one with kd_rl's one loop (`kd_rl.distill.train_loop`)
+and one step (`kd_rl.distill.make_distill_step` with a sequence of teachers):
+one replay buffer and one collector per task; each update draws a batch from
+every task's buffer and applies each task's loss (at that teacher's
+temperature, weighted by `kd_rl.losses.loss_weight`) to its own head, the
+trunk taking the sum.
 """
 
 from __future__ import annotations
@@ -29,31 +32,38 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
 
-from kd_rl._io import CHECKPOINT_FILE, due, run_folder, save_model, write_csv, write_json
+from kd_rl._io import CHECKPOINT_FILE, run_folder, save_model, write_csv, write_json
 from kd_rl._validate import check_int
-from kd_rl.config import MultiTaskConfig
+from kd_rl.config import DistillConfig, MultiTaskConfig
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distill import (
     CURVE_EVAL_SEED_OFFSET,
     FINAL_EVAL_SEED_OFFSET,
     check_resume_target,
+    make_distill_step,
     resume_progress,
     save_progress,
+    train_loop,
 )
+from kd_rl.distributed import make_strategy
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
-from kd_rl.losses import (
-    default_temperature,
-    get_loss,
-    temperature_weight,
-)
+from kd_rl.losses import default_temperature
 from kd_rl.models import LOG_STD_RANGE, StudentModel, count_params, normalise_hidden_units, weights_sha256
 
-__all__ = ["MultiTaskStudent", "MultiTaskConfig", "distill_multitask", "geometric_mean", "task_spec"]
+__all__ = [
+    "MultiTaskStudent",
+    "MultiTaskConfig",
+    "TASK_SEED_OFFSET",
+    "distill_multitask",
+    "geometric_mean",
+    "task_spec",
+]
+
+#: Task ``k``'s collection seeds start at ``seed + TASK_SEED_OFFSET · k``, so no two tasks share episodes' seeds.
+TASK_SEED_OFFSET = 1000
 
 
 def task_spec(env_id: str, teacher=None) -> dict:
@@ -219,73 +229,9 @@ def geometric_mean(scores: Sequence[float | None]) -> float | None:
     return float(math.exp(np.mean(np.log(clipped))))
 
 
-def _task_losses(teachers, student: MultiTaskStudent, config: MultiTaskConfig):
-    """Per task: ``(loss_fn, weight, temperature)``; KL terms weighted by ``T · max(T, 1)``.
-
-    The weight keeps each task's gradient the size of a hard-label term's
-    whatever its temperature (`kd_rl.losses.temperature_weight`): plain T² at
-    a DQN teacher's T = 0.01 would shrink its task 10,000-fold against a
-    PPO teacher's at T = 1, and the shared trunk would learn only the latter.
-    """
-
-    out = []
-    for teacher, env_id in zip(teachers, config.env_ids):
-        model = student.for_task(env_id)
-        temperature = default_temperature(teacher) if config.temperature is None else config.temperature
-        gaussian = model.is_continuous
-        loss_fn = get_loss(
-            config.loss,
-            temperature,
-            scale_by_temperature_squared=False,
-            gaussian=gaussian,
-            gaussian_kl=config.gaussian_kl,
-        )
-        weight = temperature_weight(temperature) if config.loss == "kl" and not gaussian else 1.0
-        out.append((loss_fn, weight, temperature))
-    return out
-
-
-def make_multitask_step(student: MultiTaskStudent, optimizer, task_losses, env_ids: Sequence[str] | None = None):
-    """A compiled update on one batch per task: ``step(observations, labels) -> per-task losses``.
-
-    ``observations[k]``: float32 ``[updates, batch, obs_dim_k]`` and
-    ``labels[k]`` (the teacher's outputs): ``[updates, batch, outputs_k]``, as
-    tuples over tasks; runs ``updates`` updates of the summed task losses and
-    returns float32 ``[updates, tasks]``. With ``env_ids`` (default: every
-    task) only those tasks are trained, in that order, and only their
-    variables are updated.
-    """
-    models = [student.for_task(e) for e in (env_ids or student.task_ids)]
-    variables, seen = [], set()
-    for model in models:  # the trunk appears in every task's model: update it once
-        for v in model.trainable_variables:
-            if id(v) not in seen:
-                seen.add(id(v))
-                variables.append(v)
-    optimizer.build(variables)
-
-    @tf.function(reduce_retracing=True)
-    def step(observations, labels):
-        updates = tf.shape(observations[0])[0]
-        history = tf.TensorArray(tf.float32, size=updates)
-        for i in tf.range(updates):
-            with tf.GradientTape() as tape:
-                per_task = [
-                    weight * loss_fn(labels[k][i], models[k](observations[k][i], training=True))
-                    for k, (loss_fn, weight, _) in enumerate(task_losses)
-                ]
-                total = tf.add_n(per_task)
-            grads = tape.gradient(total, variables)
-            optimizer.apply_gradients(zip(grads, variables))
-            history = history.write(i, tf.stack([tf.cast(v, tf.float32) for v in per_task]))
-        return history.stack()
-
-    return step
-
-
 def distill_multitask(
     teachers: Sequence[keras.Model],
-    config: MultiTaskConfig,
+    config: DistillConfig,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -317,17 +263,20 @@ def distill_multitask(
             refused resume (`kd_rl.errors.ResumeRefused`).
     """
 
+    if not config.is_multitask:
+        raise KdRlError(
+            f"a multi-task run takes a tuple of environment ids, got env_id {config.env_id!r}: "
+            f"DistillConfig(env_id=({config.env_id!r},), ...) or kd_rl.multitask.MultiTaskConfig"
+        )
     teachers = list(teachers)
     if len(teachers) != len(config.env_ids):
         raise KdRlError(f"got {len(teachers)} teachers for {len(config.env_ids)} environments; give one per task")
     shapes = [check_model_fits_env(t, e, role=f"teacher of {e}") for t, e in zip(teachers, config.env_ids)]
-    if student is None:
-        tasks = [task_spec(e, t) for t, e in zip(teachers, config.env_ids)]
-        student = MultiTaskStudent(
-            tasks, config.trunk_units, config.adapter_units, state_dependent_std=config.state_dependent_std
-        )
-    for env_id in config.env_ids:
-        check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
+    if config.strategy != "default" and student is not None:
+        raise KdRlError(f"strategy={config.strategy!r} makes its own student under the strategy; pass student=None")
+    if student is not None:
+        for env_id in config.env_ids:
+            check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
     # One buffer per task, each of buffer_size states: together they take the sum of the tasks' widths.
     width = sum(obs_dim + outputs for obs_dim, outputs in shapes)
     check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, width)
@@ -335,25 +284,35 @@ def distill_multitask(
     with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start = time.perf_counter()
         keras.utils.set_random_seed(config.seed)
-        task_losses = _task_losses(teachers, student, config)
+        strategy = make_strategy(config.strategy)
+        with strategy.scope():  # the default strategy's scope changes nothing
+            if student is None:
+                tasks = [task_spec(e, t) for t, e in zip(teachers, config.env_ids)]
+                student = MultiTaskStudent(
+                    tasks, config.trunk_units, config.adapter_units, config.activation, config.state_dependent_std
+                )
+            optimizer = keras.optimizers.Adam(config.learning_rate)
+        for env_id in config.env_ids:
+            check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
         models = [student.for_task(e) for e in config.env_ids]
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        step = make_multitask_step(student, optimizer, task_losses, config.env_ids)
+        temperatures = [default_temperature(t) if config.temperature is None else config.temperature for t in teachers]
+        step = make_distill_step(
+            teachers, models, optimizer, config.loss, temperatures, gaussian_kl=config.gaussian_kl,
+            strategy=None if config.strategy == "default" else strategy,
+        )  # fmt: skip
         buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         names = list(teacher_names) if teacher_names else [None] * len(teachers)
         teacher_id = {"teacher": names, "teacher_sha256": [weights_sha256(t) for t in teachers]}
         state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
         if resume:
-            if not optimizer.built:  # its variables must exist to take the checkpoint's values
-                optimizer.build(student.trainable_variables)
             state = resume_progress(checkpoint, config, student, optimizer, buffers, teacher_id)
         curve, env_steps = state["curve"], state["env_steps"]
         # As a single-task run: a resumed run starts fresh episodes, seeded from where it stopped.
         collectors = [
             Collector(
                 env_id, teacher, model, mode=config.collect, num_envs=config.num_envs,
-                seed=config.seed + 1000 * k + env_steps,
+                seed=config.seed + TASK_SEED_OFFSET * k + env_steps,
                 epsilon=config.epsilon, beta=BetaSchedule(config.beta_start, config.beta_end),
                 total_steps=config.steps,
             )
@@ -362,39 +321,22 @@ def distill_multitask(
         for collector in collectors:
             collector.steps = env_steps  # the mixed β schedule continues where it stopped
         rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
-        n = config.updates_per_round * config.batch_size
-        bar = tqdm(
-            total=config.steps, initial=env_steps, disable=not progress, desc="distill (multi-task)", unit="step"
-        )
-        try:
-            while env_steps < config.steps:
-                chunk = min(config.collect_per_round, config.steps - env_steps)
-                for collector, buffer in zip(collectors, buffers):
-                    buffer.add(*collector.collect(chunk))
-                before, env_steps = env_steps, env_steps + chunk
-                batches = [buffer.sample(n, rng) for buffer in buffers]
-                stack = (config.updates_per_round, config.batch_size)
-                observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
-                labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
-                losses = step(observations, labels).numpy()
-                bar.update(chunk)
-                done = env_steps >= config.steps
-                if due(config.eval_every, before, env_steps) or done:
-                    curve.append(_curve_point(models, config, env_steps, float(losses[-1].sum())))
-                if checkpoint is not None and not done and due(config.checkpoint_interval, before, env_steps):
-                    elapsed = state["wall_seconds"] + time.perf_counter() - start
-                    save_progress(
-                        checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed
-                    )
-        finally:
-            bar.close()
-            for collector in collectors:
-                collector.close()
+
+        def checkpoint_run(env_steps: int, curve: list) -> None:
+            elapsed = state["wall_seconds"] + time.perf_counter() - start
+            save_progress(checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed)
+
+        env_steps = train_loop(
+            config, step, collectors, buffers, rng, env_steps, curve,
+            lambda env_steps, loss: _curve_point(models, config, env_steps, loss),
+            checkpoint_run if checkpoint is not None else None, progress, "distill (multi-task)",
+        )  # fmt: skip
         train_seconds = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
             save_model(student, run_dir / "student.keras")
-        metrics = _final_metrics(teachers, student, config, task_losses, buffers, train_seconds)
+        metrics = _final_metrics(teachers, student, config, temperatures, buffers, train_seconds)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
+        metrics["replicas"] = step.replicas
         metrics["checkpoint_every"] = config.checkpoint_interval
         metrics["resumed_from_env_steps"] = state["env_steps"] if resume else 0
         metrics["wall_seconds"] = state["wall_seconds"] + time.perf_counter() - start
@@ -405,7 +347,7 @@ def distill_multitask(
         return student, metrics
 
 
-def _curve_point(models, config: MultiTaskConfig, env_steps: int, loss: float) -> dict:
+def _curve_point(models, config: DistillConfig, env_steps: int, loss: float) -> dict:
     point = {"env_steps": env_steps, "loss": loss}
     for model, env_id in zip(models, config.env_ids):
         seed = CURVE_EVAL_SEED_OFFSET + config.seed
@@ -413,10 +355,10 @@ def _curve_point(models, config: MultiTaskConfig, env_steps: int, loss: float) -
     return point
 
 
-def _final_metrics(teachers, student, config, task_losses, buffers, train_seconds) -> dict:
+def _final_metrics(teachers, student, config, temperatures, buffers, train_seconds) -> dict:
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     tasks = []
-    for teacher, env_id, (_, _, temperature), buffer in zip(teachers, config.env_ids, task_losses, buffers):
+    for teacher, env_id, temperature, buffer in zip(teachers, config.env_ids, temperatures, buffers):
         model = student.for_task(env_id)
         teacher_return = run_episodes(teacher, env_id, config.eval_episodes, seed=eval_seed).mean_return
         random_return = random_policy_return(env_id, config.eval_episodes, seed=eval_seed)

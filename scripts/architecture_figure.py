@@ -15,7 +15,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "img" / "architecture.pn
 # name: (x, y, width, height, colour, text)
 BOXES = {
     "cli": (4.4, 8.2, 3.4, 1.2, "#e8eaf6", "kd-rl (cli.py)\nflags -> a config"),
-    "config": (8.6, 8.2, 3.4, 1.2, "#e8eaf6", "DistillConfig /\nMultiTaskConfig, checked"),
+    "config": (8.6, 8.2, 3.4, 1.2, "#e8eaf6", "DistillConfig (config.py)\n1..N tasks, checked"),
     "teacher": (13.0, 8.2, 3.4, 1.2, "#fff3e0", "teacher.keras\n(zoo, or train-teacher)"),
     "envs": (0.2, 5.6, 3.4, 1.6, "#e8f5e9", "EnvGroup (envs.py)\nGymnasium, checked:\nfinite, in its space"),
     "collect": (
@@ -26,8 +26,8 @@ BOXES = {
         "#e8f5e9",
         "Collector / Distributed-\nCollector: collect(n) ->\n(states, teacher outputs)",
     ),
-    "loop": (8.6, 5.6, 3.4, 1.6, "#e3f2fd", "the loop\ndistill_policy /\ndistill_multitask"),
-    "step": (13.0, 5.6, 3.4, 1.6, "#e3f2fd", "make_distill_step\n(strategy=...)\nlosses.py: kl, mse, nll"),
+    "loop": (8.6, 5.6, 3.4, 1.6, "#e3f2fd", "train_loop, 1..N tasks\n(distill_policy /\ndistill_multitask)"),
+    "step": (13.0, 5.6, 3.4, 1.6, "#e3f2fd", "make_distill_step\n1..N tasks, strategy=...\nloss_weight: T·max(T,1)"),
     "buffer": (4.4, 3.0, 3.4, 1.2, "#e3f2fd", "ReplayBuffer (data.py)"),
     "evaluate": (8.6, 3.0, 3.4, 1.2, "#f3e5f5", "evaluate.py: seeded\nepisodes, normalised score"),
     "folder": (13.0, 3.0, 3.4, 1.2, "#fce4ec", "run folder (_io.py): lock,\ncheckpoint, swap-in"),

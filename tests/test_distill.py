@@ -238,7 +238,9 @@ def test_default_temperature_follows_what_the_teacher_outputs(rng):
     for teacher, t in ((dqn, 0.01), (ppo, 1.0)):
         student = StudentModel(2, observation_dim=4)
         loss = float(make_distill_step(teacher, student, keras.optimizers.SGD(0.0))(x))
-        np.testing.assert_allclose(loss, float(kl_divergence_loss(teacher(x), student(x), t)), rtol=1e-4)
+        # The KL at the teacher's temperature, weighted by kd_rl's one rule T · max(T, 1): T at 0.01, 1 at 1.
+        kl = float(kl_divergence_loss(teacher(x), student(x), t, scale_by_temperature_squared=False))
+        np.testing.assert_allclose(loss, t * max(t, 1.0) * kl, rtol=1e-4)
         distiller = Distiller(student=student, teacher=teacher)
         distiller.compile()
         assert distiller.temperature == t

@@ -319,23 +319,38 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import numpy as np
 from conftest import make_cartpole_teacher
 from kd_rl.distill import DistillConfig, distill_policy
+from kd_rl.models import TeacherModel
+from kd_rl.multitask import MultiTaskConfig, distill_multitask
 
 teacher = make_cartpole_teacher()
-runs = {{}}
+acrobot = TeacherModel(3, observation_dim=6, hidden_units=(16,), output_type="q_values")
+runs, multi = {{}}, {{}}
 for strategy in ("default", "mirrored"):
     config = DistillConfig(steps=1000, hidden_units=16, eval_every=0, eval_episodes=2, seed=3, strategy=strategy)
     student, metrics = distill_policy(teacher, config, progress=False)
     runs[strategy] = (student.get_weights(), metrics)
+    config = MultiTaskConfig(
+        env_ids=("CartPole-v1", "Acrobot-v1"), trunk_units=16, adapter_units=16, steps=500, eval_every=0,
+        eval_episodes=1, updates_per_round=50, seed=3, strategy=strategy,
+    )
+    student, metrics = distill_multitask([teacher, acrobot], config, progress=False)
+    multi[strategy] = (student.get_weights(), metrics)
+def error(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 print("RESULT " + json.dumps({{
     "replicas": [runs[s][1]["replicas"] for s in ("default", "mirrored")],
-    "weight_error": max(float(np.abs(a - b).max()) for a, b in zip(runs["default"][0], runs["mirrored"][0])),
+    "weight_error": error(runs["default"][0], runs["mirrored"][0]),
     "labelled": runs["mirrored"][1]["labelled_states"],
+    "multi_replicas": [multi[s][1]["replicas"] for s in ("default", "mirrored")],
+    "multi_weight_error": error(multi["default"][0], multi["mirrored"][0]),
+    "multi_labelled": [t["labelled_states"] for t in multi["mirrored"][1]["tasks"]],
 }}))
 """
 
 
 def test_distill_policy_with_the_mirrored_strategy_runs_two_replicas_and_learns_the_same_weights(tmp_path):
-    """Through distill_policy itself: on two logical CPU devices, two replicas; weights equal a one-device run's."""
+    """Through distill_policy and distill_multitask: on two logical CPU devices, two replicas; weights equal a
+    one-device run's."""
     script = tmp_path / "mirrored_run.py"
     script.write_text(_MIRRORED_RUN.format(tests=str(ROOT / "tests")))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -346,3 +361,9 @@ def test_distill_policy_with_the_mirrored_strategy_runs_two_replicas_and_learns_
     assert result["labelled"] == 1000
     # 1000 states are 2 rounds of 100 Adam updates on [2 x 64]-state slices; float rounding differs, no more.
     assert result["weight_error"] < 1e-4
+    # Multi-task, after the single-task mirrored run in the same process (one strategy per device set, so the
+    # second run's all-reduces do not meet the first's): each task's batch of 64 split in two, one update of the
+    # summed task losses, 50 updates a round.
+    assert result["multi_replicas"] == [1, 2]
+    assert result["multi_labelled"] == [500, 500]
+    assert result["multi_weight_error"] < 1e-4

@@ -1,5 +1,6 @@
 """Multi-task distillation: one student, per-task adapters and heads, a shared trunk."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -45,6 +46,49 @@ def test_call_and_for_task_agree_and_share_weights(rng):
     assert not np.allclose(before, student.for_task("CartPole-v1")(obs[:, :4]))
     with pytest.raises(ValueError, match=r"no task 'MountainCar-v0'; its tasks are \['CartPole-v1'"):
         student.for_task("MountainCar-v0")
+
+
+def test_one_step_serves_several_tasks_with_one_weighting_rule(rng):
+    """make_distill_step with a teacher per task: per-task losses weighted by loss_weight, one update of their sum."""
+    import keras
+    import tensorflow as tf
+
+    from kd_rl.distill import make_distill_step
+    from kd_rl.losses import get_loss, loss_weight
+
+    student = MultiTaskStudent(TASKS, trunk_units=(16,), adapter_units=8)
+    teachers = [
+        TeacherModel(2, observation_dim=4, hidden_units=8, output_type="q_values"),  # T = 0.01: weight 0.01
+        TeacherModel(3, observation_dim=6, hidden_units=8, output_type="logits"),  # T = 1: weight 1
+        TeacherModel(observation_dim=3, hidden_units=8, action_low=[-2.0], action_high=[2.0], squash=True),
+    ]
+    paths = [student.for_task(t["env_id"]) for t in TASKS]
+    obs = tuple(rng.normal(size=(2, 16, t["obs_dim"])).astype(np.float32) for t in TASKS)
+    before = [v.numpy() for v in student.trainable_variables]
+    # The expected first update, by hand: SGD on the sum of the weighted task losses.
+    expected_losses, grads = [], {}
+    with tf.GradientTape() as tape:
+        terms = []
+        for teacher, path, x in zip(teachers, paths, obs):
+            fn = get_loss("kl", 0.01 if teacher.output_type == "q_values" else 1.0, gaussian=path.is_continuous)
+            terms.append(loss_weight(fn) * fn(teacher(x[0]), path(x[0])))
+        total = tf.add_n(terms)
+    expected_losses = [float(t) for t in terms]
+    for v, g in zip(student.trainable_variables, tape.gradient(total, student.trainable_variables)):
+        grads[id(v)] = g.numpy()
+    assert [loss_weight(get_loss("kl", t)) for t in (0.01, 1.0, 4.0)] == pytest.approx([0.01, 1.0, 16.0])
+
+    step = make_distill_step(teachers, paths, keras.optimizers.SGD(0.1))
+    assert step.tasks == 3 and step.replicas == 1
+    losses = step(tuple(x[0] for x in obs)).numpy()
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-4)
+    for b, v in zip(before, student.trainable_variables):  # the shared trunk updated once, by the summed gradient
+        np.testing.assert_allclose(v.numpy(), b - 0.1 * grads[id(v)], rtol=1e-4, atol=1e-6)
+    assert step(obs).shape == (2, 3)  # a stack of two updates: [steps, tasks]
+    with pytest.raises(ValueError, match="one batch of observations per task: 3, got 2"):
+        step(obs[:2])
+    with pytest.raises(ValueError, match="sequences of the same length"):
+        make_distill_step(teachers, paths[:2], keras.optimizers.SGD(0.1))
 
 
 def test_save_and_load_round_trip_in_safe_mode(tmp_path, rng):
@@ -204,7 +248,7 @@ def test_a_multitask_run_resumes_from_its_checkpoint_after_an_interruption(cartp
     zoo_cartpole = load_policy("CartPole-v1-dqn")  # fits CartPole-v1 too, but is another teacher
     with pytest.raises(ResumeRefused, match="different teacher"):
         multitask.distill_multitask([zoo_cartpole, acrobot], config, out_dir=out, progress=False, resume=True)
-    other = MultiTaskConfig(**{**config.to_dict(), "env_ids": config.env_ids, "trunk_units": (16,), "seed": 1})
+    other = dataclasses.replace(config, seed=1)
     with pytest.raises(ResumeRefused, match="seed=0 \\(now 1\\)"):
         multitask.distill_multitask([cartpole_teacher, acrobot], other, out_dir=out, progress=False, resume=True)
     assert (out / "checkpoint.npz").read_bytes() == kept

@@ -21,6 +21,7 @@ import tf_keras
 import yaml
 
 from kd_rl._validate import check_float, check_int
+from kd_rl.config import ALGORITHMS
 from kd_rl.errors import KdRlError
 from kd_rl.models import normalise_hidden_units
 from kd_rl.policies import NumpyPolicy
@@ -36,7 +37,6 @@ __all__ = [
     "load_hyperparameters",
 ]
 
-ALGORITHMS = ("dqn", "ppo", "sac")
 
 #: SAC's ``action_noise`` values (`kd_rl.teachers.sac.ActionNoise`).
 ACTION_NOISES = ("none", "normal", "ornstein-uhlenbeck")

@@ -69,6 +69,7 @@ from tf_agents.agents.ppo import ppo_clip_agent
 from tf_agents.agents.sac import sac_agent
 from tf_agents.trajectories import trajectory
 
+from kd_rl.config import KICKSTART_SCHEDULES
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import check_model_fits_env
 from kd_rl.losses import (
@@ -95,8 +96,8 @@ __all__ = [
     "kickstart_weight",
 ]
 
-#: The schedules of the distillation weight λ over environment steps.
-SCHEDULES = ("constant", "linear", "exponential")
+#: The schedules of the distillation weight λ over environment steps (declared in `kd_rl.config`).
+SCHEDULES = KICKSTART_SCHEDULES
 
 #: The temperature τ of the student's own discrete policy ``softmax(outputs / τ)``:
 #: a DQN's outputs are Q-values, a PPO actor's are logits.

@@ -6,7 +6,8 @@ with `kd_rl.evaluate.run_episodes`, and write ``metrics.json`` and ``curve.csv``
 With ``kickstart`` the agent also learns from a teacher (`kd_rl.teachers.kickstart`).
 
 Example:
-    >>> metrics = train_teacher("CartPole-v1", "dqn", "runs/cartpole-dqn")  # doctest: +SKIP
+    >>> metrics = train_teacher(TeacherConfig("CartPole-v1", "dqn"), out_dir="runs/cartpole-dqn")  # doctest: +SKIP
+    >>> metrics = train_teacher("CartPole-v1", "dqn", "runs/cartpole-dqn")  # doctest: +SKIP (the same)
     >>> metrics["mean_return"]  # doctest: +SKIP
     500.0
     >>> metrics = train_teacher(  # doctest: +SKIP
@@ -18,21 +19,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import tensorflow as tf
 import tf_keras
 
 from kd_rl import _io
-from kd_rl._validate import check_float, check_int, check_memory, check_seed
+from kd_rl._validate import check_int, check_memory
+from kd_rl.config import TeacherConfig
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import run_episodes
 from kd_rl.models import count_params, load_policy
 from kd_rl.teachers.dqn import train_dqn
 from kd_rl.teachers.hyperparams import (
-    check_algo,
     check_algo_for_actions,
     check_hyperparameters,
     choose_algo,
@@ -51,28 +52,15 @@ TRAINERS = {"dqn": train_dqn, "ppo": train_ppo, "sac": train_sac}
 
 
 def train_teacher(
-    env_id: str,
-    algo: str | None,
-    out_dir: str | Path,
-    steps: int | None = None,
-    seed: int = 0,
-    hidden_units: int | Sequence[int] | None = None,
-    overrides: Mapping | None = None,
-    eval_every: int | None = None,
-    eval_episodes: int = 100,
-    checkpoint_every: int | None = None,
+    config: TeacherConfig | str,
+    algo: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
-    overwrite: bool = False,
-    kickstart=None,
-    kickstart_weight: float | None = None,
-    kickstart_schedule: str | None = None,
-    kickstart_until: int | None = None,
-    kickstart_temperature: float | None = None,
-    hyperparams_file: str | Path | None = None,
-    stop_return: float | None = None,
-    env_kwargs: Mapping | None = None,
+    **settings,
 ) -> dict:
     """Train a DQN, PPO or SAC teacher and export it as a Keras ``TeacherModel``.
 
@@ -100,53 +88,28 @@ def train_teacher(
     ``kickstart_weight, rl_loss, kickstart_loss``, TensorBoard the same scalars.
 
     Args:
-        env_id: Gymnasium id, or an alias from the hyperparameter file
-            (e.g. ``"CartPole-v1-large"``).
-        algo: ``"dqn"``, ``"ppo"`` or ``"sac"``; None: the one
-            ``kd_rl/hyperparams/best.yml`` lists for ``env_id``, else DQN for
-            ``Discrete`` actions and SAC for ``Box`` ones
-            (`kd_rl.teachers.hyperparams.choose_algo`). An environment the
-            algorithm's file has no entry for trains with that file's untuned
-            defaults, said in one line on stderr (``metrics["tuned"]`` False).
+        config: The run's settings, a `kd_rl.config.TeacherConfig` (every
+            setting declared once there, with its check and its
+            ``train-teacher`` flag); or, as kd_rl 0.2 called it, the
+            environment id, with ``algo`` and the settings as keywords
+            (``train_teacher("CartPole-v1", "dqn", "runs/x", steps=5_000)``).
+            ``algo`` None: the one ``kd_rl/hyperparams/best.yml`` lists for
+            the environment, else DQN for ``Discrete`` actions and SAC for
+            ``Box`` ones (`kd_rl.teachers.hyperparams.choose_algo`). An
+            environment the algorithm's file has no entry for trains with that
+            file's untuned defaults, said in one line on stderr
+            (``metrics["tuned"]`` False).
+        algo: With an environment id: ``"dqn"``, ``"ppo"``, ``"sac"`` or None.
         out_dir: Output folder (created).
-        steps: Environment steps; default ``n_timesteps`` from the file. PPO
-            rounds it up to whole rollouts (``n_envs * n_steps``) and counts
-            every step of its environments, auto-resets included.
-        seed: Seeds TensorFlow, NumPy, the environments and the evaluations.
-        hidden_units: Overrides the file's ``hidden_units``.
-        overrides: Other hyperparameters to override, by key.
-        eval_every: Environment steps between periodic evaluations; default
-            the file's ``eval_every``.
-        eval_episodes: Episodes of the final evaluation.
-        checkpoint_every: Environment steps between checkpoints; None: none.
         resume: Continue from the last checkpoint in ``out_dir`` (if there is
             none, start afresh). The run ends at the same total step count as
             an uninterrupted one.
+        overwrite: Replace a different run already in ``out_dir``, only once
+            this one has finished (without it, or ``resume``, a non-empty
+            ``out_dir`` is refused).
         progress: Show a tqdm progress bar.
         command: The command line that made this run, recorded in the metrics.
-        overwrite: Delete a different run already in ``out_dir`` first
-            (without it, or ``resume``, a non-empty ``out_dir`` is refused).
-        kickstart: A teacher to kickstart from: a zoo name, a ``.keras`` path or
-            a Keras 3 kd_rl policy, for the same observations and actions (a
-            continuous one squashed as the algorithm's: SAC tanh, PPO clip).
-        kickstart_weight: λ0 >= 0; default 1.
-        kickstart_schedule: ``"constant"``, ``"linear"`` (default) or ``"exponential"``.
-        kickstart_until: Env steps at which ``linear`` reaches 0 (``exponential``:
-            1% of λ0); default half of ``steps``.
-        kickstart_temperature: The teacher's temperature; default by its
-            outputs (0.01 for Q-values, 1 for logits and Gaussians).
-        hyperparams_file: Your own YAML file in the form of
-            ``kd_rl/hyperparams/{algo}.yml``: its entry for ``env_id`` (else its
-            ``default``) replaces the shipped values key by key; checked
-            before anything is written.
-        stop_return: End training at the first periodic evaluation whose mean
-            return reaches this (e.g. the environment's reward threshold), as
-            Stable-Baselines3's ``StopTrainingOnRewardThreshold`` does;
-            ``metrics["stopped_early"]`` says whether it did. None: train for
-            every step.
-        env_kwargs: Arguments for ``gymnasium.make`` (e.g. ``{"continuous":
-            True}``), used for training and every evaluation and recorded in
-            ``metrics.json``; a rejected argument fails before anything is written.
+        **settings: With an environment id: `TeacherConfig`'s fields.
 
     Returns:
         The metrics written to ``metrics.json``; ``outputs`` says what the
@@ -162,11 +125,16 @@ def train_teacher(
             ``kickstart_weight``, an unknown schedule, or kickstart settings
             without ``kickstart``.
     """
-    if not isinstance(env_id, str) or not env_id:
-        raise KdRlError(f"env_id must be a non-empty string, got {env_id!r}")
-    if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
-        raise KdRlError(f"env_kwargs must be a mapping of gymnasium.make arguments, got {env_kwargs!r}")
-    env_kwargs = dict(env_kwargs or {})
+    if isinstance(config, TeacherConfig):
+        if algo is not None or settings:
+            raise KdRlError("give a TeacherConfig's settings in the config, not as arguments of train_teacher")
+    else:
+        config = TeacherConfig(env_id=config, algo=algo, **settings)
+    if out_dir is None:
+        raise KdRlError("train_teacher needs out_dir, the run folder to write")
+    env_id, algo, seed = config.env_id, config.algo, config.seed
+    env_kwargs = dict(config.env_kwargs or {})
+    hyperparams_file, kickstart = config.hyperparams_file, config.kickstart
     chosen = None
     if algo is None:
         try:
@@ -176,33 +144,22 @@ def train_teacher(
             continuous = env_spec(env_id, **env_kwargs).is_continuous
             algo = choose_algo(env_id, "continuous" if continuous else "discrete")
             chosen = f"{algo}, for its {'Box' if continuous else 'Discrete'} actions"
-    algo = check_algo(algo)
-    overrides = dict(overrides or {})
-    if hidden_units is not None:
-        overrides["hidden_units"] = hidden_units
+    overrides = dict(config.overrides or {})
+    if config.hidden_units is not None:
+        overrides["hidden_units"] = config.hidden_units
     gym_id, params = load_hyperparameters(env_id, algo, overrides, hyperparams_file)
     tuned = is_tuned(env_id, algo) or hyperparams_file is not None
-    steps = check_int("steps", params["n_timesteps"] if steps is None else steps)
+    steps = check_int("steps", params["n_timesteps"] if config.steps is None else config.steps)
     params["n_timesteps"] = steps
-    seed = check_seed(seed)
-    eval_every = check_int("eval_every", params["eval_every"] if eval_every is None else eval_every)
+    eval_every = check_int("eval_every", params["eval_every"] if config.eval_every is None else config.eval_every)
     params["eval_every"] = eval_every
-    eval_episodes = check_int("eval_episodes", eval_episodes)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, allow_none=True)
-    if stop_return is not None:
-        stop_return = check_float("stop_return", stop_return)
+    eval_episodes, checkpoint_every, stop_return = config.eval_episodes, config.checkpoint_every, config.stop_return
     check_hyperparameters(params, algo)
     # Unknown id, unusable spaces or the wrong algorithm for them: fail before writing anything.
     spec = env_spec(gym_id, **env_kwargs)
     check_algo_for_actions(algo, "continuous" if spec.is_continuous else "discrete", gym_id, spec.describe())
     _check_replay_memory(params, algo, spec, steps)
-    options = {
-        "weight": kickstart_weight,
-        "schedule": kickstart_schedule,
-        "until": kickstart_until,
-        "temperature": kickstart_temperature,
-    }
-    kick = _kickstart(kickstart, {k: v for k, v in options.items() if v is not None}, gym_id, algo, steps, env_kwargs)
+    kick = _kickstart(kickstart, config.kickstart_options(), gym_id, algo, steps, env_kwargs)
     if chosen is not None:
         print(f"note: no algo given: {chosen}", file=sys.stderr)
     if not tuned:
