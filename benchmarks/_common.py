@@ -1,12 +1,12 @@
-"""Shared helpers of the benchmark scripts: machine description, headline statistics and result files.
+"""Shared helpers of the benchmarks: the experiments, machine description, headline statistics and result files.
 
-Every script writes ``benchmarks/results/NAME.json`` and ``NAME.md`` through
-`write_results`. To try a script without touching the committed results, set
-``KD_RL_BENCH_OUT`` to another folder: results (and the figures the scripts
-and ``report.py`` draw, under ``img/``) go there instead, and ``report.py``
-reads its results from there and writes its ``benchmarks.md`` there::
+Every experiment of ``experiments.yml`` writes ``benchmarks/results/NAME.json`` and
+``NAME.md`` through `write_results`. To try one without touching the committed
+results, set ``KD_RL_BENCH_OUT`` to another folder: results (and the figures the
+experiments and ``report.py`` draw, under ``img/``) go there instead, and
+``report.py`` reads its results from there and writes its ``benchmarks.md`` there::
 
-    KD_RL_BENCH_OUT=/tmp/bench python benchmarks/latency.py --repeats 50
+    KD_RL_BENCH_OUT=/tmp/bench python benchmarks/run.py latency --repeats 50
 
 Headline statistics follow rliable (Agarwal et al., 2021): the interquartile
 mean over seeds (`iqm`) with a percentile-bootstrap confidence interval
@@ -25,12 +25,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import kd_rl  # noqa: E402, F401  (first: sets TF_USE_LEGACY_KERAS before anything touches tf.keras)
 
 RESULTS = ROOT / "benchmarks" / "results"
+EXPERIMENTS = ROOT / "benchmarks" / "experiments.yml"
 DOCS = ROOT / "docs"
 OUT_ENV = "KD_RL_BENCH_OUT"
 
@@ -45,6 +47,18 @@ def docs_dir() -> Path:
     """Where the docs page and its figures go: ``$KD_RL_BENCH_OUT`` if set, else ``docs``."""
     out = os.environ.get(OUT_ENV)
     return Path(out) if out else DOCS
+
+
+def experiments() -> dict[str, dict]:
+    """The rows of ``experiments.yml``: results name -> ``{"run": "script.function", "params": {...}}``."""
+    return yaml.safe_load(EXPERIMENTS.read_text())
+
+
+def check_choices(name: str, values: Sequence, allowed: Sequence) -> None:
+    """Raise ValueError naming parameter ``name`` if one of ``values`` is not among ``allowed``."""
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"{name}: {', '.join(map(str, unknown))} not among {', '.join(map(str, allowed))}")
 
 
 def quiet_tensorflow() -> None:
@@ -251,22 +265,23 @@ def train_to_threshold(
 
 
 def command_line() -> str:
-    """This benchmark's command, as run from the repository root (``python benchmarks/NAME.py ARGS``)."""
+    """This benchmark's command, as run from the repository root (``python benchmarks/run.py NAME ARGS``)."""
     script = Path(sys.argv[0]).resolve()
     if script.is_relative_to(ROOT):
         script = script.relative_to(ROOT)
     return " ".join(["python", str(script), *sys.argv[1:]])
 
 
-def write_results(name: str, data: dict, table: str, measured_on: dict | None = None) -> None:
+def write_results(name: str, data: dict, table: str) -> None:
     """Write ``NAME.json`` and ``NAME.md`` (with the machine and command) to `results_dir`.
 
-    ``measured_on`` is the `machine` record of an earlier run whose results are
-    only being rewritten (default: this machine, now).
+    The machine and command are this run's (`machine`, `command_line`), or those
+    ``data`` holds under ``machine`` and ``command``: results of an earlier run
+    whose table is only being rewritten.
     """
     from kd_rl._io import write_json, write_text
 
-    data = {"machine": measured_on or machine(), "command": command_line(), **data}
+    data = {"machine": data.get("machine") or machine(), "command": data.get("command") or command_line(), **data}
     out = results_dir()
     write_json(out / f"{name}.json", data)
     m = data["machine"]

@@ -1,7 +1,7 @@
 """Env steps and wall seconds until Stable-Baselines3 first solves an environment (issue #16).
 
 The peer of ``benchmarks/teachers.py``: it trains SB3's DQN, PPO or SAC with
-RL-Baselines3-Zoo's hyperparameters and stops at the first periodic greedy
+RL-Baselines3-Zoo's hyperparameters (``rl_zoo.yml``) and stops at the first periodic greedy
 evaluation whose mean return reaches the threshold. It runs inside the SB3 venv
 that ``_sb3_venv.py`` makes, so it imports neither kd_rl nor TensorFlow::
 
@@ -37,136 +37,21 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-#: RL-Baselines3-Zoo's hyperparameters (rl_zoo3 2.9.2, ``hyperparams/dqn.yml``,
-#: ``hyperparams/ppo.yml`` and ``hyperparams/sac.yml``), as written there. Its ``LunarLander-v3`` entries are the
-#: ``LunarLander-v2`` ones of earlier releases. ``lin_X`` is a learning rate or clip
-#: range that falls linearly from X to 0; ``normalize`` wraps the training envs in
-#: VecNormalize; ``n_envs`` defaults to 1; keys the zoo leaves out take SB3's defaults.
-ZOO: dict[str, dict[str, dict]] = {
-    "dqn": {
-        "CartPole-v1": {
-            "n_timesteps": 5e4,
-            "policy": "MlpPolicy",
-            "learning_rate": 2.3e-3,
-            "batch_size": 64,
-            "buffer_size": 100_000,
-            "learning_starts": 1000,
-            "gamma": 0.99,
-            "target_update_interval": 10,
-            "train_freq": 256,
-            "gradient_steps": 128,
-            "exploration_fraction": 0.16,
-            "exploration_final_eps": 0.04,
-            "policy_kwargs": {"net_arch": [256, 256]},
-        },
-        "Acrobot-v1": {
-            "n_timesteps": 1e5,
-            "policy": "MlpPolicy",
-            "learning_rate": 6.3e-4,
-            "batch_size": 128,
-            "buffer_size": 50_000,
-            "learning_starts": 0,
-            "gamma": 0.99,
-            "target_update_interval": 250,
-            "train_freq": 4,
-            "gradient_steps": -1,
-            "exploration_fraction": 0.12,
-            "exploration_final_eps": 0.1,
-            "policy_kwargs": {"net_arch": [256, 256]},
-        },
-        "LunarLander-v3": {
-            "n_timesteps": 1e5,
-            "policy": "MlpPolicy",
-            "learning_rate": 6.3e-4,
-            "batch_size": 128,
-            "buffer_size": 50_000,
-            "learning_starts": 0,
-            "gamma": 0.99,
-            "target_update_interval": 250,
-            "train_freq": 4,
-            "gradient_steps": -1,
-            "exploration_fraction": 0.12,
-            "exploration_final_eps": 0.1,
-            "policy_kwargs": {"net_arch": [256, 256]},
-        },
-    },
-    "ppo": {
-        "CartPole-v1": {
-            "n_envs": 8,
-            "n_timesteps": 1e5,
-            "policy": "MlpPolicy",
-            "n_steps": 32,
-            "batch_size": 256,
-            "gae_lambda": 0.8,
-            "gamma": 0.98,
-            "n_epochs": 20,
-            "ent_coef": 0.0,
-            "learning_rate": "lin_0.001",
-            "clip_range": "lin_0.2",
-        },
-        "Acrobot-v1": {
-            "normalize": True,
-            "n_envs": 16,
-            "n_timesteps": 1e6,
-            "policy": "MlpPolicy",
-            "n_steps": 256,
-            "gae_lambda": 0.94,
-            "gamma": 0.99,
-            "n_epochs": 4,
-            "ent_coef": 0.0,
-        },
-        "MountainCar-v0": {
-            "normalize": True,
-            "n_envs": 16,
-            "n_timesteps": 1e6,
-            "policy": "MlpPolicy",
-            "n_steps": 16,
-            "gae_lambda": 0.98,
-            "gamma": 0.99,
-            "n_epochs": 4,
-            "ent_coef": 0.0,
-        },
-        "LunarLander-v3": {
-            "n_envs": 16,
-            "n_timesteps": 1e6,
-            "policy": "MlpPolicy",
-            "n_steps": 1024,
-            "batch_size": 64,
-            "gae_lambda": 0.98,
-            "gamma": 0.999,
-            "n_epochs": 4,
-            "ent_coef": 0.01,
-        },
-    },
-    "sac": {
-        "Pendulum-v1": {
-            "n_timesteps": 20_000,
-            "policy": "MlpPolicy",
-            "learning_rate": 1e-3,
-        },
-        # gSDE (use_sde) explores with noise that is a fixed function of the state for
-        # a whole episode (resampled each -1: once per rollout), starting small (log_std_init).
-        "MountainCarContinuous-v0": {
-            "n_timesteps": 5e4,
-            "policy": "MlpPolicy",
-            "learning_rate": 3e-4,
-            "buffer_size": 50_000,
-            "batch_size": 512,
-            "ent_coef": 0.1,
-            "train_freq": 32,
-            "gradient_steps": 32,
-            "gamma": 0.9999,
-            "tau": 0.01,
-            "learning_starts": 0,
-            "use_sde": True,
-            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
-        },
-    },
-}
-# RL-Zoo's LunarLanderContinuous-v3 PPO entry repeats its LunarLander-v3 one value for value.
-ZOO["ppo"]["LunarLanderContinuous-v3"] = dict(ZOO["ppo"]["LunarLander-v3"])
-SOURCE = "rl-baselines3-zoo (rl_zoo3 2.9.2) hyperparams/{algo}.yml, entry {env}"
+import yaml
+
+#: RL-Baselines3-Zoo's hyperparameters, ``ZOO[algo][env]`` as written in the zoo's
+#: ``hyperparams/{algo}.yml``, and where they come from: ``rl_zoo.yml`` beside this file.
+RL_ZOO_FILE = Path(__file__).resolve().with_name("rl_zoo.yml")
+_RL_ZOO = yaml.safe_load(RL_ZOO_FILE.read_text())
+ZOO: dict[str, dict[str, dict]] = _RL_ZOO["hyperparams"]
+SOURCE: str = _RL_ZOO["source"]
+
+
+def n_timesteps(algo: str, env_id: str) -> int:
+    """RL-Zoo's step budget (``n_timesteps``) of its ``algo`` entry for ``env_id``."""
+    return int(ZOO[algo][env_id]["n_timesteps"])
 
 
 def _linear(initial: float) -> Callable[[float], float]:

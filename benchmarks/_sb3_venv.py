@@ -10,8 +10,8 @@ runs in a venv of its own, made once by `sb3_python` and reused after that::
 
 The venv lives at ``~/.cache/kd_rl/sb3-venv`` (``$KD_RL_SB3_VENV`` moves it) and
 is built from the Python that runs this module. It gets ``stable-baselines3>=2.3,<3``,
-``gymnasium[box2d]`` at the version kd_rl's venv has, and a CPU-only PyTorch
-where one can be had:
+``gymnasium[box2d]`` at the version kd_rl's venv has, PyYAML (the peer reads RL-Zoo's
+settings from ``rl_zoo.yml``), and a CPU-only PyTorch where one can be had:
 
 1. ``$KD_RL_SB3_TORCH_INDEX``, if set: an index of CPU wheels (PyTorch's own CPU
    index, on a machine that reaches it) to take ``torch`` from;
@@ -40,9 +40,10 @@ from pathlib import Path
 VENV_ENV = "KD_RL_SB3_VENV"
 TORCH_INDEX_ENV = "KD_RL_SB3_TORCH_INDEX"
 SB3_SPEC = "stable-baselines3>=2.3,<3"
+YAML_SPEC = "pyyaml>=5.1"
 PEER = Path(__file__).resolve().with_name("_sb3_peer.py")
 _MARKER = "kd_rl-sb3.json"
-_REPORTED = ("stable-baselines3", "torch", "gymnasium", "box2d", "numpy")
+_REPORTED = ("stable-baselines3", "torch", "gymnasium", "box2d", "numpy", "pyyaml")
 
 
 def venv_dir() -> Path:
@@ -59,7 +60,7 @@ def _wanted() -> dict:
     """What the venv must hold; a marker that differs from this means install again."""
     return {
         "python": sys.version.split()[0],
-        "requirements": [SB3_SPEC, f"gymnasium[box2d]=={version('gymnasium')}", "torch"],
+        "requirements": [SB3_SPEC, f"gymnasium[box2d]=={version('gymnasium')}", YAML_SPEC, "torch"],
         "torch_index": os.environ.get(TORCH_INDEX_ENV) or None,
     }
 

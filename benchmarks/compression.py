@@ -10,21 +10,20 @@ student, all timed in one process at the end), and the return and normalised
 score ``(student − random) / (teacher − random)`` over 100 evaluation
 episodes per seed.
 
-    python benchmarks/compression.py [--envs CartPole-v1 LunarLander-v3] [--sizes 100 50 25 12 6 3]
+Teachers, budgets, sizes and seeds: the row ``compression`` of ``experiments.yml``.
+
+    python benchmarks/run.py compression [--envs CartPole-v1 LunarLander-v3] [--sizes 100 50 25 12 6 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, tflite_interpreter_fn, timed_distill, write_results
+from _common import check_choices, quiet_tensorflow, tflite_interpreter_fn, timed_distill
 
 quiet_tensorflow()
-
-CASES = {"CartPole-v1": ("CartPole-v1-dqn-large", 10_000), "LunarLander-v3": ("LunarLander-v3-dqn", 50_000)}
 
 
 def _sizes_and_latency(model, env_id: str, workdir: Path, repeats: int) -> dict:
@@ -47,33 +46,44 @@ def _sizes_and_latency(model, env_id: str, workdir: Path, repeats: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 50, 25, 12, 6, 3])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3000, help="timed calls per latency measurement")
-    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
-    args = parser.parse_args()
+def sweep(
+    cases: dict[str, list],
+    envs: list[str],
+    sizes: list[int],
+    seeds: list[int],
+    episodes: int,
+    repeats: int,
+    max_steps: int | None = None,
+) -> tuple[dict, str]:
+    """Students of every size from each teacher: parameters, file bytes, latency, return and normalised score.
 
+    Args:
+        cases: environment -> ``[zoo teacher, labelled states per student]``.
+        envs: the environments of ``cases`` to measure.
+        sizes: hidden units of the students.
+        seeds: one student per seed and size.
+        episodes: final evaluation episodes per run.
+        repeats: timed calls per latency measurement.
+        max_steps: cap the labelled-state budgets (quick tries only).
+    """
     from kd_rl.models import load_policy
 
+    check_choices("envs", envs, cases)
     results, models = {}, {}
-    for env_id in args.envs:
-        teacher_name, steps = CASES[env_id]
-        steps = min(steps, args.max_steps or steps)
+    for env_id in envs:
+        teacher_name, steps = cases[env_id]
+        steps = min(steps, max_steps or steps)
         teacher = load_policy(teacher_name)
         models[(env_id, "teacher")] = teacher
         results[env_id] = {"teacher": teacher_name, "labelled_states": steps, "sizes": {}}
-        for hidden in args.sizes:
+        for hidden in sizes:
             runs = []
-            for seed in args.seeds:
+            for seed in seeds:
                 student, m = timed_distill(
-                    teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=args.episodes
+                    teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=episodes
                 )
                 runs.append(m)
-                if seed == args.seeds[0]:
+                if seed == seeds[0]:
                     models[(env_id, hidden)] = student
                 print(env_id, hidden, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
             results[env_id]["sizes"][hidden] = {"runs": runs}
@@ -84,7 +94,7 @@ def main() -> None:
     # Sizes and latencies last, in one quiet stretch, so every row is timed alike.
     with tempfile.TemporaryDirectory() as tmp:
         for (env_id, key), model in models.items():
-            measured = _sizes_and_latency(model, env_id, Path(tmp), args.repeats)
+            measured = _sizes_and_latency(model, env_id, Path(tmp), repeats)
             if key == "teacher":
                 results[env_id]["teacher_files"] = measured
             else:
@@ -93,7 +103,7 @@ def main() -> None:
     parts = []
     for env_id, r in results.items():
         t = r["teacher_files"]
-        n_seeds = len(args.seeds)
+        n_seeds = len(seeds)
         rows = [
             f"**{env_id}**: teacher `{r['teacher']}`, {r['teacher_params']:,} parameters, return "
             f"{r['teacher_mean_return']:.1f} (random policy {r['random_mean_return']:.1f}); "
@@ -131,8 +141,18 @@ def main() -> None:
             )
         )
         parts.append("\n".join(rows))
-    write_results("compression", {"args": vars(args), "results": results}, "\n\n".join(parts))
+    args = {
+        "envs": envs,
+        "sizes": sizes,
+        "seeds": seeds,
+        "episodes": episodes,
+        "repeats": repeats,
+        "max_steps": max_steps,
+    }
+    return {"args": args, "results": results}, "\n\n".join(parts)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

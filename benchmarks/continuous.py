@@ -1,9 +1,9 @@
 """Continuous control: Gaussian teachers distilled into small real-time students.
 
-For every environment named by ``--envs`` (zoo teachers Pendulum-v1-sac,
+For every environment named by ``envs`` (zoo teachers Pendulum-v1-sac,
 LunarLanderContinuous-v3-ppo, BipedalWalker-v3-ppo):
 
-1. **Compression sweep**: students of ``--sizes`` hidden units (one layer),
+1. **Compression sweep**: students of ``sizes`` hidden units (one layer),
    distilled with the Gaussian KL (kd_rl's default, decoupled form) on
    student-driven data, 3 seeds each. For
    every size: parameters, share of the teacher's, float32 TFLite bytes, the
@@ -20,12 +20,14 @@ LunarLanderContinuous-v3-ppo, BipedalWalker-v3-ppo):
    teacher's: the median over visited states of ``sigma_student / sigma_teacher``
    (1 keeps the teacher's exploration noise; MSE does not train the std at all).
 
-    python benchmarks/continuous.py [--envs Pendulum-v1] [--sizes 64 32 16 8] [--loss-size 16]
+Teachers, budgets, student settings, sizes, losses and seeds: the row ``continuous`` of
+``experiments.yml``.
+
+    python benchmarks/run.py continuous [--envs Pendulum-v1] [--sizes 64 32 16 8] [--loss-size 16]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     SUMMARY_HEADER,
+    check_choices,
     command_line,
     machine,
     quiet_tensorflow,
@@ -41,32 +44,9 @@ from _common import (
     summary_row,
     tflite_interpreter_fn,
     timed_distill,
-    write_results,
 )
 
 quiet_tensorflow()
-
-#: --losses names -> DistillConfig settings.
-LOSSES = {
-    "kl": {"loss": "kl", "gaussian_kl": "decoupled"},
-    "kl-exact": {"loss": "kl", "gaussian_kl": "exact"},
-    "mse": {"loss": "mse"},
-    "nll": {"loss": "nll"},
-}
-
-#: Environment -> (zoo teacher, labelled states per student, student settings beyond the defaults).
-#: BipedalWalker's 11-unit student kept 0.27 of the score with the defaults (relu, raw observations),
-#: 0.60 with the teacher's observation normaliser and 0.91 with tanh as well (one seed, 30 episodes);
-#: its PPO teacher's log-std is one value per dimension, so the students' is too (fewer parameters).
-CASES = {
-    "Pendulum-v1": ("Pendulum-v1-sac", 20_000, {}),
-    "LunarLanderContinuous-v3": ("LunarLanderContinuous-v3-ppo", 30_000, {}),
-    "BipedalWalker-v3": (
-        "BipedalWalker-v3-ppo",
-        300_000,
-        {"activation": "tanh", "inherit_normalizer": True, "state_dependent_std": False},
-    ),
-}
 
 
 def _std_ratio(student, teacher, env_id: str, seed: int) -> float:
@@ -95,53 +75,72 @@ def _sizes_and_latency(model, workdir: Path, repeats: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="+", default=["Pendulum-v1"], choices=list(CASES))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 32, 16, 8])
-    parser.add_argument("--loss-size", type=int, default=16, help="student width of the loss comparison")
-    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3000, help="timed calls per latency measurement")
-    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
-    args = parser.parse_args()
+def sweep(
+    cases: dict[str, list],
+    loss_settings: dict[str, dict],
+    envs: list[str],
+    sizes: list[int],
+    loss_size: int,
+    losses: list[str],
+    seeds: list[int],
+    episodes: int,
+    repeats: int,
+    max_steps: int | None = None,
+) -> tuple[dict, str]:
+    """Gaussian teachers into one-layer students of each size, then the losses at one size.
 
+    Environments not measured again are kept from the last results, with their command and CPU.
+
+    Args:
+        cases: environment -> ``[zoo teacher, labelled states per student, student settings beyond the
+            defaults]``.
+        loss_settings: loss name -> its DistillConfig settings.
+        envs: the environments of ``cases`` to measure.
+        sizes: hidden units of the students of the sweep.
+        loss_size: student width of the loss comparison.
+        losses: the losses of ``loss_settings`` to compare.
+        seeds: one student per seed, size and loss.
+        episodes: final evaluation episodes per run.
+        repeats: timed calls per latency measurement.
+        max_steps: cap the labelled-state budgets (quick tries only).
+    """
     from kd_rl.models import load_policy
 
+    check_choices("envs", envs, cases)
+    check_choices("losses", losses, loss_settings)
     results, models = {}, {}
     measured_on = {"command": command_line(), "cpu": machine()["cpu"]}
-    for env_id in args.envs:
-        teacher_name, steps, student_settings = CASES[env_id]
-        steps = min(steps, args.max_steps or steps)
+    for env_id in envs:
+        teacher_name, steps, student_settings = cases[env_id]
+        steps = min(steps, max_steps or steps)
         teacher = load_policy(teacher_name)
         models[(env_id, "teacher")] = teacher
         r = results[env_id] = {
-            "teacher": teacher_name, "labelled_states": steps, "sizes": {}, "losses": {}, "seeds": args.seeds,
-            "loss_size": args.loss_size, "student_settings": student_settings, **measured_on,
+            "teacher": teacher_name, "labelled_states": steps, "sizes": {}, "losses": {}, "seeds": seeds,
+            "loss_size": loss_size, "student_settings": student_settings, **measured_on,
             "date": machine()["date"],
         }  # fmt: skip
-        sweep = [("kl", h) for h in args.sizes] + [(loss, args.loss_size) for loss in args.losses if loss != "kl"]
-        if args.loss_size not in args.sizes and "kl" in args.losses:
-            sweep.append(("kl", args.loss_size))
-        for loss, hidden in sweep:
+        runs_to_do = [("kl", h) for h in sizes] + [(loss, loss_size) for loss in losses if loss != "kl"]
+        if loss_size not in sizes and "kl" in losses:
+            runs_to_do.append(("kl", loss_size))
+        for loss, hidden in runs_to_do:
             runs = []
-            for seed in args.seeds:
+            for seed in seeds:
                 student, m = timed_distill(
-                    teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=args.episodes,
-                    **student_settings, **LOSSES[loss],
+                    teacher, env_id=env_id, hidden_units=hidden, steps=steps, seed=seed, eval_episodes=episodes,
+                    **student_settings, **loss_settings[loss],
                 )  # fmt: skip
                 m["std_ratio"] = _std_ratio(student, teacher, env_id, seed)
                 runs.append(m)
-                if seed == args.seeds[0] and loss == "kl":
+                if seed == seeds[0] and loss == "kl":
                     models[(env_id, hidden)] = student
                 print(
                     env_id, loss, hidden, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})",
                     f"error {m['action_error']:.3f} std ratio {m['std_ratio']:.2f}", flush=True,
                 )  # fmt: skip
-            if loss == "kl" and hidden in args.sizes:
+            if loss == "kl" and hidden in sizes:
                 r["sizes"][hidden] = {"runs": runs}
-            if hidden == args.loss_size and loss in args.losses:
+            if hidden == loss_size and loss in losses:
                 r["losses"][loss] = {"runs": runs}
         first = runs[0]
         r.update(
@@ -152,7 +151,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for (env_id, key), model in models.items():
-            measured = _sizes_and_latency(model, Path(tmp), args.repeats)
+            measured = _sizes_and_latency(model, Path(tmp), repeats)
             if key == "teacher":
                 results[env_id]["teacher_files"] = measured
             elif key in results[env_id]["sizes"]:
@@ -160,7 +159,17 @@ def main() -> None:
 
     results = {**_previous_results(set(results)), **results}
     parts = [_env_table(env_id, r) for env_id, r in results.items()]
-    write_results("continuous", {"args": vars(args), "results": results}, "\n\n".join(parts))
+    args = {
+        "envs": envs,
+        "sizes": sizes,
+        "loss_size": loss_size,
+        "losses": losses,
+        "seeds": seeds,
+        "episodes": episodes,
+        "repeats": repeats,
+        "max_steps": max_steps,
+    }
+    return {"args": args, "results": results}, "\n\n".join(parts)
 
 
 def _previous_results(rerun: set) -> dict:
@@ -240,4 +249,6 @@ def _env_table(env_id: str, r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

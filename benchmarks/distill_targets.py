@@ -15,6 +15,10 @@ same seeded episodes (`kd_rl.evaluate.normalised_score`): 1 is the teacher,
 3. ``collect``: student-driven against teacher-driven collection, return,
    normalised score and agreement over 5 seeds, with the result stated either way.
 
+Teachers, seeds, budgets and targets are the rows ``distill_cartpole``,
+``distill_compression`` and ``distill_collect`` of ``experiments.yml``::
+
+    python benchmarks/run.py distill_cartpole distill_compression distill_collect
     python benchmarks/distill_targets.py [cartpole] [compression] [collect]
 
 ``--seeds``, ``--episodes`` and ``--max-steps`` shrink a run for a quick try
@@ -23,31 +27,49 @@ same seeded episodes (`kd_rl.evaluate.normalised_score`): 1 is the teacher,
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from _common import SUMMARY_HEADER, quiet_tensorflow, summarise_runs, summary_row, timed_distill, write_results
+from _common import SUMMARY_HEADER, quiet_tensorflow, summarise_runs, summary_row, timed_distill
 
 quiet_tensorflow()
 
-TEN_SEEDS = tuple(range(10))
 
-
-def _run(teacher, options: dict, **config) -> dict:
-    if options.get("max_steps"):
-        config["steps"] = min(config.get("steps", 10_000), options["max_steps"])
-    return timed_distill(teacher, eval_episodes=options.get("episodes", 100), **config)[1]
+def _run(teacher, episodes: int, max_steps: int | None, **config) -> dict:
+    """The metrics of one distillation, its labelled-state budget capped at ``max_steps`` if given."""
+    if max_steps:
+        config["steps"] = min(config.get("steps", 10_000), max_steps)
+    return timed_distill(teacher, eval_episodes=episodes, **config)[1]
 
 
 def _score(m: dict) -> str:
     return "—" if m["normalised_score"] is None else f"{m['normalised_score']:.3f}"
 
 
-def cartpole(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
+def cartpole(
+    teacher: str,
+    env_id: str,
+    seeds: list[int],
+    episodes: int,
+    max_states: int,
+    min_score: float,
+    max_seconds: float,
+    max_steps: int | None = None,
+) -> tuple[dict, str]:
+    """A zoo teacher into a student with the default settings, judged on the worst seed and on the IQM.
+
+    Args:
+        teacher: the zoo teacher.
+        env_id: its environment.
+        seeds: one student per seed.
+        episodes: final evaluation episodes per run.
+        max_states: the target's labelled states, at most.
+        min_score: the target's normalised score, at least.
+        max_seconds: the target's wall seconds per run (distillation and evaluations), less than this.
+        max_steps: cap every labelled-state budget (quick tries only).
+    """
     from kd_rl.models import load_policy
 
-    teacher = load_policy("CartPole-v1-dqn")
-    runs = [_run(teacher, options, env_id="CartPole-v1", seed=s) for s in seeds]
+    model = load_policy(teacher)
+    runs = [_run(model, episodes, max_steps, env_id=env_id, seed=s) for s in seeds]
     rows = [
         f"{len(runs)} seeds.\n",
         "| seed | labelled states | teacher return | random return | student return | normalised score | "
@@ -72,14 +94,15 @@ def cartpole(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
         summary_row("student return", summary["student_mean_return"], "{:.1f}"),
         summary_row("total s (worst = slowest)", summary["total_seconds"], "{:.1f}"),
     ]
-    states_ok = all(m["labelled_states"] <= 20_000 for m in runs)
+    states_ok = all(m["labelled_states"] <= max_states for m in runs)
     score, secs = summary["normalised_score"], summary["total_seconds"]
     verdict = {
-        "worst_seed": bool(states_ok and score["worst"] >= 0.99 and secs["worst"] < 60),
-        "iqm": bool(states_ok and score["iqm"] >= 0.99 and secs["iqm"] < 60),
+        "worst_seed": bool(states_ok and score["worst"] >= min_score and secs["worst"] < max_seconds),
+        "iqm": bool(states_ok and score["iqm"] >= min_score and secs["iqm"] < max_seconds),
     }
     rows.append(
-        f"\nTarget: normalised score >= 0.99 with <= 20,000 labelled states in < 60 s (distillation and the "
+        f"\nTarget: normalised score >= {min_score:g} with <= {max_states:,} labelled states in < {max_seconds:g} s "
+        "(distillation and the "
         f"{runs[0]['eval_episodes']}-episode evaluations). On the worst seed "
         f"(score {score['worst']:.3f}, seed {score['worst_seed']}; "
         f"slowest {secs['worst']:.1f} s, seed {secs['worst_seed']}): {'met' if verdict['worst_seed'] else 'NOT met'}. "
@@ -89,14 +112,18 @@ def cartpole(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
     return {"runs": runs, "summary": summary, "target_met": verdict}, "\n".join(rows)
 
 
-def compression(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
-    from kd_rl.models import load_policy
-    from kd_rl.zoo import list_zoo
+def compression(cases: list[list], seeds: list[int], episodes: int, max_steps: int | None = None) -> tuple[dict, str]:
+    """Students much smaller than their teachers: the smallest meeting each target, per seed and on the IQM.
 
-    cases = [("CartPole-v1-dqn-large", "CartPole-v1", 0.01, 0.99, [50, 12, 6], 10_000)]
-    lunar = [e["name"] for e in list_zoo() if e["name"].startswith("LunarLander-v3")]
-    if lunar:
-        cases.append((lunar[0], "LunarLander-v3", 1 / 15, 0.95, [256, 64], 50_000))
+    Args:
+        cases: ``[teacher, env_id, max_share, min_score, hidden sizes, labelled states]`` per teacher: the
+            target is a student with at most ``max_share`` of the teacher's parameters scoring ``min_score``.
+        seeds: one student per seed and size.
+        episodes: final evaluation episodes per run.
+        max_steps: cap every labelled-state budget (quick tries only).
+    """
+    from kd_rl.models import load_policy
+
     out, per_seed = {}, []
     summaries = [SUMMARY_HEADER]
     verdicts = []
@@ -105,7 +132,10 @@ def compression(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
         # (share, score, hidden) of the smallest student meeting the target, judged each way
         smallest = {"worst_seed": None, "iqm": None}
         for hidden in sizes:
-            runs = [_run(teacher, options, env_id=env_id, hidden_units=hidden, steps=steps, seed=s) for s in seeds]
+            runs = [
+                _run(teacher, episodes, max_steps, env_id=env_id, hidden_units=hidden, steps=steps, seed=s)
+                for s in seeds
+            ]
             share = runs[0]["student_params"] / runs[0]["teacher_params"]
             summary = {
                 "normalised_score": summarise_runs(runs, "normalised_score"),
@@ -138,8 +168,6 @@ def compression(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
                 )
             )
         out[f"{name}/target_met"] = {how: smallest[how] is not None for how in smallest}
-    if not lunar:
-        verdicts.append("- LunarLander-v3: no zoo teacher yet, not measured.")
     header = [
         f"{len(seeds)} seeds per student size.\n",
         "| teacher | teacher params | student hidden | student params | share | seed | teacher return | "
@@ -150,12 +178,24 @@ def compression(seeds=TEN_SEEDS, **options) -> tuple[dict, str]:
     return out, table
 
 
-def collect(seeds=(0, 1, 2, 3, 4), steps=3_000, **options) -> tuple[dict, str]:
+def collect(
+    teacher: str, env_id: str, seeds: list[int], steps: int, episodes: int, max_steps: int | None = None
+) -> tuple[dict, str]:
+    """Teacher-driven against student-driven collection: return, normalised score and agreement.
+
+    Args:
+        teacher: the zoo teacher.
+        env_id: its environment.
+        seeds: one student per seed and collection mode.
+        steps: labelled states per student.
+        episodes: final evaluation episodes per run.
+        max_steps: cap every labelled-state budget (quick tries only).
+    """
     from kd_rl.models import load_policy
 
-    teacher = load_policy("CartPole-v1-dqn")
+    model = load_policy(teacher)
     out = {
-        mode: [_run(teacher, options, env_id="CartPole-v1", collect=mode, steps=steps, seed=s) for s in seeds]
+        mode: [_run(model, episodes, max_steps, env_id=env_id, collect=mode, steps=steps, seed=s) for s in seeds]
         for mode in ("teacher", "student")
     }
     rows = [
@@ -184,21 +224,7 @@ def collect(seeds=(0, 1, 2, 3, 4), steps=3_000, **options) -> tuple[dict, str]:
     return {"runs": out, "steps": labelled}, "\n".join(rows)
 
 
-def main() -> None:
-    sections = {"cartpole": cartpole, "compression": compression, "collect": collect}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", default=list(sections), choices=list(sections))
-    parser.add_argument("--seeds", type=int, nargs="+", help="seeds of every section (default: 0-9, collect 0-4)")
-    parser.add_argument("--episodes", type=int, default=100, help="final evaluation episodes per run")
-    parser.add_argument("--max-steps", type=int, help="cap every labelled-state budget (quick tries only)")
-    args = parser.parse_args()
-    options = {"episodes": args.episodes, "max_steps": args.max_steps}
-    if args.seeds:
-        options["seeds"] = tuple(args.seeds)
-    for name in args.which:
-        data, table = sections[name](**options)
-        write_results(f"distill_{name}", data, table)
-
-
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

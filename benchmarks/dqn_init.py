@@ -12,28 +12,28 @@ steps, as SB3's 10-env-step interval does) under each initialisation, 3 seeds,
 evaluating greedily every 2,500 env steps over 20 episodes and stopping at the
 first evaluation that reaches 475, as `benchmarks/teachers.py` does.
 
-    python benchmarks/dqn_init.py [--seeds 0 1 2] [--inits tf_agents torch]
+The entry, its overrides, the threshold, budget and seeds: the row ``dqn_init`` of ``experiments.yml``.
+
+    python benchmarks/run.py dqn_init [--seeds 0 1 2] [--inits tf_agents torch]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _common import quiet_tensorflow, train_to_threshold, write_results
+from _common import quiet_tensorflow, train_to_threshold
 
 quiet_tensorflow()
 
-THRESHOLD, BUDGET, EVAL_EVERY, EPISODES = 475.0, 50_000, 2_500, 20
-ENTRY = "CartPole-v1-rlzoo"  # RL-Zoo's settings (kd_rl/hyperparams/dqn.yml)
-SB3_TARGETS = {"n_step": 1}  # SB3's DQN bootstraps after one step (the entry: 3)
 
-
-def run(init: str, seed: int) -> dict:
+def run(
+    entry: str, overrides: dict, init: str, seed: int, threshold: float, budget: int, eval_every: int, episodes: int
+) -> dict:
+    """One DQN run from initialisation ``init``, stopped at the first evaluation reaching ``threshold``."""
     start = time.perf_counter()
     r = train_to_threshold(
-        ENTRY, "dqn", seed, BUDGET, EVAL_EVERY, THRESHOLD, EPISODES, overrides={"init": init, **SB3_TARGETS}
+        entry, "dqn", seed, budget, eval_every, threshold, episodes, overrides={"init": init, **overrides}
     )
     return {
         "init": init,
@@ -44,36 +44,55 @@ def run(init: str, seed: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--inits", nargs="+", default=["tf_agents", "torch"], choices=["tf_agents", "torch"])
-    args = parser.parse_args()
+def compare(
+    entry: str,
+    overrides: dict,
+    threshold: float,
+    budget: int,
+    eval_every: int,
+    episodes: int,
+    seeds: list[int],
+    inits: list[str],
+) -> tuple[dict, str]:
+    """Env steps to the threshold from each initialisation, seed by seed.
+
+    Args:
+        entry: kd_rl's DQN hyperparameter entry.
+        overrides: hyperparameters changed from the entry's.
+        threshold: mean evaluation return that counts as solved.
+        budget: env steps per run at most.
+        eval_every: env steps between greedy evaluations.
+        episodes: greedy episodes per evaluation.
+        seeds: seeds of the runs of each initialisation.
+        inits: the initialisations (``init``: tf_agents, torch).
+    """
     runs = []
-    for seed in args.seeds:  # seed-major, so both initialisations share the machine's load
-        for init in args.inits:
-            runs.append(run(init, seed))
+    for seed in seeds:  # seed-major, so both initialisations share the machine's load
+        for init in inits:
+            runs.append(run(entry, overrides, init, seed, threshold, budget, eval_every, episodes))
             r = runs[-1]
             print(f"init {init} seed {seed}: solved at {r['solved_at_env_steps']} ({r['wall_seconds']:.0f} s)")
     rows = [
-        "| init | seeds solved | env steps to 475, per seed | median env steps |",
+        f"| init | seeds solved | env steps to {threshold:g}, per seed | median env steps |",
         "|---|---|---|---|",
     ]
-    for init in args.inits:
+    for init in inits:
         mine = [r for r in runs if r["init"] == init]
         steps = [r["solved_at_env_steps"] for r in mine]
         per_seed = ", ".join(f"{s:,}" if s is not None else "not solved" for s in steps)
-        median = float(np.median([BUDGET if s is None else s for s in steps]))
+        median = float(np.median([budget if s is None else s for s in steps]))
         solved = sum(s is not None for s in steps)
         rows.append(f"| {init} | {solved}/{len(mine)} | {per_seed} | {median:,.0f} |")
     table = "\n".join(rows) + (
-        f"\n\nRL-Zoo's CartPole-v1 DQN settings (the `{ENTRY}` entry of kd_rl/hyperparams/dqn.yml, with SB3's "
-        f"one-step targets: {SB3_TARGETS}), "
-        f"budget {BUDGET:,} env steps; "
+        f"\n\nRL-Zoo's CartPole-v1 DQN settings (the `{entry}` entry of kd_rl/hyperparams/dqn.yml, with SB3's "
+        f"one-step targets: {overrides}), "
+        f"budget {budget:,} env steps; "
         "a seed that does not solve counts as the budget in the median."
     )
-    write_results("dqn_init", {"entry": ENTRY, "overrides": SB3_TARGETS, "budget": BUDGET, "runs": runs}, table)
+    return {"entry": entry, "overrides": overrides, "budget": budget, "runs": runs}, table
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

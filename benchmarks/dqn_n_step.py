@@ -14,38 +14,32 @@ beside Stable-Baselines3, since these runs chose the default.
   ``default`` entry, what an environment without an entry trains with (Double
   DQN, one hidden layer of 100 units).
 
-    python benchmarks/dqn_n_step.py [--cases CartPole-v1-rlzoo ...] [--n-steps 1 3]
+The cases (entry, threshold, budget, seeds): the row ``dqn_n_step`` of ``experiments.yml``.
+
+    python benchmarks/run.py dqn_n_step [--cases CartPole-v1-rlzoo ...] [--n-steps 1 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _common import quiet_tensorflow, train_to_threshold, write_results
+from _common import check_choices, quiet_tensorflow, train_to_threshold
 
 quiet_tensorflow()
 
-EPISODES = 20
-#: name -> (hyperparameter entry, take every key from ``default``, threshold, budget, eval_every, seeds)
-CASES = {
-    "CartPole-v1-rlzoo": ("CartPole-v1-rlzoo", False, 475.0, 50_000, 2_500, (10, 11, 12, 13, 14, 15)),
-    "LunarLander-v3-rlzoo": ("LunarLander-v3-rlzoo", False, 200.0, 100_000, 10_000, (10, 11, 12)),
-    "Acrobot-v1-untuned": ("Acrobot-v1", True, -100.0, 100_000, 5_000, (10, 11, 12)),
-}
 
+def run(case: str, setting: list, n_step: int, seed: int, episodes: int) -> dict:
+    """One DQN run of ``case`` (its ``setting``, see `compare`) with ``n_step``, stopped at the threshold."""
+    from kd_rl.teachers.hyperparam_tables import load_hyperparameters
 
-def run(case: str, n_step: int, seed: int) -> dict:
-    from kd_rl.teachers.hyperparams import load_hyperparameters
-
-    entry, untuned, threshold, budget, eval_every, _ = CASES[case]
+    entry, untuned, threshold, budget, eval_every, _ = setting
     overrides = {"n_step": n_step}
     if untuned:  # every key from `default`, over the environment's own entry
         _, defaults = load_hyperparameters("default", "dqn")
         overrides = {**defaults, "hidden_units": list(defaults["hidden_units"]), **overrides}
     start = time.perf_counter()
-    r = train_to_threshold(entry, "dqn", seed, budget, eval_every, threshold, EPISODES, overrides)
+    r = train_to_threshold(entry, "dqn", seed, budget, eval_every, threshold, episodes, overrides)
     curve = [(steps, ret) for steps, ret, _ in r["curve"]]
     return {
         "case": case,
@@ -59,25 +53,31 @@ def run(case: str, n_step: int, seed: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--n-steps", type=int, nargs="+", default=[1, 3])
-    args = parser.parse_args()
+def compare(case_settings: dict[str, list], episodes: int, cases: list[str], n_steps: list[int]) -> tuple[dict, str]:
+    """Env steps to the threshold with each ``n_step``, per case, seed by seed.
+
+    Args:
+        case_settings: case -> ``[hyperparameter entry, take every key from default, threshold, budget,
+            eval_every, seeds]``.
+        episodes: greedy episodes per evaluation.
+        cases: the cases of ``case_settings`` to run.
+        n_steps: the ``n_step`` values to compare.
+    """
+    check_choices("cases", cases, case_settings)
     runs = []
-    for case in args.cases:
-        for seed in CASES[case][5]:  # seed-major, so both settings share the machine's load
-            for n_step in args.n_steps:
-                runs.append(run(case, n_step, seed))
+    for case in cases:
+        for seed in case_settings[case][5]:  # seed-major, so both settings share the machine's load
+            for n_step in n_steps:
+                runs.append(run(case, case_settings[case], n_step, seed, episodes))
                 r = runs[-1]
                 print(f"{case} n_step {n_step} seed {seed}: solved at {r['solved_at_env_steps']}", flush=True)
     rows = [
         "| case | n_step | seeds | seeds solved | env steps to the threshold, per seed | median env steps |",
         "|---|---|---|---|---|---|",
     ]
-    for case in args.cases:
-        budget, seeds = CASES[case][3], CASES[case][5]
-        for n_step in args.n_steps:
+    for case in cases:
+        budget, seeds = case_settings[case][3], case_settings[case][5]
+        for n_step in n_steps:
             steps = [r["solved_at_env_steps"] for r in runs if (r["case"], r["n_step"]) == (case, n_step)]
             per_seed = ", ".join(f"{s:,}" if s is not None else "not solved" for s in steps)
             median = float(np.median([budget if s is None else s for s in steps]))
@@ -87,12 +87,14 @@ def main() -> None:
             )
     table = "\n".join(rows) + (
         "\n\nThresholds and evaluation intervals: "
-        + "; ".join(f"{c} {CASES[c][2]:g} every {CASES[c][4]:,} env steps" for c in args.cases)
-        + f"; {EPISODES} greedy episodes per evaluation. A seed that does not solve counts as the budget in the "
+        + "; ".join(f"{c} {case_settings[c][2]:g} every {case_settings[c][4]:,} env steps" for c in cases)
+        + f"; {episodes} greedy episodes per evaluation. A seed that does not solve counts as the budget in the "
         "median."
     )
-    write_results("dqn_n_step", {"cases": {c: CASES[c] for c in args.cases}, "runs": runs}, table)
+    return {"cases": {c: case_settings[c] for c in cases}, "runs": runs}, table
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

@@ -15,31 +15,35 @@ Where the int8 export disagrees is measured too: the share of states whose
 top-two Keras logit gap is at least 4 steps of the int8 output's quantisation
 scale, and the agreement on those ("decisive") states.
 
-    python benchmarks/export_check.py [--states 10000] [--episodes 100] [--envs CartPole-v1 LunarLander-v3]
+The students (teacher, width, labelled states): the row ``export_check`` of ``experiments.yml``,
+the same as ``int8_study``'s.
+
+    python benchmarks/run.py export_check [--states 10000] [--episodes 100] [--envs CartPole-v1 LunarLander-v3]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import check_choices, quiet_tensorflow
 
 quiet_tensorflow()
 
-CASES = [("CartPole-v1-dqn", "CartPole-v1", 50, 10_000), ("LunarLander-v3-dqn", "LunarLander-v3", 256, 50_000)]
 
+def check(
+    cases: list[list], envs: list[str], states: int, episodes: int, max_steps: int | None = None
+) -> tuple[dict, str]:
+    """Each student's exports against the Keras student: agreement, near-ties of int8, normalised return.
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--states", type=int, default=10_000)
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--envs", nargs="+", default=[c[1] for c in CASES], choices=[c[1] for c in CASES])
-    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
-    args = parser.parse_args()
-
+    Args:
+        cases: ``[zoo teacher, env_id, student hidden units, labelled states]`` per student.
+        envs: the environments of ``cases`` to measure.
+        states: visited states on which the exports' actions are compared.
+        episodes: evaluation episodes of every export.
+        max_steps: cap the labelled-state budgets (quick tries only).
+    """
     from kd_rl.data import visited_states
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import normalised_score, random_policy_return, run_episodes
@@ -47,6 +51,7 @@ def main() -> None:
     from kd_rl.models import load_policy
     from kd_rl.policies import load_any_policy
 
+    check_choices("envs", envs, [c[1] for c in cases])
     results, rows = (
         {},
         [
@@ -56,26 +61,26 @@ def main() -> None:
         ],
     )
     verdicts = []
-    for teacher_name, env_id, hidden, steps in (c for c in CASES if c[1] in args.envs):
-        steps = min(steps, args.max_steps or steps)
+    for teacher_name, env_id, hidden, steps in (c for c in cases if c[1] in envs):
+        steps = min(steps, max_steps or steps)
         teacher = load_policy(teacher_name)
         student, _ = distill_policy(
             teacher,
             DistillConfig(env_id=env_id, hidden_units=hidden, steps=steps, eval_every=0, eval_episodes=10),
             progress=False,
         )
-        states = visited_states(student, env_id, args.states, seed=123)
-        keras_logits = student(states).numpy()
+        visited = visited_states(student, env_id, states, seed=123)
+        keras_logits = student(visited).numpy()
         keras_actions = keras_logits.argmax(1)
         top_two = np.sort(keras_logits, axis=1)[:, -2:]
         gap = top_two[:, 1] - top_two[:, 0]
-        keras_return = run_episodes(student, env_id, args.episodes, seed=777).mean_return
-        random_return = random_policy_return(env_id, args.episodes, seed=777)
+        keras_return = run_episodes(student, env_id, episodes, seed=777).mean_return
+        random_return = random_policy_return(env_id, episodes, seed=777)
         with tempfile.TemporaryDirectory() as tmp:
             for fmt, suffix in (("tflite", ".tflite"), ("tflite-int8", ".tflite"), ("numpy", ".npz")):
                 path = export_model(student, fmt, Path(tmp) / f"student-{fmt}{suffix}", env_id=env_id)
                 policy = load_any_policy(path)
-                agrees = policy(states).argmax(1) == keras_actions
+                agrees = policy(visited).argmax(1) == keras_actions
                 agreement = float(np.mean(agrees))
                 decisive = ""
                 if fmt == "tflite-int8":
@@ -92,7 +97,7 @@ def main() -> None:
                         f"{100 * near_ties['decisive_share']:.1f}% of states; agreement there "
                         f"{100 * near_ties['decisive_agreement']:.2f}%"
                     )
-                ret = run_episodes(policy, env_id, args.episodes, seed=777).mean_return
+                ret = run_episodes(policy, env_id, episodes, seed=777).mean_return
                 score = normalised_score(ret, keras_return, random_return)
                 results[f"{env_id}/{fmt}"] = {
                     "agreement": agreement,
@@ -101,7 +106,7 @@ def main() -> None:
                     "random_return": random_return,
                     "normalised_score": score,
                     "bytes": path.stat().st_size,
-                    "states": len(states),
+                    "states": len(visited),
                 }
                 if fmt == "tflite-int8":
                     results[f"{env_id}/{fmt}"].update(near_ties)
@@ -123,8 +128,10 @@ def main() -> None:
                         else ""
                     )
                 )
-    write_results("export_check", {"results": results}, "\n".join(rows) + "\n\n" + "\n".join(verdicts))
+    return {"results": results}, "\n".join(rows) + "\n\n" + "\n".join(verdicts)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

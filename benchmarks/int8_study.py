@@ -21,21 +21,21 @@ states the student visits:
 * each for the default student (KL loss) and one distilled with the NLL loss
   (the teacher's greedy action as a hard label: larger margins).
 
-    python benchmarks/int8_study.py [--states 10000] [--envs CartPole-v1 LunarLander-v3]
+The students (teacher, width, labelled states): the row ``int8_study`` of ``experiments.yml``,
+the same as ``export_check``'s.
+
+    python benchmarks/run.py int8_study [--states 10000] [--envs CartPole-v1 LunarLander-v3]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import check_choices, quiet_tensorflow
 
 quiet_tensorflow()
-
-CASES = [("CartPole-v1-dqn", "CartPole-v1", 50, 10_000), ("LunarLander-v3-dqn", "LunarLander-v3", 256, 50_000)]
 
 
 def _mlp(weights, activation):
@@ -197,25 +197,30 @@ def study(student, env_id: str, num_states: int, qat_steps: int = 2000) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--states", type=int, default=10_000)
-    parser.add_argument("--envs", nargs="+", default=[c[1] for c in CASES], choices=[c[1] for c in CASES])
-    parser.add_argument("--max-steps", type=int, help="cap the labelled-state budgets (quick tries only)")
-    parser.add_argument("--qat-steps", type=int, default=2000, help="quantisation-aware fine-tuning steps")
-    args = parser.parse_args()
+def variants(
+    cases: list[list], envs: list[str], states: int, qat_steps: int, max_steps: int | None = None
+) -> tuple[dict, str]:
+    """Every quantisation variant of a KL and an NLL student per case: agreement with the Keras student.
 
+    Args:
+        cases: ``[zoo teacher, env_id, student hidden units, labelled states]`` per student.
+        envs: the environments of ``cases`` to measure.
+        states: visited states on which the variants' actions are compared.
+        qat_steps: quantisation-aware fine-tuning steps.
+        max_steps: cap the labelled-state budgets (quick tries only).
+    """
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.models import load_policy
 
+    check_choices("envs", envs, [c[1] for c in cases])
     results = {}
-    for teacher_name, env_id, hidden, steps in (c for c in CASES if c[1] in args.envs):
+    for teacher_name, env_id, hidden, steps in (c for c in cases if c[1] in envs):
         teacher = load_policy(teacher_name)
         for loss in ("kl", "nll"):
-            steps = min(steps, args.max_steps or steps)
+            steps = min(steps, max_steps or steps)
             config = DistillConfig(env_id=env_id, hidden_units=hidden, steps=steps, loss=loss, eval_every=0)
             student, _ = distill_policy(teacher, config, progress=False)
-            results[f"{env_id} ({hidden} units, {loss})"] = study(student, env_id, args.states, args.qat_steps)
+            results[f"{env_id} ({hidden} units, {loss})"] = study(student, env_id, states, qat_steps)
     names = list(next(iter(results.values())))
     rows = ["| variant | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
     for name in names:
@@ -226,7 +231,7 @@ def main() -> None:
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     note = [
         "Argmax agreement of each int8 (or int16-activation) conversion with the Keras student on "
-        f"{args.states:,} visited states; in brackets, the float rewrite's agreement before quantisation."
+        f"{states:,} visited states; in brackets, the float rewrite's agreement before quantisation."
     ]
     for column, r in results.items():
         plain = r["plain"]
@@ -240,8 +245,11 @@ def main() -> None:
             f"{100 * full_int8[best]['agreement']:.2f}% ({reaches} "
             f"98%; plain {100 * plain['agreement']:.2f}%)."
         )
-    write_results("int8_study", {"args": vars(args), "results": results}, "\n".join(rows) + "\n\n" + "\n\n".join(note))
+    args = {"states": states, "envs": envs, "max_steps": max_steps, "qat_steps": qat_steps}
+    return {"args": args, "results": results}, "\n".join(rows) + "\n\n" + "\n\n".join(note)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

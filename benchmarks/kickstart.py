@@ -7,7 +7,7 @@ with and without ``kickstart=``; the same hyperparameters and budget otherwise):
   most half as wide; env steps until the periodic greedy evaluation (20 episodes)
   first reaches the solved score (CartPole-v1: 475, LunarLander-v3: 200),
   kickstarted against from scratch. Goal: >= 5x fewer steps. λ0 is set per
-  environment (``SPEEDUP``: 1 for CartPole-v1, 10 for LunarLander-v3, where λ0 = 1
+  environment (``speedup``: 1 for CartPole-v1, 10 for LunarLander-v3, where λ0 = 1
   took 40k-50k steps); runs kept from an earlier λ0 are shown beside, each λ0 with
   its own median.
 * ``outgrow``: from an imperfect CartPole-v1 teacher scoring 40-70% of 475: a
@@ -20,7 +20,10 @@ with and without ``kickstart=``; the same hyperparameters and budget otherwise):
 * ``schedule``: the same imperfect teacher with a constant λ (λ0 = 1, and λ0 = 10
   with ``--targets schedule10``): the distillation term never lets go.
 
-    python benchmarks/kickstart.py [--targets speedup outgrow schedule] [--envs CartPole-v1 LunarLander-v3]
+Teachers, students, budgets, λ0 and the imperfect teacher's weights: the row ``kickstart`` of
+``experiments.yml``.
+
+    python benchmarks/run.py kickstart [--targets speedup outgrow schedule] [--envs CartPole-v1 LunarLander-v3]
         [--seeds 0 1 2] [--speedup-runs scratch kickstarted] [--max-steps N]
 
 Runs of cases not asked for are kept from the last results, so the targets can be
@@ -29,44 +32,29 @@ measured one at a time; results are written after every run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import command_line, curve_points, iqm, machine, quiet_tensorflow, results_dir, write_results
+from _common import check_choices, command_line, curve_points, iqm, machine, quiet_tensorflow, results_dir
 
 quiet_tensorflow()
 
-#: Per environment: zoo teacher, student hyperparameters key, student hidden units, budget, eval_every, solved,
-#: and the kickstart's λ0 (linear decay to 0 at half the budget, train_teacher's default).
-SPEEDUP = {
-    "CartPole-v1": ("CartPole-v1-dqn-large", "CartPole-v1", (100,), 50_000, 1_000, 475.0, 1.0),
-    "LunarLander-v3": ("LunarLander-v3-dqn", "LunarLander-v3", (128, 128), 200_000, 5_000, 200.0, 10.0),
-}
-OUTGROW_ENV = "CartPole-v1"
-#: The imperfect teacher's weights on (x, x', theta, theta'), and the settings of the outgrow runs.
-IMPERFECT_W = (0.0, 0.0, 0.2, 1.0)
-OUTGROW_KEY, OUTGROW_HIDDEN, OUTGROW_STEPS, OUTGROW_EVAL, OUTGROW_SOLVED = SPEEDUP["CartPole-v1"][1:6]
-#: Teacher-labelled env steps of the pure distillation: plenty to match a CartPole-v1 teacher.
-DISTILL_STEPS = 20_000
-#: The targets (--targets) and the kickstarted outgrow cases: (schedule, λ0).
+#: The targets (``targets``), each a set of cases.
 TARGETS = ("speedup", "outgrow", "schedule", "schedule10")
-KICKSTART_CASES = {
-    "outgrow/linear": ("linear", 1.0),
-    "outgrow/constant": ("constant", 1.0),
-    "outgrow/constant10": ("constant", 10.0),
-}
 FIGURES = {"speedup": "img/kickstart_speedup.png", "outgrow": "img/kickstart_outgrow.png"}
 
 
-def imperfect_teacher():
-    """The hand-made CartPole-v1 teacher of the ``outgrow`` target: a 100-unit TeacherModel."""
+def imperfect_teacher(weights: list[float]):
+    """The hand-made CartPole-v1 teacher of the ``outgrow`` target: a 100-unit TeacherModel.
+
+    ``weights`` are on (x, x', theta, theta'): the teacher's logits are ``10 * [-s, s]``, ``s = weights · obs``.
+    """
     from kd_rl.models import TeacherModel
 
-    w = np.asarray(IMPERFECT_W, np.float32)
+    w = np.asarray(weights, np.float32)
     model = TeacherModel(2, hidden_units=100, observation_dim=4, name="imperfect_cartpole_teacher")
     kernel = np.zeros((4, 100), np.float32)
     kernel[:, 0], kernel[:, 1] = w, -w
@@ -86,7 +74,7 @@ def _train(case: str, env: str, key: str, hidden, steps: int, eval_every: int, s
             Path(tmp) / "run",
             steps=steps,
             seed=seed,
-            hidden_units=hidden,
+            hidden_units=tuple(hidden),
             eval_every=eval_every,
             eval_episodes=100,
             progress=False,
@@ -107,22 +95,20 @@ def _train(case: str, env: str, key: str, hidden, steps: int, eval_every: int, s
     }
 
 
-def _distill(teacher, seed: int, steps: int) -> dict:
+def _distill(teacher, env: str, hidden, steps: int, eval_every: int, seed: int) -> dict:
     from kd_rl.distill import DistillConfig, distill_policy
 
     start = time.perf_counter()
-    config = DistillConfig(
-        env_id=OUTGROW_ENV, hidden_units=OUTGROW_HIDDEN, steps=steps, seed=seed, eval_every=OUTGROW_EVAL
-    )
+    config = DistillConfig(env_id=env, hidden_units=tuple(hidden), steps=steps, seed=seed, eval_every=eval_every)
     with tempfile.TemporaryDirectory() as tmp:
         _, m = distill_policy(teacher, config, out_dir=Path(tmp) / "run", progress=False)
         curve = curve_points(Path(tmp) / "run" / "curve.csv", "mean_return")
     return {
         "case": "outgrow/distilled",
-        "env_id": OUTGROW_ENV,
+        "env_id": env,
         "seed": seed,
         "budget": steps,
-        "hidden_units": list(OUTGROW_HIDDEN),
+        "hidden_units": list(hidden),
         "final_mean_return": m["student_mean_return"],
         "teacher_mean_return": m["teacher_mean_return"],
         "wall_seconds": time.perf_counter() - start,
@@ -130,10 +116,10 @@ def _distill(teacher, seed: int, steps: int) -> dict:
     }
 
 
-def _label(case: str) -> str:
+def _label(case: str, kickstart_cases: dict[str, list]) -> str:
     """A run's name in tables and figures."""
-    if case in KICKSTART_CASES:
-        schedule, weight = KICKSTART_CASES[case]
+    if case in kickstart_cases:
+        schedule, weight = kickstart_cases[case]
         return f"kickstarted, {schedule} λ0={weight:g}"
     return case.split("/")[1]
 
@@ -152,11 +138,13 @@ def _solved_at(run: dict, solved: float) -> int | None:
     return next((s for s, r in run["curve"] if r >= solved), None)
 
 
-def table(data: dict) -> str:
+def table(data: dict, speedup: dict[str, list], outgrow_env: str, distill_steps: int, kickstart_cases: dict) -> str:
+    """The speed-up tables per environment and the outgrow table, from the runs in ``data`` (see `measure`)."""
+    _, _, outgrow_hidden, outgrow_steps, _, outgrow_solved, _ = speedup[outgrow_env]
     runs, lines = data["runs"], []
     if len(data.get("commands", [])) > 1:
         lines.append("Runs measured by: " + "; ".join(f"`{c}`" for c in data["commands"]) + ".\n")
-    for env, (teacher, _, hidden, budget, _, solved, weight) in SPEEDUP.items():
+    for env, (teacher, _, hidden, budget, _, solved, weight) in speedup.items():
         pairs = {"scratch": [r for r in runs if r["case"] == "speedup/scratch" and r["env_id"] == env]}
         kicked = [r for r in runs if r["case"] == "speedup/kickstarted" and r["env_id"] == env]
         # The configured λ0 first, then any kept from earlier runs.
@@ -165,7 +153,7 @@ def table(data: dict) -> str:
         if not any(pairs.values()):
             continue
         lines += [
-            f"**{env}**: {teacher} (256x256) into a {hidden} student, {budget:,} env steps; "
+            f"**{env}**: {teacher} (256x256) into a {tuple(hidden)} student, {budget:,} env steps; "
             f"env steps until a 20-episode evaluation first reaches {solved:.0f}. The final return is the "
             "exported student's over 100 episodes (`keep_best`: the best evaluation's weights); the last "
             "evaluation shows the last weights.\n",
@@ -197,16 +185,16 @@ def table(data: dict) -> str:
             )
         else:
             lines.append("\nSpeed-up not computed: a kickstarted run did not solve, or a case is missing.\n")
-    out = {c: [r for r in runs if r["case"] == c] for c in (*KICKSTART_CASES, "outgrow/distilled")}
+    out = {c: [r for r in runs if r["case"] == c] for c in (*kickstart_cases, "outgrow/distilled")}
     if any(out.values()):
-        out["speedup/scratch"] = [r for r in runs if r["case"] == "speedup/scratch" and r["env_id"] == OUTGROW_ENV]
+        out["speedup/scratch"] = [r for r in runs if r["case"] == "speedup/scratch" and r["env_id"] == outgrow_env]
         teacher = data.get("imperfect_teacher_mean_return")
-        target = teacher + (OUTGROW_SOLVED - teacher) / 2 if teacher is not None else None
+        target = teacher + (outgrow_solved - teacher) / 2 if teacher is not None else None
         lines += [
-            f"**Outgrowing an imperfect teacher** (CartPole-v1): the hand-made teacher scores "
-            f"{teacher:.1f} over 100 episodes ({teacher / OUTGROW_SOLVED:.0%} of {OUTGROW_SOLVED:.0f}); "
-            f"closing half the gap to {OUTGROW_SOLVED:.0f} means >= {target:.1f}. Students of "
-            f"{list(OUTGROW_HIDDEN)} units, {OUTGROW_STEPS:,} env steps (distillation: {DISTILL_STEPS:,} "
+            f"**Outgrowing an imperfect teacher** ({outgrow_env}): the hand-made teacher scores "
+            f"{teacher:.1f} over 100 episodes ({teacher / outgrow_solved:.0%} of {outgrow_solved:.0f}); "
+            f"closing half the gap to {outgrow_solved:.0f} means >= {target:.1f}. Students of "
+            f"{list(outgrow_hidden)} units, {outgrow_steps:,} env steps (distillation: {distill_steps:,} "
             "teacher-labelled steps, KL, student-driven). The final return is that of the exported "
             "student over 100 episodes: for the DQN runs the weights of the best periodic evaluation "
             "(`keep_best`, train-teacher's default), for distillation the last; the periodic "
@@ -223,17 +211,21 @@ def table(data: dict) -> str:
                 best = max(r["curve"], key=lambda c: c[1]) if r["curve"] else (None, float("nan"))
                 last = r["curve"][-1][1] if r["curve"] else float("nan")
                 lines.append(
-                    f"| {_label(case)} | {r['seed']} | {f:.1f} | {best[1]:.1f} ({best[0]:,}) | {last:.1f} | "
+                    f"| {_label(case, kickstart_cases)} | {r['seed']} | {f:.1f} | {best[1]:.1f} ({best[0]:,}) | "
+                    f"{last:.1f} | "
                     f"{f - teacher:+.1f} | {'yes' if f >= target else 'no'} |"
                 )
         for case, rs in out.items():
             if rs:
                 finals = [r["final_mean_return"] for r in rs]
-                lines.append(f"\n{_label(case)}: IQM {iqm(finals):.1f}, worst {min(finals):.1f} over {len(rs)} seeds.")
+                lines.append(
+                    f"\n{_label(case, kickstart_cases)}: IQM {iqm(finals):.1f}, worst {min(finals):.1f} "
+                    f"over {len(rs)} seeds."
+                )
     return "\n".join(lines) + "\n"
 
 
-def figure(data: dict, which: str):
+def figure(data: dict, which: str, kickstart_cases: dict[str, list]):
     """Curves of one target, one colour per case and a line per seed.
 
     ``speedup``: CartPole-v1 from scratch and kickstarted from the strong teacher;
@@ -245,7 +237,7 @@ def figure(data: dict, which: str):
         cases, teacher = ["speedup/scratch", "speedup/kickstarted"], None
         title = "CartPole-v1: kickstarted from the 256x256 DQN vs from scratch (100-unit DQN)"
     else:
-        cases = [*KICKSTART_CASES, "outgrow/distilled", "speedup/scratch"]
+        cases = [*kickstart_cases, "outgrow/distilled", "speedup/scratch"]
         teacher = data.get("imperfect_teacher_mean_return")
         title = "CartPole-v1 from an imperfect teacher: λ schedules, distillation, from scratch"
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -253,7 +245,7 @@ def figure(data: dict, which: str):
         runs = [r for r in data["runs"] if r["case"] == case and r["env_id"] == "CartPole-v1"]
         for j, r in enumerate(sorted(runs, key=lambda r: r["seed"])):
             steps, returns = zip(*r["curve"]) if r["curve"] else ((), ())
-            label = f"{_label(case)} ({len(runs)} seeds)" if j == 0 else None
+            label = f"{_label(case, kickstart_cases)} ({len(runs)} seeds)" if j == 0 else None
             ax.plot(steps, returns, color=f"C{i}", alpha=0.75, marker="o", markersize=2, label=label)
     ax.axhline(475, color="black", linestyle=":", label="solved (475)")
     if teacher is not None:
@@ -264,44 +256,55 @@ def figure(data: dict, which: str):
     return fig
 
 
-def _rewrite_table() -> None:
-    """kickstart.md from kickstart.json again, with the machine and command that measured it."""
-    from kd_rl._io import write_text
+def measure(
+    speedup: dict[str, list],
+    outgrow_env: str,
+    imperfect_weights: list[float],
+    distill_steps: int,
+    kickstart_cases: dict[str, list],
+    targets: list[str],
+    envs: list[str],
+    seeds: list[int],
+    speedup_runs: list[str],
+    max_steps: int | None = None,
+    report_only: bool = False,
+):
+    """The runs of the targets asked for, seed by seed; yields the results after every run.
 
-    data = json.loads((results_dir() / "kickstart.json").read_text())
-    m = data["machine"]
-    header = (
-        f"Measured with `{data['command']}` on {m['cpu']} ({m['cores']} cores, "
-        f"{'GPU' if m['gpu'] else 'no GPU'}), TensorFlow {m['tensorflow']}, Keras {m['keras']}, "
-        f"LiteRT {m['litert']}, {m['date']}.\n\n"
-    )
-    write_text(results_dir() / "kickstart.md", header + table(data) + "\n")
+    This run's cases replace the last results' runs of the same case, environment and
+    seed; the others are kept.
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", nargs="+", default=["speedup", "outgrow", "schedule"], choices=list(TARGETS))
-    parser.add_argument("--envs", nargs="+", default=list(SPEEDUP), choices=list(SPEEDUP))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--speedup-runs",
-        nargs="+",
-        default=["scratch", "kickstarted"],
-        choices=["scratch", "kickstarted"],
-        help="which speedup runs to (re)measure; the others are kept",
-    )
-    parser.add_argument("--max-steps", type=int, help="cap the budgets (quick tries only)")
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite kickstart.md from kickstart.json (its command kept)"
-    )
-    args = parser.parse_args()
-    if args.report_only:
-        _rewrite_table()
-        return
-
+    Args:
+        speedup: environment -> ``[zoo teacher, student hyperparameters key, student hidden units, budget,
+            eval_every, solved score, λ0]`` of the ``speedup`` target (λ0 decays linearly to 0 at half the budget,
+            train_teacher's default); ``outgrow_env``'s also sets the student and budget of the outgrow runs.
+        outgrow_env: the environment of the imperfect teacher.
+        imperfect_weights: the imperfect teacher's weights on (x, x', theta, theta').
+        distill_steps: teacher-labelled env steps of the pure distillation.
+        kickstart_cases: kickstarted outgrow case -> ``[λ schedule, λ0]``.
+        targets: the targets to measure (speedup, outgrow, schedule, schedule10).
+        envs: the environments of ``speedup`` to measure.
+        seeds: the seeds of every case.
+        speedup_runs: which speedup runs to (re)measure (scratch, kickstarted); the others are kept.
+        max_steps: cap the budgets (quick tries only).
+        report_only: rewrite kickstart.md from kickstart.json (its command kept).
+    """
     from kd_rl.evaluate import run_episodes
 
     previous = results_dir() / "kickstart.json"
+    layout = {
+        "speedup": speedup,
+        "outgrow_env": outgrow_env,
+        "distill_steps": distill_steps,
+        "kickstart_cases": kickstart_cases,
+    }
+    if report_only:
+        data = json.loads(previous.read_text())
+        yield data, table(data, **layout)
+        return
+    check_choices("targets", targets, TARGETS)
+    check_choices("envs", envs, speedup)
+    check_choices("speedup_runs", speedup_runs, ("scratch", "kickstarted"))
     data = json.loads(previous.read_text()) if previous.exists() else {"runs": []}
     # Every command that measured some of the runs kept.
     commands = data.get("commands", [data["command"]] if "command" in data else [])
@@ -309,46 +312,49 @@ def main() -> None:
     data["commands"] = [c for c in commands if c != command] + [command]
     data.pop("machine", None), data.pop("command", None)
     cases = []
-    if "speedup" in args.targets:
-        cases += [(f"speedup/{c}", env) for env in args.envs for c in args.speedup_runs]
-    if "outgrow" in args.targets:
-        cases += [("outgrow/linear", OUTGROW_ENV), ("outgrow/distilled", OUTGROW_ENV)]
-    if "schedule" in args.targets:
-        cases += [("outgrow/constant", OUTGROW_ENV)]
-    if "schedule10" in args.targets:
-        cases += [("outgrow/constant10", OUTGROW_ENV)]
+    if "speedup" in targets:
+        cases += [(f"speedup/{c}", env) for env in envs for c in speedup_runs]
+    if "outgrow" in targets:
+        cases += [("outgrow/linear", outgrow_env), ("outgrow/distilled", outgrow_env)]
+    if "schedule" in targets:
+        cases += [("outgrow/constant", outgrow_env)]
+    if "schedule10" in targets:
+        cases += [("outgrow/constant10", outgrow_env)]
     # This run's cases replace the last results' runs of the same case, environment and seed.
-    # A speedup run kickstarted with another λ0 than SPEEDUP's is kept beside the new ones.
-    redo = {(c, env, s) for c, env in cases for s in args.seeds}
+    # A speedup run kickstarted with another λ0 than speedup's is kept beside the new ones.
+    redo = {(c, env, s) for c, env in cases for s in seeds}
 
     def replaced(r: dict) -> bool:
-        same_weight = r["case"] != "speedup/kickstarted" or _weight(r) == SPEEDUP[r["env_id"]][6]
+        same_weight = r["case"] != "speedup/kickstarted" or _weight(r) == speedup[r["env_id"]][6]
         return (r["case"], r["env_id"], r["seed"]) in redo and same_weight
 
     data["runs"] = [r for r in data["runs"] if not replaced(r)]
     cpu = machine()["cpu"]  # each run records it: episode returns differ between CPUs
-    teacher = imperfect_teacher()
-    data["imperfect_teacher_mean_return"] = run_episodes(teacher, OUTGROW_ENV, 100, 0).mean_return
-    data["imperfect_teacher_weights"] = list(IMPERFECT_W)
+    teacher = imperfect_teacher(imperfect_weights)
+    data["imperfect_teacher_mean_return"] = run_episodes(teacher, outgrow_env, 100, 0).mean_return
+    data["imperfect_teacher_weights"] = list(imperfect_weights)
+    _, outgrow_key, outgrow_hidden, outgrow_steps, outgrow_eval, _, _ = speedup[outgrow_env]
 
-    for seed in args.seeds:
+    for seed in seeds:
         for case, env in cases:
-            cap = args.max_steps or 10**12
+            cap = max_steps or 10**12
             if case.startswith("speedup/"):
-                zoo, key, hidden, steps, every, _, weight = SPEEDUP[env]
+                zoo, key, hidden, steps, every, _, weight = speedup[env]
                 kick = {"kickstart": zoo, "kickstart_weight": weight} if case.endswith("kickstarted") else {}
                 run = _train(case, env, key, hidden, min(steps, cap), min(every, cap), seed, **kick)
             elif case == "outgrow/distilled":
-                run = _distill(teacher, seed, min(DISTILL_STEPS, cap))
+                run = _distill(teacher, env, outgrow_hidden, min(distill_steps, cap), outgrow_eval, seed)
             else:
-                schedule, weight = KICKSTART_CASES[case]
-                steps = min(OUTGROW_STEPS, cap)
+                schedule, weight = kickstart_cases[case]
+                steps = min(outgrow_steps, cap)
                 kick = {"kickstart": teacher, "kickstart_schedule": schedule, "kickstart_weight": weight}
-                run = _train(case, env, OUTGROW_KEY, OUTGROW_HIDDEN, steps, min(OUTGROW_EVAL, cap), seed, **kick)
+                run = _train(case, env, outgrow_key, outgrow_hidden, steps, min(outgrow_eval, cap), seed, **kick)
             data["runs"].append(dict(run, cpu=cpu))
             print(case, env, seed, run["final_mean_return"], f"{run['wall_seconds']:.0f} s", flush=True)
-            write_results("kickstart", data, table(data))
+            yield data, table(data, **layout)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

@@ -6,16 +6,17 @@ TFLite int8 export through `TFLitePolicy`, and the NumPy forward pass, each
 timed over many single calls (median and p99, microseconds), all in one
 process so the ratios are fair.
 
-    python benchmarks/latency.py [--repeats 3000] [--teacher CartPole-v1-dqn]
+The teacher, student width and repeats: the row ``latency`` of ``experiments.yml``.
+
+    python benchmarks/run.py latency [--repeats 3000] [--teacher CartPole-v1-dqn]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from _common import quiet_tensorflow, tflite_interpreter_fn, write_results
+from _common import quiet_tensorflow, tflite_interpreter_fn
 
 quiet_tensorflow()
 
@@ -41,27 +42,27 @@ def runtimes(model, env_id: str, workdir: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3000)
-    parser.add_argument("--teacher", default="CartPole-v1-dqn")
-    parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--student-hidden", type=int, default=50)
-    args = parser.parse_args()
+def measure(repeats: int, teacher: str, env: str, student_hidden: int) -> tuple[dict, str]:
+    """Median and p99 batch-1 latency of the teacher and an untrained student on every runtime.
 
+    Args:
+        repeats: timed calls per measurement.
+        teacher: the zoo teacher.
+        env: its environment (the int8 export's calibration states).
+        student_hidden: hidden units of the student.
+    """
     from kd_rl.evaluate import inference_latency_us
     from kd_rl.models import StudentModel, load_policy
 
-    teacher = load_policy(args.teacher)
-    student = StudentModel(
-        teacher.num_actions, hidden_units=args.student_hidden, observation_dim=teacher.observation_dim
-    )
+    args = {"repeats": repeats, "teacher": teacher, "env": env, "student_hidden": student_hidden}
+    teacher = load_policy(teacher)
+    student = StudentModel(teacher.num_actions, hidden_units=student_hidden, observation_dim=teacher.observation_dim)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in (("teacher", teacher), ("student", student)):
             results[name] = {"params": model.count_params()}
-            for runtime, fn in runtimes(model, args.env, Path(tmp)).items():
-                results[name][runtime] = inference_latency_us(fn, model.observation_dim, args.repeats, warmup=200)
+            for runtime, fn in runtimes(model, env, Path(tmp)).items():
+                results[name][runtime] = inference_latency_us(fn, model.observation_dim, repeats, warmup=200)
     rows = ["| model | params | runtime | median µs | p99 µs | speed-up vs eager |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
         eager = r["keras eager"]["median_us"]
@@ -85,8 +86,10 @@ def main() -> None:
         f"{summary['student_speedup_vs_eager']:.0f}× faster than an eager Keras call "
         f"(target: <= 5 µs and >= 100×: {'met' if summary['target_met'] else 'NOT met'})."
     )
-    write_results("latency", {"args": vars(args), "results": results, "summary": summary}, table)
+    return {"args": args, "results": results, "summary": summary}, table
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

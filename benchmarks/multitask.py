@@ -2,42 +2,36 @@
 
 1. **One student, four tasks**: CartPole-v1, Acrobot-v1, MountainCar-v0 and
    LunarLander-v3 (the zoo's DQN teachers) distilled into one
-   `kd_rl.multitask.MultiTaskStudent` (per-task adapters of ``--adapter``
-   units, a shared trunk of ``--trunk`` units, per-task heads) with at most
-   1/10 of the teachers' summed parameters; ``--steps`` labelled states per
+   `kd_rl.multitask.MultiTaskStudent` (per-task adapters of ``adapter``
+   units, a shared trunk of ``trunk`` units, per-task heads) with at most
+   1/10 of the teachers' summed parameters; ``steps`` labelled states per
    task, 3 seeds. Per task: normalised score ``(student − random) / (teacher −
    random)`` over 100 episodes (all three policies on the same episodes), and
    the geometric mean over tasks (Rusu et al.: 0.893 on ten Atari games).
 2. **Against four single-task students** with the same total parameter count
    (each a two-layer ``StudentModel`` of about a quarter of the multi-task
-   student's parameters) and the same total labelled states (``--steps``
+   student's parameters) and the same total labelled states (``steps``
    each), side by side.
 3. **Transfer**: a student for the last task initialised from a multi-task
    student of the other three (its trunk), against one from scratch (same
    architecture): labelled states until the new task's curve first reaches
-   95% of the normalised score (curve points every ``--eval-every`` states, 10
+   95% of the normalised score (curve points every ``eval_every`` states, 10
    episodes each, scored against the final evaluation's teacher and random
    returns).
 
-    python benchmarks/multitask.py [--steps 30000] [--seeds 0 1 2]
+The tasks, student and budgets: the row ``multitask`` of ``experiments.yml``.
+
+    python benchmarks/run.py multitask [--steps 30000] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
-from _common import SUMMARY_HEADER, quiet_tensorflow, summarise_runs, summary_row, write_results
+from _common import SUMMARY_HEADER, quiet_tensorflow, summarise_runs, summary_row
 
 quiet_tensorflow()
-
-TASKS = {
-    "CartPole-v1": "CartPole-v1-dqn",
-    "Acrobot-v1": "Acrobot-v1-dqn",
-    "MountainCar-v0": "MountainCar-v0-dqn",
-    "LunarLander-v3": "LunarLander-v3-dqn",
-}
 
 
 def _two_layer_width(obs_dim: int, outputs: int, budget: int) -> int:
@@ -56,17 +50,28 @@ def _first_reaching(curve_path, env_id: str, teacher_return: float, random_retur
     return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30_000, help="labelled states per task")
-    parser.add_argument("--trunk", type=int, nargs="+", default=[128, 64])
-    parser.add_argument("--adapter", type=int, default=64)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--eval-every", type=int, default=2_500, help="curve spacing of the transfer study")
-    parser.add_argument("--skip-transfer", action="store_true")
-    args = parser.parse_args()
+def compare(
+    tasks: dict[str, str],
+    steps: int,
+    trunk: list[int],
+    adapter: int,
+    seeds: list[int],
+    episodes: int,
+    eval_every: int,
+    skip_transfer: bool = False,
+) -> tuple[dict, str]:
+    """One multi-task student against single-task students of the same size, then transfer to the last task.
 
+    Args:
+        tasks: environment -> its zoo teacher; the last is the transfer study's new task.
+        steps: labelled states per task.
+        trunk: hidden units of the shared trunk.
+        adapter: units of each task's adapter.
+        seeds: one student of each kind per seed.
+        episodes: final evaluation episodes per task.
+        eval_every: curve spacing of the transfer study.
+        skip_transfer: leave the transfer study out.
+    """
     import tempfile
     from pathlib import Path
 
@@ -75,18 +80,18 @@ def main() -> None:
     from kd_rl.models import count_params, load_policy
     from kd_rl.multitask import MultiTaskConfig, MultiTaskStudent, distill_multitask, geometric_mean, task_spec
 
-    env_ids = list(TASKS)
-    teachers = [load_policy(TASKS[e]) for e in env_ids]
+    env_ids = list(tasks)
+    teachers = [load_policy(tasks[e]) for e in env_ids]
     teacher_params = sum(count_params(t) for t in teachers)
-    config = dict(trunk_units=tuple(args.trunk), adapter_units=args.adapter, steps=args.steps, eval_every=0)
-    probe = MultiTaskStudent([task_spec(e, t) for e, t in zip(env_ids, teachers)], args.trunk, args.adapter)
+    config = dict(trunk_units=tuple(trunk), adapter_units=adapter, steps=steps, eval_every=0)
+    probe = MultiTaskStudent([task_spec(e, t) for e, t in zip(env_ids, teachers)], trunk, adapter)
     student_params = count_params(probe)
     print(f"teachers {teacher_params:,} params, multi-task student {student_params:,}", flush=True)
 
     multi, single = [], []
-    for seed in args.seeds:
+    for seed in seeds:
         _, m = distill_multitask(
-            teachers, MultiTaskConfig(env_ids=tuple(env_ids), seed=seed, eval_episodes=args.episodes, **config),
+            teachers, MultiTaskConfig(env_ids=tuple(env_ids), seed=seed, eval_episodes=episodes, **config),
             progress=False,
         )  # fmt: skip
         m["seed"] = seed
@@ -99,7 +104,7 @@ def main() -> None:
             outputs = spec.get("num_actions") or 2 * len(spec["action_low"])
             h = _two_layer_width(spec["obs_dim"], outputs, student_params // len(env_ids))
             _, s = timed_distill(
-                teacher, env_id=env_id, hidden_units=(h, h), steps=args.steps, seed=seed, eval_episodes=args.episodes
+                teacher, env_id=env_id, hidden_units=(h, h), steps=steps, seed=seed, eval_episodes=episodes
             )
             scores[env_id] = {"normalised_score": s["normalised_score"], "params": s["student_params"], "hidden": h}
         single.append(
@@ -113,11 +118,11 @@ def main() -> None:
         print("single", seed, f"{single[-1]['geometric_mean_score']:.3f}", flush=True)
 
     transfer = []
-    if not args.skip_transfer:
+    if not skip_transfer:
         new_env, old_envs = env_ids[-1], env_ids[:-1]
         new_teacher = teachers[-1]
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in args.seeds:
+            for seed in seeds:
                 row = {"seed": seed}
                 base, _ = distill_multitask(
                     teachers[:-1], MultiTaskConfig(env_ids=tuple(old_envs), seed=seed, eval_episodes=10, **config),
@@ -126,11 +131,11 @@ def main() -> None:
                 new_task = [task_spec(new_env, new_teacher)]
                 starts = {
                     "from the multi-task trunk": base.with_tasks(new_task),
-                    "from scratch": MultiTaskStudent([*base.tasks, *new_task], args.trunk, args.adapter),
+                    "from scratch": MultiTaskStudent([*base.tasks, *new_task], trunk, adapter),
                 }
                 for label, student in starts.items():
                     run = Path(tmp) / f"{seed}-{label.replace(' ', '-')}"
-                    one = dict(config, eval_every=args.eval_every, eval_episodes=args.episodes)
+                    one = dict(config, eval_every=eval_every, eval_episodes=episodes)
                     _, m = distill_multitask(
                         [new_teacher], MultiTaskConfig(env_ids=(new_env,), seed=seed, **one),
                         out_dir=run, student=student, progress=False,
@@ -144,11 +149,11 @@ def main() -> None:
                 print("transfer", seed, row, flush=True)
 
     rows = [
-        f"Teachers: {', '.join(f'`{TASKS[e]}`' for e in env_ids)}; {teacher_params:,} parameters in all. "
-        f"Multi-task student: adapters of {args.adapter} units, trunk {args.trunk}, "
+        f"Teachers: {', '.join(f'`{tasks[e]}`' for e in env_ids)}; {teacher_params:,} parameters in all. "
+        f"Multi-task student: adapters of {adapter} units, trunk {trunk}, "
         f"{student_params:,} parameters (1/{teacher_params / student_params:.1f} of the teachers'); "
-        f"{args.steps:,} labelled states per task, student-driven, KL at each teacher's default T; "
-        f"{len(args.seeds)} seeds, {args.episodes} evaluation episodes per task.\n",
+        f"{steps:,} labelled states per task, student-driven, KL at each teacher's default T; "
+        f"{len(seeds)} seeds, {episodes} evaluation episodes per task.\n",
         "| task | multi-task student: normalised score (mean ± std) | worst seed | "
         "single-task students: normalised score (mean ± std) | single-task width |",
         "|---|---|---|---|---|",
@@ -171,7 +176,7 @@ def main() -> None:
     if transfer:
         rows += [
             f"\nTransfer to {env_ids[-1]} (labelled states until the curve first reaches 95% of the normalised "
-            f"score; curve every {args.eval_every:,} states, 10 episodes; — = not within {args.steps:,}):\n",
+            f"score; curve every {eval_every:,} states, 10 episodes; — = not within {steps:,}):\n",
             "| seed | from the multi-task trunk | from scratch | final score (trunk / scratch) |",
             "|---|---|---|---|",
         ]
@@ -181,12 +186,20 @@ def main() -> None:
                 f"| {row['seed']} | {a['states_to_95'] or '—'} | {b['states_to_95'] or '—'} | "
                 f"{a['final_score']:.3f} / {b['final_score']:.3f} |"
             )
-    write_results(
-        "multitask",
-        {"args": vars(args), "multi": multi, "single": single, "transfer": transfer, "teacher_params": teacher_params},
-        "\n".join(rows),
-    )
+    args = {
+        "steps": steps,
+        "trunk": trunk,
+        "adapter": adapter,
+        "seeds": seeds,
+        "episodes": episodes,
+        "eval_every": eval_every,
+        "skip_transfer": skip_transfer,
+    }
+    data = {"args": args, "multi": multi, "single": single, "transfer": transfer, "teacher_params": teacher_params}
+    return data, "\n".join(rows)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

@@ -22,21 +22,21 @@ The evaluation interval bounds each number's resolution (100 and 1,000 steps).
 The teacher's own training is not counted in the distillation column; it is
 reported beside it (the zoo teacher's metrics).
 
-    python benchmarks/sample_efficiency.py [--seeds 0 1 2]
+The teacher, network, budgets, evaluation intervals and threshold: the row ``sample_efficiency`` of
+``experiments.yml``.
+
+    python benchmarks/run.py sample_efficiency [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import curve_points, quiet_tensorflow, write_results
+from _common import curve_points, quiet_tensorflow
 
 quiet_tensorflow()
-
-DISTILL_EVAL_EVERY, DQN_EVAL_EVERY, EVAL_EPISODES, HIDDEN, SCORE = 100, 1_000, 20, 50, 0.95
 
 
 def _read_curve(folder: str, run: str = "run") -> list[tuple[int, float]]:
@@ -47,61 +47,77 @@ def _first_reaching(curve: list[tuple[int, float]], threshold: float) -> int | N
     return next((steps for steps, ret in curve if ret >= threshold), None)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--distill-steps", type=int, default=5_000)
-    parser.add_argument("--dqn-steps", type=int, default=100_000)
-    parser.add_argument("--teacher", default="CartPole-v1-dqn")
-    args = parser.parse_args()
+def compare(
+    teacher: str,
+    env_id: str,
+    hidden: int,
+    score: float,
+    seeds: list[int],
+    distill_steps: int,
+    dqn_steps: int,
+    distill_eval_every: int,
+    dqn_eval_every: int,
+    eval_episodes: int,
+) -> tuple[dict, str]:
+    """Env steps until a network reaches the normalised score ``score``: distilled, and by DQN from scratch.
 
+    Args:
+        teacher: the zoo teacher (its DQN hyperparameter entry is ``env_id``'s).
+        env_id: the environment.
+        hidden: hidden units of the network both methods train.
+        score: the normalised score to reach.
+        seeds: one run of each method per seed.
+        distill_steps: env steps of each distillation.
+        dqn_steps: env steps of each DQN run.
+        distill_eval_every: env steps between the distillation's evaluations (and its rounds).
+        dqn_eval_every: env steps between the DQN's evaluations.
+        eval_episodes: greedy episodes per evaluation.
+    """
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.evaluate import random_policy_return, run_episodes
     from kd_rl.models import load_policy
     from kd_rl.teachers import train_teacher
     from kd_rl.zoo import zoo_entry
 
-    env_id = "CartPole-v1"
-    teacher = load_policy(args.teacher)
+    args = {"seeds": seeds, "distill_steps": distill_steps, "dqn_steps": dqn_steps, "teacher": teacher}
+    entry = zoo_entry(teacher)
+    teacher = load_policy(teacher)
     teacher_return = run_episodes(teacher, env_id, 100, seed=0).mean_return
     random_return = random_policy_return(env_id, 100, seed=0)
-    threshold = random_return + SCORE * (teacher_return - random_return)  # normalised score 0.95
-    entry = zoo_entry(args.teacher)
+    threshold = random_return + score * (teacher_return - random_return)
     runs = []
-    for seed in args.seeds:
+    for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             distill_policy(
                 teacher,
                 DistillConfig(
                     env_id=env_id,
-                    hidden_units=HIDDEN,
-                    steps=args.distill_steps,
+                    hidden_units=hidden,
+                    steps=distill_steps,
                     seed=seed,
-                    collect_per_round=DISTILL_EVAL_EVERY,
-                    updates_per_round=DISTILL_EVAL_EVERY // 5,
-                    eval_every=DISTILL_EVAL_EVERY,
-                    curve_episodes=EVAL_EPISODES,
-                    eval_episodes=EVAL_EPISODES,
+                    collect_per_round=distill_eval_every,
+                    updates_per_round=distill_eval_every // 5,
+                    eval_every=distill_eval_every,
+                    curve_episodes=eval_episodes,
+                    eval_episodes=eval_episodes,
                 ),
                 out_dir=Path(tmp) / "run",
                 progress=False,
             )
-            runs.append(
-                {"method": "distillation", "seed": seed, "budget": args.distill_steps, "curve": _read_curve(tmp)}
-            )
+            runs.append({"method": "distillation", "seed": seed, "budget": distill_steps, "curve": _read_curve(tmp)})
             train_teacher(
                 env_id,
                 "dqn",
                 Path(tmp) / "dqn",
-                steps=args.dqn_steps,
+                steps=dqn_steps,
                 seed=seed,
-                hidden_units=HIDDEN,
-                eval_every=DQN_EVAL_EVERY,
-                eval_episodes=EVAL_EPISODES,
+                hidden_units=hidden,
+                eval_every=dqn_eval_every,
+                eval_episodes=eval_episodes,
                 progress=False,
             )
             runs.append(
-                {"method": "DQN from scratch", "seed": seed, "budget": args.dqn_steps, "curve": _read_curve(tmp, "dqn")}
+                {"method": "DQN from scratch", "seed": seed, "budget": dqn_steps, "curve": _read_curve(tmp, "dqn")}
             )
         for r in runs[-2:]:
             r["reached_at_env_steps"] = _first_reaching(r["curve"], threshold)
@@ -109,11 +125,12 @@ def main() -> None:
             print(r["method"], seed, r["reached_at_env_steps"], r["best_return"], flush=True)
 
     rows = [
-        f"Teacher `{args.teacher}`: {teacher_return:.1f} over 100 episodes, random policy {random_return:.1f}; "
-        f"threshold (normalised score {SCORE}) = {threshold:.1f}. {len(args.seeds)} seeds per method. "
+        f"Teacher `{args['teacher']}`: {teacher_return:.1f} over 100 episodes, random policy {random_return:.1f}; "
+        f"threshold (normalised score {score}) = {threshold:.1f}. {len(seeds)} seeds per method. "
         f"The teacher itself cost {entry['env_steps']:,} env steps of DQN (its exported weights are the best "
         f"periodic evaluation, at {entry['best_eval_env_steps']:,}); that cost is not in the distillation rows.\n",
-        f"| method | seed | budget (env steps) | env steps to a normalised score of {SCORE} | best 20-episode return |",
+        f"| method | seed | budget (env steps) | env steps to a normalised score of {score} | "
+        f"best {eval_episodes}-episode return |",
         "|---|---|---|---|---|",
     ]
     for r in runs:
@@ -128,23 +145,28 @@ def main() -> None:
         }
     d, q = summary["distillation"], summary["DQN from scratch"]
     text = (
-        f"Distillation reached a normalised score of {SCORE} on {d['seeds_reached']}/{len(args.seeds)} seeds"
+        f"Distillation reached a normalised score of {score} on {d['seeds_reached']}/{len(seeds)} seeds"
         + (f" (median {d['median_env_steps']:,.0f} env steps)" if d["median_env_steps"] is not None else "")
-        + f"; DQN from scratch on {q['seeds_reached']}/{len(args.seeds)}"
+        + f"; DQN from scratch on {q['seeds_reached']}/{len(seeds)}"
         + (f" (median {q['median_env_steps']:,.0f} env steps)" if q["median_env_steps"] is not None else "")
         + "."
     )
     if d["median_env_steps"] and q["median_env_steps"]:
         ratio = q["median_env_steps"] / d["median_env_steps"]
         text += f" Ratio of medians: {ratio:.1f}x fewer env steps by distillation."
-    write_results(
-        "sample_efficiency",
-        {"args": vars(args), "threshold": threshold, "teacher_return": teacher_return, "runs": runs}
-        | {"random_return": random_return, "threshold_normalised_score": SCORE}
-        | {"summary": summary},
-        "\n".join(rows) + "\n\n" + text,
-    )
+    data = {
+        "args": args,
+        "threshold": threshold,
+        "teacher_return": teacher_return,
+        "runs": runs,
+        "random_return": random_return,
+        "threshold_normalised_score": score,
+        "summary": summary,
+    }
+    return data, "\n".join(rows) + "\n\n" + text
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

@@ -2,30 +2,32 @@
 
 For a cheap teacher (the zoo's CartPole-v1 DQN, 100 units) and an expensive
 one (a 2x1024 MLP, same environment), student-driven collection in rounds of
-``--round`` states (the live loop's ``collect_per_round``), as
+``round`` states (the live loop's ``collect_per_round``), as
 `distill_policy` runs it: the one-process `Collector`, then a
 `DistributedCollector` with 1, 2 and 4 actors on a local Ray instance. Each
-row is the median of ``--rounds`` timed rounds after one warm-up round; the
+row is the median of ``rounds`` timed rounds after one warm-up round; the
 per-round overhead is the median time of a round of one state per actor
 (broadcasting the student's weights, dispatching, gathering). The learner's
 rate is `make_distill_step`'s: ``updates_per_round`` updates of
 ``batch_size`` states in one call. From these the script projects, on paper,
 the loop's rate with N actors (see docs/scaling.md).
 
-    python benchmarks/scaling.py [--rounds 5] [--round 500] [--actors 1 2 4]
+The rounds, actors and learner settings: the row ``scaling`` of ``experiments.yml``.
+
+    python benchmarks/run.py scaling [--rounds 5] [--round 500] [--actors 1 2 4]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import check_choices, quiet_tensorflow
 
 quiet_tensorflow()
 
+#: The teachers `_teacher` builds, by kind.
 TEACHERS = {"cheap": "CartPole-v1-dqn (100 units)", "expensive": "2x1024 MLP"}
 
 
@@ -87,61 +89,71 @@ def project(per_actor: float, overhead: float, round_states: int, learn_seconds:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--round", type=int, default=500, help="states per round (collect_per_round)")
-    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--updates", type=int, default=100, help="updates per round (updates_per_round)")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
-    args = parser.parse_args()
+def measure(
+    rounds: int,
+    round: int,
+    actors: list[int],
+    updates: int,
+    batch: int,
+    teachers: list[str],
+    projected_actors: list[int],
+) -> tuple[dict, str]:
+    """Labelled states per second in one process and on Ray actors, and the projection to many actors.
 
+    Args:
+        rounds: timed rounds per row.
+        round: states per round (collect_per_round).
+        actors: the numbers of Ray actors to measure.
+        updates: updates per round (updates_per_round).
+        batch: states per update.
+        teachers: the kinds of teacher (cheap, expensive).
+        projected_actors: the numbers of actors of the projection.
+    """
     import ray
 
     from kd_rl.data import Collector
     from kd_rl.distributed import DistributedCollector
     from kd_rl.models import StudentModel
 
-    ray.init(num_cpus=max(os.cpu_count(), max(args.actors)), include_dashboard=False, log_to_driver=False)
-    results = {"round_states": args.round, "load_before": os.getloadavg(), "teachers": {}}
-    for kind in args.teachers:
+    check_choices("teachers", teachers, TEACHERS)
+    ray.init(num_cpus=max(os.cpu_count(), max(actors)), include_dashboard=False, log_to_driver=False)
+    results = {"round_states": round, "load_before": os.getloadavg(), "teachers": {}}
+    for kind in teachers:
         teacher = _teacher(kind)
         student = StudentModel(2, hidden_units=50, observation_dim=4)
         student.ensure_built()
         rows = []
         local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
-        times = _time_rounds(local, args.round, args.rounds)
+        times = _time_rounds(local, round, rounds)
         local.close()
-        rows.append({"actors": 0, "states_per_s": args.round / float(np.median(times)), "round_s": times})
+        rows.append({"actors": 0, "states_per_s": round / float(np.median(times)), "round_s": times})
         print(kind, rows[-1]["actors"], f"{rows[-1]['states_per_s']:.0f} states/s", flush=True)
-        for n in args.actors:
+        for n in actors:
             start = time.perf_counter()
             collector = DistributedCollector(
                 "CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9, actors=n
             )
             startup = time.perf_counter() - start
             try:
-                times = _time_rounds(collector, args.round, args.rounds)
-                overhead = _time_rounds(collector, n, args.rounds)
+                times = _time_rounds(collector, round, rounds)
+                overhead = _time_rounds(collector, n, rounds)
             finally:
                 collector.close()
             rows.append(
                 {
                     "actors": n,
-                    "states_per_s": args.round / float(np.median(times)),
+                    "states_per_s": round / float(np.median(times)),
                     "round_s": times,
                     "overhead_s": float(np.median(overhead)),
                     "startup_s": startup,
                 }
             )
             print(kind, n, f"{rows[-1]['states_per_s']:.0f} states/s", flush=True)
-        updates_per_s = _learner_rate(teacher, args.updates, args.batch, args.rounds)
+        updates_per_s = _learner_rate(teacher, updates, batch, rounds)
         one = next(r for r in rows if r["actors"] == 1)
-        learn_seconds = args.updates / updates_per_s
+        learn_seconds = updates / updates_per_s
         projection = [
-            project(one["states_per_s"], one["overhead_s"], args.round, learn_seconds, n)
-            for n in (1, 2, 4, 8, 16, 32, 64)
+            project(one["states_per_s"], one["overhead_s"], round, learn_seconds, n) for n in projected_actors
         ]
         results["teachers"][kind] = {
             "teacher": TEACHERS[kind],
@@ -152,12 +164,12 @@ def main() -> None:
         }
     results["load_after"] = os.getloadavg()
     ray.shutdown()
-    write_results("scaling", results, _table(results, args))
+    return results, _table(results, round, updates, batch)
 
 
-def _table(results: dict, args) -> str:
+def _table(results: dict, round_states: int, updates: int, batch: int) -> str:
     lines = [
-        f"Student-driven collection on CartPole-v1 (8 environments per collector), rounds of {args.round} states; "
+        f"Student-driven collection on CartPole-v1 (8 environments per collector), rounds of {round_states} states; "
         f"load average {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after (2 cores "
         "shared with other work: more actors than free cores only share them).\n",
         "| teacher | collector | labelled states/s | vs one process | overhead per round | actor start-up |",
@@ -175,8 +187,8 @@ def _table(results: dict, args) -> str:
             )
     lines += [
         "",
-        f"Projection from the 1-actor rate and the learner's measured rate ({args.updates} updates of "
-        f"{args.batch} states per round of {args.round}), one core per actor:\n",
+        f"Projection from the 1-actor rate and the learner's measured rate ({updates} updates of "
+        f"{batch} states per round of {round_states}), one core per actor:\n",
         "| teacher | learner updates/s | actors | collection s/round | learn s/round | loop states/s (sync) | "
         "loop states/s (pipelined) | bound by |",
         "|---|---|---|---|---|---|---|---|",
@@ -192,4 +204,6 @@ def _table(results: dict, args) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

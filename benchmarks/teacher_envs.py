@@ -4,27 +4,28 @@
 process (TF-Agents' ``BatchedPyEnvironment``), or with ``parallel=True`` each
 in a process of its own (``ParallelPyEnvironment``). For a cheap simulator
 (CartPole-v1), a mid one (LunarLander-v3) and a slow one (BipedalWalker-v3),
-with 2 and 4 environments: the median over ``--repeats`` timed stretches of
-``--steps`` batched steps (random actions, auto-reset), after one warm-up
+with 2 and 4 environments: the median over ``repeats`` timed stretches of
+``steps`` batched steps (random actions, auto-reset), after one warm-up
 stretch. The ratio says what ``parallel=True`` buys on this machine.
 
 Then whole training runs (`kd_rl.teachers.train_teacher`, the shipped
 hyperparameters, one evaluation at the end): env steps per second of DQN and SAC
-with ``n_envs: 1``, with ``--train-envs`` environments stepped together in this
+with ``n_envs: 1``, with ``train_envs`` environments stepped together in this
 process, and with them in processes (``parallel_envs: true``), one after the other
 in the same run.
 
-    python benchmarks/teacher_envs.py [--envs CartPole-v1 LunarLander-v3 BipedalWalker-v3] [--num-envs 2 4]
+The environments and training runs: the row ``teacher_envs`` of ``experiments.yml``.
+
+    python benchmarks/run.py teacher_envs [--envs CartPole-v1 LunarLander-v3 BipedalWalker-v3] [--num-envs 2 4]
         [--train-envs 4] [--training CartPole-v1:dqn:20000 ...]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _common import quiet_tensorflow, write_results
+from _common import quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -51,10 +52,6 @@ def _steps_per_second(env, steps: int, repeats: int, seed: int = 0) -> list[floa
     return rates
 
 
-#: Training runs measured: (environment, algorithm, env steps).
-TRAINING = (("CartPole-v1", "dqn", 20_000), ("LunarLander-v3", "dqn", 20_000), ("Pendulum-v1", "sac", 3_000))
-
-
 def _training_rate(env_id: str, algo: str, steps: int, n_envs: int, parallel: bool) -> float:
     """Env steps per second of a whole ``train_teacher`` run (``metrics.json``'s ``steps_per_second``)."""
     import tempfile
@@ -71,37 +68,37 @@ def _training_rate(env_id: str, algo: str, steps: int, n_envs: int, parallel: bo
 
 
 def _training_case(text: str) -> tuple[str, str, int]:
-    env_id, algo, steps = text.split(":")
-    return env_id, algo, int(steps)
+    """``ENV:ALGO:STEPS`` as ``(env_id, algo, steps)``."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise ValueError(f"training: a run is ENV:ALGO:STEPS, got {text!r}")
+    return parts[0], parts[1], int(parts[2])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "LunarLander-v3", "BipedalWalker-v3"])
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--steps", type=int, default=500, help="batched steps per timed stretch")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--train-envs", type=int, default=4, help="n_envs of the batched training runs")
-    parser.add_argument(
-        "--training",
-        type=_training_case,
-        nargs="*",
-        default=list(TRAINING),
-        metavar="ENV:ALGO:STEPS",
-        help="training runs to time (none: skip them)",
-    )
-    args = parser.parse_args()
+def measure(
+    envs: list[str], num_envs: list[int], steps: int, repeats: int, train_envs: int, training: list[str]
+) -> tuple[dict, str]:
+    """Env steps per second stepping environments serially and in processes, then of whole training runs.
 
+    Args:
+        envs: the environments to step.
+        num_envs: the numbers of environments stepped together.
+        steps: batched steps per timed stretch.
+        repeats: timed stretches per setting.
+        train_envs: n_envs of the batched training runs.
+        training: training runs to time, each ENV:ALGO:STEPS (none: skip them).
+    """
     from kd_rl.teachers import make_batched_env
 
+    runs = [_training_case(t) for t in training]
     results = []
-    for env_id in args.envs:
-        for n in args.num_envs:
+    for env_id in envs:
+        for n in num_envs:
             row = {"env_id": env_id, "num_envs": n}
             for parallel in (False, True):
                 env = make_batched_env(env_id, n, seed=0, parallel=parallel)
                 try:
-                    rates = _steps_per_second(env, args.steps, args.repeats)
+                    rates = _steps_per_second(env, steps, repeats)
                 finally:
                     env.close()
                 row["parallel" if parallel else "serial"] = {"median": float(np.median(rates)), "runs": rates}
@@ -110,7 +107,7 @@ def main() -> None:
             print(env_id, n, f"serial {row['serial']['median']:.0f}/s", f"parallel {row['parallel']['median']:.0f}/s")
 
     lines = [
-        f"Env steps per second (median of {args.repeats} stretches of {args.steps} batched steps, random actions):\n",
+        f"Env steps per second (median of {repeats} stretches of {steps} batched steps, random actions):\n",
         "| environment | envs | serial (one process) | parallel (a process per env) | parallel / serial |",
         "|---|---|---|---|---|",
     ]
@@ -120,19 +117,19 @@ def main() -> None:
             f"{r['ratio']:.2f} |"
         )
 
-    training = []
-    for env_id, algo, steps in args.training:
-        row = {"env_id": env_id, "algo": algo, "steps": steps}
+    timed = []
+    for env_id, algo, run_steps in runs:
+        row = {"env_id": env_id, "algo": algo, "steps": run_steps}
         for name, n, parallel in (
             ("one", 1, False),
-            ("serial", args.train_envs, False),
-            ("parallel", args.train_envs, True),
+            ("serial", train_envs, False),
+            ("parallel", train_envs, True),
         ):
-            row[name] = _training_rate(env_id, algo, steps, n, parallel)
-        training.append(row)
+            row[name] = _training_rate(env_id, algo, run_steps, n, parallel)
+        timed.append(row)
         print(env_id, algo, {k: round(row[k]) for k in ("one", "serial", "parallel")}, flush=True)
-    if training:
-        n = args.train_envs
+    if timed:
+        n = train_envs
         lines += [
             "",
             f"Training runs (`train_teacher`, shipped hyperparameters, seed 0, one evaluation at the end): env steps "
@@ -142,15 +139,23 @@ def main() -> None:
             f"{n} / 1 | parallel / 1 |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for r in training:
+        for r in timed:
             lines.append(
                 f"| {r['env_id']} | {r['algo']} | {r['steps']:,} | {r['one']:,.0f} | {r['serial']:,.0f} | "
                 f"{r['parallel']:,.0f} | {r['serial'] / r['one']:.2f} | {r['parallel'] / r['one']:.2f} |"
             )
-    args.training = [":".join(map(str, t)) for t in args.training]
-    data = {"args": vars(args), "results": results, "training": training}
-    write_results("teacher_envs", data, "\n".join(lines))
+    args = {
+        "envs": envs,
+        "num_envs": num_envs,
+        "steps": steps,
+        "repeats": repeats,
+        "train_envs": train_envs,
+        "training": [":".join(map(str, t)) for t in runs],
+    }
+    return {"args": args, "results": results, "training": timed}, "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

@@ -15,13 +15,16 @@ like the final evaluation of any teacher run), a check on a threshold crossed
 by a noisy evaluation. "Solved at" is that
 evaluation's env step and wall time since training began (evaluations and
 compilation included); the budget is RL-Zoo's ``n_timesteps`` for the
-environment. Env steps count every step of every environment (kd_rl's PPO
+environment (``rl_zoo.yml``). Env steps count every step of every environment (kd_rl's PPO
 counts its auto-resets too). SB3 runs with ``torch.set_num_threads(1)``, its
 fastest setting for small networks on CPU; TensorFlow uses its defaults (both
 cores).
 
-    python benchmarks/teachers.py [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo sac]
-                                  [--seeds 0 1 2] [--no-sb3] [--max-steps N]
+Thresholds, budgets, evaluation intervals and kd_rl's entries per environment: the row ``teachers``
+of ``experiments.yml``.
+
+    python benchmarks/run.py teachers [--envs CartPole-v1 Acrobot-v1] [--algos dqn ppo sac]
+                                      [--seeds 0 1 2] [--no-sb3] [--max-steps N]
 
 Runs not asked for this time (another environment, algorithm, seed or
 framework) are kept from the last results, so one pair, or one seed of it, can
@@ -31,53 +34,15 @@ measured which rows.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 
 import numpy as np
-from _common import command_line, machine, quiet_tensorflow, results_dir, train_to_threshold, write_results
+from _common import check_choices, command_line, machine, quiet_tensorflow, results_dir, train_to_threshold
+from _sb3_peer import n_timesteps
 
 quiet_tensorflow()
 
-# Gymnasium's reward thresholds (CartPole-v1 475, Acrobot-v1 -100, MountainCar-v0 -110, LunarLander-v3 200,
-# MountainCarContinuous-v0 90, LunarLanderContinuous-v3 200; issue #16 sets -200 for Pendulum-v1,
-# which has none, and 250 for BipedalWalker-v3, where Gymnasium says 300), RL-Zoo's step budgets
-# per algorithm, and env steps between evaluations. An algorithm without a budget for an
-# environment is skipped there.
-CASES = {
-    # kd_rl's own CartPole-v1 and LunarLander-v3 DQN entries (the article's 100-unit teacher; half the
-    # gradient steps) are not RL-Zoo's: their `-rlzoo` entries (RL-Zoo's as SB3 runs them, with 3-step
-    # returns) run beside SB3.
-    "CartPole-v1": {
-        "threshold": 475.0,
-        "budget": {"dqn": 50_000, "ppo": 100_000},
-        "eval_every": 2_500,
-        "entry": {"dqn": "CartPole-v1-rlzoo"},
-    },
-    "Acrobot-v1": {"threshold": -100.0, "budget": {"dqn": 100_000, "ppo": 1_000_000}, "eval_every": 10_000},
-    # PPO only: best.yml's choice; the zoo's DQN teacher stays short of -110 (docs/zoo.md). Greedy
-    # returns sit within a few points of -110, where 20 episodes (a standard error of about 3) decide
-    # by chance: evaluations take Gymnasium's 100 episodes.
-    "MountainCar-v0": {
-        "threshold": -110.0,
-        "budget": {"ppo": 1_000_000},
-        "eval_every": 10_000,
-        "eval_episodes": 100,
-    },
-    "LunarLander-v3": {
-        "threshold": 200.0,
-        "budget": {"dqn": 100_000, "ppo": 1_000_000},
-        "eval_every": 20_000,
-        "entry": {"dqn": "LunarLander-v3-rlzoo"},
-    },
-    "MountainCarContinuous-v0": {"threshold": 90.0, "budget": {"sac": 50_000}, "eval_every": 5_000},
-    "Pendulum-v1": {"threshold": -200.0, "budget": {"sac": 20_000}, "eval_every": 2_000},
-    "LunarLanderContinuous-v3": {"threshold": 200.0, "budget": {"ppo": 1_000_000}, "eval_every": 20_000},
-    "BipedalWalker-v3": {"threshold": 250.0, "budget": {"ppo": 5_000_000}, "eval_every": 200_000},
-}
-EVAL_EPISODES = 20  # greedy episodes per evaluation, where a case does not set its own
 FRAMEWORKS = ("kd_rl", "sb3")
 
 
@@ -96,9 +61,17 @@ def run_kd_rl(entry: str, algo: str, seed: int, budget: int, eval_every: int, th
     }
 
 
-def _more_episodes(cases: dict) -> set[str]:
-    """The environments whose evaluations play more than ``EVAL_EPISODES`` episodes."""
-    return {e for e, c in cases.items() if c.get("eval_episodes", EVAL_EPISODES) > EVAL_EPISODES}
+def _more_episodes(cases: dict, eval_episodes: int) -> set[str]:
+    """The environments whose evaluations play more than ``eval_episodes`` episodes."""
+    return {e for e, c in cases.items() if c.get("eval_episodes", eval_episodes) > eval_episodes}
+
+
+def _budgets(cases: dict) -> dict:
+    """``cases`` with each budget given as ``rl_zoo`` replaced by RL-Zoo's ``n_timesteps`` (``rl_zoo.yml``)."""
+    return {
+        env: {**case, "budget": {a: n_timesteps(a, env) if b == "rl_zoo" else b for a, b in case["budget"].items()}}
+        for env, case in cases.items()
+    }
 
 
 def _learning_settings(hyperparameters: dict | None) -> dict | None:
@@ -110,10 +83,10 @@ def _learning_settings(hyperparameters: dict | None) -> dict | None:
     return {k: v for k, v in hyperparameters.items() if k not in RESUMABLE_HYPERPARAMETERS}
 
 
-def summarise(runs: list[dict]) -> tuple[list[str], list[str]]:
+def summarise(runs: list[dict], cases: dict) -> tuple[list[str], list[str]]:
     """The table rows (one per environment, algorithm and framework) and one verdict line per pair."""
     rows, verdicts = [], []
-    pairs = sorted({(r["env"], r["algo"]) for r in runs}, key=lambda p: (list(CASES).index(p[0]), p[1]))
+    pairs = sorted({(r["env"], r["algo"]) for r in runs}, key=lambda p: (list(cases).index(p[0]), p[1]))
     for env, algo in pairs:
         medians = {}
         for framework in FRAMEWORKS:
@@ -148,28 +121,45 @@ def summarise(runs: list[dict]) -> tuple[list[str], list[str]]:
     return rows, verdicts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"], choices=list(CASES))
-    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo", "sac"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--no-sb3", action="store_true", help="kd_rl only (no SB3 venv)")
-    parser.add_argument("--max-steps", type=int, help="cap the step budgets (quick tries only)")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the last results")
-    args = parser.parse_args()
-    if args.report_only:
-        data = json.loads((results_dir() / "teachers.json").read_text())
-        return report(data["runs"], data["command"], data.get("machine"))
+def side_by_side(
+    cases: dict[str, dict],
+    eval_episodes: int,
+    envs: list[str],
+    algos: list[str],
+    seeds: list[int],
+    sb3: bool = True,
+    max_steps: int | None = None,
+    report_only: bool = False,
+) -> tuple[dict, str]:
+    """kd_rl and SB3 trained seed by seed on each pair asked for; the runs not asked for are kept.
 
-    if not args.no_sb3:
+    Args:
+        cases: environment -> ``threshold``, ``budget`` per algorithm (``rl_zoo``: RL-Zoo's n_timesteps; an
+            algorithm without one is skipped there), ``eval_every``, and where they differ, kd_rl's hyperparameter
+            ``entry`` per algorithm and ``eval_episodes``.
+        eval_episodes: greedy episodes per evaluation, where a case does not set its own.
+        envs: the environments of ``cases`` to train on.
+        algos: the algorithms to train (dqn, ppo, sac).
+        seeds: one run per seed, environment, algorithm and framework.
+        sb3: run SB3 beside kd_rl (its venv is made on first use).
+        max_steps: cap the step budgets (quick tries only).
+        report_only: rewrite the table from the last results.
+    """
+    cases = _budgets(cases)
+    if report_only:
+        data = json.loads((results_dir() / "teachers.json").read_text())
+        return report(data["runs"], data["command"], cases, eval_episodes, data.get("machine"))
+    check_choices("envs", envs, cases)
+    check_choices("algos", algos, sorted({a for c in cases.values() for a in c["budget"]}))
+    if sb3:
         from _sb3_venv import run_sb3, sb3_python
 
         sb3_python()  # make the venv before the first timed run
     # The (environment, algorithm) pairs to measure: an algorithm without a budget for an environment is skipped.
-    pairs = [(e, a) for e in args.envs for a in args.algos if a in CASES[e]["budget"]]
-    frameworks = FRAMEWORKS if not args.no_sb3 else ("kd_rl",)
+    pairs = [(e, a) for e in envs for a in algos if a in cases[e]["budget"]]
+    frameworks = FRAMEWORKS if sb3 else ("kd_rl",)
     # Runs this command does not repeat (another pair, seed or framework) are kept from the last results.
-    remeasured = {(e, a, s, f) for e, a in pairs for s in args.seeds for f in frameworks}
+    remeasured = {(e, a, s, f) for e, a in pairs for s in seeds for f in frameworks}
     previous = results_dir() / "teachers.json"
     kept = []
     if previous.exists():
@@ -179,11 +169,11 @@ def main() -> None:
     command = command_line()
     runs = []
     for env, algo in pairs:
-        case = CASES[env]
-        budget = min(case["budget"][algo], args.max_steps or case["budget"][algo])
+        case = cases[env]
+        budget = min(case["budget"][algo], max_steps or case["budget"][algo])
         entry = case.get("entry", {}).get(algo, env)  # kd_rl's hyperparameter entry
-        episodes = case.get("eval_episodes", EVAL_EPISODES)
-        for seed in args.seeds:
+        episodes = case.get("eval_episodes", eval_episodes)
+        for seed in seeds:
             # kd_rl, then SB3, seed by seed: both see the same machine load.
             for framework in frameworks:
                 if framework == "kd_rl":
@@ -200,12 +190,17 @@ def main() -> None:
                     f"{run['solved_after_seconds']} s",
                     flush=True,
                 )
-    report(kept + runs, command)
+    return report(kept + runs, command, cases, eval_episodes)
 
 
-def report(runs: list[dict], command: str, measured_on: dict | None = None) -> None:
-    """Write teachers.json and teachers.md: the table, which command measured which rows, the verdicts."""
-    rows, verdicts = summarise(runs)
+def report(
+    runs: list[dict], command: str, cases: dict, eval_episodes: int, measured_on: dict | None = None
+) -> tuple[dict, str]:
+    """The results and their table: which command measured which rows, the verdicts.
+
+    ``measured_on`` is the machine of runs whose table is only being rewritten.
+    """
+    rows, verdicts = summarise(runs, cases)
     table = [
         "| env | algo | framework | seeds solved | per seed: env steps / wall s to the threshold | "
         "median env steps | median wall s | env steps/s |",
@@ -214,15 +209,15 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
     ]
     note = (
         "A seed that does not solve counts as its whole budget (steps) and its whole run (seconds) in the "
-        "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in CASES.items()) + ". "
-        f"Each evaluation plays {EVAL_EPISODES} greedy episodes."
+        "medians. Thresholds: " + ", ".join(f"{e} {c['threshold']:g}" for e, c in cases.items()) + ". "
+        f"Each evaluation plays {eval_episodes} greedy episodes."
     )
-    wider = _more_episodes(CASES)
-    more = [f"{e} {CASES[e]['eval_episodes']}" for e in CASES if e in wider]
+    wider = _more_episodes(cases, eval_episodes)
+    more = [f"{e} {cases[e]['eval_episodes']}" for e in cases if e in wider]
     if more:
         note += (
             f" More where greedy returns sit within a few points of the threshold, so that the mean of "
-            f"{EVAL_EPISODES} episodes would decide by chance: {', '.join(more)} (Gymnasium's definition of "
+            f"{eval_episodes} episodes would decide by chance: {', '.join(more)} (Gymnasium's definition of "
             "solved is a mean over 100)."
         )
     finals = sorted(
@@ -268,14 +263,13 @@ def report(runs: list[dict], command: str, measured_on: dict | None = None) -> N
                     if (r["env"], r["algo"], r["framework"]) == (env, algo, framework)}  # fmt: skip
         if len(settings) > 1:
             note += f" The {framework} seeds of {env} {algo} did not all train with the same hyperparameters."
-    sys.argv = [__file__, *command.split()[2:]]  # write_results records the command of the rows
-    write_results(
-        "teachers",
-        {"runs": runs, "cases": CASES, "eval_episodes": EVAL_EPISODES},
-        "\n".join(table) + "\n\n" + note + "\n\n" + "\n".join(verdicts),
-        measured_on,
-    )
+    data = {"runs": runs, "cases": cases, "eval_episodes": eval_episodes, "command": command}
+    if measured_on:
+        data["machine"] = measured_on
+    return data, "\n".join(table) + "\n\n" + note + "\n\n" + "\n".join(verdicts)
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)

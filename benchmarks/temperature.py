@@ -33,23 +33,20 @@ Writes ``results/temperature.{json,md}`` and ``docs/img/temperature.png``
 (under ``$KD_RL_BENCH_OUT`` if set; see ``_common.py``). About 20 minutes on
 2 CPU cores with the defaults.
 
-    python benchmarks/temperature.py [--seeds 0 1 2] [--settings student:1000 student:3000 teacher:1000]
+The teachers, temperatures, settings and seeds: the row ``temperature`` of ``experiments.yml``.
+
+    python benchmarks/run.py temperature [--seeds 0 1 2] [--settings student:1000 student:3000 teacher:1000]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from _common import docs_dir, quiet_tensorflow, timed_distill, write_results
+from _common import check_choices, docs_dir, quiet_tensorflow, timed_distill
 
 quiet_tensorflow()
 
-ENV_ID = "CartPole-v1"
-#: Teacher -> temperatures at which the KL to the teacher is measured (the first is the one both share).
-TEACHERS = {"CartPole-v1-ppo": (1.0,), "CartPole-v1-dqn": (1.0, 0.01)}
-TEMPERATURES = (0.01, 0.1, 1.0, 2.0, 4.0)
 FIGURE = "img/temperature.png"
 
 
@@ -58,37 +55,47 @@ def _method(loss: str, temperature: float | None) -> str:
 
 
 def _parse_setting(text: str) -> tuple[str, int]:
+    """``COLLECT:STEPS`` as ``(collect, steps)``."""
     collect, _, steps = text.partition(":")
     if collect not in ("student", "teacher") or not steps.isdigit() or int(steps) < 1:
-        raise argparse.ArgumentTypeError(f"a setting is COLLECT:STEPS with COLLECT student or teacher, got {text!r}")
+        raise ValueError(f"settings: a setting is COLLECT:STEPS with COLLECT student or teacher, got {text!r}")
     return collect, int(steps)
 
 
-def run_study(args) -> list[dict]:
-    """Every (teacher, setting, loss, temperature, seed) run, measured."""
+def run_study(
+    env_id: str,
+    kl_references: dict[str, list[float]],
+    teachers: list[str],
+    temperatures: list[float],
+    settings: list[tuple[str, int]],
+    seeds: list[int],
+    episodes: int,
+    hidden: int,
+) -> list[dict]:
+    """Every (teacher, setting, loss, temperature, seed) run, measured (the arguments are `study`'s)."""
     from kd_rl.distill import FINAL_EVAL_SEED_OFFSET
     from kd_rl.evaluate import normalised_score, random_policy_return, run_episodes
     from kd_rl.models import load_policy
 
-    methods = [("nll", None), ("mse", None)] + [("kl", t) for t in args.temperatures]
+    methods = [("nll", None), ("mse", None)] + [("kl", t) for t in temperatures]
     runs, baselines = [], {}
-    for name in args.teachers:
+    for name in teachers:
         teacher = load_policy(name)
-        for seed in args.seeds:
+        for seed in seeds:
             eval_seed = FINAL_EVAL_SEED_OFFSET + seed
             baselines[(name, seed)] = (
-                run_episodes(teacher, ENV_ID, args.episodes, seed=eval_seed).mean_return,
-                random_policy_return(ENV_ID, args.episodes, seed=eval_seed),
+                run_episodes(teacher, env_id, episodes, seed=eval_seed).mean_return,
+                random_policy_return(env_id, episodes, seed=eval_seed),
             )
-        for collect, steps in args.settings:
+        for collect, steps in settings:
             for loss, temperature in methods:
-                for seed in args.seeds:
+                for seed in seeds:
                     start = time.perf_counter()
                     eval_seed = FINAL_EVAL_SEED_OFFSET + seed
                     student, m = timed_distill(
                         teacher,
-                        env_id=ENV_ID,
-                        hidden_units=args.hidden,
+                        env_id=env_id,
+                        hidden_units=hidden,
                         steps=steps,
                         loss=loss,
                         temperature=temperature,
@@ -98,10 +105,10 @@ def run_study(args) -> list[dict]:
                         curve_episodes=1,
                     )
                     kl, stats = {}, None
-                    for t_ref in TEACHERS[name]:
+                    for t_ref in kl_references[name]:
                         # The student acts greedily, so every pass plays the same episodes and visits the same states.
                         stats = run_episodes(
-                            student, ENV_ID, args.episodes, seed=eval_seed, reference=teacher, temperature=t_ref
+                            student, env_id, episodes, seed=eval_seed, reference=teacher, temperature=t_ref
                         )
                         kl[f"{t_ref:g}"] = stats.kl
                     teacher_return, random_return = baselines[(name, seed)]
@@ -320,31 +327,47 @@ def figure(data: dict):
     return fig
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=list(TEACHERS))
-    parser.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
-    parser.add_argument(
-        "--settings",
-        type=_parse_setting,
-        nargs="+",
-        default=[("student", 1000), ("student", 3000), ("teacher", 1000)],
-        help="COLLECT:STEPS pairs (default: student:1000 student:3000 teacher:1000)",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per student")
-    parser.add_argument("--hidden", type=int, default=16, help="student hidden units")
-    args = parser.parse_args()
+def study(
+    env_id: str,
+    kl_references: dict[str, list[float]],
+    teachers: list[str],
+    temperatures: list[float],
+    settings: list[str],
+    seeds: list[int],
+    episodes: int,
+    hidden: int,
+) -> tuple[dict, str]:
+    """Students distilled with NLL, MSE and KL at each temperature, per teacher and setting; draws the figure.
 
+    Args:
+        env_id: the teachers' environment.
+        kl_references: teacher -> temperatures at which the KL to it is measured (the first is the one all share).
+        teachers: the teachers of ``kl_references`` to distil.
+        temperatures: the KL students' training temperatures.
+        settings: COLLECT:STEPS pairs (collection mode and labelled states).
+        seeds: one student per seed, teacher, setting and loss.
+        episodes: evaluation episodes per student.
+        hidden: student hidden units.
+    """
     from kd_rl.plots import save
 
+    check_choices("teachers", teachers, kl_references)
+    pairs = [_parse_setting(text) for text in settings]
     start = time.perf_counter()
-    runs = run_study(args)
+    runs = run_study(env_id, kl_references, teachers, temperatures, pairs, seeds, episodes, hidden)
     rows = aggregate(runs)
+    args = {
+        "teachers": teachers,
+        "temperatures": temperatures,
+        "settings": [f"{c}:{s}" for c, s in pairs],
+        "seeds": seeds,
+        "episodes": episodes,
+        "hidden": hidden,
+    }
     data = {
-        "args": vars(args) | {"settings": [f"{c}:{s}" for c, s in args.settings]},
-        "seeds": len(args.seeds),
-        "kl_reference_temperatures": {t: list(TEACHERS[t]) for t in args.teachers},
+        "args": args,
+        "seeds": len(seeds),
+        "kl_reference_temperatures": {t: list(kl_references[t]) for t in teachers},
         "summary": rows,
         "runs": runs,
         "wall_seconds": time.perf_counter() - start,
@@ -358,8 +381,10 @@ def main() -> None:
         + conclusions(rows, runs)
     )
     save(figure(data), docs_dir() / FIGURE)
-    write_results("temperature", data, text)
+    return data, text
 
 
 if __name__ == "__main__":
-    main()
+    from run import main
+
+    main(script=__file__)
