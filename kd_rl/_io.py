@@ -419,6 +419,32 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     return arrays, progress
 
 
+def refuse_other_settings(
+    name: str, saved: dict, now: dict, resumable=(), defaults: dict | None = None, prefix: str = "", hint: str = ""
+) -> None:
+    """Refuse to resume checkpoint ``name`` if a setting differs between it (``saved``) and the new run (``now``).
+
+    The one comparison of distillation and teacher runs (`check_resumable`,
+    `kd_rl.teachers.run.check_resumable`). Settings named in ``resumable``
+    may differ; one the checkpoint lacks (an older kd_rl wrote it) takes its
+    value in ``defaults``. ``prefix`` is left out of the names in the message
+    (and of the names ``resumable`` lists); ``hint`` ends it.
+
+    Raises:
+        ResumeRefused: Naming each setting that differs, with both values.
+    """
+    defaults = defaults or {}
+    differing = sorted(
+        k for k in saved.keys() | now.keys()
+        if k.removeprefix(prefix) not in resumable and saved.get(k, defaults.get(k)) != now.get(k)
+    )  # fmt: skip
+    if differing:
+        detail = ", ".join(
+            f"{k.removeprefix(prefix)}={saved.get(k, defaults.get(k))!r} (now {now.get(k)!r})" for k in differing
+        )
+        raise ResumeRefused(f"cannot resume {name!r} with different settings: {detail}{hint}")
+
+
 def check_resumable(
     name: str, progress: dict, settings: dict, resumable: Sequence[str], defaults: dict, teachers: dict, steps: int
 ) -> None:
@@ -438,13 +464,7 @@ def check_resumable(
         ResumeRefused: Naming what differs.
     """
 
-    saved = progress["config"]
-    differing = sorted(
-        k for k, v in settings.items() if k not in resumable and saved.get(k, defaults.get(k)) != v
-    )  # fmt: skip
-    if differing:
-        detail = ", ".join(f"{k}={saved.get(k)!r} (now {settings[k]!r})" for k in differing)
-        raise ResumeRefused(f"cannot resume {name!r} with different settings: {detail}")
+    refuse_other_settings(name, progress["config"], settings, resumable, defaults)
     saved_hash = progress.get("teacher_sha256")
     if saved_hash is not None and saved_hash != teachers["teacher_sha256"]:
 

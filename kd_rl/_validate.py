@@ -67,7 +67,7 @@ def check_activation(activation: str) -> str:
         ...
         ValueError: activation must be a Keras activation name, got 'tanhh'
     """
-    import keras
+    import keras  # here, not at the top: kd_rl.config imports this module, and `kd-rl --help` loads no Keras
 
     try:
         keras.activations.get(activation)

@@ -272,6 +272,9 @@ def _add_config_options(parser, config_class=None) -> None:
         scope = {"single": " (single-task runs)", "multi": "", "both": ""}[s.scope]
         default = s.single_default if s.scope != "multi" else s.multi_default
         shown = "" if s.kind in ("flag", "negated_flag") or default is None else f" (default {default})"
+        if s.scope == "both" and s.multi_default != s.single_default and s.multi_default is not None:
+            multi = ",".join(map(str, s.multi_default)) if isinstance(s.multi_default, tuple) else s.multi_default
+            shown = f" (default {s.single_default}; multi-task {multi})"
         if s.shown and "default" not in s.help:
             shown = f" (default: {s.shown})".replace("%", "%%")
         parser.add_argument(s.flag, dest=s.name, help=s.help + scope + shown, **kwargs)
@@ -424,6 +427,12 @@ def _cmd_convert(args) -> int:
 _ENV_KWARGS_HELP = "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}'"
 
 
+def _export_formats() -> tuple:
+    from kd_rl.config import EXPORT_FORMATS
+
+    return EXPORT_FORMATS
+
+
 def _teacher_config_class():
     from kd_rl.config import TeacherConfig
 
@@ -497,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model to TFLite (float or int8) or NumPy")
     p.add_argument("model")
-    p.add_argument("--format", required=True, choices=["tflite", "tflite-int8", "numpy"])
+    p.add_argument("--format", required=True, choices=list(_export_formats()))
     p.add_argument("--out", required=True)
     p.add_argument(
         "--env",
@@ -513,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help=".keras file to write")
     p.add_argument(
         "--output-type",
-        choices=["q_values", "logits"],
+        choices=["q_values", "logits"],  # kd_rl 0.1 files are discrete: not OUTPUT_TYPES' gaussian
         help="what the model outputs (0.1 files do not say; a DQN teacher's are q_values: T = 0.01 by default)",
     )
     p.set_defaults(func=_cmd_convert)

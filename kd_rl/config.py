@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import KW_ONLY, MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -42,6 +42,7 @@ __all__ = [
     "LOSS_NAMES",
     "STRATEGIES",
     "ALGORITHMS",
+    "EXPORT_FORMATS",
     "KICKSTART_SCHEDULES",
     "CliSetting",
     "DistillConfig",
@@ -60,6 +61,8 @@ GAUSSIAN_KL_FORMS = ("decoupled", "exact")
 COLLECT_MODES = ("teacher", "student", "mixed")
 #: The learner's ``tf.distribute`` strategies (`kd_rl.distributed.make_strategy`).
 STRATEGIES = ("default", "mirrored")
+#: A student's export formats (`kd_rl.export.export_model`, ``kd-rl export --format``).
+EXPORT_FORMATS = ("tflite", "tflite-int8", "numpy")
 #: The teacher-training algorithms (`kd_rl.teachers.train_teacher`).
 ALGORITHMS = ("dqn", "ppo", "sac")
 #: How a kickstarting weight λ decays over env steps (`kd_rl.teachers.kickstart.Kickstart`).
@@ -124,6 +127,9 @@ class DistillConfig:
     ``adapter_units`` for a single-task run. Three defaults differ by the kind
     of run: ``hidden_units`` (50; multi-task 64), ``batch_size`` (128;
     multi-task 64 per task) and ``eval_every`` (2,000; multi-task 5,000).
+    They are filled in when the config is built, so ``dataclasses.replace``
+    keeps them: to change the kind of run, build a new config. Every setting
+    but ``env_id`` is keyword-only.
 
     Attributes:
         env_id: Gymnasium environment id; a tuple of them for a multi-task run
@@ -185,6 +191,7 @@ class DistillConfig:
     """
 
     env_id: str | tuple[str, ...] = "CartPole-v1"
+    _: KW_ONLY  # every other setting by name
     hidden_units: int | tuple[int, ...] = _setting(
         50, "student hidden layer widths: 50 or 64,64 (multi-task: the shared trunk's)", "--hidden", "hidden",
         multi=(64,),
@@ -268,7 +275,8 @@ class DistillConfig:
         "--ray-address", scope="single",
     )  # fmt: skip
     strategy: str = _setting(
-        "default", "the learner's tf.distribute strategy: default (one device) or mirrored (every GPU of this host)",
+        "default", "the learner's tf.distribute strategy: default (one device) or mirrored (every GPU of this host, "
+        "else every logical CPU device)",
         "--strategy", "choice",
     )  # fmt: skip
 
@@ -297,7 +305,9 @@ class DistillConfig:
         self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, minimum=0, allow_none=True)
         self.actors = check_int("actors", self.actors, minimum=0)
         self.adapter_units = check_int("adapter_units", self.adapter_units, allow_none=not multi)
-        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+        for name in ("learning_rate", "epsilon", "beta_start", "beta_end"):
+            setattr(self, name, check_float(name, getattr(self, name)))
+        if self.learning_rate <= 0:
             raise KdRlError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         for name in ("epsilon", "beta_start", "beta_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -337,7 +347,10 @@ class DistillConfig:
             if scope in ("both", kind):
                 continue
             if kind == "single" and getattr(self, f.name) is not None:
-                raise KdRlError(f"{f.name} is for multi-task runs (env_id a tuple of environment ids)")
+                raise KdRlError(
+                    f"{f.name}={getattr(self, f.name)!r} is for multi-task runs (env_id a tuple of environment ids); "
+                    f"a single-task config leaves it None"
+                )
             if kind == "multi" and getattr(self, f.name) != f.default:
                 raise KdRlError(f"{f.name} is for single-task runs, not multi-task ones (env_id {self.env_id!r})")
 
@@ -399,6 +412,7 @@ class TeacherConfig:
         "kd_rl/hyperparams/best.yml, else dqn for Discrete and sac for Box actions)", "--algo", "choice",
         shown="see meaning",
     )  # fmt: skip
+    _: KW_ONLY  # every setting after env_id and algo by name
     hyperparams_file: str | None = _setting(
         None, "your own YAML file in the form of kd_rl/hyperparams/ALGO.yml: its entry for --env (else its "
         "'default') replaces the shipped values key by key", "--hyperparams", metavar="FILE",
@@ -463,8 +477,9 @@ class TeacherConfig:
                 raise KdRlError(f"{name} must be one of {list(_CHOICES[name])}, got {value!r}")
         if self.hidden_units is not None:
             self.hidden_units = normalise_hidden_units(self.hidden_units)
-        for name in ("steps", "eval_every", "checkpoint_every", "kickstart_until"):
-            setattr(self, name, check_int(name, getattr(self, name), allow_none=True))
+        for name in ("steps", "eval_every", "checkpoint_every", "kickstart_until"):  # None: by the file or default
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int(name, getattr(self, name)))
         self.eval_episodes = check_int("eval_episodes", self.eval_episodes)
         self.seed = check_seed(self.seed)
         for name in ("overrides", "env_kwargs"):

@@ -1,13 +1,18 @@
-"""Distillation steps: a compiled ``tf.function`` and a Keras ``Distiller``.
+"""Distillation: the one step, the one loop, a Keras ``Distiller`` and the live-environment run.
 
-`make_distill_step` is the low-level tool the live-environment loop uses:
-one call takes a batch of observations (and, optionally, the teacher's logits
-already stored in a replay buffer), updates only the student, and returns the
-loss.
+`make_distill_step` is kd_rl's one update, a compiled ``tf.function``: one
+call takes a batch of observations (and, optionally, the teacher's logits
+already stored in a replay buffer), or a stack of batches, for one task or
+several, updates only the student, and returns the loss, each loss weighted
+by `kd_rl.losses.loss_weight`.
 
-`Distiller` is the same idea as a ``keras.Model`` in the manner of the
-Keras knowledge-distillation example, so ``fit``, ``evaluate``, callbacks and
-``tf.data`` work unchanged.
+`train_loop` is the one loop of a live run, for one task or several:
+collection, the step, and the run folder's hooks. `distill_policy` runs it
+for one teacher (`kd_rl.multitask.distill_multitask` for several).
+
+`Distiller` is the same update as a ``keras.Model`` in the manner of the
+Keras knowledge-distillation example, with the same loss objects and weight,
+so ``fit``, ``evaluate``, callbacks and ``tf.data`` work unchanged.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strate
 from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.evaluate import (
     AGREEMENT_TOLERANCE,
+    CURVE_EVAL_SEED_OFFSET,
+    FINAL_EVAL_SEED_OFFSET,
     check_model_fits_env,
     evaluate_model,
     normalised_score,
@@ -46,6 +53,7 @@ from kd_rl.evaluate import (
     run_episodes,
 )
 from kd_rl.losses import (
+    LOSS_WEIGHTING,
     GaussianKLDistillationLoss,
     KLDistillationLoss,
     check_temperature,
@@ -67,6 +75,8 @@ __all__ = [
     "distill_policy",
     "resume_progress",
     "save_progress",
+    "train_loop",
+    "log_point",
 ]
 
 
@@ -129,6 +139,7 @@ def make_distill_step(
     optimizer: keras.optimizers.Optimizer,
     loss: str | keras.losses.Loss = "kl",
     temperature: float | Sequence[float | None] | None = None,
+    *,
     weight: float | None = None,
     jit_compile: bool = False,
     gaussian_kl: str = "decoupled",
@@ -171,7 +182,8 @@ def make_distill_step(
     all-reduce) before one update of the mirrored variables, so the update is
     the single-device one on the whole batch, up to float rounding. The
     step's attribute ``replicas`` is ``R`` (1 without a strategy), ``tasks``
-    the number of tasks.
+    the number of tasks, ``weights`` each task's loss weight, ``multi``
+    whether it was built from sequences.
 
     Args:
         teacher: Model giving the target logits (DQN Q-values, PPO logits or
@@ -188,9 +200,10 @@ def make_distill_step(
             Q-values, 1 for logits and Gaussians). For a Gaussian it scales
             the teacher's standard deviation. Several tasks: one value for
             all, or one per task.
-        weight: The losses' weight; None (the default): `kd_rl.losses.loss_weight`,
-            kd_rl's rule. Give ``T**2`` for Hinton's factor at any T, or 1.0
-            for the bare KL.
+        weight: The losses' weight, a number >= 0; None (the default):
+            `kd_rl.losses.loss_weight`, kd_rl's rule. Give ``T**2`` for
+            Hinton's factor at any T, or 1.0 for the bare KL. It and the
+            arguments after it are keyword-only.
         jit_compile: Compile the step with XLA.
         gaussian_kl: Gaussian policies, ``"kl"``: minimise the KL in its
             ``"decoupled"`` form (the default) or the ``"exact"`` KL
@@ -204,6 +217,11 @@ def make_distill_step(
             teachers and students, or (at a call) a batch that does not divide
             evenly among the strategy's replicas.
     """
+    if weight is not None:
+        if isinstance(weight, bool) or not isinstance(weight, int | float | np.integer | np.floating):
+            raise KdRlError(f"weight must be a number >= 0 or None (kd_rl's rule), got {weight!r}")
+        if not (np.isfinite(weight) and weight >= 0):
+            raise KdRlError(f"weight must be a finite number >= 0 or None (kd_rl's rule), got {weight!r}")
     multi = isinstance(teacher, list | tuple)
     teachers = list(teacher) if multi else [teacher]
     students = list(student) if isinstance(student, list | tuple) else [student]
@@ -351,6 +369,8 @@ def make_distill_step(
 
     step.replicas = replicas
     step.tasks = len(teachers)
+    step.weights = tuple(weights)  # each task's loss weight
+    step.multi = multi  # built from sequences: takes and returns one entry per task
     return step
 
 
@@ -537,12 +557,6 @@ class Distiller(keras.Model):
 # --------------------------------------------------------------------------
 
 
-#: Seeds of a run's curve and final evaluations are offset from its seed, so
-#: neither shares episodes with the other (see `kd_rl.evaluate.episode_seeds`).
-CURVE_EVAL_SEED_OFFSET = 10_000
-FINAL_EVAL_SEED_OFFSET = 1_000_000
-
-
 def _evaluate_point(student, teacher, config: DistillConfig, temperature: float, env_steps: int, loss: float) -> dict:
     seed = CURVE_EVAL_SEED_OFFSET + config.seed
     stats = run_episodes(
@@ -559,17 +573,24 @@ def _evaluate_point(student, teacher, config: DistillConfig, temperature: float,
     }
 
 
-def _log_point(point: dict, writer) -> dict:
+def log_point(point: dict, writer, tags: dict | None = None) -> dict:
+    """Write a curve point's scalars to TensorBoard (``writer`` None: nothing) at its ``env_steps``; return it.
+
+    ``tags``: the point's key -> TensorBoard tag; default a single-task run's
+    ``distill/mean_return``, ``distill/agreement``, ``distill/kl`` and ``distill/loss``.
+    """
     if writer is not None:
+        tags = tags or {key: f"distill/{key}" for key in ("mean_return", "agreement", "kl", "loss")}
         with writer.as_default(step=point["env_steps"]):
-            for key in ("mean_return", "agreement", "kl", "loss"):
-                tf.summary.scalar(f"distill/{key}", point[key])
+            for key, tag in tags.items():
+                if point[key] is not None:
+                    tf.summary.scalar(tag, point[key])
     return point
 
 
 #: Columns of a run's curve.csv. ``kl`` is the unscaled ``KL(p_T ‖ q_T)`` on the
 #: states the student visits, comparable across losses and temperatures; ``loss``
-#: is the training loss of the last update (T²-scaled for ``kl``).
+#: is the training loss of the last update, weighted by `kd_rl.losses.loss_weight` (``T · max(T, 1)`` for ``kl``).
 CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "kl", "loss")
 
 
@@ -652,7 +673,9 @@ def distill_policy(
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
         teacher_id = {"teacher": teacher_name, "teacher_sha256": weights_sha256(teacher)}
         if resume:
-            progress_state = resume_progress(checkpoint, config, student, optimizer, [buffer], teacher_id)
+            progress_state = resume_progress(
+                checkpoint, config, student, optimizer, [buffer], teacher_id, weights=step.weights
+            )
         env_steps, curve = progress_state["env_steps"], progress_state["curve"]
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
@@ -668,7 +691,7 @@ def distill_policy(
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
 
         def evaluate_point(env_steps: int, loss: float) -> dict:
-            return _log_point(_evaluate_point(student, teacher, config, temperature, env_steps, loss), writer)
+            return log_point(_evaluate_point(student, teacher, config, temperature, env_steps, loss), writer)
 
         def checkpoint_run(env_steps: int, curve: list) -> None:
             elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
@@ -725,7 +748,10 @@ def train_loop(
             batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
             observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
             labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
-            losses = step(observations, labels).numpy().reshape(stack[0], -1)  # [updates, tasks]
+            if getattr(step, "multi", True):
+                losses = step(observations, labels).numpy()  # [updates, tasks]
+            else:  # a step built from one teacher and one student: one task
+                losses = step(observations[0], labels[0]).numpy().reshape(stack[0], 1)
             loss = float(losses[-1].sum())
             bar.update(chunk)
             bar.set_postfix(loss=f"{loss:.4g}")
@@ -845,11 +871,14 @@ def save_progress(
     progress record holds ``env_steps``, ``curve``, ``wall_seconds``, the
     config and the teachers' names and weight hashes.
     """
-    progress = {"env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict()}
+    progress = {
+        "env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict(),
+        "loss_weighting": LOSS_WEIGHTING,
+    }  # fmt: skip
     save_checkpoint(path, student, optimizer, buffers, {**progress, **teachers})
 
 
-def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -> dict:
+def resume_progress(path, config, student, optimizer, buffers, teachers: dict, weights: Sequence[float] = ()) -> dict:
     """Restore a run from its checkpoint (`kd_rl._io.read_checkpoint`), checking that it belongs to this run.
 
     Shared by `distill_policy` and `kd_rl.multitask.distill_multitask`. The
@@ -862,6 +891,10 @@ def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -
         optimizer: Its optimizer (built), its state set from the checkpoint.
         buffers: One `kd_rl.data.ReplayBuffer` per task, refilled from the checkpoint.
         teachers: ``{"teacher": name(s), "teacher_sha256": hash(es)}`` of this run's teacher(s).
+        weights: The step's loss weights (``step.weights``): a checkpoint written
+            before kd_rl weighed every KL by `kd_rl.losses.loss_weight` (kd_rl
+            0.2 weighed a single-task run's by T²) is refused where that
+            differs, at T < 1, since Adam's saved state is of the old scale.
 
     Returns:
         The checkpoint's progress record: ``env_steps``, ``curve``, ``wall_seconds``, ...
@@ -875,5 +908,11 @@ def resume_progress(path, config, student, optimizer, buffers, teachers: dict) -
     arrays, progress = read_checkpoint(path)
     settings = config.to_dict()
     check_resumable(str(path), progress, settings, RESUMABLE_SETTINGS, _DEFAULTS, teachers, config.steps)
+    if progress.get("loss_weighting") != LOSS_WEIGHTING and any(w < 1 for w in weights):
+        raise ResumeRefused(
+            f"cannot resume {str(path)!r}: an older kd_rl wrote it, weighing the KL by T² where kd_rl now "
+            f"weighs it by T · max(T, 1) ({', '.join(f'{w:g}' for w in weights)} here); the optimizer's saved state "
+            "is of the old scale: run again with --overwrite"
+        )
     restore_checkpoint(str(path), arrays, student, optimizer, buffers)
     return progress

@@ -421,7 +421,9 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None):
     # One strategy per set of devices for the whole process: two MirroredStrategy objects over the same
     # devices number their collective all-reduces alike, and the second run's all-reduce then meets the
     # first's (a "Shape mismatch in the collective instance" error on any second mirrored run).
-    key = tuple(devices)
+    # Names spelled differently ("/cpu:0", "/job:localhost/replica:0/task:0/device:CPU:0") are one device.
+    local = tf.DeviceSpec(job="localhost", replica=0, task=0)
+    key = tuple(sorted(local.make_merged_spec(tf.DeviceSpec.from_string(d)).to_string() for d in devices))
     if key not in _MIRRORED:
         _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=list(devices))
     return _MIRRORED[key]

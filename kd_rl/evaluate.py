@@ -28,6 +28,8 @@ from kd_rl.errors import KdRlError
 from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
 
 __all__ = [
+    "CURVE_EVAL_SEED_OFFSET",
+    "FINAL_EVAL_SEED_OFFSET",
     "EpisodeStats",
     "PolicyFn",
     "episode_seeds",
@@ -106,6 +108,12 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 
 #: Continuous actions "agree" when every dimension is within this share of its range.
 AGREEMENT_TOLERANCE = 0.05
+
+#: The seeds of a run's periodic evaluations (a distillation's curve, a teacher's
+#: evaluations during training) and of its final one are offset from the run's
+#: seed, so that they share no episodes with each other or with collection.
+CURVE_EVAL_SEED_OFFSET = 10_000
+FINAL_EVAL_SEED_OFFSET = 1_000_000
 
 
 #: Episodes played side by side at most; more are played in chunks of this many (memory stays bounded).

@@ -23,9 +23,12 @@ import json
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from kd_rl._io import atomic_path, native_output_silenced
+from kd_rl.config import EXPORT_FORMATS
 from kd_rl.data import visited_states
 from kd_rl.errors import KdRlError
 from kd_rl.models import DeterministicAction, PolicyModel
@@ -38,7 +41,7 @@ __all__ = [
     "quantise_int8",
 ]
 
-FORMATS = ("tflite", "tflite-int8", "numpy")
+FORMATS = EXPORT_FORMATS  # declared in kd_rl.config, which the CLI reads without TensorFlow
 _SUFFIX = {"tflite": ".tflite", "tflite-int8": ".tflite", "numpy": ".npz"}
 
 
@@ -57,7 +60,6 @@ def quantise_int8(converter, states: np.ndarray) -> None:
     ``[n, obs_dim]``) are fed one at a time as the representative dataset.
     This is what ``export_model(..., "tflite-int8")`` does.
     """
-    import tensorflow as tf
 
     def representative():
         for s in states:
@@ -78,8 +80,6 @@ def _batch1_model(model):
     (``from_concrete_functions([cf], model)``) does not (outputs ~1e33).
     `kd_rl.policies.TFLitePolicy` resizes the input for other batch sizes.
     """
-    import keras
-
     inputs = keras.Input(shape=(observation_dim(model),), batch_size=1, name="observations")
     if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
         # The action needs the mean only: leaving log_std out keeps the graph resizable to any batch.
@@ -124,8 +124,6 @@ def export_model(
     Raises:
         ValueError: For an unknown format, a wrong suffix, or int8 without an env.
     """
-    import tensorflow as tf
-
     if fmt not in FORMATS:
         raise KdRlError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)

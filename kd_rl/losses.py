@@ -1,15 +1,17 @@
-r"""Policy-distillation losses of Rusu et al. (2016), with Hinton's T² factor.
+r"""Policy-distillation losses of Rusu et al. (2016), and the one rule for their weight in an update.
 
 Every loss takes ``teacher_logits`` and ``student_logits`` of shape
 ``float32 [..., num_actions]`` (logits or Q-values, never probabilities) and
 averages over all leading (batch) dimensions. With teacher logits $v$, student
 logits $z$, temperature $T$ and $N$ actions, per sample:
 
-* ``kl``: $T^2 \mathrm{KL}(p \| q) = T^2 \sum_a p_a (\log p_a - \log q_a)$ with
-  $p = \mathrm{softmax}(v / T)$ and $q = \mathrm{softmax}(z / T)$. Its gradient
-  with respect to a student logit is $\partial L / \partial z_i = T (q_i - p_i)$,
-  so the T² factor keeps the gradient's size from fading as $1/T^2$ at high
-  temperature (Hinton et al., 2015).
+* ``kl``: $\mathrm{KL}(p \| q) = \sum_a p_a (\log p_a - \log q_a)$ with
+  $p = \mathrm{softmax}(v / T)$ and $q = \mathrm{softmax}(z / T)$; `kl_divergence_loss`
+  and `KLDistillationLoss` multiply it by Hinton's $T^2$ unless told not to
+  (``scale_by_temperature_squared=False``, as `get_loss` builds it). The gradient
+  of $T^2 \mathrm{KL}$ with respect to a student logit is
+  $\partial L / \partial z_i = T (q_i - p_i)$, so the T² factor keeps the
+  gradient's size from fading as $1/T^2$ at high temperature (Hinton et al., 2015).
 * ``mse``: $\frac{1}{N} \sum_a (z_a - v_a)^2$, regressing the Q-values.
 * ``nll``: $-\log \mathrm{softmax}(z)_{a^*}$ with $a^* = \arg\max_a v_a$,
   imitating the teacher's greedy action.
@@ -40,6 +42,7 @@ __all__ = [
     "default_temperature",
     "temperature_weight",
     "loss_weight",
+    "LOSS_WEIGHTING",
     "kl_divergence_loss",
     "mse_loss",
     "nll_loss",
@@ -88,6 +91,10 @@ def temperature_weight(temperature: float) -> float:
     """
     temperature = check_temperature(temperature)
     return temperature * max(temperature, 1.0)
+
+
+#: The rule `loss_weight` follows, as checkpoints record it (a checkpoint without it is kd_rl 0.2's: T² on the KL).
+LOSS_WEIGHTING = "T*max(T,1)"
 
 
 def loss_weight(loss_fn: keras.losses.Loss) -> float:
@@ -239,6 +246,7 @@ class NLLDistillationLoss(_DistillationLoss):
 def get_loss(
     name: str | keras.losses.Loss,
     temperature: float = 1.0,
+    *,
     gaussian: bool = False,
     gaussian_kl: str = "decoupled",
 ) -> keras.losses.Loss:

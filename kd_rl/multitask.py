@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kd_rl._io import CHECKPOINT_FILE, run_folder, save_model, write_csv, write_json
 from kd_rl._validate import check_int
@@ -41,6 +42,7 @@ from kd_rl.distill import (
     CURVE_EVAL_SEED_OFFSET,
     FINAL_EVAL_SEED_OFFSET,
     check_resume_target,
+    log_point,
     make_distill_step,
     resume_progress,
     save_progress,
@@ -251,7 +253,8 @@ def distill_multitask(
     With ``out_dir`` it writes ``student.keras`` (the multi-task student),
     ``metrics.json`` (a ``tasks`` list and ``geometric_mean_score``),
     ``curve.csv`` (``env_steps``, one mean-return column per task, ``loss``),
-    each atomically. With ``config.checkpoint_interval`` it checkpoints
+    each atomically, and TensorBoard scalars (``tensorboard/``:
+    ``distill/ENV_ID/mean_return`` per task and ``distill/loss``). With ``config.checkpoint_interval`` it checkpoints
     (``checkpoint.npz``: the student, the optimizer, every task's buffer, the
     curve; as `kd_rl.distill.distill_policy` does), and ``resume=True``
     continues from the last checkpoint after checking that the settings and
@@ -321,6 +324,8 @@ def distill_multitask(
         for collector in collectors:
             collector.steps = env_steps  # the mixed β schedule continues where it stopped
         rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
+        writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if run_dir is not None else None
+        tags = {"loss": "distill/loss", **{e: f"distill/{e}/mean_return" for e in config.env_ids}}
 
         def checkpoint_run(env_steps: int, curve: list) -> None:
             elapsed = state["wall_seconds"] + time.perf_counter() - start
@@ -328,7 +333,7 @@ def distill_multitask(
 
         env_steps = train_loop(
             config, step, collectors, buffers, rng, env_steps, curve,
-            lambda env_steps, loss: _curve_point(models, config, env_steps, loss),
+            lambda env_steps, loss: log_point(_curve_point(models, config, env_steps, loss), writer, tags),
             checkpoint_run if checkpoint is not None else None, progress, "distill (multi-task)",
         )  # fmt: skip
         train_seconds = state["wall_seconds"] + time.perf_counter() - start
@@ -344,6 +349,7 @@ def distill_multitask(
             columns = ["env_steps", *config.env_ids, "loss"]
             write_csv(run_dir / "curve.csv", columns, [[p[c] for c in columns] for p in curve])
             write_json(run_dir / "metrics.json", metrics)
+            writer.close()
         return student, metrics
 
 

@@ -90,7 +90,7 @@ def test_one_config_for_one_task_or_several():
     )
     again = DistillConfig(**multi.to_dict())  # what metrics.json and checkpoints record builds the same config
     assert again == multi and multi.to_dict()["env_id"] == ["CartPole-v1", "Acrobot-v1"]
-    with pytest.raises(KdRlError, match="adapter_units is for multi-task runs"):
+    with pytest.raises(KdRlError, match="adapter_units=8 is for multi-task runs"):
         DistillConfig(adapter_units=8)
     with pytest.raises(KdRlError, match="actors is for single-task runs"):
         DistillConfig(env_id=("CartPole-v1", "Acrobot-v1"), actors=2)

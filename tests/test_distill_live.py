@@ -186,6 +186,47 @@ def test_resume_refuses_a_different_configuration_and_a_folder_without_checkpoin
     assert not (tmp_path / "empty").exists()
 
 
+def test_a_checkpoint_of_the_old_kl_weight_is_resumed_only_where_the_weight_is_the_same(
+    cartpole_teacher, tmp_path, monkeypatch
+):
+    """kd_rl 0.2 weighed a single-task KL by T²: at T < 1 its checkpoints are refused, at T >= 1 resumed."""
+    import kd_rl.distill as distill
+    from kd_rl.errors import ResumeRefused
+    from kd_rl.models import load_policy
+
+    config = DistillConfig(steps=1000, checkpoint_every=500, eval_every=0, eval_episodes=2, collect_per_round=250)
+    for name, teacher in (("dqn", load_policy("CartPole-v1-dqn")), ("logits", cartpole_teacher)):
+        out = tmp_path / name
+        monkeypatch.setattr(distill, "LOSS_WEIGHTING", "T^2 (kd_rl 0.2)")  # as an older kd_rl wrote it
+        distill_policy(teacher, config, out_dir=out, progress=False)
+        monkeypatch.undo()
+        (out / "metrics.json").unlink()  # as if killed after its checkpoint
+        if name == "dqn":  # T = 0.01: weighed 1e-4 then, 1e-2 now
+            kept = (out / "checkpoint.npz").read_bytes()
+            with pytest.raises(ResumeRefused, match="an older kd_rl wrote it, weighing the KL by T²"):
+                distill_policy(teacher, config, out_dir=out, resume=True, progress=False)
+            assert (out / "checkpoint.npz").read_bytes() == kept
+        else:  # T = 1: the same weight either way
+            _, metrics = distill_policy(teacher, config, out_dir=out, resume=True, progress=False)
+            assert metrics["env_steps"] == metrics["labelled_states"] == 1000
+
+
+def test_make_distill_step_checks_its_weight():
+    import keras
+
+    from kd_rl.distill import make_distill_step
+    from kd_rl.models import StudentModel, TeacherModel
+
+    teacher, student = TeacherModel(2, observation_dim=4), StudentModel(2, observation_dim=4)
+    for bad in (True, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="weight must be"):
+            make_distill_step(teacher, student, keras.optimizers.SGD(0.1), weight=bad)
+    with pytest.raises(TypeError):  # kd_rl 0.2's positional scale_by_temperature_squared is not taken as a weight
+        make_distill_step(teacher, student, keras.optimizers.SGD(0.1), "kl", 1.0, False)
+    assert make_distill_step(teacher, student, keras.optimizers.SGD(0.1), temperature=4.0).weights == (16.0,)
+    assert make_distill_step(teacher, student, keras.optimizers.SGD(0.1), temperature=0.5).weights == (0.5,)
+
+
 def test_long_runs_checkpoint_every_tenth_by_default():
     assert DistillConfig(steps=100_000).checkpoint_interval == 10_000
     assert DistillConfig(steps=49_999).checkpoint_interval == 0

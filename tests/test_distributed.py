@@ -337,7 +337,9 @@ for strategy in ("default", "mirrored"):
     multi[strategy] = (student.get_weights(), metrics)
 def error(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+from kd_rl.distributed import make_strategy
 print("RESULT " + json.dumps({{
+    "one_strategy": make_strategy("mirrored") is make_strategy("mirrored", ["/cpu:1", "/CPU:0"]),
     "replicas": [runs[s][1]["replicas"] for s in ("default", "mirrored")],
     "weight_error": error(runs["default"][0], runs["mirrored"][0]),
     "labelled": runs["mirrored"][1]["labelled_states"],
@@ -367,3 +369,4 @@ def test_distill_policy_with_the_mirrored_strategy_runs_two_replicas_and_learns_
     assert result["multi_replicas"] == [1, 2]
     assert result["multi_labelled"] == [500, 500]
     assert result["multi_weight_error"] < 1e-4
+    assert result["one_strategy"]  # the same devices, however spelled: one strategy

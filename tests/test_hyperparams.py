@@ -10,7 +10,7 @@ import yaml
 from kd_rl.cli import main
 from kd_rl.envs import env_spec
 from kd_rl.teachers import train_teacher
-from kd_rl.teachers.hyperparams import (
+from kd_rl.teachers.hyperparam_tables import (
     _HYPERPARAMS_DIR,
     ACTION_SPACES,
     ALGORITHMS,

@@ -149,6 +149,13 @@ def test_distill_multitask_learns_every_task_and_writes_a_run(cartpole_teacher, 
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["tasks"][0]["env_id"] == "CartPole-v1"
     assert isinstance(load_policy(tmp_path / "run" / "student.keras"), MultiTaskStudent)
+    # TensorBoard: every task's curve and the loss, as the curve.csv has them.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+    assert {"distill/loss", *(f"distill/{e}/mean_return" for e in env_ids)} <= tags, tags
 
 
 def test_a_teacher_that_does_not_fit_its_task_writes_nothing(cartpole_teacher, tmp_path):

@@ -16,7 +16,7 @@ from tf_agents.networks import sequential
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from kd_rl.evaluate import episode_seeds, run_episodes
+from kd_rl.evaluate import CURVE_EVAL_SEED_OFFSET, episode_seeds, run_episodes
 from kd_rl.models import TeacherModel
 from kd_rl.teachers import (
     export_dqn_teacher,
@@ -610,7 +610,7 @@ def test_periodic_evaluations_use_other_seeds_than_the_final_one(tmp_path, monke
     monkeypatch.setattr(run, "run_episodes", recording_evaluate)
     overrides = dict(TINY_DQN, eval_every=100, keep_best=True)
     metrics = train_teacher("CartPole-v1", "dqn", tmp_path, steps=300, seed=4, overrides=overrides, progress=False)
-    assert seeds == [4 + run.PERIODIC_EVAL_SEED_OFFSET] * 3 == [metrics["periodic_eval_seed"]] * 3
+    assert seeds == [4 + CURVE_EVAL_SEED_OFFSET] * 3 == [metrics["periodic_eval_seed"]] * 3
     periodic, final = episode_seeds(seeds[0], 20), episode_seeds(4, 100)
     assert not set(periodic) & set(final), "best-weight selection must not see the final evaluation's episodes"
     # keep_best exports the weights of the best periodic evaluation.

@@ -107,7 +107,7 @@ def run(
         batch = x_train[rng.integers(0, len(x_train), size=batch_size)]
         loss = step(batch)
         if verbose and (i + 1) % max(1, distill_steps // 5) == 0:
-            say(f"distill step {i + 1:5d}  T^2*KL = {float(loss):.4f}")
+            say(f"distill step {i + 1:5d}  w(T)*KL = {float(loss):.4f}")  # w(T) = T^2 from T = 1 up, T below
 
     result = ArticleResult(
         teacher_params=teacher.count_params(),

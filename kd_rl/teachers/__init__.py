@@ -32,7 +32,7 @@ from kd_rl.teachers.agents import (
     make_sac_agent,
 )
 from kd_rl.teachers.collect import OffPolicyEnvs, make_training_env
-from kd_rl.teachers.hyperparams import ALGORITHMS, load_hyperparameters
+from kd_rl.teachers.hyperparam_tables import ALGORITHMS, load_hyperparameters
 from kd_rl.teachers.kickstart import (
     Kickstart,
     KickstartedDdqnAgent,

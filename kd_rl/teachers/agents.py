@@ -46,7 +46,7 @@ from tf_agents.utils import common
 from kd_rl.errors import KdRlError
 from kd_rl.models import LOG_STD_RANGE
 from kd_rl.teachers import kickstart as ks
-from kd_rl.teachers.hyperparams import activation
+from kd_rl.teachers.hyperparam_tables import activation
 
 __all__ = [
     "SAC_LOG_STD_RANGE",

@@ -24,19 +24,17 @@ from tf_agents.utils import common
 from tqdm import tqdm
 
 from kd_rl import _io
-from kd_rl.errors import ResumeRefused
-from kd_rl.evaluate import run_episodes
+from kd_rl.evaluate import CURVE_EVAL_SEED_OFFSET, run_episodes
 from kd_rl.teachers.kickstart import CURVE_COLUMNS as KICKSTART_COLUMNS
 
-__all__ = ["CURVE_COLUMNS", "PERIODIC_EVAL_SEED_OFFSET", "RESUMABLE_HYPERPARAMETERS", "Run", "check_resumable"]
+__all__ = ["CURVE_COLUMNS", "RESUMABLE_HYPERPARAMETERS", "Run", "check_resumable"]
 
 #: Columns of a teacher run's curve.csv: one row per periodic evaluation.
 CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
 
-#: Periodic evaluations use the seed ``seed + 10000``, not the final
-#: evaluation's ``seed``, so picking the best weights does not peek at the
-#: episodes that score the exported teacher.
-PERIODIC_EVAL_SEED_OFFSET = 10_000
+# Periodic evaluations use the seed ``seed + CURVE_EVAL_SEED_OFFSET`` (`kd_rl.evaluate`), not the
+# final evaluation's ``seed``, so picking the best weights does not peek at the episodes that score
+# the exported teacher.
 
 #: Hyperparameters a resumed run may change: how often, and on how many episodes,
 #: it is evaluated. ``n_timesteps`` may not: the exploration and learning-rate
@@ -177,7 +175,7 @@ class Run:
             policy,
             self.env_id,
             self.periodic_episodes,
-            self.seed + PERIODIC_EVAL_SEED_OFFSET,
+            self.seed + CURVE_EVAL_SEED_OFFSET,
             env_kwargs=self.env_kwargs or None,
         )
         score = stats.mean_return
@@ -277,20 +275,11 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
             file=sys.stderr,
         )
         return
-    saved, now = dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings))))
-    differing = [
-        name
-        for name in sorted(saved.keys() | now.keys())
-        if name.removeprefix("hyperparameters.") not in RESUMABLE_HYPERPARAMETERS and saved.get(name) != now.get(name)
-    ]
-    if differing:
-        detail = ", ".join(
-            f"{name.removeprefix('hyperparameters.')}={saved.get(name)!r} (now {now.get(name)!r})" for name in differing
-        )
-        raise ResumeRefused(
-            f"cannot resume {str(out_dir)!r} with different settings: {detail} "
-            "(pass the first run's options, or --overwrite to start again)"
-        )
+    _io.refuse_other_settings(
+        str(out_dir), dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings)))),
+        RESUMABLE_HYPERPARAMETERS, prefix="hyperparameters.",
+        hint=" (pass the first run's options, or --overwrite to start again)",
+    )  # fmt: skip
 
 
 @contextmanager

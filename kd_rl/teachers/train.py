@@ -22,7 +22,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import gymnasium
+import keras
 import tensorflow as tf
+import tf_agents
 import tf_keras
 
 from kd_rl import _io
@@ -30,10 +33,10 @@ from kd_rl._validate import check_int, check_memory
 from kd_rl.config import TeacherConfig
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
-from kd_rl.evaluate import run_episodes
+from kd_rl.evaluate import CURVE_EVAL_SEED_OFFSET, run_episodes
 from kd_rl.models import count_params, load_policy
 from kd_rl.teachers.dqn import train_dqn
-from kd_rl.teachers.hyperparams import (
+from kd_rl.teachers.hyperparam_tables import (
     check_algo_for_actions,
     check_hyperparameters,
     choose_algo,
@@ -42,7 +45,7 @@ from kd_rl.teachers.hyperparams import (
 )
 from kd_rl.teachers.kickstart import Kickstart, check_kickstart_teacher
 from kd_rl.teachers.ppo import train_ppo
-from kd_rl.teachers.run import PERIODIC_EVAL_SEED_OFFSET, Run, check_resumable
+from kd_rl.teachers.run import Run, check_resumable
 from kd_rl.teachers.sac import train_sac
 
 __all__ = ["train_teacher"]
@@ -95,7 +98,7 @@ def train_teacher(
             (``train_teacher("CartPole-v1", "dqn", "runs/x", steps=5_000)``).
             ``algo`` None: the one ``kd_rl/hyperparams/best.yml`` lists for
             the environment, else DQN for ``Discrete`` actions and SAC for
-            ``Box`` ones (`kd_rl.teachers.hyperparams.choose_algo`). An
+            ``Box`` ones (`kd_rl.teachers.hyperparam_tables.choose_algo`). An
             environment the algorithm's file has no entry for trains with that
             file's untuned defaults, said in one line on stderr
             (``metrics["tuned"]`` False).
@@ -227,12 +230,13 @@ def train_teacher(
             "best_eval_env_steps": run.best_step,
             "best_eval_mean_return": run.best_score if run.best_step >= 0 else None,
             "exported_weights": run.exported_weights,
-            "periodic_eval_seed": seed + PERIODIC_EVAL_SEED_OFFSET,
+            "periodic_eval_seed": seed + CURVE_EVAL_SEED_OFFSET,
             "stop_return": stop_return,
             "stopped_early": run.reached,
             "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "versions": _versions(),
         }
+        metrics["config"] = config.to_dict()  # the settings as given (None: by the file or the default)
         if kick is not None:
             metrics["kickstart"] = kick.describe()
         if command is not None:
@@ -270,12 +274,8 @@ def _kickstart_settings(kick: Kickstart, teacher) -> dict:
 
 def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_kwargs: dict) -> Kickstart | None:
     """The run's `Kickstart`, its teacher loaded and checked against the environment; None without a teacher."""
-    if teacher is None:
-        if options:
-            raise KdRlError(f"kickstart settings {sorted(options)} need a kickstart teacher (kickstart=...)")
+    if teacher is None:  # TeacherConfig refuses kickstart settings without a teacher
         return None
-    import keras
-
     source = teacher.name if isinstance(teacher, keras.Model) else str(teacher)
     model = teacher if isinstance(teacher, keras.Model) else load_policy(teacher)
     check_kickstart_teacher(model, gym_id, algo, env_kwargs)
@@ -284,10 +284,6 @@ def _kickstart(teacher, options: dict, gym_id: str, algo: str, steps: int, env_k
 
 
 def _versions() -> dict:
-    import gymnasium
-    import keras
-    import tf_agents
-
     return {
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
