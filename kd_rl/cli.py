@@ -427,19 +427,9 @@ def _cmd_convert(args) -> int:
 _ENV_KWARGS_HELP = "arguments for gymnasium.make, a JSON object, e.g. '{\"continuous\": true}'"
 
 
-def _export_formats() -> tuple:
-    from kd_rl.config import EXPORT_FORMATS
-
-    return EXPORT_FORMATS
-
-
-def _teacher_config_class():
-    from kd_rl.config import TeacherConfig
-
-    return TeacherConfig
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from kd_rl.config import EXPORT_FORMATS, TeacherConfig  # no TensorFlow: `kd-rl --help` stays fast
+
     parser = _Parser(prog="kd-rl", description="Knowledge distillation for reinforcement learning.")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -472,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-teacher", help="train a TF-Agents DQN, PPO or SAC teacher")
     p.add_argument("--env", required=True, help="Gymnasium id, or an alias from the hyperparameter file")
     p.add_argument("--out", required=True, help="run folder to write")
-    _add_config_options(p, _teacher_config_class())
+    _add_config_options(p, TeacherConfig)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true")
     group.add_argument("--overwrite", action="store_true")
@@ -506,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model to TFLite (float or int8) or NumPy")
     p.add_argument("model")
-    p.add_argument("--format", required=True, choices=list(_export_formats()))
+    p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
     p.add_argument("--out", required=True)
     p.add_argument(
         "--env",

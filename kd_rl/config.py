@@ -387,11 +387,9 @@ def MultiTaskConfig(  # noqa: N802 (kd_rl 0.2's class, now a way to write a mult
 ) -> DistillConfig:
     """A multi-task `DistillConfig`: ``env_ids`` (a tuple, even of one) and ``trunk_units`` are kd_rl 0.2's names
     for ``env_id`` and ``hidden_units``; other settings as in `DistillConfig`, with a multi-task run's defaults."""
-    if isinstance(env_ids, str):
-        env_ids = (env_ids,)
     if trunk_units is not None:
         settings["hidden_units"] = trunk_units
-    return DistillConfig(env_id=tuple(env_ids) if isinstance(env_ids, list | tuple) else env_ids, **settings)
+    return DistillConfig(env_id=(env_ids,) if isinstance(env_ids, str) else tuple(env_ids), **settings)
 
 
 @dataclass

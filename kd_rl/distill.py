@@ -182,7 +182,8 @@ def make_distill_step(
     all-reduce) before one update of the mirrored variables, so the update is
     the single-device one on the whole batch, up to float rounding. The
     step's attribute ``replicas`` is ``R`` (1 without a strategy), ``tasks``
-    the number of tasks, ``weights`` each task's loss weight, ``multi``
+    the number of tasks, ``weights`` and ``temperatures`` each task's loss
+    weight and temperature (None resolved to the teacher's default), ``multi``
     whether it was built from sequences.
 
     Args:
@@ -233,9 +234,11 @@ def make_distill_step(
     temperatures = list(temperature) if isinstance(temperature, list | tuple) else [temperature] * len(teachers)
     if len(temperatures) != len(teachers):
         raise KdRlError(f"give one temperature or one per task, got {len(temperatures)} for {len(teachers)} tasks")
+    temperatures = [
+        default_temperature(t) if T is None else check_temperature(T) for t, T in zip(teachers, temperatures)
+    ]
     loss_fns, weights = [], []
     for t, s, temp in zip(teachers, students, temperatures):
-        temp = default_temperature(t) if temp is None else check_temperature(temp)
         loss_fns.append(get_loss(loss, temp, gaussian=is_gaussian(t), gaussian_kl=gaussian_kl))
         weights.append(loss_weight(loss_fns[-1]) if weight is None else float(weight))
         check_compatible(t, s)
@@ -370,6 +373,7 @@ def make_distill_step(
     step.replicas = replicas
     step.tasks = len(teachers)
     step.weights = tuple(weights)  # each task's loss weight
+    step.temperatures = tuple(temperatures)  # each task's temperature, the teacher's default where None was given
     step.multi = multi  # built from sequences: takes and returns one entry per task
     return step
 
@@ -662,11 +666,12 @@ def distill_policy(
                 student = _new_student(teacher, config, obs_dim, num_actions)
             optimizer = keras.optimizers.Adam(config.learning_rate)
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
-        temperature = default_temperature(teacher) if config.temperature is None else config.temperature
         step = make_distill_step(  # in its multi-task form, with one task: the form train_loop calls
-            [teacher], [student], optimizer, loss_fn or config.loss, temperature, gaussian_kl=config.gaussian_kl,
+            [teacher], [student], optimizer, loss_fn or config.loss, config.temperature,
+            gaussian_kl=config.gaussian_kl,
             strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
         )  # fmt: skip
+        (temperature,) = step.temperatures
         buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval

@@ -52,7 +52,6 @@ from kd_rl.distributed import make_strategy
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
 from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
-from kd_rl.losses import default_temperature
 from kd_rl.models import LOG_STD_RANGE, StudentModel, count_params, normalise_hidden_units, weights_sha256
 
 __all__ = [
@@ -295,12 +294,10 @@ def distill_multitask(
                     tasks, config.trunk_units, config.adapter_units, config.activation, config.state_dependent_std
                 )
             optimizer = keras.optimizers.Adam(config.learning_rate)
-        for env_id in config.env_ids:
-            check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
+        # A given student was checked above, before the run folder; a new one is built from the tasks' specs.
         models = [student.for_task(e) for e in config.env_ids]
-        temperatures = [default_temperature(t) if config.temperature is None else config.temperature for t in teachers]
         step = make_distill_step(
-            teachers, models, optimizer, config.loss, temperatures, gaussian_kl=config.gaussian_kl,
+            teachers, models, optimizer, config.loss, config.temperature, gaussian_kl=config.gaussian_kl,
             strategy=None if config.strategy == "default" else strategy,
         )  # fmt: skip
         buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
@@ -339,7 +336,7 @@ def distill_multitask(
         train_seconds = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
             save_model(student, run_dir / "student.keras")
-        metrics = _final_metrics(teachers, student, config, temperatures, buffers, train_seconds)
+        metrics = _final_metrics(teachers, student, config, step.temperatures, buffers, train_seconds)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
         metrics["replicas"] = step.replicas
         metrics["checkpoint_every"] = config.checkpoint_interval

@@ -144,13 +144,13 @@ def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -
     return found_units
 
 
-def _copy_into_teacher(
-    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER
+def _new_teacher(
+    layers, obs_dim: int, found_units, output_type: str, normaliser=_NO_NORMALISER, **head
 ) -> TeacherModel:
-    found_units = _check_layers(layers, obs_dim, num_actions, hidden_units, f"num_actions={num_actions}")
+    """A ``TeacherModel`` with the hidden layers of ``layers`` (their weights copied); ``head``: its
+    output's arguments (``num_actions``, or the Gaussian's bounds and std). The caller copies the head's weights."""
     mean, std, clip = normaliser
     teacher = TeacherModel(
-        num_actions=num_actions,
         hidden_units=found_units,
         activation=_activation_name(layers[:-1]),
         observation_dim=obs_dim,
@@ -158,9 +158,19 @@ def _copy_into_teacher(
         observation_std=std,
         observation_clip=clip,
         output_type=output_type,
+        **head,
     )
-    for source, target in zip(layers, [*teacher.hidden_layers, teacher.logits_layer]):
+    for source, target in zip(layers[:-1], teacher.hidden_layers):
         target.set_weights([source.kernel.numpy(), source.bias.numpy()])
+    return teacher
+
+
+def _copy_into_teacher(
+    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER
+) -> TeacherModel:
+    found_units = _check_layers(layers, obs_dim, num_actions, hidden_units, f"num_actions={num_actions}")
+    teacher = _new_teacher(layers, obs_dim, found_units, output_type, normaliser, num_actions=num_actions)
+    teacher.logits_layer.set_weights([layers[-1].kernel.numpy(), layers[-1].bias.numpy()])
     return teacher
 
 
@@ -230,23 +240,11 @@ def export_ppo_teacher(
     low, high = action_bounds(agent.action_spec if action_spec is None else action_spec)
     d = low.size
     found_units = _check_layers(layers, obs_dim, d, hidden_units, f"the action's {d} dimensions")
-    mean, std, clip = ppo_normaliser(agent)
-    teacher = TeacherModel(
-        action_low=low,
-        action_high=high,
-        squash=False,
-        state_dependent_std=False,
-        log_std_range=None,
-        hidden_units=found_units,
-        activation=_activation_name(layers[:-1]),
-        observation_dim=obs_dim,
-        observation_mean=mean,
-        observation_std=std,
-        observation_clip=clip,
-        output_type="gaussian",
-    )
-    for source, target in zip(layers, [*teacher.hidden_layers, teacher.mean_layer]):
-        target.set_weights([source.kernel.numpy(), source.bias.numpy()])
+    teacher = _new_teacher(
+        layers, obs_dim, found_units, "gaussian", ppo_normaliser(agent),
+        action_low=low, action_high=high, squash=False, state_dependent_std=False, log_std_range=None,
+    )  # fmt: skip
+    teacher.mean_layer.set_weights([layers[-1].kernel.numpy(), layers[-1].bias.numpy()])
     teacher.log_std.assign(head.log_std.numpy())
     return teacher
 
@@ -282,19 +280,10 @@ def export_sac_teacher(
     low, high = action_bounds(action_spec)
     d = low.size
     found_units = _check_layers(layers, obs_dim, 2 * d, hidden_units, f"2 x the action's {d} dimensions")
-    teacher = TeacherModel(
-        action_low=low,
-        action_high=high,
-        squash=True,
-        state_dependent_std=True,
-        log_std_range=SAC_LOG_STD_RANGE,
-        hidden_units=found_units,
-        activation=_activation_name(layers[:-1]),
-        observation_dim=obs_dim,
-        output_type="gaussian",
-    )
-    for source, target in zip(layers[:-1], teacher.hidden_layers):
-        target.set_weights([source.kernel.numpy(), source.bias.numpy()])
+    teacher = _new_teacher(
+        layers, obs_dim, found_units, "gaussian",
+        action_low=low, action_high=high, squash=True, state_dependent_std=True, log_std_range=SAC_LOG_STD_RANGE,
+    )  # fmt: skip
     kernel, bias = layers[-1].kernel.numpy(), layers[-1].bias.numpy()
     teacher.mean_layer.set_weights([kernel[:, :d], bias[:d]])
     teacher.log_std_layer.set_weights([kernel[:, d:], bias[d:]])
