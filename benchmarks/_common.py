@@ -72,15 +72,9 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from kd_rl._io import cpu_name
+
+    cpu = cpu_name()
     try:
         litert = version("ai-edge-litert")
     except PackageNotFoundError:

@@ -44,6 +44,20 @@ def damaged_checkpoint(path, err: BaseException, hint: str = "") -> KdRlError:
     )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows: results name the machine."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -88,6 +102,49 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError):
+            raise _name_the_file(err, path) from None
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, replaceable: Iterable[str] | None = None) -> Iterator[Path]:
+    """Yield a hidden folder beside ``path``; on success it becomes ``path``, else it is removed.
+
+    ``path`` may be missing or an empty folder. A folder holding only files
+    named in ``replaceable`` (a previous export of the same kind) is replaced
+    whole; any other existing content is refused, so nothing of the user's is
+    lost. An ``OSError`` (a full disk, say) names ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise KdRlError(f"{str(path)!r} is a file; the output is a folder")
+    if path.is_dir():
+        others = sorted(p.name for p in path.iterdir() if p.name not in set(replaceable or ()))
+        if others:
+            raise KdRlError(
+                f"folder {str(path)!r} already holds {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}; "
+                "choose a new or empty folder"
+            )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        os.chmod(stage, 0o777 & ~_umask())
+    except OSError as err:
+        raise _name_the_file(err, path) from None
+    try:
+        yield stage
+        for child in stage.iterdir():
+            os.chmod(child, file_mode())
+        if path.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(stage, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, path)
+    except BaseException as err:
+        shutil.rmtree(stage, ignore_errors=True)
         if isinstance(err, OSError):
             raise _name_the_file(err, path) from None
         raise

@@ -329,6 +329,7 @@ def _cmd_distill(args) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         teacher_name=str(args.teacher[0]),
+        command=args.command_line,
     )
     score = m["normalised_score"]
     print(
@@ -386,20 +387,31 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from kd_rl.export import export_model
+    from kd_rl.export import FOLDER_FORMATS, check_summary, export_model
     from kd_rl.models import load_policy
 
     model = _task_of(load_policy(args.model), args.env)
-    calibration_env = args.env
-    if calibration_env is None and args.format == "tflite-int8":
+    env = args.env
+    if env is None and args.format in ("tflite-int8", "tflm", "tflm-float"):
         from kd_rl.zoo import ZOO_DIR, zoo_entry
 
         if str(args.model) in {p.name for p in ZOO_DIR.iterdir()}:
-            calibration_env = zoo_entry(str(args.model))["env_id"]
+            env = zoo_entry(str(args.model))["env_id"]
     path = export_model(
-        model, args.format, args.out, env_id=calibration_env, seed=args.seed, env_kwargs=_env_kwargs(args)
+        model, args.format, args.out, env_id=env, seed=args.seed, env_kwargs=_env_kwargs(args), source=str(args.model)
     )
-    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    if args.format in FOLDER_FORMATS:
+        files = sorted(path.iterdir())
+        print(f"wrote {path}/: " + ", ".join(f"{f.name} ({os.path.getsize(f)} bytes)" for f in files))
+        if (path / "export.json").is_file():
+            record = json.loads((path / "export.json").read_text())
+            print(
+                f"checked in the tflite-micro interpreter on {record['check']['states']} visited states: "
+                f"{check_summary(record['check'])}; tensor arena {record['tensor_arena_bytes']} bytes; "
+                f"operators {', '.join(record['operators'])}"
+            )
+    else:
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
     return 0
 
 
@@ -418,6 +430,36 @@ def _cmd_convert(args) -> int:
         model.output_type = args.output_type
     save_model(model, args.out)
     print(f"wrote {args.out} (Keras 3, {model.count_params()} parameters)")
+    return 0
+
+
+def _cmd_record(args) -> int:
+    from kd_rl.record import record
+
+    result = record(
+        args.model, args.env, args.out, episodes=args.episodes, seed=args.seed, teacher=args.teacher,
+        env_kwargs=_env_kwargs(args), fps=args.fps, max_steps=args.max_steps,
+    )  # fmt: skip
+    line = (
+        f"wrote {result['path']} ({result['frames']} frames at {result['fps']:g} fps); "
+        f"returns {', '.join(f'{r:.1f}' for r in result['returns'])}"
+    )
+    if result["teacher_returns"] is not None:
+        line += f"; teacher returns {', '.join(f'{r:.1f}' for r in result['teacher_returns'])}"
+    seeds = result["seeds"]
+    print(line + (f" (seed {seeds[0]})" if len(seeds) == 1 else f" (seeds {seeds[0]}..{seeds[-1]})"))
+    return 0
+
+
+def _cmd_package(args) -> int:
+    from kd_rl.package import package_run
+
+    result = package_run(args.run_dir, args.out, episodes=args.episodes, seed=args.seed, overwrite=args.overwrite)
+    student = result["results"]["student"]
+    print(
+        f"wrote {result['path']}: mean_reward {result['mean_reward']} over {student['episodes']} episodes; "
+        f"{', '.join(result['files'])}"
+    )
     return 0
 
 
@@ -494,13 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=_cmd_plot)
 
-    p = sub.add_parser("export", help="export a model to TFLite (float or int8) or NumPy")
+    p = sub.add_parser(
+        "export", help="export a model to TFLite (float or int8), ONNX, a TFLM C array, plain C or NumPy"
+    )
     p.add_argument("model")
-    p.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=list(EXPORT_FORMATS),
+        help="tflite, tflite-int8, onnx, numpy: one file; tflm (int8), tflm-float, c: a folder of files",
+    )
+    p.add_argument("--out", required=True, help="the file (.tflite, .onnx, .npz) or, for tflm and c, a new folder")
     p.add_argument(
         "--env",
-        help="environment for int8 calibration states (default: from the model's zoo metrics); "
+        help="environment for int8 calibration and TFLM check states (default: from the model's zoo metrics); "
         "for a multi-task student, the task to export",
     )
     p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
@@ -516,6 +565,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the model outputs (0.1 files do not say; a DQN teacher's are q_values: T = 0.01 by default)",
     )
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("record", help="video (MP4 or GIF) of seeded episodes, beside the teacher's if given")
+    p.add_argument("model", help=".keras, .tflite or .npz file, or zoo name; it acts deterministically")
+    p.add_argument("--env", required=True, help="Gymnasium environment id; it must render to 'rgb_array'")
+    p.add_argument("--out", required=True, help="video file to write: .mp4 or .gif")
+    p.add_argument("--episodes", type=_positive_int, default=1, help="episodes, one after another (default 1)")
+    p.add_argument("--seed", type=_seed, default=0, help="episode i is reset with seed S + i (default 0)")
+    p.add_argument("--teacher", help="a second model (same forms), shown on the right on the same seeds")
+    p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
+    p.add_argument("--fps", type=_positive_float, help="frames per second (default: the environment's render_fps)")
+    p.add_argument(
+        "--max-steps", type=_positive_int, help="end an episode after this many steps (default: its time limit)"
+    )
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("package", help="a Hugging Face Hub-ready folder from a distill run (card, models, video)")
+    p.add_argument("run_dir", help="a finished kd-rl distill run folder (student.keras and metrics.json)")
+    p.add_argument("--out", required=True, help="folder to write; refused if it holds files, unless --overwrite")
+    p.add_argument(
+        "--episodes",
+        type=_positive_int,
+        default=10,
+        help="episodes of the student's evaluation for mean_reward, when metrics.json holds no per-episode "
+        "returns (default 10)",
+    )
+    p.add_argument(
+        "--seed", type=_seed, help="seed of that evaluation and of the replay (default: the run's evaluation seed)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds once the new folder is complete")
+    p.set_defaults(func=_cmd_package)
 
     p = sub.add_parser("article", help="the article's example, reproduced and corrected")
     p.add_argument("--temperature", type=_positive_float, default=4.0)

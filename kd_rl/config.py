@@ -62,7 +62,7 @@ COLLECT_MODES = ("teacher", "student", "mixed")
 #: The learner's ``tf.distribute`` strategies (`kd_rl.distributed.make_strategy`).
 STRATEGIES = ("default", "mirrored")
 #: A student's export formats (`kd_rl.export.export_model`, ``kd-rl export --format``).
-EXPORT_FORMATS = ("tflite", "tflite-int8", "numpy")
+EXPORT_FORMATS = ("tflite", "tflite-int8", "numpy", "onnx", "tflm", "tflm-float", "c")
 #: The teacher-training algorithms (`kd_rl.teachers.train_teacher`).
 ALGORITHMS = ("dqn", "ppo", "sac")
 #: How a kickstarting weight λ decays over env steps (`kd_rl.teachers.kickstart.Kickstart`).

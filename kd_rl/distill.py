@@ -608,6 +608,7 @@ def distill_policy(
     student: keras.Model | None = None,
     teacher_name: str | None = None,
     loss_fn: keras.losses.Loss | None = None,
+    command: str | None = None,
 ) -> tuple[keras.Model, dict]:
     """Distil ``teacher`` into a new student on a live environment.
 
@@ -635,6 +636,8 @@ def distill_policy(
         teacher_name: Recorded in metrics (the zoo name or path).
         loss_fn: A custom Keras loss ``(teacher_logits, student_logits)`` used
             instead of ``config.loss``; its class name is recorded as the loss.
+        command: The command line that started the run (``kd-rl distill`` passes
+            its own), recorded in metrics.
 
     Returns:
         ``(student, metrics)``.
@@ -711,7 +714,7 @@ def distill_policy(
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
             save_model(student, run_dir / "student.keras")
         metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds)
-        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=step.replicas)
+        metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=step.replicas, command=command)
         if loss_fn is not None:
             metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
@@ -817,6 +820,9 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
         "student_mean_return": student_eval["mean_return"],
         "student_std_return": student_eval["std_return"],
         "student_min_return": student_eval["min_return"],
+        # Per episode, on the same seeds: what a model card's "mean +/- std" and a reader's own statistics need.
+        "teacher_returns": [float(r) for r in teacher_eval.returns],
+        "student_returns": [float(r) for r in student_eval["returns"]],
         "random_mean_return": random_return,
         "normalised_score": normalised_score(student_eval["mean_return"], teacher_eval.mean_return, random_return),
         "agreement": student_eval["agreement"],

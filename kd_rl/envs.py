@@ -48,6 +48,7 @@ __all__ = [
     "check_reward_finite",
     "check_spaces",
     "env_dims",
+    "has_display",
     "parse_env_kwargs",
     "make_gymnasium_env",
 ]
@@ -98,7 +99,8 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
         raise KdRlError(f"environment {env_id!r} could not be made{given}: {error_summary(err)}") from None
 
 
-def _has_display() -> bool:
+def has_display() -> bool:
+    """Whether windows can open here: always on macOS and Windows; on Linux, when DISPLAY or WAYLAND_DISPLAY is set."""
     if sys.platform != "linux":
         return True  # macOS and Windows always have a window server
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -114,7 +116,7 @@ def check_render_mode(render_mode, env_id: str) -> None:
     Raises:
         ValueError: Naming the render mode and the environment.
     """
-    if render_mode is not None and "human" in str(render_mode) and not _has_display():
+    if render_mode is not None and "human" in str(render_mode) and not has_display():
         raise KdRlError(
             f"render_mode {render_mode!r} for {env_id!r} needs a display, and this machine has none (DISPLAY and "
             "WAYLAND_DISPLAY are unset): use 'rgb_array', or run where a display is available"

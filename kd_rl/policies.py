@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,8 @@ __all__ = [
     "as_tf_policy",
     "NumpyPolicy",
     "TFLitePolicy",
+    "OnnxPolicy",
+    "TflmPolicy",
     "load_any_policy",
     "observation_dim",
     "to_actions",
@@ -204,6 +207,23 @@ class NumpyPolicy:
     def count_params(self) -> int:
         return int(sum(k.size + b.size for k, b in self.weights))
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights, normaliser and bounds to an ``.npz`` (arrays and a JSON ``meta``; no pickles)."""
+        arrays = {}
+        for i, (kernel, bias) in enumerate(self.weights):
+            arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = kernel, bias
+        if self.mean is not None:
+            arrays["observation_mean"] = self.mean
+        if self.std is not None:
+            arrays["observation_std"] = self.std
+        meta = {"layers": len(self.weights), "activation": self.activation, "observation_clip": self.clip}
+        if self.is_continuous:
+            arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
+            meta["squash"] = self.squash
+        arrays["meta"] = np.array(json.dumps(meta))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> NumpyPolicy:
         """Read an ``.npz`` written by `export_model` (no pickles are loaded)."""
@@ -279,6 +299,114 @@ class TFLitePolicy:
         return out if self.is_continuous else np.argmax(out, axis=-1)
 
 
+class OnnxPolicy:
+    """An ONNX model (a kd_rl ``onnx`` export) run by ONNX Runtime as a batched ``PolicyFn``.
+
+    Its output is ``logits``, or ``deterministic_actions`` for a continuous
+    policy (`kd_rl.export`). One intra-op thread, like `TFLitePolicy`: a
+    control step is one small batch.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+        try:
+            import onnxruntime
+        except ImportError:
+            from kd_rl.errors import MissingDependency
+
+            hint = 'pip install "kd_rl[onnx]"'
+            raise MissingDependency(f"ONNX models need onnxruntime, which is not installed: {hint}") from None
+        self.path = str(path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = num_threads
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        given, taken = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self._input = given.name
+        self.observation_dim = int(given.shape[-1])
+        self.outputs_are_actions = self.is_continuous = taken.name == ACTIONS_OUTPUT
+        size = int(taken.shape[-1])
+        self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
+
+    def __call__(self, observations) -> np.ndarray:
+        x = np.asarray(observations, np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        return self.session.run(None, {self._input: x})[0]
+
+    def act(self, observations) -> np.ndarray:
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
+        out = self(observations)
+        return out if self.is_continuous else np.argmax(out, axis=-1)
+
+
+class TflmPolicy:
+    """A TFLite model run in the TensorFlow Lite for Microcontrollers Python interpreter, as a batched ``PolicyFn``.
+
+    Observations go through one at a time, as on a device; int8 models are
+    (de)quantised at the edges, so the policy takes and returns float32. Load
+    a ``kd-rl export --format tflm`` folder with `load_any_policy` (or
+    ``TflmPolicy.from_folder``), which reads its tensor-arena size. Needs
+    ``kd_rl[tflm]``.
+
+    Args:
+        flatbuffer: The TFLite model's bytes.
+        arena_size: The tensor arena in bytes.
+        continuous: Whether the output is a continuous action (else logits).
+    """
+
+    def __init__(self, flatbuffer: bytes, arena_size: int, continuous: bool = False):
+        try:
+            from tflite_micro import runtime
+        except ImportError:
+            from kd_rl.errors import MissingDependency
+
+            hint = 'pip install "kd_rl[tflm]"'
+            raise MissingDependency(f"TFLM models need tflite-micro, which is not installed: {hint}") from None
+        from kd_rl._io import native_output_silenced
+
+        with native_output_silenced():  # TFLM prints its allocation failures
+            self.interpreter = runtime.Interpreter.from_bytes(bytes(flatbuffer), arena_size=int(arena_size))
+        self._input, self._output = self.interpreter.get_input_details(0), self.interpreter.get_output_details(0)
+        self.observation_dim = int(self._input["shape"][-1])
+        size = int(self._output["shape"][-1])
+        self.outputs_are_actions = self.is_continuous = bool(continuous)
+        self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> TflmPolicy:
+        """Load a ``tflm``/``tflm-float`` export folder (its ``kd_rl_policy.tflite`` and ``export.json``)."""
+        folder = Path(folder)
+        record = json.loads((folder / "export.json").read_text())
+        flatbuffer = (folder / "kd_rl_policy.tflite").read_bytes()
+        return cls(flatbuffer, record["tensor_arena_bytes"], record.get("continuous", False))
+
+    @staticmethod
+    def _quantisation(details) -> tuple[float, int] | None:
+        q = details["quantization_parameters"]
+        return (float(q["scales"][0]), int(q["zero_points"][0])) if details["dtype"] == np.int8 else None
+
+    def __call__(self, observations) -> np.ndarray:
+        x = np.asarray(observations, np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        given, taken = self._quantisation(self._input), self._quantisation(self._output)
+        outputs = np.empty((x.shape[0], self.action_dim or self.num_actions), np.float32)
+        for i, row in enumerate(x):
+            row = row[None]
+            if given is not None:
+                row = np.clip(np.round(row / given[0] + given[1]), -128, 127).astype(np.int8)
+            self.interpreter.set_input(row, 0)
+            self.interpreter.invoke()
+            y = np.asarray(self.interpreter.get_output(0))[0]
+            outputs[i] = y if taken is None else (y.astype(np.float32) - taken[1]) * taken[0]
+        return outputs
+
+    def act(self, observations) -> np.ndarray:
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
+        out = self(observations)
+        return out if self.is_continuous else np.argmax(out, axis=-1)
+
+
 def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(kernel, bias), ...]`` of a kd_rl MLP, hidden layers first, the logits (or mean) layer last.
 
@@ -329,18 +457,36 @@ def to_actions(policy, outputs) -> np.ndarray:
 
 
 def load_any_policy(name_or_path):
-    """Load a ``.keras`` model (or zoo name), a ``.tflite`` file or an ``.npz`` export.
+    """Load a ``.keras`` model (or zoo name), a ``.tflite``, ``.onnx`` or ``.npz`` export, or a C export's folder.
 
     Returns a Keras model for ``.keras`` files and a ``PolicyFn`` object
-    (`TFLitePolicy` or `NumpyPolicy`) for exports.
+    (`TFLitePolicy`, `OnnxPolicy`, `NumpyPolicy`, or `kd_rl.codegen.CPolicy`,
+    compiled with the system C compiler) for exports.
 
     Raises:
         ValueError: For a missing, unknown or corrupted file, naming it.
     """
+    from kd_rl.errors import MissingDependency
     from kd_rl.models import load_policy
     from kd_rl.zoo import resolve_model_path
 
+    if os.path.isdir(name_or_path) and os.path.isfile(os.path.join(name_or_path, "kd_rl_policy.c")):
+        from kd_rl.codegen import CPolicy
+
+        return CPolicy(name_or_path)
+    if os.path.isdir(name_or_path) and os.path.isfile(os.path.join(name_or_path, "kd_rl_policy_settings.h")):
+        try:
+            return TflmPolicy.from_folder(name_or_path)
+        except (OSError, KeyError, ValueError) as err:
+            raise KdRlError(f"{str(name_or_path)!r} is not a complete kd_rl TFLM export: {err}") from None
     path = resolve_model_path(name_or_path)
+    if path.suffix == ".onnx":
+        try:
+            return OnnxPolicy(path)
+        except MissingDependency:
+            raise
+        except Exception as err:
+            raise KdRlError(f"model file {str(path)!r} is not a valid ONNX model: {err}") from None
     if path.suffix == ".tflite":
         try:
             return TFLitePolicy(path)

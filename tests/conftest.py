@@ -112,3 +112,16 @@ class Countdown(gymnasium.Env):
         self.t += 1
         truncated = self.truncate_at is not None and self.t >= self.truncate_at
         return self._obs(), float(self.t), self.t >= self.terminate_at, truncated, {}
+
+
+def one_line_error(capsys, argv, match):
+    """Run ``kd-rl argv``; check it fails as bad input must: exit 2, one line on stderr naming ``match``."""
+    from kd_rl.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert match in err, err
+    return err

@@ -6,19 +6,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import TEACHER_METRIC_KEYS
+from conftest import TEACHER_METRIC_KEYS, one_line_error
 
 from kd_rl.cli import main
-
-
-def _one_line_error(capsys, argv, match):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    assert match in err, err
-    return err
 
 
 def test_distill_writes_a_complete_run(tmp_path, cartpole_teacher_path, capsys):
@@ -113,21 +103,21 @@ def test_distill_bad_input_is_one_line_and_writes_nothing(tmp_path, cartpole_tea
             argv[argv.index(extra[i]) + 1] = extra[i + 1]
         else:
             argv += extra[i : i + 2]
-    _one_line_error(capsys, argv, match)
+    one_line_error(capsys, argv, match)
     assert not out.exists()
 
 
 def test_distill_refuses_missing_corrupt_and_wrong_kind_of_teacher(tmp_path, cartpole_teacher_path, capsys):
     out = tmp_path / "run"
     base = ["--env", "CartPole-v1", "--out", str(out)]
-    _one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "missing.keras"), *base], "neither an existing")
-    _one_line_error(capsys, ["distill", "--teacher", "NoSuchZoo-v0-dqn", *base], "zoo")
+    one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "missing.keras"), *base], "neither an existing")
+    one_line_error(capsys, ["distill", "--teacher", "NoSuchZoo-v0-dqn", *base], "zoo")
     broken = tmp_path / "broken.keras"
     broken.write_bytes(cartpole_teacher_path.read_bytes()[:300])
-    _one_line_error(capsys, ["distill", "--teacher", str(broken), *base], "truncated or corrupted")
+    one_line_error(capsys, ["distill", "--teacher", str(broken), *base], "truncated or corrupted")
     main(["export", str(cartpole_teacher_path), "--format", "tflite", "--out", str(tmp_path / "t.tflite")])
     capsys.readouterr()
-    _one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "t.tflite"), *base], "not a Keras model")
+    one_line_error(capsys, ["distill", "--teacher", str(tmp_path / "t.tflite"), *base], "not a Keras model")
     assert not out.exists()
 
 
@@ -136,7 +126,7 @@ def test_out_folder_with_another_run_is_refused(tmp_path, cartpole_teacher_path,
     out.mkdir()
     (out / "metrics.json").write_text("{}")
     argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(out)]
-    _one_line_error(capsys, argv, "--overwrite")
+    one_line_error(capsys, argv, "--overwrite")
     assert (out / "metrics.json").read_text() == "{}"
 
 
@@ -224,7 +214,7 @@ def _register_image_env():
 def test_train_teacher_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, match):
     _register_image_env()
     out = tmp_path / "teacher"
-    _one_line_error(capsys, ["train-teacher", *argv, "--out", str(out)], match)
+    one_line_error(capsys, ["train-teacher", *argv, "--out", str(out)], match)
     assert not out.exists()
 
 
@@ -251,7 +241,7 @@ def test_train_teacher_writes_a_loadable_teacher(tmp_path, capsys):
     assert (out / "curve.csv").read_text().startswith("env_steps,mean_return")
     assert "teacher.keras" in capsys.readouterr().out
     # The same folder again is refused, then replaced with --overwrite.
-    _one_line_error(capsys, argv, "--overwrite")
+    one_line_error(capsys, argv, "--overwrite")
     assert main(argv + ["--overwrite"]) == 0
 
 
