@@ -108,24 +108,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, replaceable: Iterable[str] | None = None) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, replaceable: Iterable[str] | None = None, overwrite: bool = False
+) -> Iterator[Path]:
     """Yield a hidden folder beside ``path``; on success it becomes ``path``, else it is removed.
 
     ``path`` may be missing or an empty folder. A folder holding only files
-    named in ``replaceable`` (a previous export of the same kind) is replaced
-    whole; any other existing content is refused, so nothing of the user's is
-    lost. An ``OSError`` (a full disk, say) names ``path``.
+    named in ``replaceable`` (a previous export of the same kind), or anything
+    with ``overwrite``, is replaced whole once the new one is complete; any
+    other existing content is refused, so nothing of the user's is lost. An
+    ``OSError`` (a full disk, say) names ``path``.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise KdRlError(f"{str(path)!r} is a file; the output is a folder")
-    if path.is_dir():
+    if path.is_dir() and not overwrite:
         others = sorted(p.name for p in path.iterdir() if p.name not in set(replaceable or ()))
         if others:
-            raise KdRlError(
-                f"folder {str(path)!r} already holds {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}; "
-                "choose a new or empty folder"
-            )
+            listed = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+            hint = "pass --overwrite to replace it" if replaceable is None else "choose a new or empty folder"
+            raise KdRlError(f"folder {str(path)!r} already holds {listed}; {hint}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
@@ -139,7 +141,11 @@ def atomic_dir(path: str | os.PathLike, replaceable: Iterable[str] | None = None
         if path.is_dir():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / path.name)
-            os.replace(stage, path)
+            try:
+                os.replace(stage, path)
+            except BaseException:
+                os.replace(old / path.name, path)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, path)

@@ -34,7 +34,6 @@ import os
 import platform
 import shlex
 import shutil
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import numpy as np
 
 import kd_rl.config
 from kd_rl import __version__
-from kd_rl._io import cpu_name, error_summary, write_json, write_text
+from kd_rl._io import atomic_dir, cpu_name, error_summary, write_json, write_text
 from kd_rl._validate import check_int, check_seed
 from kd_rl.config import LOSS_NAMES, DistillConfig, cli_settings
 from kd_rl.errors import KdRlError, MissingDependency
@@ -119,20 +118,8 @@ def package_run(
     student = load_policy(run_dir / "student.keras")
     check_model_fits_env(student, env_id, "student", env_kwargs)
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.package-", dir=out.parent))
-    except OSError as err:
-        raise OSError(err.errno, f"{err.strerror} while making a folder beside {str(out)!r}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it 0700: give it the mode a new folder gets
+    with atomic_dir(out, overwrite=overwrite) as stage:  # built beside out, renamed into place when complete
         results = _build(stage, run_dir, metrics, student, env_id, env_kwargs, episodes, seed)
-        _swap_in(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return {
         "path": str(out),
         "files": sorted(p.name for p in out.iterdir()),
@@ -275,22 +262,6 @@ def _command(metrics: dict, run_dir: Path) -> tuple[str | None, str]:
         else:
             parts += [s.flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return shlex.join(parts), "rebuilt from the settings in metrics.json, since kd-rl distill does not record it"
-
-
-def _swap_in(stage: Path, out: Path) -> None:
-    """Rename the finished ``stage`` to ``out``; what ``out`` held goes only once ``stage`` is in place."""
-    if not out.exists():
-        os.replace(stage, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fmt(value, spec: str = ".2f") -> str:
