@@ -208,3 +208,21 @@ def test_c_export_replaces_its_own_files_only(cartpole_student, tmp_path):
         export_model(cartpole_student, "c", out)
     assert (out / "notes.txt").read_text() == "mine" and (out / "kd_rl_policy.c").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    "fmt, module, extra",
+    [("onnx", "tf2onnx", "kd_rl[onnx]"), ("tflm", "tflite_micro", "kd_rl[tflm]")],
+)
+def test_a_missing_optional_package_names_its_extra(fmt, module, extra, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # its import raises ImportError
+    out = str(tmp_path / ("m.onnx" if fmt == "onnx" else "m"))
+    one_line_error(capsys, ["export", "CartPole-v1-dqn", "--format", fmt, "--out", out], f'pip install "{extra}"')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_damaged_onnx_file_names_it(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match="is not a valid ONNX model"):
+        load_any_policy(junk)
