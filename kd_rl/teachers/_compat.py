@@ -22,7 +22,7 @@ import warnings
 from kd_rl.errors import MissingDependency
 
 INSTALL_COMMAND = (
-    'pip install ".[teachers,box2d]" (in a kd_rl clone) && pip install --no-deps tf-agents==0.19.0 gym==0.23.0'
+    'pip install ".[teachers,box2d,video]" (in a kd_rl clone) && pip install --no-deps tf-agents==0.19.0 gym==0.23.0'
 )
 
 
