@@ -163,6 +163,59 @@ def check(
     return {"results": results}, "\n".join(rows) + "\n\n" + note + "\n\n" + "\n".join(verdicts)
 
 
+GAUSSIAN_FORMATS = ("tflite", "numpy", "onnx", "tflm-float", "c")
+
+
+def gaussian(teachers: list[list], states: int, target: float) -> tuple[dict, str]:
+    """Gaussian policies in every float format: the largest action difference from the Keras model.
+
+    Each export gives the deterministic action (the squashed or clipped mean);
+    it is compared with the Keras model's on the states the Keras model visits.
+
+    Args:
+        teachers: ``[zoo teacher, env_id]`` per Gaussian policy.
+        states: visited states compared.
+        target: the largest action difference allowed.
+    """
+    from kd_rl.data import visited_states
+    from kd_rl.export import export_model
+    from kd_rl.models import load_policy
+    from kd_rl.policies import load_any_policy
+
+    results = {}
+    rows = [
+        "| policy | params | action dims | " + " | ".join(GAUSSIAN_FORMATS) + " |",
+        "|---" * (3 + len(GAUSSIAN_FORMATS)) + "|",
+    ]
+    for name, env_id in teachers:
+        model = load_policy(name)
+        visited = visited_states(model, env_id, states, seed=123)
+        keras_actions = model.actions_from_outputs(model(visited).numpy())
+        errors = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for fmt in GAUSSIAN_FORMATS:
+                out = Path(tmp) / f"{fmt}{_SUFFIX.get(fmt, '')}"
+                policy = load_any_policy(export_model(model, fmt, out, env_id=env_id))
+                errors[fmt] = float(np.max(np.abs(policy(visited) - keras_actions)))
+        results[name] = {
+            "env_id": env_id,
+            "params": model.count_params(),
+            "states": len(visited),
+            "max_abs_error": errors,
+        }
+        rows.append(
+            f"| {name} | {model.count_params():,} | {keras_actions.shape[1]} | "
+            + " | ".join(f"{errors[f]:.1e}" for f in GAUSSIAN_FORMATS)
+            + " |"
+        )
+    worst = max(e for r in results.values() for e in r["max_abs_error"].values())
+    verdict = (
+        f"Largest action difference from the Keras model over {states:,} visited states per policy: {worst:.1e} "
+        f"(target: below {target:.0e}: {'met' if worst < target else 'NOT met'})."
+    )
+    return {"results": results, "worst": worst, "target_met": worst < target}, "\n".join(rows) + "\n\n" + verdict
+
+
 if __name__ == "__main__":
     from run import main
 
