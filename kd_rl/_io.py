@@ -140,11 +140,16 @@ def atomic_dir(
             os.chmod(child, file_mode())
         if path.is_dir():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
             try:
-                os.replace(stage, path)
+                os.replace(path, old / path.name)
+                try:
+                    os.replace(stage, path)
+                except BaseException:
+                    os.replace(old / path.name, path)  # the previous folder back in place
+                    raise
             except BaseException:
-                os.replace(old / path.name, path)
+                if not (old / path.name).exists():  # else it holds the previous folder: never delete that
+                    shutil.rmtree(old, ignore_errors=True)
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -567,7 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("record", help="video (MP4 or GIF) of seeded episodes, beside the teacher's if given")
-    p.add_argument("model", help=".keras, .tflite or .npz file, or zoo name; it acts deterministically")
+    p.add_argument(
+        "model",
+        help=".keras, .tflite, .onnx or .npz file, a C or TFLM export folder, or zoo name; it acts deterministically",
+    )
     p.add_argument("--env", required=True, help="Gymnasium environment id; it must render to 'rgb_array'")
     p.add_argument("--out", required=True, help="video file to write: .mp4 or .gif")
     p.add_argument("--episodes", type=_positive_int, default=1, help="episodes, one after another (default 1)")

@@ -31,7 +31,7 @@ import numpy as np
 from kd_rl import __version__
 from kd_rl.errors import KdRlError
 
-__all__ = ["C_FILES", "CPolicy", "c_array_sources", "mlp_c_sources"]
+__all__ = ["C_FILES", "CPolicy", "c_array_sources", "c_float", "mlp_c_sources"]
 
 #: The files a plain-C export writes (`mlp_c_sources`).
 C_FILES = ("kd_rl_policy.h", "kd_rl_policy.c")
@@ -53,7 +53,7 @@ _NARROW = 8
 _LANES = 8
 
 
-def _float(value) -> str:
+def c_float(value) -> str:
     """A float32 as a C literal that reads back to the same float32 (9 significant digits)."""
     value = float(np.float32(value))
     if not np.isfinite(value):
@@ -66,7 +66,7 @@ def _float(value) -> str:
 
 def _floats(name: str, values, per_line: int = 8) -> str:
     flat = np.asarray(values, np.float32).ravel()
-    lines = [", ".join(_float(v) for v in flat[i : i + per_line]) for i in range(0, flat.size, per_line)]
+    lines = [", ".join(c_float(v) for v in flat[i : i + per_line]) for i in range(0, flat.size, per_line)]
     return f"static const float {name}[{flat.size}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
 
 
@@ -180,7 +180,7 @@ def mlp_c_sources(policy, source: str = "") -> dict[str, str]:
     if policy.std is not None:
         body.append("        v = v / observation_std[i];")
     if policy.clip is not None:
-        clip = _float(policy.clip)
+        clip = c_float(policy.clip)
         body.append(f"        v = v > {clip} ? {clip} : (v < -{clip} ? -{clip} : v);")
     body += ["        a[i] = v;", "    }"]
     src, dst = "a", "b"

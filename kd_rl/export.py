@@ -49,12 +49,19 @@ import tensorflow as tf
 
 from kd_rl import __version__
 from kd_rl._io import atomic_dir, atomic_path, cpu_name, native_output_silenced
-from kd_rl.codegen import C_FILES, c_array_sources, mlp_c_sources
+from kd_rl.codegen import C_FILES, c_array_sources, c_float, mlp_c_sources
 from kd_rl.config import EXPORT_FORMATS
 from kd_rl.data import visited_states
 from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.models import DeterministicAction, PolicyModel
-from kd_rl.policies import ACTIONS_OUTPUT, NumpyPolicy, TFLitePolicy, TflmPolicy, observation_dim
+from kd_rl.policies import (
+    ACTIONS_OUTPUT,
+    NUMPY_ACTIVATIONS,
+    NumpyPolicy,
+    TFLitePolicy,
+    TflmPolicy,
+    observation_dim,
+)
 
 __all__ = [
     "FORMATS",
@@ -63,11 +70,14 @@ __all__ = [
     "export_model",
     "calibration_states",
     "quantise_int8",
+    "require_format",
     "supported_formats",
 ]
 
 FORMATS = EXPORT_FORMATS  # declared in kd_rl.config, which the CLI reads without TensorFlow
 _SUFFIX = {"tflite": ".tflite", "tflite-int8": ".tflite", "numpy": ".npz", "onnx": ".onnx"}
+# What a file, not a folder, is called: refused as the --out of a folder format.
+_FILE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".tflite", ".onnx", ".npz", ".keras", ".json")
 #: Formats written as a folder of files (the others are one file).
 FOLDER_FORMATS = ("tflm", "tflm-float", "c")
 #: The files a ``tflm``/``tflm-float`` export writes.
@@ -88,8 +98,15 @@ def _is_plain_mlp(model) -> bool:
 
 
 def supported_formats(model) -> tuple[str, ...]:
-    """The export formats ``model`` can take: all for kd_rl's MLPs, the graph converters for any other Keras policy."""
-    return FORMATS if _is_plain_mlp(model) else tuple(f for f in FORMATS if f not in _MLP_FORMATS)
+    """The export formats ``model`` can take: all for kd_rl's MLPs, the graph converters for any other Keras policy.
+
+    ``numpy`` and ``c`` write the MLP's layers themselves, so they need a kd_rl
+    ``PolicyModel`` without its own ``call()`` and with a hidden activation they
+    know (`kd_rl.policies.NUMPY_ACTIVATIONS`).
+    """
+    if _is_plain_mlp(model) and model.activation in NUMPY_ACTIVATIONS:
+        return FORMATS
+    return tuple(f for f in FORMATS if f not in _MLP_FORMATS)
 
 
 def _optional(module: str, fmt: str):
@@ -104,6 +121,12 @@ def _optional(module: str, fmt: str):
         raise MissingDependency(
             f"format {fmt} needs {module.split('.')[0]}, which is not installed: pip install \"kd_rl[{_EXTRA[fmt]}]\""
         ) from None
+
+
+def require_format(fmt: str) -> None:
+    """Raise `MissingDependency` naming the extra to install unless ``fmt``'s optional package imports."""
+    if fmt in _EXTRA:
+        _optional("tf2onnx" if fmt == "onnx" else "tflite_micro", fmt)
 
 
 def calibration_states(
@@ -263,9 +286,25 @@ def _operator_names(flatbuffer: bytes) -> list[str]:
     return [names[runtime.get_builtin_code_from_operator_code(code)] for code in model.operatorCodes]
 
 
+def _warn_if_unfaithful(fmt: str, check: dict) -> None:
+    """Warn when the TFLM model agrees with Keras less than float rounding (or LiteRT's int8) explains."""
+    agreement = check.get("argmax_agreement")
+    if fmt == "tflm-float":
+        bad = agreement < 0.999 if agreement is not None else check["max_abs_error"] >= 1e-5
+    else:
+        reference = check.get("litert_int8_argmax_agreement_with_keras")
+        bad = agreement is not None and reference is not None and agreement < reference - 0.01
+    if bad:
+        warnings.warn(
+            f"the {fmt} model agrees with the Keras model less than expected on {check['states']} visited states "
+            f"({check_summary(check)}): check export.json before deploying it",
+            stacklevel=3,
+        )
+
+
 def _c_define(name: str, value) -> str:
     if isinstance(value, float):
-        return f"#define {name} {float(np.float32(value)):.9g}f"
+        return f"#define {name} {c_float(value)}"
     return f"#define {name} ({int(value)})" if int(value) < 0 else f"#define {name} {int(value)}"
 
 
@@ -274,8 +313,14 @@ def _tflm_files(model, fmt: str, states: np.ndarray, calibration: np.ndarray | N
     runtime = _optional("tflite_micro", fmt).runtime
     int8 = fmt == "tflm"
     flatbuffer = _tflite_bytes(model, int8, calibration)
-    arena = _arena_size(runtime, flatbuffer)
     operators = _operator_names(flatbuffer)
+    try:
+        arena = _arena_size(runtime, flatbuffer)
+    except RuntimeError as err:  # TFLM's interpreter lacks a kernel, or cannot prepare one
+        raise KdRlError(
+            f"TensorFlow Lite for Microcontrollers cannot run this model ({err}); its operators: "
+            f"{', '.join(operators)} (export it as tflite or onnx instead)"
+        ) from None
     continuous = bool(getattr(model, "is_continuous", False))
     micro = TflmPolicy(flatbuffer, arena, continuous)
     given, taken = micro.interpreter.get_input_details(0), micro.interpreter.get_output_details(0)
@@ -295,6 +340,7 @@ def _tflm_files(model, fmt: str, states: np.ndarray, calibration: np.ndarray | N
             check["litert_int8_argmax_agreement_with_keras"] = float(
                 np.mean(np.argmax(litert, -1) == np.argmax(keras_out, -1))
             )
+    _warn_if_unfaithful(fmt, check)
 
     def quantisation(details) -> tuple[float, int]:
         q = details["quantization_parameters"]
@@ -333,7 +379,7 @@ def _tflm_files(model, fmt: str, states: np.ndarray, calibration: np.ndarray | N
         lines += ["", "/* The observation normaliser the model applies, (x - mean) / std clipped to +-clip. */"]
         for key, value in normaliser.items():
             if value is not None:
-                values = ", ".join(f"{float(v):.9g}f" for v in np.asarray(value, np.float32).ravel())
+                values = ", ".join(c_float(v) for v in np.asarray(value, np.float32).ravel())
                 lines.append(f"static const float kd_rl_{key}[{np.size(value)}] = {{{values}}};")
         if getattr(model, "observation_clip", None) is not None:
             lines.append(_c_define("KD_RL_OBSERVATION_CLIP", float(model.observation_clip)))
@@ -418,17 +464,18 @@ def export_model(
     out = Path(out)
     if fmt in _SUFFIX and out.suffix != _SUFFIX[fmt]:
         raise KdRlError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
-    if fmt in FOLDER_FORMATS and out.suffix:
+    if fmt in FOLDER_FORMATS and (out.suffix.lower() in _FILE_SUFFIXES or out.is_file()):
         raise KdRlError(f"--out for format {fmt} is a folder (it writes several files), got {str(out)!r}")
     if fmt not in supported_formats(model):
         raise KdRlError(
-            f"format {fmt} supports kd_rl's MLP students and teachers only; {type(model).__name__} has its own call() "
-            f"(export it as one of: {', '.join(supported_formats(model))})"
+            f"format {fmt} supports kd_rl's MLP students and teachers with a hidden activation among "
+            f"{', '.join(NUMPY_ACTIVATIONS)}; this {type(model).__name__} "
+            + ("has its own call()" if not _is_plain_mlp(model) else f"uses {model.activation!r}")
+            + f" (export it as one of: {', '.join(supported_formats(model))})"
         )
     if fmt in ("tflite-int8", "tflm", "tflm-float") and not env_id:
         raise KdRlError(f"{fmt} export needs an environment (--env) to collect calibration and check states")
-    if fmt in _EXTRA:
-        _optional("tf2onnx" if fmt == "onnx" else "tflite_micro", fmt)  # before any work
+    require_format(fmt)  # before any work
 
     if fmt in ("numpy", "c"):
         policy = NumpyPolicy.from_model(model)

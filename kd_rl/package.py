@@ -10,7 +10,7 @@ in the schema Stable-Baselines3, RL-Zoo and CleanRL use:
   above a Markdown body: what the model is, the returns, the parameters, the
   command, how to load and evaluate it, how to upload the folder.
 * ``student.keras`` (a copy), ``student.tflite`` (`kd_rl.export.export_model`),
-  and ``student.onnx`` where kd_rl's export offers ONNX.
+  and ``student.onnx`` (the ``onnx`` extra).
 * ``config.json`` (the run's `kd_rl.config.DistillConfig` settings) and
   ``results.json`` (returns, normalised score, parameters, command, episodes,
   seeds, the machine).
@@ -39,14 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-import kd_rl.config
 from kd_rl import __version__
 from kd_rl._io import atomic_dir, cpu_name, error_summary, write_json, write_text
 from kd_rl._validate import check_int, check_seed
 from kd_rl.config import LOSS_NAMES, DistillConfig, cli_settings
 from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.evaluate import check_model_fits_env, episode_seeds, run_episodes
-from kd_rl.export import export_model
+from kd_rl.export import export_model, require_format
 from kd_rl.models import load_policy
 from kd_rl.record import check_renders, record, require_video
 
@@ -106,13 +105,15 @@ def package_run(
     seed = check_seed(metrics.get("eval_seed", 0) if seed is None else seed)
     if out.exists() and not out.is_dir():
         raise KdRlError(f"out folder {str(out)!r} is a file")
-    if out.resolve() == run_dir.resolve():
-        raise KdRlError(f"out folder {str(out)!r} is the run folder itself: choose another --out")
+    if out.resolve() == run_dir.resolve() or out.resolve() in run_dir.resolve().parents:
+        # --overwrite would replace the folder that holds the run being packaged
+        raise KdRlError(f"out folder {str(out)!r} holds the run folder itself: choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise KdRlError(f"out folder {str(out)!r} is not empty; pass --overwrite to replace what it holds")
 
     env_id, env_kwargs = metrics["env_id"], metrics.get("env_kwargs") or None
     require_video(".mp4")
+    require_format("onnx")  # student.onnx
     check_renders(env_id, env_kwargs)  # the replay: fail before anything is written
 
     student = load_policy(run_dir / "student.keras")
@@ -155,8 +156,7 @@ def _build(stage: Path, run_dir: Path, metrics: dict, student, env_id, env_kwarg
     """Write every file into ``stage``; return what results.json holds."""
     shutil.copyfile(run_dir / "student.keras", stage / "student.keras")
     export_model(student, "tflite", stage / "student.tflite")
-    if "onnx" in kd_rl.config.EXPORT_FORMATS:  # read now: ONNX export is offered only by newer kd_rl
-        export_model(student, "onnx", stage / "student.onnx")
+    export_model(student, "onnx", stage / "student.onnx")
     evaluation = _student_returns(student, metrics, env_id, env_kwargs, episodes, seed)
     replay = record(student, env_id, stage / _REPLAY, episodes=1, seed=seed, env_kwargs=env_kwargs)
 

@@ -477,7 +477,9 @@ def load_any_policy(name_or_path):
     if os.path.isdir(name_or_path) and os.path.isfile(os.path.join(name_or_path, "kd_rl_policy_settings.h")):
         try:
             return TflmPolicy.from_folder(name_or_path)
-        except (OSError, KeyError, ValueError) as err:
+        except MissingDependency:
+            raise
+        except (OSError, KeyError, ValueError, RuntimeError) as err:
             raise KdRlError(f"{str(name_or_path)!r} is not a complete kd_rl TFLM export: {err}") from None
     path = resolve_model_path(name_or_path)
     if path.suffix == ".onnx":

@@ -8,6 +8,7 @@ LiteRT's int8 model.
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -123,6 +124,16 @@ def test_tflm_float_and_int8_exports(cartpole_student, tmp_path):
     assert f"kd_rl_policy_model_len = {len(data)};" in source
     assert source.count("0x") == len(data)
     settings = (out / "kd_rl_policy_settings.h").read_text()
+    if shutil.which("c++"):  # the headers compile as C++ (a whole-number constant is written 1.0f, not 1f)
+        main_cc = tmp_path / "main.cc"
+        main_cc.write_text(
+            '#include "kd_rl_policy_model.h"\n#include "kd_rl_policy_settings.h"\nint main() { return 0; }\n'
+        )
+        command = ["c++", "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{out}", str(main_cc)]
+        subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(
+            ["c++", "-std=c++17", "-c", "-o", str(tmp_path / "model.o"), str(out / "kd_rl_policy_model.cc")], check=True
+        )
     assert f"#define KD_RL_TENSOR_ARENA_SIZE {record['tensor_arena_bytes']}" in settings
     assert "(resolver).AddFullyConnected();" in settings and "kd_rl_observation_mean[4]" in settings
     assert f"#define KD_RL_OP_COUNT {len(record['operators'])}" in settings
@@ -226,3 +237,19 @@ def test_loading_a_damaged_onnx_file_names_it(tmp_path):
     junk.write_bytes(b"not a protobuf")
     with pytest.raises(ValueError, match="is not a valid ONNX model"):
         load_any_policy(junk)
+
+
+def test_a_model_tflm_cannot_run_is_bad_input_naming_its_operators(tmp_path):
+    pytest.importorskip("tflite_micro")
+    model = StudentModel(2, hidden_units=8, observation_dim=4, activation="gelu")  # TFLM has no GELU kernel
+    assert "c" not in supported_formats(model)  # nor a C or NumPy form
+    with pytest.raises(ValueError, match="cannot run this model .*its operators: .*GELU"):
+        export_model(model, "tflm-float", tmp_path / "m", env_id="CartPole-v1", num_check_states=100)
+    with pytest.raises(ValueError, match="uses 'gelu' .*export it as one of: tflite, tflite-int8, onnx"):
+        export_model(model, "c", tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_output_may_have_a_dot_in_its_name(cartpole_student, tmp_path):
+    out = export_model(cartpole_student, "c", tmp_path / "policy.v2")
+    assert (out / "kd_rl_policy.c").is_file()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import Countdown, make_cartpole_teacher, one_line_error
 
-import kd_rl.config
 from kd_rl.cli import main
 from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.policies import NumpyPolicy, load_any_policy
@@ -163,9 +162,7 @@ def packaged(run_dir):
 def test_package_writes_a_hub_ready_folder(packaged, run_dir):
     files = {p.name for p in packaged.iterdir()}
     expected = {"README.md", "config.json", "results.json", "replay.mp4", "student.keras", "student.tflite"}
-    if "onnx" in kd_rl.config.EXPORT_FORMATS:
-        expected.add("student.onnx")
-    assert files == expected
+    assert files == expected | {"student.onnx"}
     assert not [p for p in packaged.parent.iterdir() if p.name.startswith(".hub.")]  # no staging folder left
 
     student = keras.saving.load_model(packaged / "student.keras")  # kd_rl is imported: its classes are known
@@ -313,3 +310,15 @@ def test_validate_model_card_refuses_what_the_hub_would_not_show(tmp_path, packa
     path.write_text(card.replace("model-index:", "model-index: [\n"))
     with pytest.raises(KdRlError, match="does not parse with huggingface_hub"):
         validate_model_card(path, "CartPole-v1", value)
+
+
+def test_package_refuses_an_out_folder_that_holds_the_run(run_dir, capsys):
+    # --overwrite would otherwise replace the folder holding the run (and its siblings).
+    one_line_error(capsys, ["package", str(run_dir), "--out", str(run_dir.parent), "--overwrite"], "holds the run")
+    assert (run_dir / "student.keras").is_file()
+
+
+def test_package_without_onnx_names_the_extra(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    one_line_error(capsys, ["package", str(run_dir), "--out", str(tmp_path / "hub")], 'pip install "kd_rl[onnx]"')
+    assert not any(tmp_path.iterdir())
