@@ -18,7 +18,9 @@ Playwright's Python API; Playwright's own browser download is never used. On eve
   leads to a page that exists and, with ``#anchor``, to an element with that id there.
 
 Some pages must show more: concepts the KL, its gradient and the T² argument typeset by
-KaTeX, the API reference the losses' formulas, a notebook its committed figures.
+KaTeX, the API reference the losses' formulas, a notebook its committed figures and
+every exercise solution closed on first view (its code hidden until its summary is
+clicked, which must show it).
 Screenshots of the concepts and benchmarks pages are taken for a person to look at;
 the checks read the DOM, never pixels. Exit status 1 lists each page and what is wrong
 with it; 2 means the check could not run (no Chromium, no Playwright, the build failed).
@@ -316,6 +318,24 @@ def _notebook_problems(page, notebook: Path) -> list[str]:
         problems.append(f"{notebook.name} has {len(outputs)} committed outputs; the page shows none")
     if shown_figures < figures:
         problems.append(f"{notebook.name} has {figures} committed figures; the page shows {shown_figures}")
+    return problems + _solution_problems(page, notebook.name, cells)
+
+
+def _solution_problems(page, name: str, cells: list[dict]) -> list[str]:
+    """Every solution cell is closed on first view (javascripts/solutions.js) and opens on a click."""
+    solutions = sum("solution" in cell.get("metadata", {}).get("tags", []) for cell in cells)
+    closed = page.locator("details.kd-solution")
+    problems = []
+    if closed.count() != solutions:
+        problems.append(f"{name} has {solutions} solution cells; the page closes {closed.count()} of them")
+    code = page.locator(".celltag_solution .jp-InputArea")
+    visible = sum(code.nth(i).is_visible() for i in range(code.count()))
+    if visible:
+        problems.append(f"{name}: {visible} solution code cells are visible on first view")
+    if closed.count():
+        closed.first.locator("summary").click()
+        if not closed.first.locator(".jp-InputArea").first.is_visible():
+            problems.append(f"{name}: opening a solution does not show its code")
     return problems
 
 
