@@ -48,7 +48,9 @@ def test_page_has_a_section_per_experiment():
     page = report.PAGE.read_text()
     markers = report.MARKER.findall(page)
     assert sorted(markers) == sorted(EXPERIMENTS)
-    for section in re.split(r"^## ", page, flags=re.MULTILINE)[1:]:
+    sections = re.split(r"^## ", page, flags=re.MULTILINE)[1:]
+    assert sections[0].startswith("Findings\n") and not report.MARKER.findall(sections[0])  # the summary first
+    for section in sections[1:]:
         assert len(report.MARKER.findall(section)) == 1, section.partition("\n")[0]
 
 
