@@ -356,7 +356,20 @@ def test_train_teacher_on_nan_rewards_leaves_nothing(tmp_path):
     assert entries(tmp_path) == set()
 
 
-def test_interrupted_train_teacher_leaves_nothing(tmp_path):
+@pytest.fixture
+def sigint_not_ignored():
+    """Let a child see Ctrl-C even when the tests themselves run as a background job.
+
+    A shell starts background jobs with SIGINT ignored, and a child inherits that (Python then
+    installs no KeyboardInterrupt handler), so a ``make test &`` would ignore the SIGINT this test
+    sends. With a handler in this process, a child starts with the default disposition.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupted_train_teacher_leaves_nothing(tmp_path, sigint_not_ignored):
     proc = start_cli(*teacher_args("T", "CartPole-v1", "--steps", "200000", "--no-progress"), cwd=tmp_path)
     try:
         # The run has begun once anything (T, or a staging folder beside it) appears; then let it train a while.
