@@ -167,12 +167,19 @@ def native_output_silenced():
 
     TensorFlow's TFLite converter and LiteRT's interpreter print progress lines
     ("Saved artifact at ...", MLIR pass notes, "Created TensorFlow Lite XNNPACK
-    delegate") that tell a kd_rl user nothing. Errors still arrive as Python
+    delegate") that tell a kd_rl user nothing. TensorFlow's Python logger
+    ("INFO:tensorflow:Assets written to ...") is held at ERROR too: its handler
+    writes to the stream it was made with, which a notebook's kernel does not
+    route through file descriptors 1 and 2. Errors still arrive as Python
     exceptions.
     """
     import contextlib
+    import logging
     import sys
 
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(max(level, logging.ERROR))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -189,6 +196,7 @@ def native_output_silenced():
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull):
             os.close(fd)
+        tf_logger.setLevel(level)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
