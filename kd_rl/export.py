@@ -34,6 +34,7 @@ the ``.npz`` and the C hold the mean layer with the bounds and the squash.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import re
@@ -111,8 +112,6 @@ def supported_formats(model) -> tuple[str, ...]:
 
 def _optional(module: str, fmt: str):
     """Import ``module`` for format ``fmt``, or raise `MissingDependency` naming the extra to install."""
-    import importlib
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf2onnx warns about NumPy aliases on import
