@@ -125,3 +125,14 @@ def one_line_error(capsys, argv, match):
     assert "Traceback" not in err
     assert match in err, err
     return err
+
+
+def with_options(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv`` with each ``--option value`` pair of ``extra`` replacing the option's value, or appended."""
+    argv = list(argv)
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i : i + 2]
+    return argv

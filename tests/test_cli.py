@@ -6,7 +6,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import TEACHER_METRIC_KEYS, one_line_error
+from conftest import TEACHER_METRIC_KEYS, one_line_error, with_options
 
 from kd_rl.cli import main
 
@@ -98,11 +98,7 @@ def test_evaluate_exported_files(tmp_path, cartpole_teacher_path, capsys):
 def test_distill_bad_input_is_one_line_and_writes_nothing(tmp_path, cartpole_teacher_path, capsys, extra, match):
     out = tmp_path / "run"
     argv = ["distill", "--teacher", str(cartpole_teacher_path), "--env", "CartPole-v1", "--out", str(out)]
-    for i in range(0, len(extra), 2):
-        if extra[i] in argv:
-            argv[argv.index(extra[i]) + 1] = extra[i + 1]
-        else:
-            argv += extra[i : i + 2]
+    argv = with_options(argv, extra)
     one_line_error(capsys, argv, match)
     assert not out.exists()
 

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import keras
 import numpy as np
 import pytest
-from conftest import Countdown, make_cartpole_teacher, one_line_error
+from conftest import Countdown, make_cartpole_teacher, one_line_error, with_options
 
 from kd_rl.cli import main
 from kd_rl.errors import KdRlError, MissingDependency
@@ -103,11 +103,7 @@ def test_record_api_returns_match_a_hand_loop(tmp_path):
 )
 def test_record_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, out, extra, match):
     argv = ["record", ZOO, "--env", "CartPole-v1", "--out", str(tmp_path / out), "--max-steps", "3"]
-    for i in range(0, len(extra), 2):
-        if extra[i] in argv:
-            argv[argv.index(extra[i]) + 1] = extra[i + 1]
-        else:
-            argv += extra[i : i + 2]
+    argv = with_options(argv, extra)
     one_line_error(capsys, argv, match)
     assert not any(tmp_path.iterdir())
 
