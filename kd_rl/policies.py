@@ -104,7 +104,18 @@ NUMPY_ACTIVATIONS = {
 }
 
 
-class NumpyPolicy:
+class _ExportedPolicy:
+    """What every exported policy shares: `act` from its outputs (logits, or continuous actions)."""
+
+    is_continuous: bool
+
+    def act(self, observations) -> np.ndarray:
+        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
+        out = self(observations)
+        return out if self.is_continuous else np.argmax(out, axis=-1)
+
+
+class NumpyPolicy(_ExportedPolicy):
     """A kd_rl MLP evaluated with NumPy alone: ``policy(obs) -> logits`` (or actions).
 
     Discrete: ``policy(obs)`` gives logits ``[batch, num_actions]`` and
@@ -184,11 +195,6 @@ class NumpyPolicy:
             return gaussian_action(out, self.action_low, self.action_high, self.squash)
         return out
 
-    def act(self, observations) -> np.ndarray:
-        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
-        out = self(observations)
-        return out if self.is_continuous else np.argmax(out, axis=-1)
-
     @classmethod
     def from_model(cls, model) -> NumpyPolicy:
         """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs only; see `export_model`)."""
@@ -245,7 +251,7 @@ class NumpyPolicy:
 ACTIONS_OUTPUT = "deterministic_actions"
 
 
-class TFLitePolicy:
+class TFLitePolicy(_ExportedPolicy):
     """A TFLite model run by LiteRT (``ai_edge_litert``) as a batched ``PolicyFn``.
 
     int8 models are (de)quantised at the edges, so the policy always takes and
@@ -293,13 +299,8 @@ class TFLitePolicy:
             out = (out.astype(np.float32) - zero) * scale
         return out
 
-    def act(self, observations) -> np.ndarray:
-        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
-        out = self(observations)
-        return out if self.is_continuous else np.argmax(out, axis=-1)
 
-
-class OnnxPolicy:
+class OnnxPolicy(_ExportedPolicy):
     """An ONNX model (a kd_rl ``onnx`` export) run by ONNX Runtime as a batched ``PolicyFn``.
 
     Its output is ``logits``, or ``deterministic_actions`` for a continuous
@@ -333,13 +334,8 @@ class OnnxPolicy:
             x = x[None]
         return self.session.run(None, {self._input: x})[0]
 
-    def act(self, observations) -> np.ndarray:
-        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
-        out = self(observations)
-        return out if self.is_continuous else np.argmax(out, axis=-1)
 
-
-class TflmPolicy:
+class TflmPolicy(_ExportedPolicy):
     """A TFLite model run in the TensorFlow Lite for Microcontrollers Python interpreter, as a batched ``PolicyFn``.
 
     Observations go through one at a time, as on a device; int8 models are
@@ -400,11 +396,6 @@ class TflmPolicy:
             y = np.asarray(self.interpreter.get_output(0))[0]
             outputs[i] = y if taken is None else (y.astype(np.float32) - taken[1]) * taken[0]
         return outputs
-
-    def act(self, observations) -> np.ndarray:
-        """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
-        out = self(observations)
-        return out if self.is_continuous else np.argmax(out, axis=-1)
 
 
 def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
