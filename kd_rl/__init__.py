@@ -142,6 +142,8 @@ _EXPORTS = {
     "NumpyPolicy": "kd_rl.policies",
     "TFLitePolicy": "kd_rl.policies",
     "as_policy_fn": "kd_rl.policies",
+    "fast_policy_fn": "kd_rl.policies",
+    "RunProfile": "kd_rl.timing",
     "EnvGroup": "kd_rl.envs",
     "episode_seeds": "kd_rl.evaluate",
     "list_zoo": "kd_rl.zoo",

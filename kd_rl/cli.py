@@ -343,7 +343,21 @@ def _cmd_distill(args) -> int:
         + f", {m['labelled_states']} labelled states, "
         f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
     )
+    _print_profile(m["profile"], [m["eval_cache_status"]])
     return 0
+
+
+def _print_profile(profile: dict, cache: list[dict]) -> None:
+    """Where a run's time went (`kd_rl.timing.RunProfile.table`) and what the evaluation cache served."""
+    from kd_rl.timing import RunProfile
+
+    served = sum(status == "hit" for c in cache for status in c.values())
+    print("where the time went (wall seconds):")
+    print("\n".join("  " + line for line in RunProfile.table(profile).splitlines()))
+    print(
+        f"  evaluation cache: {served} of {sum(len(c) for c in cache)} fixed-policy evaluations served "
+        "(the teacher's and the random policy's; --no-cache to recompute)"
+    )
 
 
 def _distill_multitask(args, config) -> int:
@@ -368,6 +382,7 @@ def _distill_multitask(args, config) -> int:
         f"the teachers' {m['teacher_params']}); geometric mean score {'n/a' if gm is None else f'{gm:.3f}'}; "
         f"{m['train_seconds']:.1f} s; wrote {os.path.join(args.out, 'student.keras')}"
     )
+    _print_profile(m["profile"], [t["eval_cache_status"] for t in m["tasks"]])
     return 0
 
 

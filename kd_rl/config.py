@@ -79,6 +79,24 @@ def checkpoint_interval(checkpoint_every: int | None, steps: int) -> int:
     return steps // 10 if steps >= LONG_RUN_STEPS else 0
 
 
+#: A run's learning curve has at most this many periodic points unless told otherwise.
+CURVE_POINTS = 10
+
+
+def default_eval_every(base: int, steps) -> int:
+    """A distillation's default ``eval_every``: ``base`` (2,000; multi-task 5,000), or ``steps / CURVE_POINTS``
+    rounded up to a thousand where that is larger.
+
+    Each curve point plays ``curve_episodes`` fresh episodes with the student,
+    which costs as much environment as collecting a few thousand states; a long
+    run (300,000 BipedalWalker states) would otherwise spend more time on its
+    curve than on learning. Runs of up to ``CURVE_POINTS · base`` steps keep ``base``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps <= 0:
+        return base  # a bad value of steps is reported by its own check
+    return max(base, -(-int(steps) // (CURVE_POINTS * 1000)) * 1000)
+
+
 def _setting(
     default,
     help: str,
@@ -126,7 +144,8 @@ class DistillConfig:
     update; settings marked single-task are refused for it, and
     ``adapter_units`` for a single-task run. Three defaults differ by the kind
     of run: ``hidden_units`` (50; multi-task 64), ``batch_size`` (128;
-    multi-task 64 per task) and ``eval_every`` (2,000; multi-task 5,000).
+    multi-task 64 per task) and ``eval_every`` (2,000; multi-task 5,000;
+    `default_eval_every`: longer runs evaluate less often).
     They are filled in when the config is built, so ``dataclasses.replace``
     keeps them: to change the kind of run, build a new config. Every setting
     but ``env_id`` is keyword-only.
@@ -161,9 +180,12 @@ class DistillConfig:
         updates_per_round: Gradient updates after each collection round.
         epsilon: Random-action probability while collecting.
         beta_start, beta_end: β schedule for ``mixed`` collection.
-        eval_every: Env steps between the evaluations that make the curve (0: none).
+        eval_every: Env steps between the evaluations that make the curve (0:
+            none); None (the default): `default_eval_every`.
         curve_episodes: Episodes of each of those evaluations.
         eval_episodes: Episodes of the final evaluation of both policies.
+        eval_cache: Serve the teacher's and the random policy's final
+            evaluation from `kd_rl.eval_cache` when it holds them (False: ``--no-cache``).
         checkpoint_every: Env steps between checkpoints (0: none); None (the
             default): every 10% of ``steps`` for runs of at least
             `LONG_RUN_STEPS` steps, none for shorter ones.
@@ -236,7 +258,8 @@ class DistillConfig:
     beta_start: float = _setting(1.0, "mixed collection: the teacher's share at the start", "--beta-start", "fraction")
     beta_end: float = _setting(0.0, "mixed collection: the teacher's share at the end", "--beta-end", "fraction")
     eval_every: int = _setting(
-        2_000, "env steps between the evaluations of the learning curve (0: none)", "--eval-every", "nonnegative_int",
+        2_000, "env steps between the evaluations of the learning curve (0: none); by default this, or --steps / 10 "
+        "rounded up to a thousand where that is larger (at most 10 points)", "--eval-every", "nonnegative_int",
         metavar="N", multi=5_000,
     )  # fmt: skip
     curve_episodes: int = _setting(
@@ -245,6 +268,11 @@ class DistillConfig:
     eval_episodes: int = _setting(
         100, "episodes of the final evaluation of teacher, student and a random policy", "--eval-episodes",
         "positive_int", metavar="N",
+    )  # fmt: skip
+    eval_cache: bool = _setting(
+        True, "reuse the teacher's and the random policy's final-evaluation returns from the evaluation cache "
+        "(kd_rl.eval_cache; keyed by the teacher's content, the environment and the episodes)", "--no-cache",
+        "negated_flag",
     )  # fmt: skip
     checkpoint_every: int | None = _setting(
         None, f"env steps between checkpoints (0: none); default every 10%% of --steps from {LONG_RUN_STEPS:,} steps, "
@@ -285,7 +313,10 @@ class DistillConfig:
         multi = self.is_multitask
         for f in fields(self):  # the defaults that differ by the kind of run
             if "multi_default" in f.metadata and getattr(self, f.name) is None:
-                setattr(self, f.name, f.metadata["multi_default" if multi else "single_default"])
+                default = f.metadata["multi_default" if multi else "single_default"]
+                if f.name == "eval_every":
+                    default = default_eval_every(default, self.steps)
+                setattr(self, f.name, default)
         self.hidden_units = normalise_hidden_units(self.hidden_units)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)

@@ -32,7 +32,8 @@ from kd_rl.config import COLLECT_MODES
 from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.models import PolicyModel, gaussian_action, split_gaussian
-from kd_rl.policies import as_policy_fn, to_actions
+from kd_rl.policies import OutputSnapshot, fast_policy_fn, to_actions
+from kd_rl.timing import RunProfile
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
 
@@ -189,8 +190,9 @@ class Collector:
         self.total_steps = check_int("total_steps", total_steps)
         self.num_envs = check_int("num_envs", num_envs)
         self._teacher_model, self._student_model = teacher, student
-        self.teacher = as_policy_fn(teacher)
-        self.student = None if student is None else as_policy_fn(student)
+        self.teacher = fast_policy_fn(teacher)
+        self.student = None if student is None else fast_policy_fn(student)
+        self.profile = RunProfile()  # where collection's time goes; train_loop passes the run's own
         self.envs = EnvGroup(env_id, self.num_envs, env_kwargs)
         for role, policy in (("teacher", teacher), ("student", student)):
             continuous = getattr(policy, "is_continuous", None)
@@ -226,16 +228,23 @@ class Collector:
             ``(observations float32 [num_steps, obs_dim], teacher_logits float32 [num_steps, num_actions])``.
         """
         remaining = check_int("num_steps", num_steps)
+        for policy in (self.teacher, self.student):  # weights change between calls (the updates), not within
+            if isinstance(policy, OutputSnapshot):
+                policy.refresh()
+        profile = self.profile
         all_obs, all_logits = [], []
         while remaining > 0:
             k = min(remaining, self.num_envs)
             idx = (self._next_env + np.arange(k)) % self.num_envs
             self._next_env = (self._next_env + k) % self.num_envs
             obs = self.obs[idx]
-            teacher_logits = np.asarray(self.teacher(obs), np.float32)
+            with profile.section("collect_teacher"):
+                teacher_logits = np.asarray(self.teacher(obs), np.float32)
             actions = self._actions(self._teacher_model, teacher_logits)
             if self.mode != "teacher":
-                student_actions = self._actions(self._student_model, self.student(obs))
+                with profile.section("collect_student"):
+                    student_outputs = self.student(obs)
+                student_actions = self._actions(self._student_model, student_outputs)
                 if self.mode == "student":
                     actions = student_actions
                 else:
@@ -252,13 +261,14 @@ class Collector:
                     actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
             all_obs.append(obs)
             all_logits.append(teacher_logits)
-            next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
-            self._running_returns[idx] += rewards
-            for j in np.flatnonzero(terminated | truncated):
-                i = idx[j]
-                self.episode_returns.append(float(self._running_returns[i]))
-                self._running_returns[i] = 0.0
-                next_obs[j] = self.envs.reset(indices=[i])[0]  # the env's own RNG continues
+            with profile.section("collect_env"):
+                next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
+                self._running_returns[idx] += rewards
+                for j in np.flatnonzero(terminated | truncated):
+                    i = idx[j]
+                    self.episode_returns.append(float(self._running_returns[i]))
+                    self._running_returns[i] = 0.0
+                    next_obs[j] = self.envs.reset(indices=[i])[0]  # the env's own RNG continues
             self.obs[idx] = next_obs
             self.steps += k
             remaining -= k

@@ -42,14 +42,15 @@ from kd_rl.config import LONG_RUN_STEPS, DistillConfig, checkpoint_interval
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.errors import KdRlError, ResumeRefused
+from kd_rl.eval_cache import cached_episodes
 from kd_rl.evaluate import (
     AGREEMENT_TOLERANCE,
     CURVE_EVAL_SEED_OFFSET,
     FINAL_EVAL_SEED_OFFSET,
+    RandomPolicy,
     check_model_fits_env,
     evaluate_model,
     normalised_score,
-    random_policy_return,
     run_episodes,
 )
 from kd_rl.losses import (
@@ -62,6 +63,7 @@ from kd_rl.losses import (
     loss_weight,
 )
 from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
+from kd_rl.timing import RunProfile
 
 __all__ = [
     "make_distill_step",
@@ -77,6 +79,7 @@ __all__ = [
     "save_progress",
     "train_loop",
     "log_point",
+    "fixed_policy_returns",
 ]
 
 
@@ -595,7 +598,9 @@ def log_point(point: dict, writer, tags: dict | None = None) -> dict:
 #: Columns of a run's curve.csv. ``kl`` is the unscaled ``KL(p_T ‖ q_T)`` on the
 #: states the student visits, comparable across losses and temperatures; ``loss``
 #: is the training loss of the last update, weighted by `kd_rl.losses.loss_weight` (``T · max(T, 1)`` for ``kl``).
-CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "kl", "loss")
+#: ``train_seconds``: wall seconds of the run when the point was taken, its curve evaluations and checkpoints
+#: left out (start-up, collection and updates: the time it took to train a student this good).
+CURVE_COLUMNS = ("env_steps", "mean_return", "std_return", "agreement", "kl", "loss", "train_seconds")
 
 
 def distill_policy(
@@ -647,6 +652,7 @@ def distill_policy(
             out of range, or ``out_dir`` already holds another run.
     """
 
+    profile = RunProfile()
     config = config or DistillConfig()
     if config.is_multitask:
         raise KdRlError(
@@ -685,6 +691,7 @@ def distill_policy(
                 checkpoint, config, student, optimizer, [buffer], teacher_id, weights=step.weights
             )
         env_steps, curve = progress_state["env_steps"], progress_state["curve"]
+        profile.carried = progress_state["wall_seconds"]  # a resumed run's curve counts on from its checkpoint
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
         rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
@@ -705,29 +712,35 @@ def distill_policy(
             elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
             save_progress(checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed)
 
+        profile.mark("startup", profile.start)
         env_steps = train_loop(
             config, step, [collector], [buffer], rng, env_steps, curve, evaluate_point,
-            checkpoint_run if checkpoint is not None else None, progress, "distill",
+            checkpoint_run if checkpoint is not None else None, progress, "distill", profile,
         )  # fmt: skip
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
-            save_model(student, run_dir / "student.keras")
-        metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds)
+            with profile.section("save"):
+                save_model(student, run_dir / "student.keras")
+        with profile.section("final_eval"):
+            metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds, profile)
         metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=step.replicas, command=command)
         if loss_fn is not None:
             metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
         if run_dir is not None:
-            write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p[c] for c in CURVE_COLUMNS] for p in curve])
+            with profile.section("save"):
+                write_csv(run_dir / "curve.csv", CURVE_COLUMNS, [[p.get(c) for c in CURVE_COLUMNS] for p in curve])
+                writer.close()
+        metrics["profile"] = profile.to_dict()
+        if run_dir is not None:
             write_json(run_dir / "metrics.json", metrics)
-            writer.close()
         return student, metrics
 
 
 def train_loop(
     config, step, collectors, buffers, rng, env_steps: int, curve: list, evaluate, checkpoint,
-    progress: bool = True, desc: str = "distill",
+    progress: bool = True, desc: str = "distill", profile: RunProfile | None = None,
 ) -> int:  # fmt: skip
     """kd_rl's one distillation loop, for one task or several (`distill_policy`, `kd_rl.multitask.distill_multitask`).
 
@@ -739,35 +752,46 @@ def train_loop(
     the last update's, summed over tasks), and ``checkpoint(env_steps, curve)``
     (None: never) saves the run every ``checkpoint_interval`` steps, not at the
     end. Runs until ``config.steps`` steps per task; the collectors are closed
-    however it ends.
+    however it ends. ``profile`` (a `kd_rl.timing.RunProfile`), if given,
+    gets the seconds of collection (and, through the collectors, of its
+    parts), updates, curve evaluations and checkpoints.
 
     Returns:
         The env steps taken per task, ``config.steps``.
     """
     stack = (config.updates_per_round, config.batch_size)
+    profile = profile or RunProfile()
+    for collector in collectors:
+        if hasattr(collector, "profile"):
+            collector.profile = profile
     bar = tqdm(total=config.steps, initial=env_steps, disable=not progress, desc=desc, unit="step")
     try:
         while env_steps < config.steps:
             chunk = min(config.collect_per_round, config.steps - env_steps)
-            for collector, buffer in zip(collectors, buffers):
-                buffer.add(*collector.collect(chunk))
+            with profile.section("collect"):
+                for collector, buffer in zip(collectors, buffers):
+                    buffer.add(*collector.collect(chunk))
             before, env_steps = env_steps, env_steps + chunk
-            # All of a round's updates in one call: [updates, batch, ...] stacks, one per task.
-            batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
-            observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
-            labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
-            if getattr(step, "multi", True):
-                losses = step(observations, labels).numpy()  # [updates, tasks]
-            else:  # a step built from one teacher and one student: one task
-                losses = step(observations[0], labels[0]).numpy().reshape(stack[0], 1)
+            with profile.section("updates"):
+                # All of a round's updates in one call: [updates, batch, ...] stacks, one per task.
+                batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
+                observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
+                labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
+                if getattr(step, "multi", True):
+                    losses = step(observations, labels).numpy()  # [updates, tasks]
+                else:  # a step built from one teacher and one student: one task
+                    losses = step(observations[0], labels[0]).numpy().reshape(stack[0], 1)
             loss = float(losses[-1].sum())
             bar.update(chunk)
             bar.set_postfix(loss=f"{loss:.4g}")
             done = env_steps >= config.steps
             if due(config.eval_every, before, env_steps) or done:
-                curve.append(evaluate(env_steps, loss))
+                trained = profile.training_seconds()
+                with profile.section("curve_evals"):
+                    curve.append({**evaluate(env_steps, loss), "train_seconds": round(trained, 3)})
             if checkpoint is not None and not done and due(config.checkpoint_interval, before, env_steps):
-                checkpoint(env_steps, curve)
+                with profile.section("checkpoints"):
+                    checkpoint(env_steps, curve)
     finally:
         bar.close()
         for collector in collectors:
@@ -793,13 +817,29 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int)
     )
 
 
-def _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds) -> dict:
+def fixed_policy_returns(teacher, config: DistillConfig, env_id: str, env_kwargs=None):
+    """The teacher's and a random policy's returns on the final evaluation's episodes, through the cache.
+
+    Shared by `distill_policy` and `kd_rl.multitask.distill_multitask`. Returns
+    ``(teacher_stats, random_stats, {"teacher": status, "random": status})``
+    with each status from `kd_rl.eval_cache.cached_episodes`.
+    """
+    seed = FINAL_EVAL_SEED_OFFSET + config.seed
+    episodes, use = config.eval_episodes, config.eval_cache
+    teacher_stats, t_status = cached_episodes(teacher, env_id, episodes, seed, env_kwargs, use_cache=use)
+    random = RandomPolicy.for_env(env_id, seed, env_kwargs)
+    random_stats, r_status = cached_episodes(random, env_id, episodes, seed, env_kwargs, use_cache=use)
+    return teacher_stats, random_stats, {"teacher": t_status, "random": r_status}
+
+
+def _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds, profile) -> dict:
     """Both policies, and a random one, on the same ``eval_episodes`` seeded episodes; and the run's settings."""
 
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     kwargs = config.env_kwargs
-    teacher_eval = run_episodes(teacher, config.env_id, config.eval_episodes, seed=eval_seed, env_kwargs=kwargs)
-    random_return = random_policy_return(config.env_id, config.eval_episodes, seed=eval_seed, env_kwargs=kwargs)
+    with profile.section("final_eval_teacher"):
+        teacher_eval, random_eval, cache = fixed_policy_returns(teacher, config, config.env_id, kwargs)
+    random_return = random_eval.mean_return
     student_eval = evaluate_model(
         student, config.env_id, config.eval_episodes, eval_seed, reference=teacher, latency=False, env_kwargs=kwargs
     )
@@ -837,6 +877,7 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
         "train_seconds": train_seconds,
         "eval_episodes": config.eval_episodes,
         "eval_seed": eval_seed,
+        "eval_cache_status": cache,
     }
     if getattr(student, "hidden_units", None) is not None:
         metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
@@ -846,7 +887,8 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
 
 #: Settings that may differ between a run and its resumption (they do not change what is learned).
 RESUMABLE_SETTINGS = (
-    "steps", "eval_episodes", "checkpoint_every", "curve_episodes", "eval_every", "ray_address", "strategy",
+    "steps", "eval_episodes", "eval_cache", "checkpoint_every", "curve_episodes", "eval_every", "ray_address",
+    "strategy",
 )  # fmt: skip
 
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).

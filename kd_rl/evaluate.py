@@ -25,7 +25,7 @@ import numpy as np
 from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
-from kd_rl.policies import PolicyFn, as_policy_fn, observation_dim, to_actions
+from kd_rl.policies import PolicyFn, fast_policy_fn, observation_dim, to_actions
 
 __all__ = [
     "CURVE_EVAL_SEED_OFFSET",
@@ -196,8 +196,8 @@ def run_episodes(
     check_memory(f"episodes={episodes}", _BYTES_PER_EPISODE * check_int("episodes", episodes))
     seeds = episode_seeds(seed, episodes)
     cap = episode_cap(env_id, max_steps, env_kwargs)
-    forward = as_policy_fn(policy)
-    ref = None if reference is None else as_policy_fn(reference)
+    forward = fast_policy_fn(policy)  # the weights as they are now: they do not change during an evaluation
+    ref = None if reference is None else fast_policy_fn(reference)
     totals = {"agree": 0, "steps": 0, "kl": 0.0, "error": 0.0, "capped": 0}
     returns, lengths = [], []
     continuous = False
@@ -303,6 +303,7 @@ class RandomPolicy:
             self.num_actions = None
         else:
             self.num_actions = check_int("num_actions", num_actions)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, observations) -> np.ndarray:

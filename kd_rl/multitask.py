@@ -42,6 +42,7 @@ from kd_rl.distill import (
     CURVE_EVAL_SEED_OFFSET,
     FINAL_EVAL_SEED_OFFSET,
     check_resume_target,
+    fixed_policy_returns,
     log_point,
     make_distill_step,
     resume_progress,
@@ -51,8 +52,9 @@ from kd_rl.distill import (
 from kd_rl.distributed import make_strategy
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError
-from kd_rl.evaluate import check_model_fits_env, normalised_score, random_policy_return, run_episodes
+from kd_rl.evaluate import check_model_fits_env, normalised_score, run_episodes
 from kd_rl.models import LOG_STD_RANGE, StudentModel, count_params, normalise_hidden_units, weights_sha256
+from kd_rl.timing import RunProfile
 
 __all__ = [
     "MultiTaskStudent",
@@ -265,6 +267,7 @@ def distill_multitask(
             refused resume (`kd_rl.errors.ResumeRefused`).
     """
 
+    profile = RunProfile()
     if not config.is_multitask:
         raise KdRlError(
             f"a multi-task run takes a tuple of environment ids, got env_id {config.env_id!r}: "
@@ -308,6 +311,7 @@ def distill_multitask(
         if resume:
             state = resume_progress(checkpoint, config, student, optimizer, buffers, teacher_id)
         curve, env_steps = state["curve"], state["env_steps"]
+        profile.carried = state["wall_seconds"]  # a resumed run's curve counts on from its checkpoint
         # As a single-task run: a resumed run starts fresh episodes, seeded from where it stopped.
         collectors = [
             Collector(
@@ -328,25 +332,31 @@ def distill_multitask(
             elapsed = state["wall_seconds"] + time.perf_counter() - start
             save_progress(checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed)
 
+        profile.mark("startup", profile.start)
         env_steps = train_loop(
             config, step, collectors, buffers, rng, env_steps, curve,
             lambda env_steps, loss: log_point(_curve_point(models, config, env_steps, loss), writer, tags),
-            checkpoint_run if checkpoint is not None else None, progress, "distill (multi-task)",
+            checkpoint_run if checkpoint is not None else None, progress, "distill (multi-task)", profile,
         )  # fmt: skip
         train_seconds = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:  # first: a full disk is then reported on the file the run is for
-            save_model(student, run_dir / "student.keras")
-        metrics = _final_metrics(teachers, student, config, step.temperatures, buffers, train_seconds)
+            with profile.section("save"):
+                save_model(student, run_dir / "student.keras")
+        with profile.section("final_eval"):
+            metrics = _final_metrics(teachers, student, config, step.temperatures, buffers, train_seconds, profile)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
         metrics["replicas"] = step.replicas
         metrics["checkpoint_every"] = config.checkpoint_interval
         metrics["resumed_from_env_steps"] = state["env_steps"] if resume else 0
         metrics["wall_seconds"] = state["wall_seconds"] + time.perf_counter() - start
         if run_dir is not None:
-            columns = ["env_steps", *config.env_ids, "loss"]
-            write_csv(run_dir / "curve.csv", columns, [[p[c] for c in columns] for p in curve])
+            with profile.section("save"):
+                columns = ["env_steps", *config.env_ids, "loss", "train_seconds"]
+                write_csv(run_dir / "curve.csv", columns, [[p.get(c) for c in columns] for p in curve])
+                writer.close()
+        metrics["profile"] = profile.to_dict()
+        if run_dir is not None:
             write_json(run_dir / "metrics.json", metrics)
-            writer.close()
         return student, metrics
 
 
@@ -358,13 +368,14 @@ def _curve_point(models, config: DistillConfig, env_steps: int, loss: float) -> 
     return point
 
 
-def _final_metrics(teachers, student, config, temperatures, buffers, train_seconds) -> dict:
+def _final_metrics(teachers, student, config, temperatures, buffers, train_seconds, profile) -> dict:
     eval_seed = FINAL_EVAL_SEED_OFFSET + config.seed
     tasks = []
     for teacher, env_id, temperature, buffer in zip(teachers, config.env_ids, temperatures, buffers):
         model = student.for_task(env_id)
-        teacher_return = run_episodes(teacher, env_id, config.eval_episodes, seed=eval_seed).mean_return
-        random_return = random_policy_return(env_id, config.eval_episodes, seed=eval_seed)
+        with profile.section("final_eval_teacher"):
+            teacher_eval, random_eval, cache = fixed_policy_returns(teacher, config, env_id)
+        teacher_return, random_return = teacher_eval.mean_return, random_eval.mean_return
         stats = run_episodes(model, env_id, config.eval_episodes, seed=eval_seed, reference=teacher)
         tasks.append(
             {
@@ -381,6 +392,7 @@ def _final_metrics(teachers, student, config, temperatures, buffers, train_secon
                 "teacher_params": count_params(teacher),
                 "task_params": count_params(model),
                 "labelled_states": int(buffer.added),
+                "eval_cache_status": cache,
             }
         )
     teacher_params = sum(t["teacher_params"] for t in tasks)

@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The evaluation cache (kd_rl.eval_cache) of the tests' runs goes to a folder of their own, not ~/.cache,
+# removed when the session ends.
+_CACHE = __import__("tempfile").TemporaryDirectory(prefix="kd_rl-test-cache-")
+os.environ["KD_RL_CACHE_DIR"] = _CACHE.name
 
 import kd_rl  # noqa: E402, F401  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow resolves tf.keras)
 

@@ -31,7 +31,8 @@ def test_student_driven_distillation_matches_a_strong_teacher(cartpole_teacher, 
     assert metrics["student_params"] == 352 and metrics["teacher_params"] == 702
     curve = read_curve(tmp_path / "run" / "curve.csv")
     np.testing.assert_array_equal(curve["env_steps"], [2000, 4000])
-    assert set(curve) == {"env_steps", "mean_return", "std_return", "agreement", "kl", "loss"}
+    assert set(curve) == {"env_steps", "mean_return", "std_return", "agreement", "kl", "loss", "train_seconds"}
+    assert 0 < curve["train_seconds"][0] < curve["train_seconds"][1] <= metrics["train_seconds"]
     assert np.all(curve["kl"] >= 0)
     assert (tmp_path / "run" / "tensorboard").is_dir()
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -53,7 +54,7 @@ def test_same_seed_gives_bitwise_identical_student_and_metrics(cartpole_teacher)
         runs.append((student.get_weights(), metrics))
     for a, b in zip(runs[0][0], runs[1][0]):
         np.testing.assert_array_equal(a, b)
-    timing = {"train_seconds", "wall_seconds"}
+    timing = {"train_seconds", "wall_seconds", "profile", "eval_cache_status"}  # the second run's cache hits
     assert {k: v for k, v in runs[0][1].items() if k not in timing} == {
         k: v for k, v in runs[1][1].items() if k not in timing
     }

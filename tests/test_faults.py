@@ -632,7 +632,8 @@ def test_checkpoint_written_by_a_newer_kd_rl_is_refused(resumable_run, tmp_path)
 @pytest.mark.parametrize("second_flags", [(), ("--overwrite",)], ids=["plain", "overwrite"])
 def test_second_run_into_the_same_folder_is_refused(second_flags, tmp_path):
     args = ("distill", "--teacher", "CartPole-v1-dqn", "--env", "CartPole-v1", "--out", "run")
-    args += ("--steps", "20000", "--eval-episodes", "2", "--hidden", "16", "--no-progress")
+    # Long enough (about 15 s on a 2-core CPU) for the second run to start and be refused while it runs.
+    args += ("--steps", "100000", "--eval-episodes", "2", "--hidden", "16", "--no-progress")
     first = start_cli(*args, cwd=tmp_path)
     try:
         # The first run has begun once anything (run/, or a staging folder beside it) appears.
@@ -647,5 +648,5 @@ def test_second_run_into_the_same_folder_is_refused(second_flags, tmp_path):
     assert first.returncode == 0, f"exit {first.returncode}\n{out}\n{err}"
     names = entries(tmp_path / "run")
     assert {"metrics.json", "student.keras"} <= names, names
-    assert strict_json((tmp_path / "run" / "metrics.json").read_text())["env_steps"] == 20000
+    assert strict_json((tmp_path / "run" / "metrics.json").read_text())["env_steps"] == 100000
     assert entries(tmp_path) == {"run"}

@@ -145,7 +145,7 @@ def test_distill_multitask_learns_every_task_and_writes_a_run(cartpole_teacher, 
     assert metrics["geometric_mean_score"] == expected
     assert metrics["student_params"] == count_params(student)
     header = (tmp_path / "run" / "curve.csv").read_text().splitlines()[0]
-    assert header == "env_steps,CartPole-v1,Acrobot-v1,Pendulum-v1,loss"
+    assert header == "env_steps,CartPole-v1,Acrobot-v1,Pendulum-v1,loss,train_seconds"
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["tasks"][0]["env_id"] == "CartPole-v1"
     assert isinstance(load_policy(tmp_path / "run" / "student.keras"), MultiTaskStudent)
