@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def venv_dir() -> Path:
     return Path(path).expanduser() if path else Path.home() / ".cache" / "kd_rl" / "sb3-venv"
 
 
-def _log(message: str) -> None:
-    print(f"[sb3-venv] {message}", file=sys.stderr, flush=True)
+def _log(message: str, label: str = "SB3") -> None:
+    print(f"[{label.lower()}-venv] {message}", file=sys.stderr, flush=True)
 
 
 def _wanted() -> dict:
@@ -65,13 +66,13 @@ def _wanted() -> dict:
     }
 
 
-def _pip(python: Path, *args: str, check: bool = True) -> bool:
+def _pip(python: Path, *args: str, check: bool = True, label: str = "SB3") -> bool:
     """Run pip in the venv, its output on our stderr (the install's progress); True if it succeeded."""
-    _log("pip " + " ".join(args))
+    _log("pip " + " ".join(args), label)
     env = {**_clean_env(), "PIP_PROGRESS_BAR": "off", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     done = subprocess.run([str(python), "-m", "pip", *args], stdout=sys.stderr, stderr=sys.stderr, env=env)
     if check and done.returncode != 0:
-        raise RuntimeError(f"SB3 venv: `pip {' '.join(args)}` failed with exit code {done.returncode}")
+        raise RuntimeError(f"{label} venv: `pip {' '.join(args)}` failed with exit code {done.returncode}")
     return done.returncode == 0
 
 
@@ -83,6 +84,79 @@ def _clean_env() -> dict:
     return env
 
 
+def torch_venv(root: Path, wanted: dict, reported: Sequence[str], marker: str, label: str = "SB3") -> Path:
+    """Make a venv at ``root`` with a CPU PyTorch and ``wanted["requirements"]``, unless its marker matches.
+
+    torch comes first, as the module doc says (``wanted["torch_index"]``, else a
+    ``find-links`` wheel, else the package index); then the requirements, torch
+    among them. The marker file ``root / marker`` records ``wanted`` and the
+    installed versions of the ``reported`` distributions (its ``installed`` entry).
+
+    Args:
+        root: The venv's folder.
+        wanted: What the venv must hold: ``requirements`` (pip specifiers) and
+            ``torch_index`` (an index URL or None), with anything else that should
+            trigger a new install when it changes (e.g. ``python``).
+        reported: Distributions whose versions the marker records.
+        marker: The marker file's name inside ``root``.
+        label: The venv's name in progress lines and errors.
+
+    Returns:
+        The venv's interpreter, ``root / "bin" / "python"``.
+
+    Raises:
+        RuntimeError: if making the venv or a pip install fails (pip's output is on stderr).
+    """
+    python = root / "bin" / "python"
+    marker_file = root / marker
+    if python.exists() and marker_file.exists():
+        try:
+            if {k: v for k, v in json.loads(marker_file.read_text()).items() if k in wanted} == wanted:
+                return python
+        except (OSError, ValueError):
+            pass
+    started = time.perf_counter()
+    if not python.exists():
+        _log(f"creating {root} with {sys.executable}", label)
+        if root.exists():
+            shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        # The kd_rl venv's interpreter makes a venv on the same base Python, not inside kd_rl's.
+        if subprocess.run([sys.executable, "-m", "venv", str(root)], env=_clean_env()).returncode != 0:
+            raise RuntimeError(f"{label} venv: `{sys.executable} -m venv {root}` failed")
+    marker_file.unlink(missing_ok=True)
+    if wanted["torch_index"]:
+        _pip(python, "install", "--index-url", wanted["torch_index"], "torch", label=label)
+    elif _pip(python, "install", "--no-index", "--no-deps", "torch>=2.3", check=False, label=label):
+        _log("torch came from a local wheel (find-links); its dependencies come next", label)
+    else:
+        _log("no local torch wheel: taking torch from the package index (its CUDA libraries too)", label)
+    # torch is named again so that pip keeps the one just installed and adds its dependencies.
+    _pip(python, "install", *wanted["requirements"], label=label)
+    versions = json.loads(
+        subprocess.run(
+            [
+                str(python),
+                "-c",
+                "import json, sys; from importlib.metadata import version; "
+                "print(json.dumps({n: version(n) for n in sys.argv[1:]}))",
+                *reported,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+        ).stdout
+    )
+    tmp = marker_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**wanted, "installed": versions}, indent=1) + "\n")
+    tmp.replace(marker_file)
+    _log(
+        f"ready in {time.perf_counter() - started:.0f} s: " + ", ".join(f"{k} {v}" for k, v in versions.items()), label
+    )
+    return python
+
+
 def sb3_python() -> Path:
     """Make the SB3 venv if it is missing or out of date, and return its ``python``.
 
@@ -92,54 +166,29 @@ def sb3_python() -> Path:
     Raises:
         RuntimeError: if making the venv or a pip install fails (pip's output is on stderr).
     """
-    root = venv_dir()
-    python = root / "bin" / "python"
-    marker = root / _MARKER
-    wanted = _wanted()
-    if python.exists() and marker.exists():
-        try:
-            if {k: v for k, v in json.loads(marker.read_text()).items() if k in wanted} == wanted:
-                return python
-        except (OSError, ValueError):
-            pass
-    started = time.perf_counter()
-    if not python.exists():
-        _log(f"creating {root} with {sys.executable}")
-        if root.exists():
-            shutil.rmtree(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        # The kd_rl venv's interpreter makes a venv on the same base Python, not inside kd_rl's.
-        if subprocess.run([sys.executable, "-m", "venv", str(root)], env=_clean_env()).returncode != 0:
-            raise RuntimeError(f"SB3 venv: `{sys.executable} -m venv {root}` failed")
-    marker.unlink(missing_ok=True)
-    if wanted["torch_index"]:
-        _pip(python, "install", "--index-url", wanted["torch_index"], "torch")
-    elif _pip(python, "install", "--no-index", "--no-deps", "torch>=2.3", check=False):
-        _log("torch came from a local wheel (find-links); its dependencies come next")
-    else:
-        _log("no local torch wheel: taking torch from the package index (its CUDA libraries too)")
-    # torch is named again so that pip keeps the one just installed and adds its dependencies.
-    _pip(python, "install", *wanted["requirements"])
-    versions = json.loads(
-        subprocess.run(
-            [
-                str(python),
-                "-c",
-                "import json, sys; from importlib.metadata import version; "
-                "print(json.dumps({n: version(n) for n in sys.argv[1:]}))",
-                *_REPORTED,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=_clean_env(),
-        ).stdout
-    )
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**wanted, "installed": versions}, indent=1) + "\n")
-    tmp.replace(marker)
-    _log(f"ready in {time.perf_counter() - started:.0f} s: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return python
+    return torch_venv(venv_dir(), _wanted(), _REPORTED, _MARKER)
+
+
+def run_peer(cmd: list[str], what: str) -> dict:
+    """Run a peer script (``cmd``), its stderr passing through to ours, and return the JSON it prints last.
+
+    Raises:
+        RuntimeError: if it fails or prints no JSON line; the message names ``what``
+            ran and holds the last lines of its stderr.
+    """
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env()) as proc:
+        # stdout holds one JSON line, so it cannot fill its pipe while stderr is read here.
+        for line in proc.stderr:
+            tail.append(line.rstrip("\n"))
+            print(line, end="", file=sys.stderr, flush=True)
+        stdout = proc.stdout.read()
+    last = [line for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not last:
+        raise RuntimeError(
+            f"{what} failed with exit code {proc.returncode}; last lines of its stderr:\n" + "\n".join(tail)
+        )
+    return json.loads(last[-1])
 
 
 def run_sb3(
@@ -166,17 +215,4 @@ def run_sb3(
     cmd = [str(sb3_python()), str(PEER), "--env", env, "--algo", algo, "--seed", str(seed)]
     cmd += ["--budget", str(budget), "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes)]
     cmd += ["--threshold", str(threshold), "--threads", str(threads)]
-    tail: collections.deque[str] = collections.deque(maxlen=20)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env()) as proc:
-        # stdout holds one JSON line, so it cannot fill its pipe while stderr is read here.
-        for line in proc.stderr:
-            tail.append(line.rstrip("\n"))
-            print(line, end="", file=sys.stderr, flush=True)
-        stdout = proc.stdout.read()
-    last = [line for line in stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not last:
-        raise RuntimeError(
-            f"SB3 peer ({env}, {algo}, seed {seed}) failed with exit code {proc.returncode}; "
-            "last lines of its stderr:\n" + "\n".join(tail)
-        )
-    return json.loads(last[-1])
+    return run_peer(cmd, f"SB3 peer ({env}, {algo}, seed {seed})")

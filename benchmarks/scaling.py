@@ -12,6 +12,14 @@ rate is `make_distill_step`'s: ``updates_per_round`` updates of
 ``batch_size`` states in one call. From these the script projects, on paper,
 the loop's rate with N actors (see docs/scaling.md).
 
+The one-process collector is measured twice, as kd_rl runs it (the policies'
+forward passes in NumPy, `kd_rl.policies.fast_policy_fn`) and with
+``KD_RL_FAST_POLICIES=0`` (one compiled TensorFlow call per policy and step,
+kd_rl's path before issue #37), and its time is split into stepping the
+environments, the teacher's labels, the student's actions and the rest (the
+Python loop around them) from the collector's `kd_rl.timing.RunProfile`: what
+bounds the rate.
+
 The rounds, actors and learner settings: the row ``scaling`` of ``experiments.yml``.
 
     python benchmarks/run.py scaling [--rounds 5] [--round 500] [--actors 1 2 4]
@@ -41,8 +49,9 @@ def _teacher(kind: str):
     return model
 
 
-def _time_rounds(collector, num_states: int, rounds: int) -> list[float]:
-    collector.collect(num_states)  # warm-up: traces, first episodes
+def _time_rounds(collector, num_states: int, rounds: int, warm_up: bool = True) -> list[float]:
+    if warm_up:
+        collector.collect(num_states)  # warm-up: traces, first episodes
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -114,20 +123,32 @@ def measure(
     from kd_rl.data import Collector
     from kd_rl.distributed import DistributedCollector
     from kd_rl.models import StudentModel
+    from kd_rl.timing import RunProfile
 
     check_choices("teachers", teachers, TEACHERS)
     ray.init(num_cpus=max(os.cpu_count(), max(actors)), include_dashboard=False, log_to_driver=False)
     results = {"round_states": round, "load_before": os.getloadavg(), "teachers": {}}
+    compiled = []
     for kind in teachers:
         teacher = _teacher(kind)
         student = StudentModel(2, hidden_units=50, observation_dim=4)
         student.ensure_built()
         rows = []
-        local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
-        times = _time_rounds(local, round, rounds)
-        local.close()
-        rows.append({"actors": 0, "states_per_s": round / float(np.median(times)), "round_s": times})
-        print(kind, rows[-1]["actors"], f"{rows[-1]['states_per_s']:.0f} states/s", flush=True)
+        for fast in (True, False):
+            os.environ["KD_RL_FAST_POLICIES"] = "1" if fast else "0"
+            local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
+            local.collect(round)  # warm-up, then a fresh profile for the timed rounds
+            local.profile = RunProfile()
+            times = _time_rounds(local, round, rounds, warm_up=False)
+            local.close()
+            parts = {k: local.profile.seconds[f"collect_{k}"] / sum(times) for k in ("env", "teacher", "student")}
+            parts["loop"] = 1.0 - sum(parts.values())
+            row = {"actors": 0, "states_per_s": round / float(np.median(times)), "round_s": times, "shares": parts}
+            (rows.append if fast else compiled.append)(row)
+            print(
+                kind, "one process", "numpy" if fast else "compiled", f"{row['states_per_s']:.0f} states/s", flush=True
+            )
+        os.environ.pop("KD_RL_FAST_POLICIES")
         for n in actors:
             start = time.perf_counter()
             collector = DistributedCollector(
@@ -158,6 +179,7 @@ def measure(
         results["teachers"][kind] = {
             "teacher": TEACHERS[kind],
             "rows": rows,
+            "one_process_compiled": compiled[-1],
             "learner_updates_per_s": updates_per_s,
             "learn_seconds_per_round": learn_seconds,
             "projection": projection,
@@ -184,6 +206,21 @@ def _table(results: dict, round_states: int, updates: int, batch: int) -> str:
             lines.append(
                 f"| {r['teacher']} | {name} | {row['states_per_s']:.0f} | {row['states_per_s'] / base:.2f}x | "
                 f"{overhead} | {startup} |"
+            )
+    lines += [
+        "",
+        "One process, where the time goes (shares of the timed rounds, from the collector's profile), with the "
+        "policies' forward passes in NumPy (kd_rl's path) and as one compiled TensorFlow call per policy and step "
+        "(`KD_RL_FAST_POLICIES=0`, kd_rl's path before issue #37):\n",
+        "| teacher | forward pass | labelled states/s | environments | teacher | student | loop (Python) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results["teachers"].values():
+        for name, row in (("NumPy", r["rows"][0]), ("compiled TF", r["one_process_compiled"])):
+            sh = row["shares"]
+            lines.append(
+                f"| {r['teacher']} | {name} | {row['states_per_s']:.0f} | {sh['env']:.0%} | {sh['teacher']:.0%} | "
+                f"{sh['student']:.0%} | {sh['loop']:.0%} |"
             )
     lines += [
         "",
