@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kd_rl._io import atomic_path
+from kd_rl.config import DistillConfig
 from kd_rl.errors import KdRlError
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "plot_compression_curve",
     "plot_loss_comparison",
     "plot_runs",
+    "seed_mean_curve",
     "save",
 ]
 
@@ -58,11 +61,22 @@ def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return Path(path)
 
 
+def _band(ax, curve: dict, color: str) -> None:
+    """Shade a curve's spread over seeds, ``mean_return_low`` to ``mean_return_high``, where it has one."""
+    if "mean_return_low" in curve:
+        ax.fill_between(curve["env_steps"], curve["mean_return_low"], curve["mean_return_high"], color=color, alpha=0.2)
+
+
 def plot_training_curve(curves: dict[str, dict], title: str = "Teacher training", solved: float | None = None):
-    """Return vs env steps of one or more teacher runs (``{label: curve}``)."""
+    """Return vs env steps of one or more teacher runs (``{label: curve}``).
+
+    A curve with ``mean_return_low`` and ``mean_return_high`` (`seed_mean_curve`)
+    is drawn as its mean with the spread shaded.
+    """
     fig, ax = plt.subplots(figsize=_FIGSIZE)
-    for label, curve in curves.items():
-        ax.plot(curve["env_steps"], curve["mean_return"], marker="o", markersize=3, label=label)
+    for i, (label, curve) in enumerate(curves.items()):
+        ax.plot(curve["env_steps"], curve["mean_return"], marker="o", markersize=3, color=f"C{i}", label=label)
+        _band(ax, curve, f"C{i}")
     if solved is not None:
         ax.axhline(solved, color="grey", linestyle=":", label=f"solved ({solved:g})")
     ax.set(title=title, xlabel="environment steps", ylabel="mean episode return (evaluation)")
@@ -72,11 +86,16 @@ def plot_training_curve(curves: dict[str, dict], title: str = "Teacher training"
 
 
 def plot_distillation_curve(curves: dict[str, dict], teacher_return: float | None = None, title: str = "Distillation"):
-    """Student return (and agreement, right axis) vs teacher-labelled env steps."""
+    """Student return (and agreement, right axis) vs teacher-labelled env steps.
+
+    A curve with ``mean_return_low`` and ``mean_return_high`` (`seed_mean_curve`)
+    is drawn as its mean with the spread shaded.
+    """
     fig, ax = plt.subplots(figsize=_FIGSIZE)
     ax2 = ax.twinx()
     for i, (label, curve) in enumerate(curves.items()):
         color = f"C{i}"
+        _band(ax, curve, color)
         ax.plot(
             curve["env_steps"],
             curve["mean_return"],
@@ -197,12 +216,54 @@ def plot_loss_comparison(
     return fig
 
 
+#: metrics.json keys that differ between runs of one setting (timings, where and how it ran, results).
+_NOT_SETTINGS = {
+    "seed", "command", "eval_seed", "periodic_eval_seed", "checkpoint_every", "eval_cache", "eval_cache_status",
+    "ray_address", "strategy", "actors", "replicas", "profile", "versions",
+}  # fmt: skip
+
+
+def _setting_of(metrics: dict, kind: str) -> str:
+    """What a run's metrics say it ran, without its seed: runs with equal settings are seeds of one experiment."""
+    if kind == "teacher":
+        keys = ["env_id", "algo", "hyperparameters_key", "hyperparameters", "hidden_units", "env_kwargs"]
+    else:
+        keys = sorted({f.name for f in fields(DistillConfig)} - _NOT_SETTINGS) + ["teacher"]
+    chosen = {}
+    for key in keys:
+        value = metrics.get(key)
+        chosen[key] = {k: v for k, v in value.items() if k != "seed"} if isinstance(value, dict) else value
+    return json.dumps(chosen, sort_keys=True, default=str)
+
+
+def seed_mean_curve(curves: Sequence[dict]) -> dict:
+    """Several seeds' curves (the same ``env_steps``) as one: the mean of every column, and the return's
+    spread as ``mean_return_low``/``mean_return_high`` (min and max over the seeds)."""
+    steps = curves[0]["env_steps"]
+    if any(len(c["env_steps"]) != len(steps) or not np.array_equal(c["env_steps"], steps) for c in curves):
+        raise KdRlError("the seeds' curves have different env_steps; plot them as separate runs")
+    columns = set.intersection(*(set(c) for c in curves))
+    out = {k: np.nanmean([c[k] for c in curves], axis=0) for k in columns}
+    returns = np.array([c["mean_return"] for c in curves])
+    out["env_steps"] = steps
+    out["mean_return_low"], out["mean_return_high"] = returns.min(axis=0), returns.max(axis=0)
+    return out
+
+
+def _label(names: list[str]) -> str:
+    prefix = os.path.commonprefix(names).rstrip("-_ .")
+    return prefix or " + ".join(names)
+
+
 def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Draw the chart that fits the run folders and save it to ``out`` (PNG).
 
     Teacher runs (with ``teacher.keras``) give training curves; distillation
     runs (with ``student.keras``) give distillation curves with the teacher's
-    return as a reference line.
+    return as a reference line. Runs whose settings differ only in their seed
+    (and in how or where they ran) are drawn as one curve: the mean over the
+    seeds, the min-max spread shaded, labelled with the runs' common name and
+    the number of seeds.
 
     Raises:
         ValueError: If a folder is missing, lacks ``curve.csv``, or the runs mix kinds.
@@ -218,6 +279,21 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         metrics[run.name] = json.loads((run / "metrics.json").read_text())
     if len(kinds) != 1:
         raise KdRlError("plot either teacher runs or distillation runs, not both")
+    (kind,) = kinds
+    groups: dict[str, list[str]] = {}
+    for name, m in metrics.items():
+        groups.setdefault(_setting_of(m, kind), []).append(name)
+    grouped = {}
+    for names in groups.values():
+        steps = [curves[n]["env_steps"] for n in names]
+        same_points = all(len(x) == len(steps[0]) and np.array_equal(x, steps[0]) for x in steps)
+        if len(names) > 1 and same_points:
+            grouped[f"{_label(names)} (mean of {len(names)} seeds, min-max shaded)"] = seed_mean_curve(
+                [curves[n] for n in names]
+            )
+        else:
+            grouped.update({n: curves[n] for n in names})
+    curves = grouped
     env = ", ".join(sorted({m.get("env_id", "?") for m in metrics.values()}))
     if kinds == {"teacher"}:
         fig = plot_training_curve(curves, title=f"Teacher training on {env}")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -52,3 +54,43 @@ def test_plot_runs_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="curve.csv"):
         plots.plot_runs([tmp_path / "nothing"], tmp_path / "fig.png")
     assert not (tmp_path / "fig.png").exists()
+
+
+def _fake_run(path, seed, returns, teacher="CartPole-v1-dqn", hidden=50):
+    from kd_rl.config import DistillConfig
+
+    path.mkdir()
+    (path / "student.keras").write_text("")
+    rows = ["env_steps,mean_return,std_return,agreement,kl,loss,train_seconds"]
+    rows += [f"{1000 * (i + 1)},{r},0,0.9,0.1,0.5,{i}" for i, r in enumerate(returns)]
+    (path / "curve.csv").write_text("\n".join(rows) + "\n")
+    config = DistillConfig(seed=seed, hidden_units=hidden).to_dict()
+    metrics = {**config, "teacher": teacher, "teacher_mean_return": 500.0, "command": f"kd-rl distill --seed {seed}"}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+def test_seeds_of_one_setting_are_drawn_as_their_mean_with_the_spread(tmp_path, monkeypatch):
+    runs = [_fake_run(tmp_path / f"h50-seed{s}", s, r) for s, r in enumerate([(10, 100), (30, 300), (20, 500)])]
+    other = _fake_run(tmp_path / "h8", 0, (5, 50), hidden=8)  # another setting: its own line
+    drawn = {}
+    real = plots.plot_distillation_curve
+
+    def spy(curves, **kwargs):
+        drawn.update(curves)
+        return real(curves, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_distillation_curve", spy)
+    path = plots.plot_runs([*runs, other], tmp_path / "fig.png")
+    _check_png(path)
+    assert set(drawn) == {"h50-seed (mean of 3 seeds, min-max shaded)", "h8"}
+    mean = drawn["h50-seed (mean of 3 seeds, min-max shaded)"]
+    np.testing.assert_allclose(mean["mean_return"], [20, 300])
+    np.testing.assert_allclose(mean["mean_return_low"], [10, 100])
+    np.testing.assert_allclose(mean["mean_return_high"], [30, 500])
+    assert "mean_return_low" not in drawn["h8"]
+    with pytest.raises(ValueError, match="different env_steps"):
+        plots.seed_mean_curve(
+            [{"env_steps": np.array([1, 2]), "mean_return": np.zeros(2)}] * 2
+            + [{"env_steps": np.array([1, 3]), "mean_return": np.zeros(2)}]
+        )
