@@ -10,7 +10,7 @@ export PYTHONHASHSEED ?= 0
 # Material for MkDocs prints a notice about MkDocs 2 on every build; this silences it.
 export NO_MKDOCS_2_WARNING ?= 1
 
-.PHONY: demo test install lint format docs clean
+.PHONY: demo test install lint format docs dist clean
 
 # TF-Agents 0.19 (the last release) and gym 0.23 are installed with --no-deps: their metadata
 # pins packages that no longer install beside TensorFlow 2.21. kd_rl[teachers] brings what
@@ -41,6 +41,13 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
 	$(BIN)/python scripts/docs_browser_check.py --site-dir site
 
+# A wheel of kd_rl, dist/kd_rl-<version>-py3-none-any.whl, for a runtime without the repository:
+# upload it beside a notebook (on Colab: the Files panel) and the notebook's first cell installs it.
+dist: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 lint: $(STAMP)
 	$(BIN)/ruff check kd_rl tests benchmarks scripts
 	$(BIN)/ruff format --check kd_rl tests benchmarks scripts
@@ -50,4 +57,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix kd_rl tests benchmarks scripts
 
 clean:
-	rm -rf .venv .venv-* runs site build *.egg-info
+	rm -rf .venv .venv-* runs site build dist *.egg-info

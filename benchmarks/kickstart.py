@@ -226,7 +226,10 @@ def table(data: dict, speedup: dict[str, list], outgrow_env: str, distill_steps:
 
 
 def figure(data: dict, which: str, kickstart_cases: dict[str, list]):
-    """Curves of one target, one colour per case and a line per seed.
+    """Curves of one target, one colour per case: the mean over the seeds, the min-max spread shaded.
+
+    A run that stopped early (at its target) counts where it has evaluations: the mean and the
+    spread at each step are over the seeds still running.
 
     ``speedup``: CartPole-v1 from scratch and kickstarted from the strong teacher;
     ``outgrow``: the imperfect teacher's λ schedules, pure distillation, and from scratch.
@@ -242,11 +245,17 @@ def figure(data: dict, which: str, kickstart_cases: dict[str, list]):
         title = "CartPole-v1 from an imperfect teacher: λ schedules, distillation, from scratch"
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, case in enumerate(cases):
-        runs = [r for r in data["runs"] if r["case"] == case and r["env_id"] == "CartPole-v1"]
-        for j, r in enumerate(sorted(runs, key=lambda r: r["seed"])):
-            steps, returns = zip(*r["curve"]) if r["curve"] else ((), ())
-            label = f"{_label(case, kickstart_cases)} ({len(runs)} seeds)" if j == 0 else None
-            ax.plot(steps, returns, color=f"C{i}", alpha=0.75, marker="o", markersize=2, label=label)
+        runs = [r for r in data["runs"] if r["case"] == case and r["env_id"] == "CartPole-v1" and r["curve"]]
+        if not runs:
+            continue
+        longest = max(runs, key=lambda r: len(r["curve"]))
+        steps = np.array([point[0] for point in longest["curve"]], dtype=float)
+        returns = np.full((len(runs), len(steps)), np.nan)
+        for j, r in enumerate(runs):
+            returns[j, : len(r["curve"])] = [point[1] for point in r["curve"]]
+        label = f"{_label(case, kickstart_cases)} (mean of {len(runs)} seeds, min-max shaded)"
+        ax.plot(steps, np.nanmean(returns, axis=0), color=f"C{i}", marker="o", markersize=2, label=label)
+        ax.fill_between(steps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), color=f"C{i}", alpha=0.15)
     ax.axhline(475, color="black", linestyle=":", label="solved (475)")
     if teacher is not None:
         ax.axhline(teacher, color="grey", linestyle="--", label=f"teacher ({teacher:.0f})")

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -243,7 +244,9 @@ def seed_mean_curve(curves: Sequence[dict]) -> dict:
     if any(len(c["env_steps"]) != len(steps) or not np.array_equal(c["env_steps"], steps) for c in curves):
         raise KdRlError("the seeds' curves have different env_steps; plot them as separate runs")
     columns = set.intersection(*(set(c) for c in curves))
-    out = {k: np.nanmean([c[k] for c in curves], axis=0) for k in columns}
+    with warnings.catch_warnings():  # a column empty at some point in every seed stays NaN there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {k: np.nanmean([c[k] for c in curves], axis=0) for k in columns}
     returns = np.array([c["mean_return"] for c in curves])
     out["env_steps"] = steps
     out["mean_return_low"], out["mean_return_high"] = returns.min(axis=0), returns.max(axis=0)

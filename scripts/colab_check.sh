@@ -2,9 +2,11 @@
 # A Colab-like check (issue #11): a fresh Python 3.13 venv that first installs Colab's
 # preinstalled set, then kd_rl exactly as the README tells a Colab user, then fails if
 # TensorFlow or Keras were replaced, and runs a zoo distillation, a TFLite export and its
-# evaluation, a short PPO teacher training and every notebook in fast mode. Last, it uninstalls
-# kd_rl and runs notebook 01 again: its first cell must install kd_rl from the clone, as on a fresh
-# Colab runtime, and leave TensorFlow and Keras as they were.
+# evaluation, a short PPO teacher training and every notebook in fast mode, each from a copy in a
+# folder outside the repository (as a learner who opens it on Colab has it). Last, it uninstalls
+# kd_rl and runs notebook 01 again from a folder that holds only it and the kd_rl wheel (`make
+# dist`'s): its first cell must install kd_rl from the wheel, as on a fresh Colab runtime with the
+# wheel uploaded, and leave TensorFlow and Keras as they were.
 #
 #   bash scripts/colab_check.sh [PYTHON3.13]      (default: python3.13, else pyenv's 3.13)
 #
@@ -75,22 +77,37 @@ assert keras.__version__.startswith("3.13"), keras.__version__
 print("TFLite export exact on 1,000 visited states; PPO teacher trained:", teacher["mean_return"])
 PY
 
-echo "== 4. every notebook in fast mode"
+echo "== 4. every notebook in fast mode, each copied to a folder outside the repository"
 $PIP install --quiet "pytest>=8,<9" pytest-timeout nbmake ipykernel
-cd "$REPO"
-NBMAKE=("$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider --timeout 1800 --nbmake)
-KD_RL_FAST=1 "${NBMAKE[@]}" notebooks/*.ipynb
+mkdir "$WORK/course"
+cp "$REPO"/notebooks/[0-9][0-9]_*.ipynb "$WORK/course/"
+cd "$WORK/course"
+NBMAKE=("$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider --timeout 1800 --nbmake --rootdir "$WORK/course")
+KD_RL_FAST=1 "${NBMAKE[@]}" ./*.ipynb
 
-echo "== 5. a runtime without kd_rl: notebook 01's first cell installs it from the clone"
+echo "== 5. a runtime without kd_rl: notebook 01's first cell installs it from the uploaded wheel"
 $PIP uninstall --quiet --yes kd_rl
-# Checked from $WORK: in the repository root the source folder kd_rl/ would be importable itself.
-if (cd "$WORK" && "$WORK/venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("kd_rl") is not None)'); then
-  KD_RL_FAST=1 "${NBMAKE[@]}" notebooks/01_article_reproduced.ipynb
+mkdir "$WORK/fresh"
+"$WORK/venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/fresh" "$REPO" 2>/dev/null
+cp "$REPO/notebooks/01_article_reproduced.ipynb" "$WORK/fresh/"
+cd "$WORK/fresh"
+if "$WORK/venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("kd_rl") is not None)'; then
+  KD_RL_FAST=1 "${NBMAKE[@]}" 01_article_reproduced.ipynb
 else
   echo "colab_check: kd_rl is still importable after pip uninstall" >&2
   exit 1
 fi
-(cd "$WORK" && "$WORK/venv/bin/python" -c 'import kd_rl; print("kd_rl", kd_rl.__version__, "installed by the notebook, in", kd_rl.__path__[0])')
+"$WORK/venv/bin/python" - "$REPO" <<'PY'
+import sys
+from importlib.metadata import distribution
+
+import kd_rl
+
+origin = distribution("kd_rl").read_text("direct_url.json") or ""
+assert sys.argv[1] not in kd_rl.__path__[0], f"kd_rl came from the repository: {kd_rl.__path__[0]}"
+assert ".whl" in origin, f"kd_rl was not installed from the wheel: {origin}"
+print("kd_rl", kd_rl.__version__, "installed by the notebook from", origin)
+PY
 after=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | sort)
 if [ "$before" != "$after" ]; then
   echo "colab_check: the notebook's install cell changed TensorFlow/Keras:" >&2

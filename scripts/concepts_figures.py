@@ -99,7 +99,7 @@ def softmax_temperature(path: Path) -> None:
         right.bar_label(bars, fmt="%.2f", fontsize=6.5)
     right.set(
         title="a DQN's Q-values (61.3, 61.8): small τ sharpens",
-        xticks=range(2), xticklabels=["left", "right"], ylabel="softmax(q / τ)", ylim=(0, 1.05),
+        xticks=range(2), xticklabels=["left", "right"], ylabel="softmax(Q / τ)", ylim=(0, 1.05),
     )  # fmt: skip
     right.legend(fontsize=8)
     fig.tight_layout()

@@ -7,6 +7,7 @@ outputs without TensorFlow's start-up noise, and a row in both course tables.
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -52,8 +53,46 @@ def test_both_course_tables_list_every_notebook(table):
     assert "coming" not in text, f"{table} still announces a lesson as coming"
 
 
+def _install_cell():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import notebook_install_cell
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return notebook_install_cell
+
+
 def test_first_cells_install_kd_rl_only_when_missing():
+    wanted = _install_cell().install_cell()
     for path in NOTEBOOKS:
         first = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
         source = "".join(first["source"])
         assert 'find_spec("kd_rl") is None' in source and "tf-agents==0.19.0" in source, path.name
+        assert source == wanted, f"{path.name}: run python scripts/notebook_install_cell.py"
+
+
+def _run_install_cell(folder, monkeypatch):
+    """Run the install cell in ``folder`` as on a runtime without kd_rl; return the pip commands it ran."""
+    import importlib.util
+    import subprocess
+
+    calls = []
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kwargs: calls.append(cmd))
+    exec(compile(_install_cell().install_cell(), "install-cell", "exec"), {})
+    return calls
+
+
+def test_the_install_cell_takes_an_uploaded_wheel_then_a_clone(tmp_path, monkeypatch):
+    wheel = tmp_path / "kd_rl-0.2.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    calls = _run_install_cell(tmp_path, monkeypatch)
+    assert calls[0][-1] == f"{wheel}[teachers,box2d,video]" and "tf-agents==0.19.0" in calls[1]
+    calls = _run_install_cell(ROOT / "notebooks", monkeypatch)  # no wheel here: the clone above
+    assert calls[0][-1] == f"{ROOT}[teachers,box2d,video]"
+    if not Path("/content/kd_rl").exists():
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        with pytest.raises(RuntimeError, match="upload the kd_rl wheel"):
+            _run_install_cell(empty, monkeypatch)
