@@ -96,3 +96,33 @@ def test_the_install_cell_takes_an_uploaded_wheel_then_a_clone(tmp_path, monkeyp
         empty.mkdir()
         with pytest.raises(RuntimeError, match="upload the kd_rl wheel"):
             _run_install_cell(empty, monkeypatch)
+
+
+#: A parenthesis that quotes a committed output: "(0.998 when this notebook was saved)".
+SAVED = re.compile(r"\(([^()]*?)when this notebook was saved[^()]*\)")
+NUMBER = re.compile(r"[−-]?\d[\d,]*(?:\.\d+)?")
+
+
+def _normalise(text: str) -> str:
+    return text.replace("−", "-").replace(",", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_numbers_said_to_be_the_saved_outputs_are_in_them(path):
+    """Prose that quotes this notebook's own outputs ("... when this notebook was saved") quotes them truly."""
+    nb = nbformat.read(path, as_version=4)
+    outputs = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            outputs.append("".join(out.get("text", "")))
+            outputs.append("".join(out.get("data", {}).get("text/plain", "")))
+    printed = _normalise("\n".join(outputs))
+    missing = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for quoted in SAVED.findall(cell.source):
+            for number in NUMBER.findall(quoted):
+                if _normalise(number) not in printed:
+                    missing.append(f"{number} in ({quoted.strip()} ...)")
+    assert not missing, f"{path.name}: numbers said to be this notebook's outputs but not in them: {missing}"
