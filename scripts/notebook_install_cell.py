@@ -3,11 +3,12 @@
     python scripts/notebook_install_cell.py           # rewrite the cells
     python scripts/notebook_install_cell.py --check   # exit 1 if a notebook's cell differs
 
-The cell is generated here, once for all eight lessons, from setup.cfg: the extras come from the
-README's install line, and the project's public repository from ``[metadata] url`` (none yet; when
-there is one, a fresh runtime with nothing uploaded installs from it with ``pip install
-"kd_rl[...] @ git+URL"``). Where kd_rl is importable the cell does nothing. Otherwise it installs,
-in this order, from:
+The cell is generated here, once for all eight lessons, from setup.cfg, and so is the "Open in
+Colab" line under each lesson's title once setup.cfg names a GitHub repository (none until then).
+The extras come from the README's install line, the project's public repository from
+``[metadata] url`` (none yet; once there is one, a fresh runtime with nothing uploaded installs
+from it with ``pip install "kd_rl[...] @ git+URL"``). Where kd_rl is importable the cell does
+nothing. Otherwise it installs, in this order, from:
 
 1. a kd_rl wheel beside the notebook or in ``/content`` (Colab's files panel), which
    ``make dist`` builds as ``dist/kd_rl-<version>-py3-none-any.whl``: a teacher can hand it to a class;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -75,18 +77,44 @@ def install_cell() -> str:
     return TEMPLATE.format(repository=json.dumps(repository_url()), extras=EXTRAS)
 
 
+#: The line of a lesson's title cell that opens it on Colab (only once setup.cfg names a GitHub repository).
+COLAB_PREFIX = "[Open in Colab]("
+
+
+def colab_link(repository: str, notebook: str) -> str | None:
+    """Colab's address for ``notebooks/<notebook>`` of a GitHub ``repository`` (None for no or another host)."""
+    match = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository or "")
+    if not match:
+        return None
+    owner, name = match.groups()
+    return f"https://colab.research.google.com/github/{owner}/{name}/blob/main/notebooks/{notebook}"
+
+
+def title_cell(source: str, link: str | None) -> str:
+    """A lesson's title cell with its Colab line under the title when there is a link, without it when not."""
+    lines = source.split("\n")
+    if len(lines) > 2 and lines[2].startswith(COLAB_PREFIX):
+        del lines[1:3]  # the blank line and the Colab line an earlier run put there
+    if link:
+        lines[1:1] = ["", f"{COLAB_PREFIX}{link}) (Colab's CPU runtime; the first code cell installs kd_rl)"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     wanted, stale = install_cell(), []
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "code")
-        if first.source != wanted:
+        title = next(c for c in nb.cells if c.cell_type == "markdown")
+        heading = title_cell(title.source, colab_link(repository_url(), path.name))
+        if first.source != wanted or title.source != heading:
             stale.append(path.name)
             if not check:
                 first.source = wanted
                 first.outputs = []
                 first.execution_count = None
+                title.source = heading
                 nbformat.write(nb, path)
     if check and stale:
         print("stale install cells (run python scripts/notebook_install_cell.py): " + ", ".join(stale), file=sys.stderr)

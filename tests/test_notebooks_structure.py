@@ -126,3 +126,19 @@ def test_numbers_said_to_be_the_saved_outputs_are_in_them(path):
                 if _normalise(number) not in printed:
                     missing.append(f"{number} in ({quoted.strip()} ...)")
     assert not missing, f"{path.name}: numbers said to be this notebook's outputs but not in them: {missing}"
+
+
+def test_colab_links_come_from_setup_cfgs_repository_and_only_from_it():
+    gen = _install_cell()
+    assert gen.repository_url() == ""  # no public address yet: no link, and the cell's REPOSITORY is empty
+    link = gen.colab_link("https://github.com/acme/kd_rl.git", "01_article_reproduced.ipynb")
+    assert link == "https://colab.research.google.com/github/acme/kd_rl/blob/main/notebooks/01_article_reproduced.ipynb"
+    assert gen.colab_link("https://gitlab.com/acme/kd_rl", "01.ipynb") is None and gen.colab_link("", "x") is None
+    title = "# 01 — A lesson\n\nIntro."
+    with_link = gen.title_cell(title, link)
+    assert with_link.splitlines()[2].startswith("[Open in Colab](" + link)
+    assert gen.title_cell(with_link, link) == with_link  # idempotent
+    assert gen.title_cell(with_link, None) == title  # and removed again without an address
+    for path in NOTEBOOKS:  # today's notebooks carry no link
+        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        assert "[Open in Colab](" not in first.source
