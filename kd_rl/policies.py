@@ -127,6 +127,8 @@ class OutputSnapshot:
             return False
         if model.activation not in NUMPY_ACTIVATIONS or model.compute_dtype != "float32":
             return False
+        if model.observation_dim is None:  # not built yet: its first call decides its input
+            return False
         import keras
 
         activation = keras.activations.get(model.activation)
