@@ -17,9 +17,11 @@
    10 episodes every 2,000 labelled states (DAgger: after each round that
    passes a multiple of 2,000) and on 100 episodes at the end. Measured:
 
-   - *time to a 500-return student*: the training seconds (start-up,
-     collection, labelling and updates; the curve's own evaluations left out,
-     for both) at the first curve point whose mean return is 500;
+   - *time to a 500-return student*: the training seconds at the first
+     curve point whose mean return is 500, the curve's own evaluations left
+     out for both. kd_rl's count starts at the call, so it includes its
+     start-up (the student, the first trace of the step, the environments);
+     DAgger's starts once its trainer and environments are built;
    - *the whole run*: wall seconds of the call, curve and final evaluations
      included (kd_rl's final evaluation also plays the teacher and a random
      policy on the same 100 episodes, with an empty cache);
@@ -44,7 +46,7 @@ from _common import quiet_tensorflow
 
 quiet_tensorflow()
 
-#: The three ways `profiles` runs each case: (label, NumPy forward passes, evaluation cache, cache folder).
+#: The three ways `profiles` runs each case: (label, NumPy forward passes, evaluation cache).
 _MODES = (("compiled TF, no cache", False, False), ("first run", True, True), ("second run", True, True))
 
 
@@ -235,8 +237,11 @@ def vs_dagger(
 
 
 def _median(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.median(values)) if values else None
+    """The median over every seed, a seed that never reached the threshold (None) counted as never: None
+    when that is the median."""
+    values = [np.inf if v is None else v for v in values]
+    median = float(np.median(values))
+    return None if not np.isfinite(median) else median
 
 
 def _dagger_table(data: dict) -> str:

@@ -691,7 +691,8 @@ def distill_policy(
                 checkpoint, config, student, optimizer, [buffer], teacher_id, weights=step.weights
             )
         env_steps, curve = progress_state["env_steps"], progress_state["curve"]
-        profile.carried = progress_state["wall_seconds"]  # a resumed run's curve counts on from its checkpoint
+        # A resumed run's curve counts on from its checkpoint (older checkpoints kept only the wall seconds).
+        profile.carried = progress_state.get("train_seconds", progress_state["wall_seconds"])
         # Environments cannot be checkpointed mid-episode: a resumed run starts
         # fresh episodes, and draws samples, from seeds derived from where it stopped.
         rng = np.random.default_rng([config.seed, env_steps] if env_steps else config.seed)
@@ -710,7 +711,10 @@ def distill_policy(
 
         def checkpoint_run(env_steps: int, curve: list) -> None:
             elapsed = progress_state["wall_seconds"] + time.perf_counter() - start_time
-            save_progress(checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed)
+            save_progress(
+                checkpoint, config, student, optimizer, [buffer], teacher_id, env_steps, curve, elapsed,
+                profile.training_seconds(),
+            )  # fmt: skip
 
         profile.mark("startup", profile.start)
         env_steps = train_loop(
@@ -725,6 +729,7 @@ def distill_policy(
         with profile.section("final_eval"):
             metrics = _final_metrics(teacher, student, config, temperature, buffer, env_steps, train_seconds, profile)
         metrics.update(teacher=teacher_name, checkpoint_every=checkpoint_every, replicas=step.replicas, command=command)
+        metrics["teacher_sha256"] = teacher_id["teacher_sha256"]
         if loss_fn is not None:
             metrics["loss"] = type(loss_fn).__name__
         metrics["wall_seconds"] = progress_state["wall_seconds"] + time.perf_counter() - start_time
@@ -916,17 +921,21 @@ def check_resume_target(out_dir, resume: bool) -> None:
 
 
 def save_progress(
-    path, config, student, optimizer, buffers, teachers: dict, env_steps: int, curve, wall_seconds
-) -> None:
+    path, config, student, optimizer, buffers, teachers: dict, env_steps: int, curve, wall_seconds,
+    train_seconds: float | None = None,
+) -> None:  # fmt: skip
     """Checkpoint a run (`kd_rl._io.save_checkpoint`) with what `resume_progress` checks and restores.
 
     Shared by `distill_policy` and `kd_rl.multitask.distill_multitask`; the
-    progress record holds ``env_steps``, ``curve``, ``wall_seconds``, the
-    config and the teachers' names and weight hashes.
+    progress record holds ``env_steps``, ``curve``, ``wall_seconds``,
+    ``train_seconds`` (the wall seconds less the curve's evaluations and the
+    checkpoints, `kd_rl.timing.RunProfile.training_seconds`), the config and
+    the teachers' names and weight hashes.
     """
     progress = {
         "env_steps": env_steps, "curve": curve, "wall_seconds": wall_seconds, "config": config.to_dict(),
         "loss_weighting": LOSS_WEIGHTING,
+        "train_seconds": wall_seconds if train_seconds is None else train_seconds,
     }  # fmt: skip
     save_checkpoint(path, student, optimizer, buffers, {**progress, **teachers})
 

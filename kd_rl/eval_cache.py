@@ -16,9 +16,17 @@ The key of an entry is the SHA-256 of everything the returns depend on:
 * the environment id and its keyword arguments, the evaluation seed, the
   number of episodes and the step cap;
 * what could change the numbers without changing the policy: the versions of
-  kd_rl, Gymnasium, NumPy and TensorFlow, whether the NumPy forward pass is on
-  (`kd_rl.policies.fast_policy_fn`), and the CPU (float rounding differs
-  between instruction sets, and a chaotic environment's returns with it).
+  kd_rl, Gymnasium, NumPy, TensorFlow and Keras, of the physics engines
+  (Box2D, MuJoCo, ale-py) and of the distribution that provides the
+  environment (its entry point's package); the source of the kd_rl modules
+  that play the episodes (so a development checkout's edits count); whether
+  the NumPy forward pass is on (`kd_rl.policies.fast_policy_fn`); and the CPU
+  (float rounding differs between instruction sets, and a chaotic
+  environment's returns with it).
+
+What it cannot see is a change to a user's own environment or layer code that
+keeps its package's version: clear the cache, or pass ``--no-cache``, after
+such an edit.
 
 Entries live in ``$KD_RL_CACHE_DIR/evals`` (default ``~/.cache/kd_rl/evals``),
 written atomically, so parallel runs can share them; a damaged entry is
@@ -30,11 +38,12 @@ it; deleting the folder clears it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import warnings
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 import keras
@@ -82,15 +91,53 @@ def policy_fingerprint(policy) -> str | None:
     return digest.hexdigest()
 
 
-def _versions() -> dict:
-    out = {"kd_rl": kd_rl.__version__, "cpu": cpu_name()}
-    for package in ("gymnasium", "numpy", "tensorflow"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
+#: Distributions whose versions are part of every key (None where not installed).
+_VERSIONED = ("gymnasium", "numpy", "tensorflow", "keras", "box2d", "box2d-py", "mujoco", "ale-py")
+
+#: The kd_rl modules whose source is part of every key: they play the episodes.
+_PLAYING_MODULES = ("evaluate.py", "envs.py", "policies.py", "eval_cache.py")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _versions(env_id: str) -> dict:
+    out = {**_installed(), "environment_package": _environment_package(env_id)}
     out["fast_policies"] = os.environ.get("KD_RL_FAST_POLICIES", "1") != "0"
     return out
+
+
+@functools.cache
+def _installed() -> dict:
+    """What this process runs on (read once: it does not change while it runs)."""
+    out = {"kd_rl": kd_rl.__version__, "cpu": cpu_name()}
+    out.update({package: _version(package) for package in _VERSIONED})
+    source = hashlib.sha256()
+    for name in _PLAYING_MODULES:
+        source.update((Path(kd_rl.__file__).parent / name).read_bytes())
+    out["kd_rl_source"] = source.hexdigest()[:16]
+    return out
+
+
+@functools.cache
+def _environment_package(env_id: str) -> dict:
+    """The distribution(s) that provide ``env_id``'s entry point, with their versions ({} when unknown)."""
+    import gymnasium
+
+    try:
+        entry = gymnasium.spec(env_id).entry_point
+    except Exception:  # an id only `make` can resolve: its module is in the id ("module:Env-v0")
+        entry = env_id.split(":")[0] if ":" in env_id else None
+    if not isinstance(entry, str):
+        return {}
+    top = entry.split(":")[0].split(".")[0]
+    if top == "gymnasium":  # Gymnasium's own environments: its version is in every key already
+        return {}
+    return {name: _version(name) for name in sorted(packages_distributions().get(top, []))}
 
 
 def _key(fingerprint: str, env_id: str, episodes: int, seed: int, env_kwargs, max_steps) -> tuple[str, dict] | None:
@@ -102,13 +149,14 @@ def _key(fingerprint: str, env_id: str, episodes: int, seed: int, env_kwargs, ma
         "episodes": int(episodes),
         "seed": int(seed),
         "max_steps": max_steps,
-        **_versions(),
+        **_versions(env_id),
     }
     try:
         text = json.dumps(material, sort_keys=True)
     except TypeError:  # keyword arguments that are not plain JSON (an object): not cacheable
         return None
-    return hashlib.sha256(text.encode()).hexdigest(), material
+    # The key as an entry stores it, read back: a tuple in env_kwargs becomes a list.
+    return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
 
 
 def cached_episodes(

@@ -311,7 +311,7 @@ def distill_multitask(
         if resume:
             state = resume_progress(checkpoint, config, student, optimizer, buffers, teacher_id)
         curve, env_steps = state["curve"], state["env_steps"]
-        profile.carried = state["wall_seconds"]  # a resumed run's curve counts on from its checkpoint
+        profile.carried = state.get("train_seconds", state["wall_seconds"])  # the curve counts on from the checkpoint
         # As a single-task run: a resumed run starts fresh episodes, seeded from where it stopped.
         collectors = [
             Collector(
@@ -330,7 +330,10 @@ def distill_multitask(
 
         def checkpoint_run(env_steps: int, curve: list) -> None:
             elapsed = state["wall_seconds"] + time.perf_counter() - start
-            save_progress(checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed)
+            save_progress(
+                checkpoint, config, student, optimizer, buffers, teacher_id, env_steps, curve, elapsed,
+                profile.training_seconds(),
+            )  # fmt: skip
 
         profile.mark("startup", profile.start)
         env_steps = train_loop(
@@ -345,6 +348,7 @@ def distill_multitask(
         with profile.section("final_eval"):
             metrics = _final_metrics(teachers, student, config, step.temperatures, buffers, train_seconds, profile)
         metrics["teachers"] = list(teacher_names) if teacher_names else None
+        metrics["teacher_sha256"] = teacher_id["teacher_sha256"]
         metrics["replicas"] = step.replicas
         metrics["checkpoint_every"] = config.checkpoint_interval
         metrics["resumed_from_env_steps"] = state["env_steps"] if resume else 0

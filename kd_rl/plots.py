@@ -229,7 +229,11 @@ def _setting_of(metrics: dict, kind: str) -> str:
     if kind == "teacher":
         keys = ["env_id", "algo", "hyperparameters_key", "hyperparameters", "hidden_units", "env_kwargs"]
     else:
-        keys = sorted({f.name for f in fields(DistillConfig)} - _NOT_SETTINGS) + ["teacher"]
+        keys = sorted({f.name for f in fields(DistillConfig)} - _NOT_SETTINGS) + [
+            "teacher",
+            "teachers",
+            "teacher_sha256",
+        ]
     chosen = {}
     for key in keys:
         value = metrics.get(key)
@@ -291,9 +295,10 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         steps = [curves[n]["env_steps"] for n in names]
         same_points = all(len(x) == len(steps[0]) and np.array_equal(x, steps[0]) for x in steps)
         if len(names) > 1 and same_points:
-            grouped[f"{_label(names)} (mean of {len(names)} seeds, min-max shaded)"] = seed_mean_curve(
-                [curves[n] for n in names]
-            )
+            label = f"{_label(names)} (mean of {len(names)} seeds, min-max shaded)"
+            if label in grouped:  # another setting's runs share the name's prefix: name every run
+                label = f"{' + '.join(names)} (mean of {len(names)} seeds, min-max shaded)"
+            grouped[label] = seed_mean_curve([curves[n] for n in names])
         else:
             grouped.update({n: curves[n] for n in names})
     curves = grouped

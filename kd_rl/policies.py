@@ -131,10 +131,18 @@ class OutputSnapshot:
             return False
         import keras
 
-        activation = keras.activations.get(model.activation)
-        return all(
-            type(layer) is keras.layers.Dense and layer.use_bias and layer.activation is activation
-            for layer in model.hidden_layers
+        def plain(layer, activation) -> bool:  # a float Dense layer: a kernel and a bias, no LoRA, not quantised
+            return (
+                type(layer) is keras.layers.Dense and layer.use_bias and layer.activation is activation
+                and len(layer.weights) == 2 and not getattr(layer, "lora_enabled", False)
+                and getattr(layer, "quantization_mode", None) is None
+            )  # fmt: skip
+
+        hidden = keras.activations.get(model.activation)
+        linear = keras.activations.get("linear")
+        model.ensure_built()
+        return all(plain(layer, hidden) for layer in model.hidden_layers) and all(
+            plain(layer, linear) for layer in model.output_layers
         )
 
     def refresh(self) -> None:

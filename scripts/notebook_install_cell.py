@@ -45,7 +45,7 @@ from pathlib import Path
 REPOSITORY = {repository}  # setup.cfg's [metadata] url ("" until the project has a public address)
 if importlib.util.find_spec("kd_rl") is None:
     places = [Path.cwd(), Path("/content")]
-    wheels = sorted(w for p in places if p.is_dir() for w in p.glob("kd_rl-*.whl"))
+    wheels = sorted((w for p in places if p.is_dir() for w in p.glob("kd_rl-*.whl")), key=lambda w: w.stat().st_mtime)
     clones = [p for p in (Path.cwd(), *Path.cwd().parents, Path("/content/kd_rl"))
               if (p / "kd_rl" / "__init__.py").is_file() and (p / "setup.cfg").is_file()]
     if wheels:

@@ -169,6 +169,10 @@ def test_resume_after_sigkill_completes_with_the_right_step_count(tmp_path, cart
     curve = read_curve(out / "curve.csv")
     assert curve["env_steps"][-1] == 12000
     assert np.all(np.diff(curve["env_steps"]) > 0)
+    # The training seconds count on from the checkpoint's, the evaluations of both processes left out.
+    assert np.all(np.diff(curve["train_seconds"]) > 0)
+    assert curve["train_seconds"][-1] <= metrics["train_seconds"]
+    assert _checkpoint_progress(checkpoint)["train_seconds"] <= _checkpoint_progress(checkpoint)["wall_seconds"]
 
 
 def test_resume_refuses_a_different_configuration_and_a_folder_without_checkpoint(cartpole_teacher, tmp_path):

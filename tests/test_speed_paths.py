@@ -210,3 +210,13 @@ def test_a_multitask_run_has_a_profile_and_caches_each_tasks_teacher(cartpole_te
     _, second = distill_multitask(teachers, config, progress=False)
     assert [t["eval_cache_status"] for t in second["tasks"]] == [{"teacher": "hit", "random": "hit"}] * 2
     assert [t["teacher_mean_return"] for t in second["tasks"]] == [t["teacher_mean_return"] for t in first["tasks"]]
+
+
+def test_a_key_with_tuples_reads_back_as_the_same_key(tmp_path):
+    from kd_rl.eval_cache import _key, _read, _write
+    from kd_rl.evaluate import EpisodeStats
+
+    key, material = _key("policy", "CartPole-v1", 2, 3, {"bounds": (1.0, 2.0)}, None)
+    stats = EpisodeStats(returns=[1.0, 2.0], lengths=[1, 2], seeds=[5, 6])
+    assert _write(tmp_path / f"{key}.json", material, stats)
+    assert _read(tmp_path / f"{key}.json", material).returns == [1.0, 2.0]  # a tuple stored as a list still matches
