@@ -91,6 +91,20 @@ def as_policy_fn(policy) -> PolicyFn:
     return fn
 
 
+def _mlp_features(x: np.ndarray, mean, std, clip, hidden, activation) -> np.ndarray:
+    """A kd_rl MLP's last hidden activations in NumPy: the fixed normaliser (``mean``, ``std``, ``clip``,
+    each None for none), then each ``(kernel, bias)`` of ``hidden`` with ``activation`` (a NumPy function)."""
+    if mean is not None:
+        x = x - mean
+    if std is not None:
+        x = x / std
+    if clip is not None:
+        x = np.clip(x, -clip, clip)
+    for kernel, bias in hidden:
+        x = activation(x @ kernel + bias)
+    return x
+
+
 class OutputSnapshot:
     """A plain kd_rl MLP's outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
 
@@ -162,14 +176,7 @@ class OutputSnapshot:
                 f"observations must be [batch, {self.observation_dim}], got shape {tuple(np.shape(observations))}"
             )
         model = self.model
-        if self._mean is not None:
-            x = x - self._mean
-        if self._std is not None:
-            x = x / self._std
-        if model.observation_clip is not None:
-            x = np.clip(x, -model.observation_clip, model.observation_clip)
-        for kernel, bias in self._hidden:
-            x = self._act(x @ kernel + bias)
+        x = _mlp_features(x, self._mean, self._std, model.observation_clip, self._hidden, self._act)
         if not model.is_continuous:
             kernel, bias = self._out[0]
             return x @ kernel + bias
@@ -293,14 +300,7 @@ class NumpyPolicy(_ExportedPolicy):
         x = np.asarray(observations, np.float32)
         if x.shape[-1] != self.observation_dim:
             raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
-        if self.mean is not None:
-            x = x - self.mean
-        if self.std is not None:
-            x = x / self.std
-        if self.clip is not None:
-            x = np.clip(x, -self.clip, self.clip)
-        for kernel, bias in self.weights[:-1]:
-            x = self._act(x @ kernel + bias)
+        x = _mlp_features(x, self.mean, self.std, self.clip, self.weights[:-1], self._act)
         kernel, bias = self.weights[-1]
         out = x @ kernel + bias
         if self.is_continuous:
