@@ -181,6 +181,31 @@ SUMMARY_HEADER = (
 # --------------------------------------------------------------------------
 
 
+def seed_band(runs: Sequence[Sequence]) -> dict:
+    """Seeds' ``[[env_steps, return], ...]`` curves as one: at each step evaluated by any seed, the mean and the
+    min-max of the seeds evaluated there (a run that stopped early, at its target, counts until it stopped).
+
+    Returns ``{"env_steps", "mean_return", "mean_return_low", "mean_return_high"}`` arrays, what
+    `kd_rl.plots.plot_training_curve` draws as a mean with its spread shaded.
+    """
+    import warnings
+
+    steps = sorted({point[0] for run in runs for point in run})
+    where = {step: i for i, step in enumerate(steps)}
+    values = np.full((len(runs), len(steps)), np.nan)
+    for j, run in enumerate(runs):
+        for step, value in run:
+            values[j, where[step]] = value
+    with warnings.catch_warnings():  # a step no seed reached stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "env_steps": np.array(steps, dtype=float),
+            "mean_return": np.nanmean(values, axis=0),
+            "mean_return_low": np.nanmin(values, axis=0),
+            "mean_return_high": np.nanmax(values, axis=0),
+        }
+
+
 def timed_distill(teacher, **config):
     """``distill_policy`` with ``DistillConfig(eval_every=0, **config)``: ``(student, metrics)``.
 

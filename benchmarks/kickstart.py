@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import check_choices, command_line, curve_points, iqm, machine, quiet_tensorflow, results_dir
+from _common import check_choices, command_line, curve_points, iqm, machine, quiet_tensorflow, results_dir, seed_band
 
 quiet_tensorflow()
 
@@ -248,14 +248,10 @@ def figure(data: dict, which: str, kickstart_cases: dict[str, list]):
         runs = [r for r in data["runs"] if r["case"] == case and r["env_id"] == "CartPole-v1" and r["curve"]]
         if not runs:
             continue
-        longest = max(runs, key=lambda r: len(r["curve"]))
-        steps = np.array([point[0] for point in longest["curve"]], dtype=float)
-        returns = np.full((len(runs), len(steps)), np.nan)
-        for j, r in enumerate(runs):
-            returns[j, : len(r["curve"])] = [point[1] for point in r["curve"]]
+        band = seed_band([r["curve"] for r in runs])
         label = f"{_label(case, kickstart_cases)} (mean of {len(runs)} seeds, min-max shaded)"
-        ax.plot(steps, np.nanmean(returns, axis=0), color=f"C{i}", marker="o", markersize=2, label=label)
-        ax.fill_between(steps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), color=f"C{i}", alpha=0.15)
+        ax.plot(band["env_steps"], band["mean_return"], color=f"C{i}", marker="o", markersize=2, label=label)
+        ax.fill_between(band["env_steps"], band["mean_return_low"], band["mean_return_high"], color=f"C{i}", alpha=0.15)
     ax.axhline(475, color="black", linestyle=":", label="solved (475)")
     if teacher is not None:
         ax.axhline(teacher, color="grey", linestyle="--", label=f"teacher ({teacher:.0f})")

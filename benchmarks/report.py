@@ -16,34 +16,11 @@ import json
 import re
 from pathlib import Path
 
-from _common import docs_dir, experiments, results_dir
+from _common import docs_dir, experiments, results_dir, seed_band
 
 PAGE = Path(__file__).resolve().with_name("page.md")
 #: A line of page.md where an experiment's results table and figures go.
 MARKER = re.compile(r"^<!-- results: (\w+) -->\n", re.MULTILINE)
-
-
-def _seed_band(runs: list[list]) -> dict:
-    """Seeds' ``[[env_steps, return], ...]`` curves as one: at each step evaluated by any seed, the mean and the
-    min-max of the seeds evaluated there (a run that stopped early, at its target, counts until it stopped)."""
-    import warnings
-
-    import numpy as np
-
-    steps = sorted({point[0] for run in runs for point in run})
-    where = {step: i for i, step in enumerate(steps)}
-    values = np.full((len(runs), len(steps)), np.nan)
-    for j, run in enumerate(runs):
-        for step, value in run:
-            values[j, where[step]] = value
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {
-            "env_steps": np.array(steps, dtype=float),
-            "mean_return": np.nanmean(values, axis=0),
-            "mean_return_low": np.nanmin(values, axis=0),
-            "mean_return_high": np.nanmax(values, axis=0),
-        }
 
 
 def figures() -> dict[str, list[str]]:
@@ -83,7 +60,7 @@ def figures() -> dict[str, list[str]]:
         curves = {}
         for method in methods:
             runs = [r["curve"] for r in data["runs"] if r["method"] == method]
-            curves[f"{method} (mean of {len(runs)} seeds, min-max shaded)"] = _seed_band(runs)
+            curves[f"{method} (mean of {len(runs)} seeds, min-max shaded)"] = seed_band(runs)
         fig = plots.plot_training_curve(
             curves, title="50-unit network on CartPole-v1: distilled vs DQN from scratch", solved=data["threshold"]
         )

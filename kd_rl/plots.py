@@ -241,11 +241,17 @@ def _setting_of(metrics: dict, kind: str) -> str:
     return json.dumps(chosen, sort_keys=True, default=str)
 
 
+def _same_steps(curves: Sequence[dict]) -> bool:
+    """Whether the curves were evaluated at the same ``env_steps``."""
+    steps = curves[0]["env_steps"]
+    return all(len(c["env_steps"]) == len(steps) and np.array_equal(c["env_steps"], steps) for c in curves)
+
+
 def seed_mean_curve(curves: Sequence[dict]) -> dict:
     """Several seeds' curves (the same ``env_steps``) as one: the mean of every column, and the return's
     spread as ``mean_return_low``/``mean_return_high`` (min and max over the seeds)."""
     steps = curves[0]["env_steps"]
-    if any(len(c["env_steps"]) != len(steps) or not np.array_equal(c["env_steps"], steps) for c in curves):
+    if not _same_steps(curves):
         raise KdRlError("the seeds' curves have different env_steps; plot them as separate runs")
     columns = set.intersection(*(set(c) for c in curves))
     with warnings.catch_warnings():  # a column empty at some point in every seed stays NaN there
@@ -292,9 +298,7 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         groups.setdefault(_setting_of(m, kind), []).append(name)
     grouped = {}
     for names in groups.values():
-        steps = [curves[n]["env_steps"] for n in names]
-        same_points = all(len(x) == len(steps[0]) and np.array_equal(x, steps[0]) for x in steps)
-        if len(names) > 1 and same_points:
+        if len(names) > 1 and _same_steps([curves[n] for n in names]):
             label = f"{_label(names)} (mean of {len(names)} seeds, min-max shaded)"
             if label in grouped:  # another setting's runs share the name's prefix: name every run
                 label = f"{' + '.join(names)} (mean of {len(names)} seeds, min-max shaded)"
