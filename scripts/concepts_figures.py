@@ -76,32 +76,27 @@ def softmax(x, t):
     return e / e.sum()
 
 
+def _softmax_bars(ax, values, temperatures, symbol: str, actions: list[str], title: str, ylabel: str) -> None:
+    """Grouped bars of softmax(values / t) for each temperature t, one group per action, each bar labelled."""
+    width = 0.8 / len(temperatures)
+    for i, t in enumerate(temperatures):
+        offset = (i - (len(temperatures) - 1) / 2) * width
+        bars = ax.bar(np.arange(len(values)) + offset, softmax(values, t), width, label=f"{symbol} = {t:g}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=6.5)
+    ax.set(title=title, xticks=range(len(values)), xticklabels=actions, ylabel=ylabel, ylim=(0, 1.05))
+    ax.legend(fontsize=8)
+
+
 def softmax_temperature(path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6))
-    logits = np.array([2.0, 1.0, 0.1])
-    temps = [0.5, 1.0, 2.0, 5.0]
-    width = 0.8 / len(temps)
-    for i, t in enumerate(temps):
-        p = softmax(logits, t)
-        bars = left.bar(np.arange(3) + (i - 1.5) * width, p, width, label=f"T = {t:g}")
-        left.bar_label(bars, fmt="%.2f", fontsize=6.5)
-    left.set(
-        title="an actor's logits (2.0, 1.0, 0.1): T > 1 softens",
-        xticks=range(3), xticklabels=["action 0", "action 1", "action 2"], ylabel="softmax(logits / T)", ylim=(0, 1.05),
+    _softmax_bars(
+        left, np.array([2.0, 1.0, 0.1]), [0.5, 1.0, 2.0, 5.0], "T", ["action 0", "action 1", "action 2"],
+        "an actor's logits (2.0, 1.0, 0.1): T > 1 softens", "softmax(logits / T)",
     )  # fmt: skip
-    left.legend(fontsize=8)
-    q = np.array([61.3, 61.8])
-    taus = [0.01, 0.1, 1.0, 10.0]
-    width = 0.8 / len(taus)
-    for i, t in enumerate(taus):
-        p = softmax(q, t)
-        bars = right.bar(np.arange(2) + (i - 1.5) * width, p, width, label=f"τ = {t:g}")
-        right.bar_label(bars, fmt="%.2f", fontsize=6.5)
-    right.set(
-        title="a DQN's Q-values (61.3, 61.8): small τ sharpens",
-        xticks=range(2), xticklabels=["left", "right"], ylabel="softmax(Q / τ)", ylim=(0, 1.05),
+    _softmax_bars(
+        right, np.array([61.3, 61.8]), [0.01, 0.1, 1.0, 10.0], "τ", ["left", "right"],
+        "a DQN's Q-values (61.3, 61.8): small τ sharpens", "softmax(Q / τ)",
     )  # fmt: skip
-    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
