@@ -212,9 +212,7 @@ def _read(path: Path, material: dict) -> EpisodeStats | None:
         if len(stats.returns) != material["episodes"] or len(stats.lengths) != material["episodes"]:
             return None
         return stats
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # damaged: recompute and replace it
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent, or damaged: recompute and replace it
         return None
 
 

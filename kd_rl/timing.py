@@ -48,11 +48,11 @@ class RunProfile:
 
     ``with profile.section("updates"): ...`` adds the block's wall time to
     ``updates``; `to_dict` reports every section, ``total`` (since the profile
-    was made, or ``start``) and ``other``.
+    was made) and ``other``.
     """
 
-    def __init__(self, start: float | None = None):
-        self.start = time.perf_counter() if start is None else start
+    def __init__(self):
+        self.start = time.perf_counter()
         self.seconds = dict.fromkeys(SECTIONS, 0.0)
         #: Seconds a resumed run had spent before this process (its checkpoint's): `training_seconds` adds them.
         self.carried = 0.0
@@ -71,11 +71,9 @@ class RunProfile:
         finally:
             self.seconds[name] += time.perf_counter() - begin
 
-    def mark(self, name: str, since: float) -> float:
-        """Add the seconds from ``since`` (a ``time.perf_counter()`` reading) to now to ``name``; return now."""
-        now = time.perf_counter()
-        self.seconds[name] += now - since
-        return now
+    def mark(self, name: str, since: float) -> None:
+        """Add the seconds from ``since`` (a ``time.perf_counter()`` reading) to now to ``name``."""
+        self.seconds[name] += time.perf_counter() - since
 
     def to_dict(self) -> dict:
         """``{section: seconds}`` for every section, with ``total`` and ``other``, rounded to 0.1 ms."""
