@@ -16,6 +16,7 @@ three seeds hides how often a run fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -179,6 +180,21 @@ SUMMARY_HEADER = (
 # --------------------------------------------------------------------------
 # Running and timing
 # --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for the ``with`` block, then put back what was there (or nothing)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def seed_band(runs: Sequence[Sequence]) -> dict:

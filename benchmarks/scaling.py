@@ -31,7 +31,7 @@ import os
 import time
 
 import numpy as np
-from _common import check_choices, quiet_tensorflow
+from _common import check_choices, environment, quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -135,8 +135,8 @@ def measure(
         student.ensure_built()
         rows = []
         for fast in (True, False):
-            os.environ["KD_RL_FAST_POLICIES"] = "1" if fast else "0"
-            local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
+            with environment(KD_RL_FAST_POLICIES="1" if fast else "0"):
+                local = Collector("CartPole-v1", teacher, student, mode="student", num_envs=8, total_steps=10**9)
             local.collect(round)  # warm-up, then a fresh profile for the timed rounds
             local.profile = RunProfile()
             times = _time_rounds(local, round, rounds, warm_up=False)
@@ -148,7 +148,6 @@ def measure(
             print(
                 kind, "one process", "numpy" if fast else "compiled", f"{row['states_per_s']:.0f} states/s", flush=True
             )
-        os.environ.pop("KD_RL_FAST_POLICIES")
         for n in actors:
             start = time.perf_counter()
             collector = DistributedCollector(

@@ -42,7 +42,7 @@ import tempfile
 import time
 
 import numpy as np
-from _common import quiet_tensorflow
+from _common import environment, quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -56,9 +56,7 @@ def _distill(teacher, cache: str, fast: bool, use_cache: bool, **config) -> tupl
     from kd_rl.distill import DistillConfig, distill_policy
     from kd_rl.plots import read_curve
 
-    os.environ["KD_RL_FAST_POLICIES"] = "1" if fast else "0"
-    os.environ["KD_RL_CACHE_DIR"] = cache
-    try:
+    with environment(KD_RL_FAST_POLICIES="1" if fast else "0", KD_RL_CACHE_DIR=cache):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             _, metrics = distill_policy(
@@ -67,11 +65,9 @@ def _distill(teacher, cache: str, fast: bool, use_cache: bool, **config) -> tupl
             )  # fmt: skip
             wall = time.perf_counter() - start
             curve = read_curve(os.path.join(out, "run", "curve.csv"))
-        keys = ("env_steps", "mean_return", "train_seconds")
-        metrics["curve"] = [dict(zip(keys, map(float, values))) for values in zip(*(curve[k] for k in keys))]
-        return metrics, wall
-    finally:
-        os.environ.pop("KD_RL_FAST_POLICIES")
+    keys = ("env_steps", "mean_return", "train_seconds")
+    metrics["curve"] = [dict(zip(keys, map(float, values))) for values in zip(*(curve[k] for k in keys))]
+    return metrics, wall
 
 
 def profiles(cases: list, seed: int) -> tuple[dict, str]:
@@ -84,7 +80,6 @@ def profiles(cases: list, seed: int) -> tuple[dict, str]:
     from kd_rl.models import load_policy
 
     results = []
-    saved_cache = os.environ.get("KD_RL_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         for name, env_id, steps, settings in cases:
             teacher = load_policy(name)
@@ -106,10 +101,6 @@ def profiles(cases: list, seed: int) -> tuple[dict, str]:
                 )
                 print(name, label, f"{wall:.1f} s", flush=True)
             results.append({"teacher": name, "env_id": env_id, "steps": steps, "settings": settings, "runs": runs})
-    if saved_cache is None:
-        os.environ.pop("KD_RL_CACHE_DIR", None)
-    else:
-        os.environ["KD_RL_CACHE_DIR"] = saved_cache
     return {"seed": seed, "cases": results}, _profiles_table(results)
 
 
@@ -193,7 +184,6 @@ def vs_dagger(
     model = load_policy(teacher)
     _warm_up(model, env_id)
     rows = []
-    saved_cache = os.environ.get("KD_RL_CACHE_DIR")
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "teacher.npz")
         export_model(model, "numpy", npz)
@@ -225,10 +215,6 @@ def vs_dagger(
             print(seed, "dagger", f"to {threshold:g}: {dagger['seconds_to_threshold']} s, "
                   f"total {dagger['total_seconds']:.1f} s", flush=True)  # fmt: skip
             rows.append(row)
-    if saved_cache is None:
-        os.environ.pop("KD_RL_CACHE_DIR", None)
-    else:
-        os.environ["KD_RL_CACHE_DIR"] = saved_cache
     data = {
         "teacher": teacher, "env_id": env_id, "steps": steps, "hidden": hidden, "threshold": threshold,
         "max_time_ratio": max_time_ratio, "max_total_ratio": max_total_ratio, "rows": rows,
