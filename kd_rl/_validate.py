@@ -150,3 +150,49 @@ def normalise_hidden_units(hidden_units: int | Sequence[int]) -> tuple[int, ...]
         if isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0:
             raise KdRlError(f"hidden_units must contain only positive ints, got {hidden_units!r}")
     return tuple(int(u) for u in units)
+
+
+def normalise_conv_layers(conv_layers) -> tuple[tuple[int, int, int], ...]:
+    """Convolutions as a tuple of ``(filters, kernel_size, stride)`` triples of positive ints.
+
+    ``[[16, 3, 1]]`` and ``[(32, 8, 4), (64, 4, 2)]`` are accepted; ``None``
+    or ``[]`` means no convolutions (an MLP).
+
+    Raises:
+        ValueError: For anything else, naming ``conv_layers``.
+    """
+    if conv_layers is None:
+        return ()
+    message = (
+        "conv_layers must be a sequence of (filters, kernel_size, stride) triples of positive ints, "
+        f"e.g. [[16, 3, 1]], got {conv_layers!r}"
+    )
+    if isinstance(conv_layers, str | bytes):
+        raise KdRlError(message)
+    try:
+        triples = [tuple(layer) for layer in conv_layers]
+    except TypeError:
+        raise KdRlError(message) from None
+    for triple in triples:
+        if len(triple) != 3 or any(
+            isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer) or v <= 0 for v in triple
+        ):
+            raise KdRlError(message)
+    return tuple(tuple(int(v) for v in triple) for triple in triples)
+
+
+def check_observation_shape(shape) -> tuple[int, ...] | None:
+    """An observation's shape as a tuple of positive ints (``(10, 10, 4)``), or None for None.
+
+    Raises:
+        ValueError: For an empty shape or an entry that is not a positive int.
+    """
+    if shape is None:
+        return None
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if not dims or any(isinstance(d, bool | np.bool_) or not isinstance(d, int | np.integer) or d <= 0 for d in dims):
+        raise KdRlError(f"observation_shape must be a non-empty sequence of positive ints, got {shape!r}")
+    return tuple(int(d) for d in dims)

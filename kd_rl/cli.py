@@ -141,6 +141,22 @@ def _hidden(text: str) -> tuple[int, ...]:
     return units
 
 
+def _conv(text: str) -> tuple[tuple[int, int, int], ...]:
+    """``--conv``: ``16:3:1,32:3:2`` (filters:kernel:stride per convolution), or ``none`` (an MLP)."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        layers = tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
+    except ValueError:
+        layers = ()
+    if not layers or any(len(layer) != 3 or min(layer) <= 0 for layer in layers):
+        raise argparse.ArgumentTypeError(
+            f"expected FILTERS:KERNEL:STRIDE of positive integers per convolution, comma-separated "
+            f"(e.g. 16:3:1), or none, got {text!r}"
+        )
+    return layers
+
+
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
@@ -250,6 +266,7 @@ _KINDS = {
     "positive_float": {"type": _positive_float},
     "fraction": {"type": _fraction},
     "hidden": {"type": _hidden},
+    "conv": {"type": _conv},
     "json": {"type": _json_object},
     "float": {"type": _finite_float},
     "nonnegative_float": {"type": _nonnegative_float},

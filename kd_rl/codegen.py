@@ -82,6 +82,10 @@ def mlp_c_sources(policy, source: str = "") -> dict[str, str]:
         policy: The MLP to write (`kd_rl.policies.NumpyPolicy.from_model`).
         source: Where it came from, for the files' opening comment.
     """
+    if getattr(policy, "convolutions", None):
+        raise KdRlError(
+            "the C export is for MLPs; a convolutional policy exports as tflite, tflite-int8, onnx or numpy"
+        )
     if policy.activation not in _C_ACTIVATIONS:
         raise KdRlError(f"activation {policy.activation!r} has no C form; supported: {', '.join(_C_ACTIVATIONS)}")
     obs_dim = int(policy.observation_dim)

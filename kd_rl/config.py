@@ -31,6 +31,7 @@ from kd_rl._validate import (
     check_int,
     check_seed,
     check_temperature,
+    normalise_conv_layers,
     normalise_hidden_units,
 )
 from kd_rl.errors import KdRlError
@@ -218,6 +219,11 @@ class DistillConfig:
         50, "student hidden layer widths: 50 or 64,64 (multi-task: the shared trunk's)", "--hidden", "hidden",
         multi=(64,),
     )  # fmt: skip
+    conv_layers: tuple[tuple[int, int, int], ...] | None = _setting(
+        None, "the new student's convolutions for image observations, FILTERS:KERNEL:STRIDE,... (16:3:1); "
+        "none: an MLP on the flattened image; multi-task: the first is each game's own", "--conv", "conv",
+        shown="the teacher's, for convolutional teachers",
+    )  # fmt: skip
     adapter_units: int | None = _setting(
         None, "multi-task: each task's input adapter width", "--adapter", "positive_int", "multi", multi=64
     )
@@ -318,6 +324,8 @@ class DistillConfig:
                     default = default_eval_every(default, self.steps)
                 setattr(self, f.name, default)
         self.hidden_units = normalise_hidden_units(self.hidden_units)
+        if self.conv_layers is not None:
+            self.conv_layers = normalise_conv_layers(self.conv_layers)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
         if self.temperature is not None:
@@ -408,6 +416,8 @@ class DistillConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden_units"] = list(self.hidden_units)
+        if self.conv_layers is not None:
+            d["conv_layers"] = [list(c) for c in self.conv_layers]
         if self.is_multitask:
             d["env_id"] = list(self.env_id)
         return d
@@ -630,5 +640,8 @@ def options_markdown(config_class: type = None) -> str:
             default = _shown(s.single_default) if s.scope != "multi" else "—"
             multi = _shown(s.multi_default) if s.scope != "single" else "—"
         meaning = s.help.replace("%%", "%") + {"single": " (single-task runs)", "multi": "", "both": ""}[s.scope]
-        rows.append(f"| {_option(s)} | `{default}` | `{multi}` | {meaning} |".replace("`—`", "—"))
+        default, multi = (f"`{value}`" if value != "—" else value for value in (default, multi))
+        if s.shown:  # words, not a value: shown without code marks
+            default, multi = (s.shown if value != "—" else value for value in (default, multi))
+        rows.append(f"| {_option(s)} | {default} | {multi} | {meaning} |")
     return "\n".join(rows)

@@ -17,6 +17,7 @@ so ``fit``, ``evaluate``, callbacks and ``tf.data`` work unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from kd_rl._io import (
 from kd_rl.config import LONG_RUN_STEPS, DistillConfig, checkpoint_interval
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strategy
+from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError, ResumeRefused
 from kd_rl.eval_cache import cached_episodes
 from kd_rl.evaluate import (
@@ -53,6 +55,7 @@ from kd_rl.evaluate import (
     normalised_score,
     run_episodes,
 )
+from kd_rl.games import env_kwargs_for
 from kd_rl.losses import (
     LOSS_WEIGHTING,
     GaussianKLDistillationLoss,
@@ -659,8 +662,20 @@ def distill_policy(
             f"env_id {config.env_id!r} makes a multi-task run: distil it with kd_rl.multitask.distill_multitask "
             "(one teacher per task)"
         )
+    env_kwargs = env_kwargs_for(teacher, config.env_id, config.env_kwargs)
+    if env_kwargs != (config.env_kwargs or {}):  # an Atari teacher's preprocessing, recorded with the run
+        config = dataclasses.replace(config, env_kwargs=env_kwargs)
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
-    check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, obs_dim + num_actions)
+    spec = env_spec(config.env_id, **(config.env_kwargs or {}))
+    image = obs_dim if spec.is_image else 0
+    check_buffer_memory(
+        config.buffer_size, config.batch_size, config.updates_per_round, obs_dim - image + num_actions, image
+    )
+    if config.conv_layers and not spec.is_image:
+        raise KdRlError(
+            f"--conv {config.conv_layers}: {config.env_id} gives a vector of {obs_dim} features, not images; "
+            "convolutions are for image observations"
+        )
     check_resume_target(out_dir, resume)
     if config.actors:  # before anything is written: Ray missing, or a cluster that does not answer
         check_ray_ready(config.ray_address)
@@ -672,7 +687,7 @@ def distill_policy(
         strategy = make_strategy(config.strategy)
         with strategy.scope():  # the default strategy's scope changes nothing
             if student is None:
-                student = _new_student(teacher, config, obs_dim, num_actions)
+                student = _new_student(teacher, config, obs_dim, num_actions, spec)
             optimizer = keras.optimizers.Adam(config.learning_rate)
         check_model_fits_env(student, config.env_id, "student", config.env_kwargs)
         step = make_distill_step(  # in its multi-task form, with one task: the form train_loop calls
@@ -681,7 +696,7 @@ def distill_policy(
             strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
         )  # fmt: skip
         (temperature,) = step.temperatures
-        buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions)
+        buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions, obs_dtype=spec.obs_dtype)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
@@ -804,9 +819,17 @@ def train_loop(
     return env_steps
 
 
-def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int) -> StudentModel:
-    """A new ``StudentModel`` of ``config.hidden_units`` for ``teacher``'s action space."""
+def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int, spec=None) -> StudentModel:
+    """A new ``StudentModel`` of ``config.hidden_units`` for ``teacher``'s action space.
+
+    For image observations (``spec.is_image``) it takes the environment's
+    frames in their own shape, through ``config.conv_layers`` (None: the
+    teacher's, if it has convolutions; empty: an MLP on the flattened image).
+    """
     common = {"hidden_units": config.hidden_units, "activation": config.activation, "observation_dim": obs_dim}
+    if spec is not None and spec.is_image:
+        convs = config.conv_layers if config.conv_layers is not None else getattr(teacher, "conv_layers", ())
+        common.update(observation_shape=spec.obs_shape, conv_layers=convs, preprocessing=spec.preprocessing)
     if config.inherit_normalizer:
         for key in ("observation_mean", "observation_std", "observation_clip"):
             common[key] = getattr(teacher, key, None)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium
 import numpy as np
@@ -38,6 +38,7 @@ import numpy as np
 from kd_rl._io import error_summary
 from kd_rl._validate import check_int
 from kd_rl.errors import KdRlError
+from kd_rl.games import atari_env, ensure_registered, is_atari
 
 __all__ = [
     "EnvGroup",
@@ -67,7 +68,11 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
     if not isinstance(env_id, str) or not env_id:
         raise KdRlError(f"env_id must be a non-empty Gymnasium environment id, got {env_id!r}")
     check_render_mode(gym_kwargs.get("render_mode"), env_id)
+    ensure_registered(env_id)  # MinAtar and Atari ids: registered by kd_rl on first use
+    preprocessing = gym_kwargs.pop("preprocessing", None) if is_atari(env_id) else None
     try:
+        if is_atari(env_id) and preprocessing != "none":
+            return atari_env(env_id, preprocessing, **gym_kwargs)  # kd_rl's standard Atari preprocessing
         return gymnasium.make(env_id, **gym_kwargs)
     except ModuleNotFoundError as err:
         module = env_id.split(":", 1)[0] if ":" in env_id else err.name
@@ -93,6 +98,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
         ) from None
     except gymnasium.error.DependencyNotInstalled as err:
         extra = ' (pip install "kd_rl[box2d]")' if "box2d" in str(err).lower() else ""
+        extra = ' (pip install "kd_rl[atari]")' if is_atari(env_id) else extra
         raise KdRlError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
     except Exception as err:  # the environment's own constructor refused (a bad argument value, say)
         given = f" with the arguments {gym_kwargs}" if gym_kwargs else ""
@@ -172,6 +178,11 @@ class EnvSpec:
     Attributes:
         env_id: The Gymnasium id.
         obs_dim: Observation size (all of a multi-dimensional ``Box``'s entries: it is flattened).
+        obs_shape: The observation's own shape (``(10, 10, 4)`` for a MinAtar frame).
+        obs_dtype: How kd_rl stores observations: ``uint8`` for images (a ``bool``
+            or ``uint8`` ``Box``: one byte per entry), else ``float32``.
+        preprocessing: An Atari environment's preprocessing settings
+            (`kd_rl.games.atari_env`), None for other environments.
         num_actions: Number of discrete actions; None for a continuous action space.
         action_low: The ``Box`` action's lower bounds (float32 ``[d]``);
             None for discrete actions.
@@ -183,6 +194,14 @@ class EnvSpec:
     num_actions: int | None = None
     action_low: np.ndarray | None = None
     action_high: np.ndarray | None = None
+    obs_shape: tuple[int, ...] | None = None
+    obs_dtype: str = "float32"
+    preprocessing: dict | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """Whether observations are images: a ``(height, width, channels)`` ``Box`` of bool or uint8."""
+        return self.obs_dtype == "uint8" and self.obs_shape is not None and len(self.obs_shape) == 3
 
     @property
     def is_continuous(self) -> bool:
@@ -214,13 +233,17 @@ class EnvSpec:
     def from_spaces(cls, env_id: str, observation_space, action_space) -> EnvSpec:
         check_spaces(observation_space, action_space, env_id)
         obs_dim = int(np.prod(observation_space.shape))
+        shape = tuple(int(d) for d in observation_space.shape)
+        dtype = "uint8" if np.dtype(observation_space.dtype) in (np.dtype(bool), np.dtype(np.uint8)) else "float32"
         if isinstance(action_space, gymnasium.spaces.Discrete):
-            return cls(env_id, obs_dim, num_actions=int(action_space.n))
+            return cls(env_id, obs_dim, num_actions=int(action_space.n), obs_shape=shape, obs_dtype=dtype)
         return cls(
             env_id,
             obs_dim,
             action_low=np.asarray(action_space.low, np.float32),
             action_high=np.asarray(action_space.high, np.float32),
+            obs_shape=shape,
+            obs_dtype=dtype,
         )
 
 
@@ -251,7 +274,8 @@ def check_observation_finite(observation, step: int, env_id: str | None = None) 
 class EnvGroup:
     """``num_envs`` Gymnasium environments of one id, stepped together.
 
-    Observations come back stacked, ``float32 [n, obs_dim]``, and every one is
+    Observations come back stacked and flat, ``float32 [n, obs_dim]`` (``uint8``
+    for images, `EnvSpec.obs_dtype`), and every one is
     checked to be finite where it enters (a NaN would silently poison every
     network that sees it). Discrete actions are indices ``0 .. num_actions -
     1``; the group adds the action space's ``start`` for environments whose
@@ -281,6 +305,7 @@ class EnvGroup:
             self.close()
             raise
         self.obs_dim = self.spec.obs_dim
+        self.obs_dtype = np.dtype(self.spec.obs_dtype)
         self.num_actions = self.spec.num_actions
         self.is_continuous = self.spec.is_continuous
         self._action_start = 0 if self.is_continuous else int(self.envs[0].action_space.start)  # Discrete(n, start=k)
@@ -290,13 +315,13 @@ class EnvGroup:
         """Reset the environments ``indices`` (default all), each with its seed.
 
         Returns:
-            Their first observations, float32 ``[len(indices), obs_dim]``.
+            Their first observations, ``[len(indices), obs_dim]`` of `obs_dtype`.
         """
         indices = range(self.num_envs) if indices is None else indices
         seeds = [None] * len(indices) if seeds is None else list(seeds)
         if len(seeds) != len(indices):
             raise KdRlError(f"got {len(seeds)} seeds for {len(indices)} environments")
-        out = np.empty((len(indices), self.obs_dim), np.float32)
+        out = np.empty((len(indices), self.obs_dim), self.obs_dtype)
         for j, (i, seed) in enumerate(zip(indices, seeds)):
             obs, _ = self.envs[i].reset(seed=None if seed is None else int(seed))
             self.episode_steps[i] = 0
@@ -315,12 +340,12 @@ class EnvGroup:
             indices: Which environments to step.
 
         Returns:
-            ``(observations float32 [k, obs_dim], rewards float64 [k],
+            ``(observations [k, obs_dim] of obs_dtype, rewards float64 [k],
             terminated bool [k], truncated bool [k])``.
         """
         indices = range(self.num_envs) if indices is None else indices
         k = len(indices)
-        obs = np.empty((k, self.obs_dim), np.float32)
+        obs = np.empty((k, self.obs_dim), self.obs_dtype)
         rewards = np.empty(k)
         terminated = np.empty(k, dtype=bool)
         truncated = np.empty(k, dtype=bool)
@@ -383,7 +408,9 @@ def env_spec(env_id: str, **gym_kwargs) -> EnvSpec:
     """
     env = make_gymnasium_env(env_id, **gym_kwargs)
     try:
-        return EnvSpec.from_spaces(env_id, env.observation_space, env.action_space)
+        spec = EnvSpec.from_spaces(env_id, env.observation_space, env.action_space)
+        preprocessing = getattr(env, "kd_rl_preprocessing", None)  # set by kd_rl.games.atari_env
+        return replace(spec, preprocessing=dict(preprocessing)) if preprocessing is not None else spec
     finally:
         env.close()
 

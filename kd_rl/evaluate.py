@@ -25,6 +25,7 @@ import numpy as np
 from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
+from kd_rl.games import env_kwargs_for
 from kd_rl.policies import PolicyFn, fast_policy_fn, observation_dim, to_actions
 
 __all__ = [
@@ -194,6 +195,7 @@ def run_episodes(
             memory holds, or an observation or reward is NaN or infinite.
     """
     check_memory(f"episodes={episodes}", _BYTES_PER_EPISODE * check_int("episodes", episodes))
+    env_kwargs = env_kwargs_for(policy, env_id, env_kwargs) or None  # an Atari policy's own preprocessing
     seeds = episode_seeds(seed, episodes)
     cap = episode_cap(env_id, max_steps, env_kwargs)
     forward = fast_policy_fn(policy)  # the weights as they are now: they do not change during an evaluation
@@ -434,12 +436,30 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
     from kd_rl.models import check_keras3
 
     check_keras3(model, role)
-    spec = env_spec(env_id, **(env_kwargs or {}))
+    spec = env_spec(env_id, **env_kwargs_for(model, env_id, env_kwargs))
     obs_dim = spec.obs_dim
     continuous = bool(getattr(model, "is_continuous", False))
     if continuous != spec.is_continuous:
         kind = "a continuous (Gaussian)" if continuous else "a discrete-action"
         raise KdRlError(f"{role} is {kind} policy but {env_id} has {spec.describe()}")
+    recorded, made = getattr(model, "preprocessing", None), spec.preprocessing
+    if recorded is not None and made is not None and dict(recorded) != made:
+        raise KdRlError(
+            f"{role} was trained on {env_id} frames preprocessed with {dict(recorded)}, but this environment "
+            f"is made with {made}; leave preprocessing out of the environment arguments to use the model's"
+        )
+    model_shape = getattr(model, "observation_shape", None)
+    if getattr(model, "conv_layers", ()) and not spec.is_image:
+        raise KdRlError(
+            f"{role} is convolutional, for images of shape {model_shape}, but {env_id} gives a vector of "
+            f"{obs_dim} features"
+        )
+    if model_shape is not None and spec.obs_shape is not None and tuple(model_shape) != tuple(spec.obs_shape):
+        same_size = len(model_shape) == len(spec.obs_shape) == 3 and model_shape[:2] == spec.obs_shape[:2]
+        raise KdRlError(
+            f"{role} takes observations of shape {tuple(model_shape)} but {env_id} gives {tuple(spec.obs_shape)}"
+            + (f" ({spec.obs_shape[-1]} channels, not {model_shape[-1]})" if same_size else "")
+        )
     model_dim = getattr(model, "observation_dim", None)
     if model_dim is None and isinstance(model, keras.Model) and model.built:
         try:

@@ -103,9 +103,13 @@ def supported_formats(model) -> tuple[str, ...]:
 
     ``numpy`` and ``c`` write the MLP's layers themselves, so they need a kd_rl
     ``PolicyModel`` without its own ``call()`` and with a hidden activation they
-    know (`kd_rl.policies.NUMPY_ACTIVATIONS`).
+    know (`kd_rl.policies.NUMPY_ACTIVATIONS`). A convolutional kd_rl policy
+    (image observations) exports to ``numpy`` (`kd_rl.policies.conv2d_valid`)
+    and the graph converters; ``c`` and the microcontroller formats are for MLPs.
     """
     if _is_plain_mlp(model) and model.activation in NUMPY_ACTIVATIONS:
+        if getattr(model, "conv_layers", ()):
+            return tuple(f for f in FORMATS if f not in ("c", *FOLDER_FORMATS))
         return FORMATS
     return tuple(f for f in FORMATS if f not in _MLP_FORMATS)
 
@@ -136,17 +140,19 @@ def calibration_states(
     return visited_states(model, env_id, num_states, seed, epsilon=0.1, env_kwargs=env_kwargs)
 
 
-def quantise_int8(converter, states: np.ndarray) -> None:
+def quantise_int8(converter, states: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
     """Set ``converter`` (a ``tf.lite.TFLiteConverter``) to full-integer int8, calibrated on ``states``.
 
     Weights, activations, input and output all become int8; ``states`` (float32
     ``[n, obs_dim]``) are fed one at a time as the representative dataset.
-    This is what ``export_model(..., "tflite-int8")`` does.
+    This is what ``export_model(..., "tflite-int8")`` does. ``shape``: the
+    model's input shape without the batch (an image's), when it is not flat.
     """
 
     def representative():
         for s in states:
-            yield [s[None].astype(np.float32)]
+            x = s[None].astype(np.float32)
+            yield [x.reshape(1, *shape) if shape else x]  # a flat state, shaped as the model's input
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -164,7 +170,9 @@ def _policy_graph(model, batch_size: int | None = 1):
     gives exact float32 outputs; converting a concrete function together with
     the model (``from_concrete_functions([cf], model)``) does not (outputs ~1e33).
     """
-    inputs = keras.Input(shape=(observation_dim(model),), batch_size=batch_size, name="observations")
+    # An image policy takes the environment's own frames ([1, height, width, channels]).
+    shape = getattr(model, "observation_shape", None) or (observation_dim(model),)
+    inputs = keras.Input(shape=tuple(shape), batch_size=batch_size, name="observations")
     if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
         # The action needs the mean only: leaving log_std out keeps the graph resizable to any batch.
         class GaussianMean(keras.layers.Layer):  # made here, used once for the conversion, never saved
@@ -186,7 +194,7 @@ def _tflite_bytes(model, int8: bool, states: np.ndarray | None = None) -> bytes:
     with native_output_silenced():  # Keras's export prints the SavedModel it writes
         converter = tf.lite.TFLiteConverter.from_keras_model(_policy_graph(model))
     if int8:
-        quantise_int8(converter, states)
+        quantise_int8(converter, states, getattr(model, "observation_shape", None))
     with native_output_silenced(), warnings.catch_warnings():
         # The int8 converter's note that the float input has no recorded range: the calibration gives it.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -197,7 +205,8 @@ def _onnx_bytes(model) -> bytes:
     """``model`` as an ONNX graph: input ``observations [batch, obs_dim]``, output ``logits`` or the action."""
     tf2onnx = _optional("tf2onnx", "onnx")
     graph = _policy_graph(model, batch_size=None)
-    spec = [tf.TensorSpec([None, observation_dim(model)], tf.float32, name="observations")]
+    shape = getattr(model, "observation_shape", None) or (observation_dim(model),)
+    spec = [tf.TensorSpec([None, *shape], tf.float32, name="observations")]
     function = tf.function(lambda x: tf.nest.flatten(graph(x, training=False))[0], input_signature=spec)
     with native_output_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -465,6 +474,10 @@ def export_model(
         raise KdRlError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
     if fmt in FOLDER_FORMATS and (out.suffix.lower() in _FILE_SUFFIXES or out.is_file()):
         raise KdRlError(f"--out for format {fmt} is a folder (it writes several files), got {str(out)!r}")
+    if fmt not in supported_formats(model) and getattr(model, "conv_layers", ()):
+        raise KdRlError(
+            f"format {fmt} is for MLPs; a convolutional policy exports as one of: {', '.join(supported_formats(model))}"
+        )
     if fmt not in supported_formats(model):
         raise KdRlError(
             f"format {fmt} supports kd_rl's MLP students and teachers with a hidden activation among "

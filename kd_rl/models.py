@@ -1,7 +1,9 @@
 """Keras policy networks: the teacher and the student.
 
-Both are small multi-layer perceptrons. For a discrete action space they map
-observations to one logit per action. Logits stay logits everywhere inside
+Both are small multi-layer perceptrons, or, for image observations (MinAtar,
+Atari), convolutional networks: ``conv_layers`` puts convolutions before the
+Dense layers. For a discrete action space they map observations to one logit
+per action. Logits stay logits everywhere inside
 kd_rl; probabilities are made only at the edges
 (`PolicyModel.action_probabilities`).
 
@@ -33,7 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl import __version__
-from kd_rl._validate import check_activation, check_int, check_temperature, normalise_hidden_units
+from kd_rl._validate import (
+    check_activation,
+    check_int,
+    check_observation_shape,
+    check_temperature,
+    normalise_conv_layers,
+    normalise_hidden_units,
+)
 from kd_rl.errors import KdRlError
 from kd_rl.zoo import resolve_model_path
 
@@ -66,11 +75,12 @@ LOG_STD_RANGE = (-20.0, 2.0)
 
 
 def _optional_vector(name: str, value, dim: int | None) -> np.ndarray | None:
+    # One entry applies to every feature: an image's 1/255 scale is one number, not 28,224.
     if value is None:
         return None
     arr = np.asarray(value, dtype=np.float32).reshape(-1)
-    if dim is not None and arr.shape[0] != dim:
-        raise KdRlError(f"{name} must have observation_dim={dim} entries, got {arr.shape[0]}")
+    if dim is not None and arr.shape[0] not in (1, dim):
+        raise KdRlError(f"{name} must have 1 or observation_dim={dim} entries, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise KdRlError(f"{name} must be finite, got {arr.tolist()}")
     return arr
@@ -179,7 +189,7 @@ class DeterministicAction(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PolicyModel(keras.Model):
-    """An MLP policy: logits for discrete actions, a diagonal Gaussian for continuous ones.
+    """An MLP (or CNN) policy: logits for discrete actions, a diagonal Gaussian for continuous ones.
 
     Discrete (``num_actions`` given): ``call`` maps
     ``observations: float32 [batch, obs_dim]`` to
@@ -193,6 +203,14 @@ class PolicyModel(keras.Model):
     are clipped to the bounds (PPO). `act` gives the deterministic action
     for both kinds.
 
+    Image observations (``observation_shape`` ``(height, width, channels)``):
+    the model takes them in their own shape ``[batch, height, width,
+    channels]`` (any dtype: bool and uint8 frames are cast to float), or
+    flattened ``[batch, height * width * channels]`` as kd_rl's buffers store
+    them. With ``conv_layers`` they go through ``Conv2D`` layers (``valid``
+    padding, the hidden ``activation``), are flattened and go on to the Dense
+    layers; without, an MLP sees the flattened image.
+
     Args:
         num_actions: Number of discrete actions (>= 1); None for a continuous policy.
         hidden_units: Width of each hidden layer: an int for one layer or a
@@ -201,10 +219,17 @@ class PolicyModel(keras.Model):
         observation_dim: Input size. If given, the model is built at once (a
             subclass with its own ``__init__`` calls `ensure_built` at
             the end of it); otherwise the first call fixes it.
+        observation_shape: The environment's observation shape, e.g. ``(10, 10, 4)``;
+            ``observation_dim`` is then its number of entries. Inputs of that
+            shape are accepted besides flat ones; a convolutional model needs it.
+        conv_layers: ``(filters, kernel_size, stride)`` of each ``Conv2D`` layer,
+            applied to ``[height, width, channels]`` observations before the
+            Dense layers (``[[16, 3, 1]]``: MinAtar's DQN; ``[[32, 8, 4], [64, 4, 2],
+            [64, 3, 1]]``: the Nature DQN's). Empty: an MLP.
         observation_mean: Optional fixed mean subtracted from observations
-            (PPO's observation normaliser), length ``observation_dim``.
+            (PPO's observation normaliser), length ``observation_dim`` (or 1: the same for every feature).
         observation_std: Optional fixed standard deviation that observations
-            are divided by, length ``observation_dim`` (all > 0).
+            are divided by, length ``observation_dim`` or 1 (all > 0; 255 scales Atari frames into [0, 1]).
         observation_clip: Optional clip applied to normalised observations.
         output_type: What the outputs are, for a teacher: ``"q_values"`` (a DQN's
             action values) or ``"logits"`` (a policy's logits, e.g. a PPO
@@ -221,6 +246,10 @@ class PolicyModel(keras.Model):
             the last hidden layer (True) or one learned value per action
             dimension, the same for every observation (False).
         log_std_range: Continuous only: ``(min, max)`` clip of ``log_std``, or None.
+        preprocessing: The environment preprocessing the policy was trained
+            with (an Atari policy's frame skip, size, stack...:
+            `kd_rl.games.ATARI_PREPROCESSING`), saved with it so that kd_rl
+            makes its environment the same way wherever it plays; None for none.
         **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Raises:
@@ -235,6 +264,8 @@ class PolicyModel(keras.Model):
         hidden_units: int | Sequence[int] | None = None,
         activation: str = "relu",
         observation_dim: int | None = None,
+        observation_shape: Sequence[int] | None = None,
+        conv_layers: Sequence[Sequence[int]] | None = None,
         observation_mean=None,
         observation_std=None,
         observation_clip: float | None = None,
@@ -244,10 +275,12 @@ class PolicyModel(keras.Model):
         squash: bool = True,
         state_dependent_std: bool = True,
         log_std_range: Sequence[float] | None = LOG_STD_RANGE,
+        preprocessing: dict | None = None,
         _hidden_layers: Sequence[keras.layers.Dense] | None = None,
+        _convolutions: Sequence[keras.layers.Conv2D] | None = None,
         **kwargs,
     ):
-        # _hidden_layers: Dense layers to use (and share) instead of new ones; kd_rl's
+        # _hidden_layers, _convolutions: layers to use (and share) instead of new ones; kd_rl's
         # MultiTaskStudent gives each task's model its adapter and the shared trunk so.
         super().__init__(**kwargs)
         self.action_low, self.action_high = check_action_bounds(action_low, action_high)
@@ -273,6 +306,32 @@ class PolicyModel(keras.Model):
         self.state_dependent_std = bool(state_dependent_std)
         self.log_std_range = _log_std_range(log_std_range)
         self.observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
+        self.observation_shape = check_observation_shape(observation_shape)
+        if self.observation_shape is not None:
+            size = int(np.prod(self.observation_shape))
+            if self.observation_dim not in (None, size):
+                raise KdRlError(
+                    f"observation_dim={self.observation_dim} does not match observation_shape={self.observation_shape} "
+                    f"({size} entries)"
+                )
+            self.observation_dim = size
+        self.conv_layers = normalise_conv_layers(conv_layers)
+        if preprocessing is not None and not isinstance(preprocessing, dict):
+            raise KdRlError(f"preprocessing must be a dict of settings or None, got {preprocessing!r}")
+        self.preprocessing = None if preprocessing is None else dict(preprocessing)
+        if self.conv_layers and (self.observation_shape is None or len(self.observation_shape) != 3):
+            raise KdRlError(
+                "conv_layers need an image observation: observation_shape=(height, width, channels), "
+                f"got {self.observation_shape}"
+            )
+        height, width = self.observation_shape[:2] if self.conv_layers else (1, 1)
+        for _, kernel, stride in self.conv_layers:  # 'valid' padding: each convolution shrinks the image
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+            if height < 1 or width < 1:
+                raise KdRlError(
+                    f"conv_layers={[list(c) for c in self.conv_layers]} shrink observations of shape "
+                    f"{self.observation_shape} to nothing: use smaller kernels or strides"
+                )
         if hidden_units is None:
             hidden_units = self.default_hidden_units
         self.hidden_units = normalise_hidden_units(hidden_units)
@@ -288,6 +347,16 @@ class PolicyModel(keras.Model):
             raise KdRlError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         self.output_type = output_type
 
+        if _convolutions is not None:
+            given = tuple((c.filters, c.kernel_size[0], c.strides[0]) for c in _convolutions)
+            if given != self.conv_layers:
+                raise KdRlError(f"the given convolutions do not have conv_layers={self.conv_layers}")
+            self.convolutions = list(_convolutions)
+        else:
+            self.convolutions = [
+                keras.layers.Conv2D(filters, kernel, strides=stride, activation=activation, name=f"conv_{i}")
+                for i, (filters, kernel, stride) in enumerate(self.conv_layers)
+            ]
         if _hidden_layers is not None:
             if tuple(layer.units for layer in _hidden_layers) != self.hidden_units:
                 raise KdRlError(f"the given hidden layers do not have hidden_units={self.hidden_units}")
@@ -330,14 +399,21 @@ class PolicyModel(keras.Model):
         return self
 
     def build(self, input_shape):
-        # Keras 3 builds no sublayers in Model.build: build each Dense here so
+        # Keras 3 builds no sublayers in Model.build: build each layer here so
         # the weights exist (and count) before the first call.
         input_shape = tuple(input_shape)
-        dim = input_shape[-1]
         self._check_observations(tf.zeros([0 if d is None else d for d in input_shape]))
+        dim = input_shape[-1] if len(input_shape) == 2 else None
         if self.observation_dim is None and dim is not None:
             self.observation_dim = int(dim)
-        shape = input_shape
+        shape = (input_shape[0], self.observation_dim)
+        if self.convolutions:
+            shape = (input_shape[0], *self.observation_shape)
+            for conv in self.convolutions:
+                if not conv.built:
+                    conv.build(shape)
+                shape = conv.compute_output_shape(shape)
+            shape = (input_shape[0], int(np.prod(shape[1:])))
         for layer in [*self.hidden_layers, *self.output_layers]:
             if not layer.built:  # a shared layer (MultiTaskStudent's trunk) may be built already
                 layer.build(shape)
@@ -345,9 +421,11 @@ class PolicyModel(keras.Model):
                 shape = (*shape[:-1], layer.units)
 
     def normalise(self, observations: tf.Tensor) -> tf.Tensor:
-        """Apply the fixed observation normaliser, if the model has one."""
+        """Observations as float ``[batch, observation_dim]``, with the model's fixed normaliser applied (if any)."""
         x = tf.cast(observations, self.compute_dtype)
         self._check_observations(x)
+        if len(x.shape) > 2:
+            x = tf.reshape(x, (-1, self.observation_dim))
         if self.observation_mean is not None:
             x = x - tf.constant(self.observation_mean, dtype=x.dtype)
         if self.observation_std is not None:
@@ -357,6 +435,24 @@ class PolicyModel(keras.Model):
         return x
 
     def _check_observations(self, observations) -> None:
+        shape = tuple(observations.shape[1:])
+        if len(shape) > 1 or (self.observation_shape is not None and len(self.observation_shape) == 1):
+            if self.observation_shape is None:
+                raise KdRlError(
+                    f"observations of shape {shape} need a model built with observation_shape; "
+                    f"this one takes flat [batch, {self.observation_dim}] observations"
+                )
+            if shape != self.observation_shape:
+                what = (
+                    f" ({shape[-1]} channels where the model has {self.observation_shape[-1]})"
+                    if len(shape) == len(self.observation_shape) == 3 and shape[:2] == self.observation_shape[:2]
+                    else ""
+                )
+                raise KdRlError(
+                    f"observations have shape {shape}{what} but the model was built for "
+                    f"observation_shape={self.observation_shape}"
+                )
+            return
         dim = observations.shape[-1]
         if self.observation_dim is not None and dim is not None and dim != self.observation_dim:
             raise KdRlError(
@@ -366,6 +462,11 @@ class PolicyModel(keras.Model):
     def features(self, observations) -> tf.Tensor:
         """The last hidden layer's activations: ``float32 [batch, hidden_units[-1]]``."""
         x = self.normalise(observations)
+        if self.convolutions:
+            x = tf.reshape(x, (-1, *self.observation_shape))
+            for conv in self.convolutions:
+                x = conv(x)
+            x = tf.reshape(x, (-1, int(np.prod(x.shape[1:]))))
         for layer in self.hidden_layers:
             x = layer(x)
         return x
@@ -424,6 +525,12 @@ class PolicyModel(keras.Model):
             observation_clip=self.observation_clip,
             output_type=self.output_type,
         )
+        if self.observation_shape is not None:  # only when set: an MLP's config stays what it was
+            config.update(observation_shape=list(self.observation_shape))
+        if self.conv_layers:
+            config.update(conv_layers=[list(c) for c in self.conv_layers])
+        if self.preprocessing is not None:
+            config.update(preprocessing=dict(self.preprocessing))
         if self.is_continuous:
             config.update(
                 action_low=self.action_low.tolist(),

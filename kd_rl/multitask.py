@@ -9,6 +9,10 @@ around a *trunk* of Dense layers that every task shares::
 
     observations of task k ──adapter_k──▶ trunk (shared) ──head_k──▶ outputs of task k
 
+For image tasks (MinAtar's games, whose frames have different numbers of
+channels) the adapter is the task's own first convolution, and any further
+convolutions belong to the trunk, with its Dense layers.
+
 Each task's path is an ordinary kd_rl ``StudentModel`` whose hidden layers
 are ``[adapter_k, *trunk]`` — the same layer objects, so the weights are
 shared — and `MultiTaskStudent.for_task` returns it: every single-task tool
@@ -35,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from kd_rl._io import CHECKPOINT_FILE, run_folder, save_model, write_csv, write_json
-from kd_rl._validate import check_int
+from kd_rl._validate import check_int, normalise_conv_layers
 from kd_rl.config import DistillConfig, MultiTaskConfig
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distill import (
@@ -79,6 +83,8 @@ def task_spec(env_id: str, teacher=None) -> dict:
 
     spec = env_spec(env_id)
     task = {"env_id": env_id, "obs_dim": spec.obs_dim}
+    if spec.is_image:
+        task["obs_shape"] = list(spec.obs_shape)
     if spec.is_continuous:
         task.update(
             action_low=spec.action_low.tolist(),
@@ -103,6 +109,10 @@ class MultiTaskStudent(keras.Model):
         activation: Keras activation of adapters and trunk.
         state_dependent_std: Continuous tasks: ``log_std`` from a Dense head
             (True) or one learned value per action dimension.
+        conv_layers: Image tasks (each with an ``obs_shape``): ``(filters,
+            kernel, stride)`` of each convolution. The first is each task's own
+            adapter (its input channels are the game's); the others are shared.
+            ``adapter_units`` is then unused. Image and vector tasks do not mix.
         **kwargs: Passed to ``keras.Model``.
 
     ``student(observations, task=env_id)`` runs one task's path:
@@ -119,10 +129,19 @@ class MultiTaskStudent(keras.Model):
         adapter_units: int = 64,
         activation: str = "relu",
         state_dependent_std: bool = True,
+        conv_layers: Sequence[Sequence[int]] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
         tasks = [dict(t) for t in tasks]
+        self.conv_layers = normalise_conv_layers(conv_layers)
+        images = [t.get("obs_shape") is not None for t in tasks]
+        if any(images) and not all(images):
+            raise KdRlError("a multi-task student takes image tasks or vector tasks, not both")
+        if tasks and all(images) and not self.conv_layers:
+            raise KdRlError("image tasks need conv_layers: the first convolution is each task's adapter")
+        if self.conv_layers and not all(images):
+            raise KdRlError("conv_layers are for image tasks (each with an obs_shape)")
         if not tasks:
             raise KdRlError("a MultiTaskStudent needs at least one task")
         ids = [t.get("env_id") for t in tasks]
@@ -139,10 +158,25 @@ class MultiTaskStudent(keras.Model):
             keras.layers.Dense(units, activation=activation, name=f"trunk_{i}")
             for i, units in enumerate(self.trunk_units)
         ]
-        self.adapters = [
-            keras.layers.Dense(self.adapter_units, activation=activation, name=f"adapter_{i}")
-            for i in range(len(tasks))
-        ]
+        if self.conv_layers:
+            (filters, kernel, stride), shared = self.conv_layers[0], self.conv_layers[1:]
+            self.adapters = [
+                keras.layers.Conv2D(filters, kernel, strides=stride, activation=activation, name=f"adapter_{i}")
+                for i in range(len(tasks))
+            ]
+            self.shared_convolutions = [
+                keras.layers.Conv2D(f, k, strides=s, activation=activation, name=f"trunk_conv_{i}")
+                for i, (f, k, s) in enumerate(shared)
+            ]
+            grids = {tuple(t["obs_shape"][:2]) for t in tasks}
+            if len(grids) > 1:
+                raise KdRlError(f"image tasks must share one frame size to share a trunk, got {sorted(grids)}")
+        else:
+            self.adapters = [
+                keras.layers.Dense(self.adapter_units, activation=activation, name=f"adapter_{i}")
+                for i in range(len(tasks))
+            ]
+            self.shared_convolutions = []
         # One StudentModel per task, built on the task's adapter and the shared trunk.
         self.task_models = [self._task_model(i, task) for i, task in enumerate(tasks)]
         self.built = True  # every task's model built its layers (observation sizes are known)
@@ -162,6 +196,17 @@ class MultiTaskStudent(keras.Model):
                 "log_std_range": LOG_STD_RANGE,
             }
         )
+        if self.conv_layers:
+            return StudentModel(
+                hidden_units=self.trunk_units,
+                activation=self.activation,
+                observation_shape=task["obs_shape"],
+                conv_layers=self.conv_layers,
+                name=f"task_{index}",
+                _convolutions=[self.adapters[index], *self.shared_convolutions],
+                _hidden_layers=self.trunk,
+                **action,
+            )
         return StudentModel(
             hidden_units=(self.adapter_units, *self.trunk_units),
             activation=self.activation,
@@ -193,8 +238,9 @@ class MultiTaskStudent(keras.Model):
         tasks' adapters and heads start fresh.
         """
         student = MultiTaskStudent(
-            [*self.tasks, *tasks], self.trunk_units, self.adapter_units, self.activation, self.state_dependent_std
-        )
+            [*self.tasks, *tasks], self.trunk_units, self.adapter_units, self.activation, self.state_dependent_std,
+            conv_layers=self.conv_layers,
+        )  # fmt: skip
         for source, target in zip(self.task_models, student.task_models):
             target.set_weights(source.get_weights())
         return student
@@ -211,6 +257,8 @@ class MultiTaskStudent(keras.Model):
             activation=self.activation,
             state_dependent_std=self.state_dependent_std,
         )
+        if self.conv_layers:  # only then: a vector student's config stays what it was
+            config.update(conv_layers=[list(c) for c in self.conv_layers])
         return config
 
     @classmethod
@@ -283,8 +331,10 @@ def distill_multitask(
         for env_id in config.env_ids:
             check_model_fits_env(student.for_task(env_id), env_id, role=f"student's {env_id} task")
     # One buffer per task, each of buffer_size states: together they take the sum of the tasks' widths.
-    width = sum(obs_dim + outputs for obs_dim, outputs in shapes)
-    check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, width)
+    specs = [env_spec(e) for e in config.env_ids]
+    image = sum(spec.obs_dim for spec in specs if spec.is_image)
+    width = sum(obs_dim + outputs for obs_dim, outputs in shapes) - image
+    check_buffer_memory(config.buffer_size, config.batch_size, config.updates_per_round, width, image)
     check_resume_target(out_dir, resume)
     with run_folder(out_dir, resume=resume, overwrite=overwrite) as run_dir:
         start = time.perf_counter()
@@ -293,9 +343,13 @@ def distill_multitask(
         with strategy.scope():  # the default strategy's scope changes nothing
             if student is None:
                 tasks = [task_spec(e, t) for t, e in zip(teachers, config.env_ids)]
+                convs = config.conv_layers
+                if convs is None:  # the first teacher's convolutions, for image tasks
+                    convs = getattr(teachers[0], "conv_layers", ()) if all(s.is_image for s in specs) else ()
                 student = MultiTaskStudent(
-                    tasks, config.trunk_units, config.adapter_units, config.activation, config.state_dependent_std
-                )
+                    tasks, config.trunk_units, config.adapter_units, config.activation, config.state_dependent_std,
+                    conv_layers=convs,
+                )  # fmt: skip
             optimizer = keras.optimizers.Adam(config.learning_rate)
         # A given student was checked above, before the run folder; a new one is built from the tasks' specs.
         models = [student.for_task(e) for e in config.env_ids]
@@ -303,7 +357,10 @@ def distill_multitask(
             teachers, models, optimizer, config.loss, config.temperature, gaussian_kl=config.gaussian_kl,
             strategy=None if config.strategy == "default" else strategy,
         )  # fmt: skip
-        buffers = [ReplayBuffer(config.buffer_size, obs, out) for obs, out in shapes]
+        buffers = [
+            ReplayBuffer(config.buffer_size, obs, out, obs_dtype=spec.obs_dtype)
+            for (obs, out), spec in zip(shapes, specs)
+        ]
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         names = list(teacher_names) if teacher_names else [None] * len(teachers)
         teacher_id = {"teacher": names, "teacher_sha256": [weights_sha256(t) for t in teachers]}

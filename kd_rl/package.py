@@ -257,6 +257,8 @@ def _command(metrics: dict, run_dir: Path) -> tuple[str | None, str]:
             parts.append(s.flag)
         elif s.kind == "hidden":
             parts += [s.flag, ",".join(map(str, value))]
+        elif s.kind == "conv":
+            parts += [s.flag, ",".join(":".join(map(str, c)) for c in value) or "none"]
         elif s.kind == "json":
             parts += [s.flag, json.dumps(value, sort_keys=True)]
         else:

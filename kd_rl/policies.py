@@ -44,6 +44,7 @@ __all__ = [
     "TFLitePolicy",
     "OnnxPolicy",
     "TflmPolicy",
+    "conv2d_valid",
     "load_any_policy",
     "observation_dim",
     "to_actions",
@@ -105,6 +106,17 @@ def _mlp_features(x: np.ndarray, mean, std, clip, hidden, activation) -> np.ndar
     return x
 
 
+def conv2d_valid(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """Keras' ``Conv2D(padding="valid")`` in NumPy: ``x [n, h, w, c]``, ``kernel [k, k, c, f]`` -> ``[n, h', w', f]``.
+
+    ``stride`` is the same along both axes. The activation is the caller's.
+    """
+    k = kernel.shape[0]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]
+    # windows: [n, h', w', c, k, k]; the kernel's axes are [k, k, c, f].
+    return np.einsum("nhwcij,ijcf->nhwf", windows, kernel, optimize=True) + bias
+
+
 class OutputSnapshot:
     """A plain kd_rl MLP's outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
 
@@ -142,6 +154,8 @@ class OutputSnapshot:
         if model.activation not in NUMPY_ACTIVATIONS or model.compute_dtype != "float32":
             return False
         if model.observation_dim is None:  # not built yet: its first call decides its input
+            return False
+        if getattr(model, "conv_layers", ()):  # a CNN keeps the compiled path
             return False
         import keras
 
@@ -237,7 +251,7 @@ class _ExportedPolicy:
 
 
 class NumpyPolicy(_ExportedPolicy):
-    """A kd_rl MLP evaluated with NumPy alone: ``policy(obs) -> logits`` (or actions).
+    """A kd_rl MLP (or CNN) evaluated with NumPy alone: ``policy(obs) -> logits`` (or actions).
 
     Discrete: ``policy(obs)`` gives logits ``[batch, num_actions]`` and
     `act` their argmax. Continuous (``action_low``/``action_high`` given):
@@ -255,6 +269,11 @@ class NumpyPolicy(_ExportedPolicy):
         action_low: Lower Box action bounds of a continuous policy.
         action_high: Upper Box action bounds of a continuous policy.
         squash: Continuous only: tanh-squash the mean into the bounds (else clip it).
+        convolutions: ``[(kernel [k, k, c, f], bias [f], stride), ...]``: ``Conv2D``
+            layers (``valid`` padding, ``activation``) applied to image
+            observations before the Dense layers (`conv2d_valid`).
+        observation_shape: The observations' own shape; needed with ``convolutions``.
+            Observations come in that shape or flattened.
     """
 
     def __init__(
@@ -267,6 +286,8 @@ class NumpyPolicy(_ExportedPolicy):
         action_low=None,
         action_high=None,
         squash: bool = False,
+        convolutions=(),
+        observation_shape=None,
     ):
         if activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
@@ -276,7 +297,15 @@ class NumpyPolicy(_ExportedPolicy):
         self.mean = None if observation_mean is None else np.asarray(observation_mean, np.float32)
         self.std = None if observation_std is None else np.asarray(observation_std, np.float32)
         self.clip = observation_clip
-        self.observation_dim = self.weights[0][0].shape[0]
+        self.convolutions = [
+            (np.asarray(k, np.float32), np.asarray(b, np.float32), int(stride)) for k, b, stride in convolutions
+        ]
+        self.observation_shape = None if observation_shape is None else tuple(int(d) for d in observation_shape)
+        if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
+            raise KdRlError("a convolutional NumpyPolicy needs observation_shape=(height, width, channels)")
+        self.observation_dim = (
+            self.weights[0][0].shape[0] if self.observation_shape is None else int(np.prod(self.observation_shape))
+        )
         self.is_continuous = action_low is not None
         self.outputs_are_actions = self.is_continuous
         if self.is_continuous:
@@ -298,9 +327,22 @@ class NumpyPolicy(_ExportedPolicy):
 
     def __call__(self, observations) -> np.ndarray:
         x = np.asarray(observations, np.float32)
+        if x.ndim > 2 and self.observation_shape is not None:
+            if x.shape[1:] != self.observation_shape:
+                raise KdRlError(
+                    f"observations have shape {x.shape[1:]} but the policy expects {self.observation_shape}"
+                )
+            x = x.reshape(len(x), -1)
         if x.shape[-1] != self.observation_dim:
             raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
-        x = _mlp_features(x, self.mean, self.std, self.clip, self.weights[:-1], self._act)
+        x = _mlp_features(x, self.mean, self.std, self.clip, [], self._act)  # the normaliser
+        if self.convolutions:
+            x = x.reshape(len(x), *self.observation_shape)
+            for kernel, bias, stride in self.convolutions:
+                x = self._act(conv2d_valid(x, kernel, bias, stride))
+            x = x.reshape(len(x), -1)
+        for kernel, bias in self.weights[:-1]:
+            x = self._act(x @ kernel + bias)
         kernel, bias = self.weights[-1]
         out = x @ kernel + bias
         if self.is_continuous:
@@ -311,8 +353,12 @@ class NumpyPolicy(_ExportedPolicy):
 
     @classmethod
     def from_model(cls, model) -> NumpyPolicy:
-        """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs only; see `export_model`)."""
+        """The NumPy twin of a kd_rl ``PolicyModel`` (plain MLPs and CNNs; see `export_model`)."""
         continuous = getattr(model, "is_continuous", False)
+        convolutions = [
+            (*conv.get_weights(), stride)
+            for conv, (_, _, stride) in zip(getattr(model, "convolutions", []), getattr(model, "conv_layers", ()))
+        ]
         return cls(
             dense_weights(model),
             model.activation,
@@ -322,10 +368,14 @@ class NumpyPolicy(_ExportedPolicy):
             action_low=model.action_low if continuous else None,
             action_high=model.action_high if continuous else None,
             squash=model.squash if continuous else False,
+            convolutions=convolutions,
+            observation_shape=getattr(model, "observation_shape", None),
         )
 
     def count_params(self) -> int:
-        return int(sum(k.size + b.size for k, b in self.weights))
+        return int(
+            sum(k.size + b.size for k, b in self.weights) + sum(k.size + b.size for k, b, _ in self.convolutions)
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights, normaliser and bounds to an ``.npz`` (arrays and a JSON ``meta``; no pickles)."""
@@ -336,7 +386,13 @@ class NumpyPolicy(_ExportedPolicy):
             arrays["observation_mean"] = self.mean
         if self.std is not None:
             arrays["observation_std"] = self.std
+        for i, (kernel, bias, _) in enumerate(self.convolutions):
+            arrays[f"conv_kernel_{i}"], arrays[f"conv_bias_{i}"] = kernel, bias
         meta = {"layers": len(self.weights), "activation": self.activation, "observation_clip": self.clip}
+        if self.convolutions:
+            meta["conv_strides"] = [stride for _, _, stride in self.convolutions]
+        if self.observation_shape is not None:
+            meta["observation_shape"] = list(self.observation_shape)
         if self.is_continuous:
             arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
             meta["squash"] = self.squash
@@ -350,6 +406,10 @@ class NumpyPolicy(_ExportedPolicy):
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             weights = [(data[f"kernel_{i}"], data[f"bias_{i}"]) for i in range(meta["layers"])]
+            convolutions = [
+                (data[f"conv_kernel_{i}"], data[f"conv_bias_{i}"], stride)
+                for i, stride in enumerate(meta.get("conv_strides", []))
+            ]
             keys = ("observation_mean", "observation_std", "action_low", "action_high")
             arrays = {k: (data[k] if k in data.files else None) for k in keys}
         return cls(
@@ -357,12 +417,24 @@ class NumpyPolicy(_ExportedPolicy):
             meta["activation"],
             observation_clip=meta.get("observation_clip"),
             squash=bool(meta.get("squash", False)),
+            convolutions=convolutions,
+            observation_shape=meta.get("observation_shape"),
             **arrays,
         )
 
 
 #: Name of the output of an exported continuous policy (its deterministic action).
 ACTIONS_OUTPUT = "deterministic_actions"
+
+
+def _batched(observations, shape: tuple[int, ...]) -> np.ndarray:
+    """Observations as float32 ``[batch, *shape]``: one observation gets a batch axis, flat ones their shape."""
+    x = np.asarray(observations, np.float32)
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.shape[1:] != shape and x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
+        x = x.reshape(len(x), *shape)  # flat, as kd_rl's buffers and environments give them
+    return x
 
 
 class TFLitePolicy(_ExportedPolicy):
@@ -383,7 +455,8 @@ class TFLitePolicy(_ExportedPolicy):
             self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        self.observation_dim = int(self._input["shape"][-1])
+        self.observation_shape = tuple(int(d) for d in self._input["shape"][1:])
+        self.observation_dim = int(np.prod(self.observation_shape))
         # A continuous policy is exported with its deterministic action as the output (see kd_rl.export).
         signatures = self.interpreter.get_signature_list()
         outputs = [name for signature in signatures.values() for name in signature.get("outputs", [])]
@@ -393,11 +466,9 @@ class TFLitePolicy(_ExportedPolicy):
         self._batch = int(self._input["shape"][0])
 
     def __call__(self, observations) -> np.ndarray:
-        x = np.asarray(observations, np.float32)
-        if x.ndim == 1:
-            x = x[None]
+        x = _batched(observations, self.observation_shape)
         if x.shape[0] != self._batch:
-            self.interpreter.resize_tensor_input(self._input["index"], [x.shape[0], self.observation_dim])
+            self.interpreter.resize_tensor_input(self._input["index"], [x.shape[0], *self.observation_shape])
             self.interpreter.allocate_tensors()
             self._input = self.interpreter.get_input_details()[0]
             self._output = self.interpreter.get_output_details()[0]
@@ -437,16 +508,14 @@ class OnnxPolicy(_ExportedPolicy):
         self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         given, taken = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input = given.name
-        self.observation_dim = int(given.shape[-1])
+        self.observation_shape = tuple(int(d) for d in given.shape[1:])
+        self.observation_dim = int(np.prod(self.observation_shape))
         self.outputs_are_actions = self.is_continuous = taken.name == ACTIONS_OUTPUT
         size = int(taken.shape[-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
 
     def __call__(self, observations) -> np.ndarray:
-        x = np.asarray(observations, np.float32)
-        if x.ndim == 1:
-            x = x[None]
-        return self.session.run(None, {self._input: x})[0]
+        return self.session.run(None, {self._input: _batched(observations, self.observation_shape)})[0]
 
 
 class TflmPolicy(_ExportedPolicy):

@@ -34,6 +34,7 @@ from kd_rl._validate import check_float, check_int, check_seed
 from kd_rl.envs import EnvGroup, has_display, make_gymnasium_env
 from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.evaluate import check_model_fits_env, episode_cap
+from kd_rl.games import env_kwargs_for
 from kd_rl.multitask import MultiTaskStudent
 from kd_rl.policies import as_policy_fn, load_any_policy, to_actions
 
@@ -149,6 +150,8 @@ def record(
     max_steps = check_int("max_steps", max_steps, allow_none=True)
     if fps is not None and check_float("fps", fps) <= 0:
         raise KdRlError(f"fps must be a number > 0, got {fps!r}")
+    if not isinstance(policy_or_path, str | os.PathLike):  # an Atari model's own preprocessing
+        env_kwargs = env_kwargs_for(policy_or_path, env_id, env_kwargs)
     env_kwargs = dict(env_kwargs or {})
     if "render_mode" in env_kwargs:
         raise KdRlError("record sets render_mode='rgb_array' itself: leave render_mode out of the env_kwargs")

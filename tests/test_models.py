@@ -134,7 +134,7 @@ def test_subclassed_student_trains_and_round_trips(tmp_path, rng):
         (dict(num_actions=2, activation="nope"), "activation"),
         (dict(num_actions=2, observation_dim=0), "observation_dim"),
         (dict(num_actions=2, observation_dim=2, observation_std=[1.0, 0.0]), "observation_std"),
-        (dict(num_actions=2, observation_dim=2, observation_mean=[1.0]), "observation_mean"),
+        (dict(num_actions=2, observation_dim=2, observation_mean=[1.0, 2.0, 3.0]), "observation_mean"),
     ],
 )
 def test_bad_arguments_name_themselves(kwargs, match):

@@ -43,6 +43,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
+from kd_rl._validate import normalise_conv_layers
 from kd_rl.errors import KdRlError
 from kd_rl.models import LOG_STD_RANGE
 from kd_rl.teachers import kickstart as ks
@@ -105,8 +106,17 @@ def _learning_rate(hyperparameters: Mapping, gradient_steps: int | None):
     raise KdRlError(f"lr_schedule must be 'constant' or 'linear', got {schedule!r}")
 
 
-def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int | None = None) -> sequential.Sequential:
-    """A Q-network ``float32 [batch, obs_dim] -> Q [batch, num_actions]``: Dense layers only.
+def make_q_network(
+    action_spec, hyperparameters: Mapping, observation_dim: int | None = None, observation_shape=None
+) -> sequential.Sequential:
+    """A Q-network ``float32 [batch, obs_dim] -> Q [batch, num_actions]``: Dense layers, after convolutions for images.
+
+    With ``conv_layers`` in the hyperparameters (``[[filters, kernel, stride], ...]``)
+    the flat observation is reshaped to ``observation_shape`` (``(height, width,
+    channels)``) and goes through ``Conv2D`` layers (``valid`` padding, the
+    hidden activation) and a ``Flatten`` before the Dense layers: the
+    convolutional Q-networks of Mnih et al. (2015) and of MinAtar (Young &
+    Tian 2019: one 16-filter 3 x 3 convolution, then 128 units).
 
     ``init`` chooses the initial weights:
 
@@ -131,6 +141,9 @@ def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int |
     num_actions = _num_actions(action_spec)
     widths = list(hyperparameters["hidden_units"])
     init = hyperparameters.get("init", "tf_agents")
+    convolutions, flat_size = _conv_stack(hyperparameters, observation_shape, init)
+    if convolutions:
+        observation_dim = flat_size  # the first Dense layer's fan-in
     if init == "tf_agents":
         # One initializer per layer: an unseeded tf_keras initializer called twice repeats its values.
         kernels = [tf_keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal") for _ in widths]
@@ -153,7 +166,47 @@ def make_q_network(action_spec, hyperparameters: Mapping, observation_dim: int |
         )
         for i, units in enumerate([*widths, num_actions])
     ]
-    return sequential.Sequential(layers, name="QNetwork")
+    return sequential.Sequential(convolutions + layers, name="QNetwork")
+
+
+def _conv_stack(hyperparameters: Mapping, observation_shape, init: str) -> tuple[list, int | None]:
+    """``([Reshape, Conv2D..., Flatten], flat size)`` for the ``conv_layers`` hyperparameter (``([], None)`` without).
+
+    The kernels start as the Dense layers' do: He (``tf_agents``) or uniform in
+    +-1/sqrt(fan_in) (``torch``, PyTorch's ``nn.Conv2d`` default).
+    """
+    convs = normalise_conv_layers(hyperparameters.get("conv_layers"))
+    if not convs:
+        return [], None
+    if observation_shape is None or len(observation_shape) != 3:
+        raise KdRlError(
+            f"conv_layers need image observations (height, width, channels); this environment's are {observation_shape}"
+        )
+    layers = [tf_keras.layers.Reshape(tuple(observation_shape), input_shape=(int(np.prod(observation_shape)),))]
+    shape = tuple(observation_shape)
+    for filters, kernel, stride in convs:
+        fan_in = kernel * kernel * shape[-1]
+        if init == "torch":
+            limit = 1.0 / np.sqrt(fan_in)
+            kernel_init = tf_keras.initializers.RandomUniform(-limit, limit)
+            bias_init = tf_keras.initializers.RandomUniform(-limit, limit)
+        else:
+            kernel_init, bias_init = tf_keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"), "zeros"
+        layers.append(
+            tf_keras.layers.Conv2D(
+                filters,
+                kernel,
+                strides=stride,
+                activation=activation(hyperparameters["activation"]),
+                kernel_initializer=kernel_init,
+                bias_initializer=bias_init,
+            )
+        )
+        shape = ((shape[0] - kernel) // stride + 1, (shape[1] - kernel) // stride + 1, filters)
+        if shape[0] < 1 or shape[1] < 1:
+            raise KdRlError(f"conv_layers={[list(c) for c in convs]} shrink {tuple(observation_shape)} to nothing")
+    layers.append(tf_keras.layers.Flatten())
+    return layers, int(np.prod(shape))
 
 
 def _categorical(logits: tf.Tensor, dtype: tf.DType) -> tfp.distributions.Categorical:

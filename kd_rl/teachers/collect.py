@@ -79,17 +79,20 @@ class OffPolicyEnvs:
         env: A batched ``PyEnvironment`` (`make_training_env`).
         n_step: Steps per stored transition (1: the plain transitions).
         gamma: The discount factor of the returns; needed if ``n_step > 1``.
+        clip_reward: Store each reward's sign (-1, 0 or 1), as DQN on Atari
+            does (Mnih et al. 2015); episode returns stay the game's own.
 
     Raises:
         ValueError: If ``n_step > 1`` and ``gamma`` is not given.
     """
 
-    def __init__(self, env, n_step: int = 1, gamma: float | None = None):
+    def __init__(self, env, n_step: int = 1, gamma: float | None = None, clip_reward: bool = False):
         if n_step > 1 and gamma is None:
             raise KdRlError(f"n_step={n_step} needs the discount factor gamma of the returns")
         self.env = env
         self.n = int(env.batch_size)
         self.n_step, self.gamma = int(n_step), 1.0 if gamma is None else float(gamma)
+        self.clip_reward = bool(clip_reward)
         self.time_step = env.reset()
         self.returns = np.zeros(self.n)
         self._pending = [deque() for _ in range(self.n)]  # per environment: (obs, action, reward, discount)
@@ -127,12 +130,13 @@ class OffPolicyEnvs:
         after = self.env.step(actions)
         finished = []
         for i in np.flatnonzero(acting):
-            reward, last = after.reward[i], after.step_type[i] == ts.StepType.LAST
+            raw, last = after.reward[i], after.step_type[i] == ts.StepType.LAST
+            reward = np.sign(raw).astype(raw.dtype) if self.clip_reward else raw
             if self.n_step == 1:
                 buffer.add(before.observation[i], actions[i], reward, after.discount[i], after.observation[i])
             else:
                 self._store_n_step(i, buffer, before.observation[i], actions[i], reward, after, last)
-            self.returns[i] += float(reward)
+            self.returns[i] += float(raw)
             if last:
                 finished.append(float(self.returns[i]))
                 self.returns[i] = 0.0

@@ -65,12 +65,12 @@ class DqnTrainer(OffPolicyTrainer):
         self.update = make_dqn_update(self.agent, self.gradient_steps)
         self.eps_start, self.eps_end = float(p["exploration_initial_eps"]), float(p["exploration_final_eps"])
         self.eps_steps = max(float(p["exploration_fraction"]) * self.run.steps, 1.0)
-        self.acting_policy = numpy_policy(self.layers)  # a NumPy copy, refreshed after every training round
+        self.acting_policy = self._numpy_copy()  # refreshed after every training round
         self.actions = np.zeros(self.envs.n, np.int64)
 
     def build(self, train_steps: int) -> tuple:
         self.num_actions = int(self.py_env.action_spec().maximum) + 1
-        self.q_network = make_q_network(self.action_spec, self.params, self.obs_dim)
+        self.q_network = make_q_network(self.action_spec, self.params, self.obs_dim, self.observation_shape)
         agent = make_dqn_agent(
             self.time_step_spec, self.action_spec, self.params, train_steps, q_network=self.q_network,
             kickstart=self.run.kickstart,
@@ -94,8 +94,11 @@ class DqnTrainer(OffPolicyTrainer):
         batches = self.buffer.sample(self.rng, shape[0] * shape[1])
         split = tf.nest.map_structure(lambda x: x.reshape(*shape, *x.shape[1:]), batches)
         loss = self.update(split)
-        self.acting_policy = numpy_policy(self.layers)
+        self.acting_policy = self._numpy_copy()
         return [loss]
+
+    def _numpy_copy(self):
+        return numpy_policy(self.layers, convs=self.convs, observation_shape=self.observation_shape)
 
     def eval_policy(self):
         return self.acting_policy  # the policy that acts, as it is now
@@ -104,7 +107,9 @@ class DqnTrainer(OffPolicyTrainer):
         return _mean_loss(losses)
 
     def export(self) -> TeacherModel:
-        return export_dqn_teacher(self.q_network, self.obs_dim, self.num_actions)
+        return export_dqn_teacher(
+            self.q_network, self.obs_dim, self.num_actions, observation_shape=self.observation_shape
+        )
 
 
 def train_dqn(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:

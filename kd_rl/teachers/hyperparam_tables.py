@@ -20,7 +20,7 @@ import numpy as np
 import tf_keras
 import yaml
 
-from kd_rl._validate import check_float, check_int
+from kd_rl._validate import check_float, check_int, normalise_conv_layers
 from kd_rl.config import ALGORITHMS
 from kd_rl.errors import KdRlError
 from kd_rl.models import normalise_hidden_units
@@ -243,6 +243,8 @@ def load_hyperparameters(
         _check_entry({k: v for k, v in overrides.items() if k != "env_id"}, table["default"], algo, "overrides")
         params.update(overrides)
     params["hidden_units"] = normalise_hidden_units(params["hidden_units"])
+    if "conv_layers" in params:
+        params["conv_layers"] = [list(c) for c in normalise_conv_layers(params["conv_layers"])]
     for key in ("value_hidden_units", "critic_hidden_units"):
         if key in params:
             params[key] = normalise_hidden_units(params[key])

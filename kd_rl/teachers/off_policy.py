@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
+from kd_rl.envs import env_spec
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.collect import (
     OffPolicyEnvs,
@@ -34,7 +35,7 @@ from kd_rl.teachers.collect import (
 )
 from kd_rl.teachers.replay import TransitionBuffer
 from kd_rl.teachers.run import Run
-from kd_rl.teachers.to_keras import dense_layers
+from kd_rl.teachers.to_keras import conv_layers, dense_layers
 
 __all__ = ["OffPolicyTrainer"]
 
@@ -52,9 +53,12 @@ class OffPolicyTrainer:
         py_env: The batched training environments.
         time_step_spec, action_spec: Their TF-Agents specs.
         obs_dim: Observation size.
+        observation_shape: The image shape ``(height, width, channels)`` for
+            image observations (a convolutional network's input), else None.
         batch_size, train_freq, gradient_steps, learning_starts: From ``params``.
         agent: The TF-Agents agent (`build`).
         layers: The Dense layers of the network the exported policy is made of.
+        convs: Its Conv2D layers (empty for an MLP).
         buffer: The replay buffer.
         envs: The environments as `OffPolicyEnvs`.
         rng: The run's NumPy generator (checkpointed with it).
@@ -72,14 +76,21 @@ class OffPolicyTrainer:
         self.time_step_spec = tensor_spec.from_spec(self.py_env.time_step_spec())
         self.action_spec = tensor_spec.from_spec(self.py_env.action_spec())
         self.obs_dim = int(self.py_env.observation_spec().shape[0])
+        spec = env_spec(gym_id, **(run.env_kwargs or {}))
+        self.observation_shape = spec.obs_shape if spec.is_image else None
         self.batch_size, self.train_freq = int(p["batch_size"]), int(p["train_freq"])
         self.gradient_steps, self.learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
         rounds = max((run.steps - self.learning_starts) // self.train_freq, 1)
         network, self.agent = self.build(rounds * self.gradient_steps)
-        self.layers = dense_layers(network)
-        self.buffer = TransitionBuffer(min(int(p["buffer_size"]), run.steps), self.obs_dim, action_dim=self.action_dim)
+        self.layers, self.convs = dense_layers(network), conv_layers(network)
+        self.buffer = TransitionBuffer(
+            min(int(p["buffer_size"]), run.steps), self.obs_dim, action_dim=self.action_dim,
+            obs_dtype=np.uint8 if spec.is_image else np.float32,
+        )  # fmt: skip
         self.env_steps = run.attach(network.variables, resume, agent=self.agent, replay_buffer=self.buffer)
-        self.envs = OffPolicyEnvs(self.py_env, n_step=self.n_step, gamma=float(p["gamma"]))
+        self.envs = OffPolicyEnvs(
+            self.py_env, n_step=self.n_step, gamma=float(p["gamma"]), clip_reward=bool(p.get("clip_reward", False))
+        )
         if self.env_steps > 0:
             self.buffer.sync_from_variables()
             # The environments' states are not checkpointed: start new episodes,

@@ -42,6 +42,7 @@ from kd_rl.teachers.agents import SAC_LOG_STD_RANGE, GaussianHead
 
 __all__ = [
     "action_bounds",
+    "conv_layers",
     "dense_layers",
     "export_dqn_teacher",
     "export_ppo_teacher",
@@ -53,10 +54,33 @@ __all__ = [
 _NO_NORMALISER = (None, None, None)
 
 
+def _split_convolutions(network) -> tuple[list, list]:
+    """``(Conv2D layers, the layers after the Flatten)`` of a network that starts ``Reshape, Conv2D..., Flatten``;
+    ``([], all layers)`` for one without convolutions."""
+    layers = list(network.layers)
+    if not layers or not isinstance(layers[0], tf_keras.layers.Reshape):
+        return [], layers
+    flat = next((i for i, layer in enumerate(layers) if isinstance(layer, tf_keras.layers.Flatten)), None)
+    convs = layers[1:flat] if flat is not None else []
+    if flat is None or not convs or not all(type(layer) is tf_keras.layers.Conv2D for layer in convs):
+        raise KdRlError("a convolutional network must start Reshape, Conv2D..., Flatten to export to a TeacherModel")
+    for conv in convs:
+        if conv.padding != "valid" or conv.dilation_rate != (1, 1) or conv.strides[0] != conv.strides[1]:
+            raise KdRlError(f"cannot export {conv.name}: kd_rl's convolutions are 'valid', undilated, square-strided")
+    return convs, layers[flat + 1 :]
+
+
+def conv_layers(network: sequential.Sequential) -> list[tf_keras.layers.Conv2D]:
+    """The Conv2D layers of a kd_rl convolutional Q-network, input to output (empty for an MLP)."""
+    return _split_convolutions(network)[0]
+
+
 def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
     """The Dense layers of a kd_rl Q-network or actor, input to output.
 
-    An actor's final distribution layer (a ``Lambda`` or a `GaussianHead`) is skipped.
+    An actor's final distribution layer (a ``Lambda`` or a `GaussianHead`) is
+    skipped, and so are a convolutional network's ``Reshape, Conv2D...,
+    Flatten`` (`conv_layers` gives the convolutions).
 
     Raises:
         ValueError: If ``network`` is not a TF-Agents ``Sequential`` of Dense
@@ -66,7 +90,7 @@ def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
         raise KdRlError(
             f"expected a TF-Agents Sequential network (see kd_rl.teachers.agents), got {type(network).__name__}"
         )
-    layers = list(network.layers)
+    layers = _split_convolutions(network)[1]
     if layers and isinstance(layers[-1], tf_keras.layers.Lambda | GaussianHead):
         layers = layers[:-1]
     for layer in layers:
@@ -129,7 +153,7 @@ def action_bounds(action_spec) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -> tuple[int, ...]:
+def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str, convs=()) -> tuple[int, ...]:
     hidden, output = layers[:-1], layers[-1]
     found_units = tuple(int(layer.units) for layer in hidden)
     if hidden_units is not None and normalise_hidden_units(hidden_units) != found_units:
@@ -137,7 +161,7 @@ def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -
     if int(output.units) != outputs:
         raise KdRlError(f"{what} does not match the network's {output.units} outputs")
     kernel_in = int(layers[0].kernel.shape[0])
-    if kernel_in != obs_dim:
+    if not convs and kernel_in != obs_dim:
         raise KdRlError(f"obs_dim={obs_dim} does not match the network's input size {kernel_in}")
     if tf_keras.activations.serialize(output.activation) != "linear":
         raise KdRlError("the network's output layer must be linear to export its outputs")
@@ -145,11 +169,25 @@ def _check_layers(layers, obs_dim: int, outputs: int, hidden_units, what: str) -
 
 
 def _new_teacher(
-    layers, obs_dim: int, found_units, output_type: str, normaliser=_NO_NORMALISER, **head
-) -> TeacherModel:
-    """A ``TeacherModel`` with the hidden layers of ``layers`` (their weights copied); ``head``: its
-    output's arguments (``num_actions``, or the Gaussian's bounds and std). The caller copies the head's weights."""
+    layers, obs_dim: int, found_units, output_type: str, normaliser=_NO_NORMALISER, convs=(), observation_shape=None,
+    **head,
+) -> TeacherModel:  # fmt: skip
+    """A ``TeacherModel`` with the hidden layers of ``layers`` and the convolutions ``convs`` (their weights
+    copied); ``head``: its output's arguments (``num_actions``, or the Gaussian's bounds and std). The caller
+    copies the head's weights."""
     mean, std, clip = normaliser
+    if convs:
+        if observation_shape is None or int(np.prod(observation_shape)) != obs_dim:
+            raise KdRlError(f"a convolutional teacher needs the observation_shape of its {obs_dim} inputs")
+        if int(convs[0].kernel.shape[2]) != int(observation_shape[-1]):
+            raise KdRlError(
+                f"the network's first convolution takes {int(convs[0].kernel.shape[2])} channels but "
+                f"observation_shape={tuple(observation_shape)} has {observation_shape[-1]}"
+            )
+        head.update(
+            observation_shape=tuple(observation_shape),
+            conv_layers=[(int(c.filters), int(c.kernel_size[0]), int(c.strides[0])) for c in convs],
+        )
     teacher = TeacherModel(
         hidden_units=found_units,
         activation=_activation_name(layers[:-1]),
@@ -160,27 +198,35 @@ def _new_teacher(
         output_type=output_type,
         **head,
     )
-    for source, target in zip(layers[:-1], teacher.hidden_layers):
+    for source, target in zip(list(convs) + list(layers[:-1]), teacher.convolutions + teacher.hidden_layers):
         target.set_weights([source.kernel.numpy(), source.bias.numpy()])
     return teacher
 
 
 def _copy_into_teacher(
-    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER
-) -> TeacherModel:
-    found_units = _check_layers(layers, obs_dim, num_actions, hidden_units, f"num_actions={num_actions}")
-    teacher = _new_teacher(layers, obs_dim, found_units, output_type, normaliser, num_actions=num_actions)
+    layers, obs_dim: int, num_actions: int, hidden_units, output_type: str, normaliser=_NO_NORMALISER, convs=(),
+    observation_shape=None,
+) -> TeacherModel:  # fmt: skip
+    found_units = _check_layers(layers, obs_dim, num_actions, hidden_units, f"num_actions={num_actions}", convs)
+    teacher = _new_teacher(
+        layers, obs_dim, found_units, output_type, normaliser, convs, observation_shape, num_actions=num_actions
+    )
     teacher.logits_layer.set_weights([layers[-1].kernel.numpy(), layers[-1].bias.numpy()])
     return teacher
 
 
 def export_dqn_teacher(
-    q_network: sequential.Sequential, obs_dim: int, num_actions: int, hidden_units: int | Sequence[int] | None = None
+    q_network: sequential.Sequential,
+    obs_dim: int,
+    num_actions: int,
+    hidden_units: int | Sequence[int] | None = None,
+    observation_shape: Sequence[int] | None = None,
 ) -> TeacherModel:
     """A TeacherModel whose logits are exactly the DQN's Q-values.
 
     The kernels and biases of the Q-network's Dense layers are copied into the
-    teacher's ``hidden_layers`` and ``logits_layer``.
+    teacher's ``hidden_layers`` and ``logits_layer``, and a convolutional
+    network's ``Conv2D`` layers into its ``convolutions``.
 
     Args:
         q_network: The agent's online Q-network, as from
@@ -188,6 +234,8 @@ def export_dqn_teacher(
         obs_dim: Observation size.
         num_actions: Number of actions.
         hidden_units: If given, must equal the network's hidden layer widths.
+        observation_shape: The image shape ``(height, width, channels)`` of a
+            convolutional network's observations (recorded in the teacher).
 
     Returns:
         A built ``TeacherModel``: ``float32 [batch, obs_dim] -> Q [batch, num_actions]``,
@@ -196,7 +244,14 @@ def export_dqn_teacher(
     Raises:
         ValueError: If the network does not match the sizes or is not a plain MLP.
     """
-    return _copy_into_teacher(dense_layers(q_network), obs_dim, num_actions, hidden_units, "q_values")
+    layers = dense_layers(q_network)  # first: it names what a network that is not kd_rl's lacks
+    if observation_shape is None:
+        found = [layer for layer in q_network.layers if isinstance(layer, tf_keras.layers.Reshape)]
+        observation_shape = tuple(found[0].target_shape) if found else None
+    return _copy_into_teacher(
+        layers, obs_dim, num_actions, hidden_units, "q_values",
+        convs=conv_layers(q_network), observation_shape=observation_shape,
+    )  # fmt: skip
 
 
 def export_ppo_teacher(
@@ -290,8 +345,10 @@ def export_sac_teacher(
     return teacher
 
 
-def numpy_policy(layers, normaliser=_NO_NORMALISER, action_spec=None, squash: bool = False) -> NumpyPolicy:
-    """A NumPy copy of Dense ``layers`` (and a normaliser) to act with during training.
+def numpy_policy(
+    layers, normaliser=_NO_NORMALISER, action_spec=None, squash: bool = False, convs=(), observation_shape=None
+) -> NumpyPolicy:
+    """A NumPy copy of Dense ``layers`` (and a normaliser, and convolutions) to act with during training.
 
     A TF call costs ~0.3 ms whatever its size; the NumPy forward pass costs
     ~10 us for one CartPole observation, which makes per-step acting cheap.
@@ -303,10 +360,16 @@ def numpy_policy(layers, normaliser=_NO_NORMALISER, action_spec=None, squash: bo
             deterministic actions. With ``squash`` (SAC) the last layer's
             outputs are ``[mean, log_std]`` and only the mean is kept.
         squash: Tanh-squash the mean into the bounds (SAC), else clip it (PPO).
+        convs: The Conv2D layers before them (`conv_layers`), for image observations.
+        observation_shape: The image shape the convolutions take.
     """
     weights = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in layers]
     if action_spec is None:
-        return NumpyPolicy(weights, _activation_name(layers[:-1]), *normaliser)
+        convolutions = [(c.kernel.numpy(), c.bias.numpy(), int(c.strides[0])) for c in convs]
+        return NumpyPolicy(
+            weights, _activation_name(layers[:-1]), *normaliser, convolutions=convolutions,
+            observation_shape=observation_shape,
+        )  # fmt: skip
     low, high = action_bounds(action_spec)
     if squash:
         kernel, bias = weights[-1]

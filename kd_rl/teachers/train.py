@@ -207,6 +207,7 @@ def train_teacher(
         finally:
             run.close()
 
+        teacher.preprocessing = spec.preprocessing  # an Atari teacher records its preprocessing
         _io.save_model(teacher, out_dir / "teacher.keras")
         final = run_episodes(teacher, gym_id, eval_episodes, seed, env_kwargs=env_kwargs or None)
         metrics = {
@@ -253,10 +254,13 @@ def _check_replay_memory(params: Mapping, algo: str, spec, steps: int) -> None:
         return
     capacity = min(int(params["buffer_size"]), steps)
     action = 1 if spec.action_dim is None else spec.action_dim
-    width = 2 * spec.obs_dim + action + 3  # observation, next observation, action, reward, discount, n-step
-    check_memory(f"buffer_size={params['buffer_size']} (the replay buffer)", 4.0 * capacity * width)
+    # Bytes per transition: observation and next observation (one byte per entry for images), then
+    # action, reward, discount and the n-step bookkeeping as four-byte numbers; batches are float32.
+    stored = (1 if spec.is_image else 4) * 2 * spec.obs_dim + 4 * (action + 3)
+    check_memory(f"buffer_size={params['buffer_size']} (the replay buffer)", float(capacity * stored))
     batch = int(params["batch_size"]) * max(int(params.get("gradient_steps") or 1), 1)
-    check_memory(f"batch_size={params['batch_size']} (a round's batches)", 4.0 * batch * width)
+    floats = 2 * spec.obs_dim + action + 3
+    check_memory(f"batch_size={params['batch_size']} (a round's batches)", 4.0 * batch * floats)
 
 
 def _kickstart_settings(kick: Kickstart, teacher) -> dict:
