@@ -183,6 +183,8 @@ class EnvSpec:
             or ``uint8`` ``Box``: one byte per entry), else ``float32``.
         preprocessing: An Atari environment's preprocessing settings
             (`kd_rl.games.atari_env`), None for other environments.
+        obs_scale: An image's largest value (255 for Atari's bytes, 1 for
+            MinAtar's booleans): teachers divide frames by it.
         num_actions: Number of discrete actions; None for a continuous action space.
         action_low: The ``Box`` action's lower bounds (float32 ``[d]``);
             None for discrete actions.
@@ -197,6 +199,7 @@ class EnvSpec:
     obs_shape: tuple[int, ...] | None = None
     obs_dtype: str = "float32"
     preprocessing: dict | None = None
+    obs_scale: float = 1.0
 
     @property
     def is_image(self) -> bool:
@@ -235,8 +238,11 @@ class EnvSpec:
         obs_dim = int(np.prod(observation_space.shape))
         shape = tuple(int(d) for d in observation_space.shape)
         dtype = "uint8" if np.dtype(observation_space.dtype) in (np.dtype(bool), np.dtype(np.uint8)) else "float32"
+        scale = float(np.max(observation_space.high)) if dtype == "uint8" else 1.0
         if isinstance(action_space, gymnasium.spaces.Discrete):
-            return cls(env_id, obs_dim, num_actions=int(action_space.n), obs_shape=shape, obs_dtype=dtype)
+            return cls(
+                env_id, obs_dim, num_actions=int(action_space.n), obs_shape=shape, obs_dtype=dtype, obs_scale=scale
+            )
         return cls(
             env_id,
             obs_dim,
@@ -244,6 +250,7 @@ class EnvSpec:
             action_high=np.asarray(action_space.high, np.float32),
             obs_shape=shape,
             obs_dtype=dtype,
+            obs_scale=scale,
         )
 
 

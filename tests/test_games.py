@@ -310,3 +310,32 @@ def test_atari_end_to_end_on_a_cpu(tmp_path, capsys):
     other = ["--env-kwargs", '{"max_episode_steps": 100, "preprocessing": {"screen_size": 84}}']
     assert main(["evaluate", path, "--env", "ALE/Breakout-v5", "--episodes", "1", *other]) == 2
     assert "preprocessed with" in capsys.readouterr().err
+
+
+def test_a_convolutional_ppo_teacher_trains_and_exports_its_actor(tmp_path):
+    from kd_rl.teachers import train_teacher
+
+    overrides = dict(n_envs=2, n_steps=64, n_epochs=1, batch_size=64, periodic_eval_episodes=1, eval_every=128,
+                     conv_layers=[[4, 3, 1]], hidden_units=[16], value_hidden_units=[16])  # fmt: skip
+    metrics = train_teacher(BREAKOUT, "ppo", tmp_path, steps=256, eval_episodes=2, overrides=overrides, progress=False)
+    teacher = keras.saving.load_model(tmp_path / "teacher.keras")
+    assert teacher.conv_layers == ((4, 3, 1),) and teacher.output_type == "logits"
+    assert teacher.observation_mean is None and metrics["params"] == teacher.count_params()
+    frames = _frames(5)
+    np.testing.assert_allclose(NumpyPolicy.from_model(teacher)(frames), np.asarray(teacher(frames)), atol=1e-5)
+
+
+def test_atari_teachers_divide_frames_by_255():
+    from tf_agents.specs import tensor_spec
+
+    from kd_rl.teachers.agents import make_q_network
+    from kd_rl.teachers.to_keras import export_dqn_teacher
+
+    action_spec = tensor_spec.BoundedTensorSpec((), np.int64, 0, 3)
+    params = {"hidden_units": [8], "activation": "relu", "init": "torch", "conv_layers": [[4, 8, 4]]}
+    network = make_q_network(action_spec, params, observation_shape=(84, 84, 4), observation_scale=255.0)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 84, 84, 4)).astype(np.uint8)
+    q = network(frames.reshape(3, -1).astype(np.float32))[0].numpy()
+    teacher = export_dqn_teacher(network, 84 * 84 * 4, 4)
+    assert teacher.observation_std.tolist() == [255.0]
+    np.testing.assert_allclose(np.asarray(teacher(frames)), q, atol=1e-4)

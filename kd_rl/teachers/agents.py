@@ -107,7 +107,11 @@ def _learning_rate(hyperparameters: Mapping, gradient_steps: int | None):
 
 
 def make_q_network(
-    action_spec, hyperparameters: Mapping, observation_dim: int | None = None, observation_shape=None
+    action_spec,
+    hyperparameters: Mapping,
+    observation_dim: int | None = None,
+    observation_shape=None,
+    observation_scale: float = 1.0,
 ) -> sequential.Sequential:
     """A Q-network ``float32 [batch, obs_dim] -> Q [batch, num_actions]``: Dense layers, after convolutions for images.
 
@@ -116,7 +120,8 @@ def make_q_network(
     channels)``) and goes through ``Conv2D`` layers (``valid`` padding, the
     hidden activation) and a ``Flatten`` before the Dense layers: the
     convolutional Q-networks of Mnih et al. (2015) and of MinAtar (Young &
-    Tian 2019: one 16-filter 3 x 3 convolution, then 128 units).
+    Tian 2019: one 16-filter 3 x 3 convolution, then 128 units). Frames are
+    divided by ``observation_scale`` first (255 for Atari's bytes).
 
     ``init`` chooses the initial weights:
 
@@ -141,7 +146,7 @@ def make_q_network(
     num_actions = _num_actions(action_spec)
     widths = list(hyperparameters["hidden_units"])
     init = hyperparameters.get("init", "tf_agents")
-    convolutions, flat_size = _conv_stack(hyperparameters, observation_shape, init)
+    convolutions, flat_size = _conv_stack(hyperparameters, observation_shape, init, observation_scale)
     if convolutions:
         observation_dim = flat_size  # the first Dense layer's fan-in
     if init == "tf_agents":
@@ -169,8 +174,10 @@ def make_q_network(
     return sequential.Sequential(convolutions + layers, name="QNetwork")
 
 
-def _conv_stack(hyperparameters: Mapping, observation_shape, init: str) -> tuple[list, int | None]:
+def _conv_stack(hyperparameters: Mapping, observation_shape, init: str, scale: float = 1.0) -> tuple[list, int | None]:
     """``([Reshape, Conv2D..., Flatten], flat size)`` for the ``conv_layers`` hyperparameter (``([], None)`` without).
+
+    With ``scale`` other than 1 a ``Rescaling(1 / scale)`` follows the ``Reshape``.
 
     The kernels start as the Dense layers' do: He (``tf_agents``) or uniform in
     +-1/sqrt(fan_in) (``torch``, PyTorch's ``nn.Conv2d`` default).
@@ -183,6 +190,8 @@ def _conv_stack(hyperparameters: Mapping, observation_shape, init: str) -> tuple
             f"conv_layers need image observations (height, width, channels); this environment's are {observation_shape}"
         )
     layers = [tf_keras.layers.Reshape(tuple(observation_shape), input_shape=(int(np.prod(observation_shape)),))]
+    if float(scale) != 1.0:
+        layers.append(tf_keras.layers.Rescaling(1.0 / float(scale)))
     shape = tuple(observation_shape)
     for filters, kernel, stride in convs:
         fan_in = kernel * kernel * shape[-1]
@@ -245,8 +254,13 @@ class GaussianHead(tf_keras.layers.Layer):
         return tfp.distributions.MultivariateNormalDiag(loc=mean, scale_diag=scale)
 
 
-def make_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequential:
+def make_actor_network(
+    action_spec, hyperparameters: Mapping, observation_shape=None, observation_scale: float = 1.0
+) -> sequential.Sequential:
     """A PPO actor: Dense layers, then a ``Categorical`` (discrete) or a ``Normal`` (continuous) over actions.
+
+    With ``conv_layers`` (image observations of ``observation_shape``) the
+    Dense layers follow convolutions, as in `make_q_network`.
 
     Discrete: Dense layers to logits ``[batch, num_actions]``, then
     ``Categorical(logits)``; the greedy action (the mode) is ``argmax(logits)``.
@@ -264,6 +278,7 @@ def make_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequ
         tf_keras.layers.Dense(units, activation=activation(hyperparameters["activation"]))
         for units in hyperparameters["hidden_units"]
     ]
+    convolutions, _ = _conv_stack(hyperparameters, observation_shape, "tf_agents", observation_scale)
     # Small initial outputs, as TF-Agents' projection networks: a near-uniform
     # (or near-zero-mean) first policy.
     last = tf_keras.layers.Dense(outputs, kernel_initializer=tf_keras.initializers.VarianceScaling(0.1))
@@ -273,7 +288,7 @@ def make_actor_network(action_spec, hyperparameters: Mapping) -> sequential.Sequ
         distribution = tf_keras.layers.Lambda(
             functools.partial(_categorical, dtype=tensor_spec.from_spec(action_spec).dtype), name="categorical"
         )
-    return sequential.Sequential([*hidden, last, distribution], name="ActorNetwork")
+    return sequential.Sequential([*convolutions, *hidden, last, distribution], name="ActorNetwork")
 
 
 def _tanh_squashed_normal(outputs: tf.Tensor, action_spec) -> distribution_utils.SquashToSpecNormal:
@@ -461,6 +476,8 @@ def make_ppo_agent(
     gradient_steps: int | None = None,
     actor_network: sequential.Sequential | None = None,
     kickstart=None,
+    observation_shape=None,
+    observation_scale: float = 1.0,
 ) -> ppo_clip_agent.PPOClipAgent:
     """A TF-Agents ``PPOClipAgent`` with a Dense actor and a ``ValueNetwork``.
 
@@ -486,6 +503,10 @@ def make_ppo_agent(
             public ``actor_net`` is this network.
         kickstart: A `kd_rl.teachers.kickstart.Kickstart`: the policy-gradient
             loss gains its distillation term (`KickstartedPPOClipAgent`).
+        observation_shape: Image observations' shape, for ``conv_layers``: the
+            actor and the value network then start with the same convolutions
+            (each its own), frames are divided by ``observation_scale``, and
+            observations are not normalised.
 
     Returns:
         An initialised agent whose optimizer variables already exist.
@@ -494,12 +515,28 @@ def make_ppo_agent(
         ValueError: For an unusable action spec or learning-rate schedule.
     """
     p = hyperparameters
-    actor = make_actor_network(action_spec, p) if actor_network is None else actor_network
-    value = value_network.ValueNetwork(
-        time_step_spec.observation,
-        fc_layer_params=tuple(p["value_hidden_units"]),
-        activation_fn=activation(p["activation"]),
-    )
+    if actor_network is None:
+        actor_network = make_actor_network(action_spec, p, observation_shape, observation_scale)
+    actor = actor_network
+    convs = normalise_conv_layers(p.get("conv_layers"))
+    image = bool(convs) and observation_shape is not None
+    if image:
+        front = [tf_keras.layers.Reshape(tuple(observation_shape))]
+        if float(observation_scale) != 1.0:
+            front.append(tf_keras.layers.Rescaling(1.0 / float(observation_scale)))
+        value = value_network.ValueNetwork(
+            time_step_spec.observation,
+            preprocessing_layers=tf_keras.Sequential(front),
+            conv_layer_params=convs,
+            fc_layer_params=tuple(p["value_hidden_units"]),
+            activation_fn=activation(p["activation"]),
+        )
+    else:
+        value = value_network.ValueNetwork(
+            time_step_spec.observation,
+            fc_layer_params=tuple(p["value_hidden_units"]),
+            activation_fn=activation(p["activation"]),
+        )
     optimizer = tf_keras.optimizers.Adam(learning_rate=_learning_rate(p, gradient_steps), epsilon=1e-5)
     agent_class, extra = ppo_clip_agent.PPOClipAgent, {}
     if kickstart is not None:
@@ -522,7 +559,7 @@ def make_ppo_agent(
         compute_value_and_advantage_in_train=False,
         update_normalizers_in_train=False,
         normalize_rewards=bool(p["normalize_rewards"]),
-        normalize_observations=True,
+        normalize_observations=not image,  # frames are scaled, not normalised
         gradient_clipping=None if p["max_grad_norm"] is None else float(p["max_grad_norm"]),
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
         **extra,

@@ -21,7 +21,7 @@ from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_dqn_agent, make_q_network
 from kd_rl.teachers.off_policy import OffPolicyTrainer
 from kd_rl.teachers.run import Run
-from kd_rl.teachers.to_keras import export_dqn_teacher, numpy_policy
+from kd_rl.teachers.to_keras import export_dqn_teacher, frame_normaliser, numpy_policy
 
 __all__ = ["DqnTrainer", "make_dqn_update", "train_dqn"]
 
@@ -70,7 +70,9 @@ class DqnTrainer(OffPolicyTrainer):
 
     def build(self, train_steps: int) -> tuple:
         self.num_actions = int(self.py_env.action_spec().maximum) + 1
-        self.q_network = make_q_network(self.action_spec, self.params, self.obs_dim, self.observation_shape)
+        self.q_network = make_q_network(
+            self.action_spec, self.params, self.obs_dim, self.observation_shape, self.observation_scale
+        )
         agent = make_dqn_agent(
             self.time_step_spec, self.action_spec, self.params, train_steps, q_network=self.q_network,
             kickstart=self.run.kickstart,
@@ -98,7 +100,9 @@ class DqnTrainer(OffPolicyTrainer):
         return [loss]
 
     def _numpy_copy(self):
-        return numpy_policy(self.layers, convs=self.convs, observation_shape=self.observation_shape)
+        return numpy_policy(
+            self.layers, frame_normaliser(self.q_network), convs=self.convs, observation_shape=self.observation_shape
+        )
 
     def eval_policy(self):
         return self.acting_policy  # the policy that acts, as it is now

@@ -78,6 +78,7 @@ class OffPolicyTrainer:
         self.obs_dim = int(self.py_env.observation_spec().shape[0])
         spec = env_spec(gym_id, **(run.env_kwargs or {}))
         self.observation_shape = spec.obs_shape if spec.is_image else None
+        self.observation_scale = spec.obs_scale
         self.batch_size, self.train_freq = int(p["batch_size"]), int(p["train_freq"])
         self.gradient_steps, self.learning_starts = int(p["gradient_steps"]), int(p["learning_starts"])
         rounds = max((run.steps - self.learning_starts) // self.train_freq, 1)

@@ -25,12 +25,20 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 from tf_agents.utils import common
 
+from kd_rl.envs import env_spec
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import is_continuous, make_ppo_agent
 from kd_rl.teachers.collect import make_training_env, seed_training_env
 from kd_rl.teachers.run import Run
 from kd_rl.teachers.tf_agents_envs import environment_errors
-from kd_rl.teachers.to_keras import dense_layers, export_ppo_teacher, numpy_policy, ppo_normaliser
+from kd_rl.teachers.to_keras import (
+    conv_layers,
+    dense_layers,
+    export_ppo_teacher,
+    frame_normaliser,
+    numpy_policy,
+    ppo_normaliser,
+)
 
 __all__ = ["ReturnScaler", "make_ppo_update", "train_ppo"]
 
@@ -164,9 +172,15 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     batch_size = None if p["batch_size"] is None else min(int(p["batch_size"]), rollout)
     minibatches = 1 if batch_size is None else math.ceil(rollout / batch_size)
     gradient_steps = total_steps // rollout * int(p["n_epochs"]) * minibatches
-    agent = make_ppo_agent(tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps, kickstart=run.kickstart)
-    layers = dense_layers(agent.actor_net)
-    normaliser_variables = tf.nest.flatten(agent.collect_policy.observation_normalizer.variables)
+    spec = env_spec(gym_id, **(run.env_kwargs or {}))
+    image = spec.obs_shape if spec.is_image else None
+    agent = make_ppo_agent(
+        tf_env.time_step_spec(), tf_env.action_spec(), p, gradient_steps, kickstart=run.kickstart,
+        observation_shape=image, observation_scale=spec.obs_scale,
+    )  # fmt: skip
+    layers, convs = dense_layers(agent.actor_net), conv_layers(agent.actor_net)
+    normaliser = agent.collect_policy.observation_normalizer  # None for frames: they are scaled instead
+    normaliser_variables = [] if normaliser is None else tf.nest.flatten(normaliser.variables)
     scaler = ReturnScaler(n_envs, float(p["gamma"])) if p["normalize_returns"] else None
     env_steps = run.attach(
         [*agent.actor_net.variables, *normaliser_variables],
@@ -223,7 +237,9 @@ def train_ppo(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
             run.bar.update(rollout)
             run.log_training(env_steps, finished, loss=float(loss))
             if run.due(run.eval_every, before, env_steps) or env_steps >= total_steps:
-                run.evaluate(env_steps, numpy_policy(layers, ppo_normaliser(agent), action_spec=action_spec))
+                fixed = frame_normaliser(agent.actor_net) if convs else ppo_normaliser(agent)
+                acting = numpy_policy(layers, fixed, action_spec=action_spec, convs=convs, observation_shape=image)
+                run.evaluate(env_steps, acting)
             if run.due(run.checkpoint_every, before, env_steps) or (run.checkpoint_every and env_steps >= total_steps):
                 run.save_checkpoint(env_steps)
     tf_env.close()

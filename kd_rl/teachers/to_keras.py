@@ -54,25 +54,41 @@ __all__ = [
 _NO_NORMALISER = (None, None, None)
 
 
-def _split_convolutions(network) -> tuple[list, list]:
-    """``(Conv2D layers, the layers after the Flatten)`` of a network that starts ``Reshape, Conv2D..., Flatten``;
-    ``([], all layers)`` for one without convolutions."""
+def _split_convolutions(network) -> tuple[list, list, float | None]:
+    """``(Conv2D layers, the layers after the Flatten, the frames' scale)`` of a network that starts
+    ``Reshape, [Rescaling,] Conv2D..., Flatten``; ``([], all layers, None)`` for one without convolutions."""
     layers = list(network.layers)
     if not layers or not isinstance(layers[0], tf_keras.layers.Reshape):
-        return [], layers
+        return [], layers, None
+    scale = None
+    if len(layers) > 1 and isinstance(layers[1], tf_keras.layers.Rescaling):
+        if float(layers[1].offset) != 0.0:
+            raise KdRlError("cannot export a Rescaling with an offset: kd_rl's teachers divide frames by a scale")
+        scale = 1.0 / float(layers[1].scale)
     flat = next((i for i, layer in enumerate(layers) if isinstance(layer, tf_keras.layers.Flatten)), None)
-    convs = layers[1:flat] if flat is not None else []
+    convs = layers[(2 if scale is not None else 1) : flat] if flat is not None else []
     if flat is None or not convs or not all(type(layer) is tf_keras.layers.Conv2D for layer in convs):
         raise KdRlError("a convolutional network must start Reshape, Conv2D..., Flatten to export to a TeacherModel")
     for conv in convs:
         if conv.padding != "valid" or conv.dilation_rate != (1, 1) or conv.strides[0] != conv.strides[1]:
             raise KdRlError(f"cannot export {conv.name}: kd_rl's convolutions are 'valid', undilated, square-strided")
-    return convs, layers[flat + 1 :]
+    return convs, layers[flat + 1 :], scale
 
 
 def conv_layers(network: sequential.Sequential) -> list[tf_keras.layers.Conv2D]:
-    """The Conv2D layers of a kd_rl convolutional Q-network, input to output (empty for an MLP)."""
+    """The Conv2D layers of a kd_rl convolutional Q-network or actor, input to output (empty for an MLP)."""
     return _split_convolutions(network)[0]
+
+
+def frame_normaliser(network: sequential.Sequential) -> tuple:
+    """``(mean, std, clip)`` that divides frames by the network's ``Rescaling`` scale; no normaliser without one."""
+    scale = _split_convolutions(network)[2]
+    return _NO_NORMALISER if scale is None else (None, np.array([scale], np.float32), None)
+
+
+def _observation_shape(network) -> tuple[int, ...] | None:
+    found = [layer for layer in network.layers if isinstance(layer, tf_keras.layers.Reshape)]
+    return tuple(found[0].target_shape) if found else None
 
 
 def dense_layers(network: sequential.Sequential) -> list[tf_keras.layers.Dense]:
@@ -245,12 +261,9 @@ def export_dqn_teacher(
         ValueError: If the network does not match the sizes or is not a plain MLP.
     """
     layers = dense_layers(q_network)  # first: it names what a network that is not kd_rl's lacks
-    if observation_shape is None:
-        found = [layer for layer in q_network.layers if isinstance(layer, tf_keras.layers.Reshape)]
-        observation_shape = tuple(found[0].target_shape) if found else None
     return _copy_into_teacher(
-        layers, obs_dim, num_actions, hidden_units, "q_values",
-        convs=conv_layers(q_network), observation_shape=observation_shape,
+        layers, obs_dim, num_actions, hidden_units, "q_values", frame_normaliser(q_network),
+        convs=conv_layers(q_network), observation_shape=observation_shape or _observation_shape(q_network),
     )  # fmt: skip
 
 
@@ -288,10 +301,17 @@ def export_ppo_teacher(
     """
     layers = _ppo_actor_layers(agent)
     head = agent.actor_net.layers[-1]
+    convs = conv_layers(agent.actor_net)
     if not isinstance(head, GaussianHead):
         if num_actions is None:
             raise KdRlError("num_actions is needed to export a PPO teacher with discrete actions")
-        return _copy_into_teacher(layers, obs_dim, num_actions, hidden_units, "logits", ppo_normaliser(agent))
+        normaliser = frame_normaliser(agent.actor_net) if convs else ppo_normaliser(agent)
+        return _copy_into_teacher(
+            layers, obs_dim, num_actions, hidden_units, "logits", normaliser,
+            convs=convs, observation_shape=_observation_shape(agent.actor_net),
+        )  # fmt: skip
+    if convs:
+        raise KdRlError("kd_rl's convolutional PPO teachers have discrete actions")
     low, high = action_bounds(agent.action_spec if action_spec is None else action_spec)
     d = low.size
     found_units = _check_layers(layers, obs_dim, d, hidden_units, f"the action's {d} dimensions")
