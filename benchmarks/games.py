@@ -20,6 +20,7 @@ Teachers, sizes, budgets and seeds: the row ``games_rusu`` of ``experiments.yml`
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -166,6 +167,92 @@ def rusu(
         "losses_at": losses_at, "losses": losses, "repeats": repeats, "max_steps": max_steps,
     }  # fmt: skip
     data = {"args": args, "results": results, "geometric_mean": summary, "losses_geometric_mean": loss_summary}
+    return data, "\n".join(rows)
+
+
+def _sb3_minatar_python():
+    """The SB3 venv (`_sb3_venv.sb3_python`) with MinAtar added (``--no-deps``: it needs only NumPy there)."""
+    from _sb3_venv import _pip, sb3_python
+
+    python = sb3_python()
+    _pip(python, "install", "--quiet", "--no-deps", "minatar==1.0.15")
+    return python
+
+
+def teacher_speed(
+    game: str, steps: int, seeds: list[int], eval_episodes: int, threads: int, sb3: bool = True
+) -> tuple[dict, str]:
+    """kd_rl's DQN teacher and Stable-Baselines3's DQN on one MinAtar game, side by side: env steps per second.
+
+    Args:
+        game: the MinAtar id (``MinAtar/Breakout-v1``).
+        steps: environment steps each run trains for.
+        seeds: one run of each per seed, kd_rl's and SB3's alternating.
+        eval_episodes: greedy episodes scored after each run.
+        threads: PyTorch threads of the SB3 runs (TensorFlow uses the machine's 2 cores).
+        sb3: run the SB3 peer too (``--no-sb3``: kd_rl alone).
+    """
+    import subprocess
+
+    from _sb3_venv import run_peer
+
+    from kd_rl.config import TeacherConfig
+    from kd_rl.teachers import train_teacher
+
+    module = {"MinAtar/" + name + "-v1": name.lower() for name in ("Asterix", "Breakout", "Freeway", "Seaquest")}
+    module["MinAtar/SpaceInvaders-v1"] = "space_invaders"
+    check_choices("game", [game], module)
+    python = _sb3_minatar_python() if sb3 else None
+    runs = {"kd_rl": [], "sb3": []}
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = TeacherConfig(env_id=game, algo="dqn", steps=steps, seed=seed, eval_every=steps,
+                                   eval_episodes=eval_episodes)  # fmt: skip
+            m = train_teacher(config, out_dir=Path(tmp) / "run", progress=False)
+        runs["kd_rl"].append(
+            {"env_steps": m["env_steps"], "wall_seconds": m["wall_seconds"],
+             "steps_per_second": m["steps_per_second"], "mean_return": m["mean_return"], "params": m["params"]}
+        )  # fmt: skip
+        print("kd_rl", game, seed, runs["kd_rl"][-1], flush=True)
+        if python is not None:
+            cmd = [str(python), str(Path(__file__).with_name("_minatar_peer.py")), "--game", module[game],
+                   "--seed", str(seed), "--steps", str(steps), "--eval-episodes", str(eval_episodes),
+                   "--threads", str(threads)]  # fmt: skip
+            runs["sb3"].append(run_peer(cmd, f"SB3 DQN on {game}"))
+            print("sb3", game, seed, runs["sb3"][-1], flush=True)
+    versions = {}
+    if python is not None:
+        versions = json.loads(subprocess.run(
+            [str(python), "-c", "import json, stable_baselines3, torch; "
+             "print(json.dumps({'stable-baselines3': stable_baselines3.__version__, 'torch': torch.__version__}))"],
+            capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    rows = [
+        f"{game}, {steps:,} environment steps per run, {len(seeds)} seed(s), each run scored over {eval_episodes} "
+        f"greedy episodes after training. kd_rl: its MinAtar DQN settings (8 environments, 16 gradient steps every "
+        f"64 environment steps, double 3-step targets); SB3 {versions.get('stable-baselines3', '')} DQN: the same "
+        f"network, replay, batch, learning rate, target period and ε schedule, one environment, one gradient step "
+        f"every 4 (vanilla one-step targets), PyTorch on {threads} thread(s). kd_rl's seconds include its one "
+        "periodic evaluation; SB3's are `learn` alone.\n",
+        "| library | env steps/s (median) | per seed | wall s (median) | return after training (per seed) |",
+        "|---|---|---|---|---|",
+    ]
+    medians = {}
+    for name, label in (("kd_rl", "kd_rl (TF-Agents DQN)"), ("sb3", "Stable-Baselines3 DQN")):
+        if not runs[name]:
+            continue
+        rates = [r["steps_per_second"] for r in runs[name]]
+        seconds = [r.get("wall_seconds", r.get("learn_seconds")) for r in runs[name]]
+        medians[name] = float(np.median(rates))
+        rows.append(
+            f"| {label} | {medians[name]:,.0f} | {', '.join(f'{x:,.0f}' for x in rates)} | {np.median(seconds):,.0f} | "
+            + ", ".join(f"{r['mean_return']:.2f}" for r in runs[name])
+            + " |"
+        )
+    if len(medians) == 2:
+        rows.append(f"\nkd_rl trains at {medians['kd_rl'] / medians['sb3']:.2f}x SB3's env steps per second.")
+    data = {"args": {"game": game, "steps": steps, "seeds": seeds, "eval_episodes": eval_episodes,
+                     "threads": threads, "sb3": sb3}, "runs": runs, "versions": versions,
+            "median_steps_per_second": medians}  # fmt: skip
     return data, "\n".join(rows)
 
 
