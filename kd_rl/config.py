@@ -232,7 +232,8 @@ class DistillConfig:
         metavar="NAME",
     )  # fmt: skip
     inherit_normalizer: bool = _setting(
-        False, "the new student starts with the teacher's fixed observation normalisation (PPO teachers have one)",
+        False, "the new student starts with the teacher's fixed observation normalisation (PPO teachers have one; "
+        "a new image student divides frames by their largest value without it)",
         "--inherit-normalizer", "flag", "single",
     )  # fmt: skip
     loss: str = _setting("kl", "distillation loss", "--loss", "choice")

@@ -68,8 +68,8 @@ class ReplayBuffer:
         num_actions: Number of teacher outputs per observation: logits, or
             ``2d`` Gaussian parameters for continuous actions.
         obs_dtype: How observations are stored: ``float32``, or ``uint8`` for
-            images (`kd_rl.envs.EnvSpec.obs_dtype`): 100k MinAtar frames
-            (400 entries) take 40 MB, not 160 MB, and 100k Atari stacks
+            images (`kd_rl.envs.EnvSpec.obs_dtype`): 100k 4-channel MinAtar
+            frames (400 entries) take 40 MB, not 160 MB, and 100k Atari stacks
             (84 x 84 x 4) 2.8 GB, not 11.3 GB.
     """
 

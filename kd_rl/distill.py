@@ -673,7 +673,8 @@ def distill_policy(
     )
     if config.conv_layers and not spec.is_image:
         raise KdRlError(
-            f"--conv {config.conv_layers}: {config.env_id} gives a vector of {obs_dim} features, not images; "
+            f"--conv {','.join(':'.join(map(str, c)) for c in config.conv_layers)}: {config.env_id} gives a vector "
+            f"of {obs_dim} features, not images; "
             "convolutions are for image observations"
         )
     check_resume_target(out_dir, resume)
@@ -830,6 +831,8 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
     if spec is not None and spec.is_image:
         convs = config.conv_layers if config.conv_layers is not None else getattr(teacher, "conv_layers", ())
         common.update(observation_shape=spec.obs_shape, conv_layers=convs, preprocessing=spec.preprocessing)
+        if spec.obs_scale != 1.0 and not config.inherit_normalizer:
+            common["observation_std"] = [spec.obs_scale]  # Atari's bytes into [0, 1], as the teacher saw them
     if config.inherit_normalizer:
         for key in ("observation_mean", "observation_std", "observation_clip"):
             common[key] = getattr(teacher, key, None)

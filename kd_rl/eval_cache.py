@@ -92,10 +92,10 @@ def policy_fingerprint(policy) -> str | None:
 
 
 #: Distributions whose versions are part of every key (None where not installed).
-_VERSIONED = ("gymnasium", "numpy", "tensorflow", "keras", "box2d", "box2d-py", "mujoco", "ale-py")
+_VERSIONED = ("gymnasium", "numpy", "tensorflow", "keras", "box2d", "box2d-py", "mujoco", "ale-py", "minatar")
 
 #: The kd_rl modules whose source is part of every key: they play the episodes.
-_PLAYING_MODULES = ("evaluate.py", "envs.py", "policies.py", "eval_cache.py")
+_PLAYING_MODULES = ("evaluate.py", "envs.py", "games.py", "policies.py", "eval_cache.py")
 
 
 def _version(package: str) -> str | None:

@@ -454,7 +454,8 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
             f"{role} is convolutional, for images of shape {model_shape}, but {env_id} gives a vector of "
             f"{obs_dim} features"
         )
-    if model_shape is not None and spec.obs_shape is not None and tuple(model_shape) != tuple(spec.obs_shape):
+    shaped = model_shape is not None and len(model_shape) > 1 and spec.obs_shape is not None  # else sizes compare
+    if shaped and tuple(model_shape) != tuple(spec.obs_shape):
         same_size = len(model_shape) == len(spec.obs_shape) == 3 and model_shape[:2] == spec.obs_shape[:2]
         raise KdRlError(
             f"{role} takes observations of shape {tuple(model_shape)} but {env_id} gives {tuple(spec.obs_shape)}"

@@ -98,6 +98,10 @@ def _is_plain_mlp(model) -> bool:
     return isinstance(model, PolicyModel) and type(model).call is PolicyModel.call
 
 
+def _numpy_ok(model) -> bool:
+    return _is_plain_mlp(model) and model.activation in NUMPY_ACTIVATIONS
+
+
 def supported_formats(model) -> tuple[str, ...]:
     """The export formats ``model`` can take: all for kd_rl's MLPs, the graph converters for any other Keras policy.
 
@@ -107,9 +111,9 @@ def supported_formats(model) -> tuple[str, ...]:
     (image observations) exports to ``numpy`` (`kd_rl.policies.conv2d_valid`)
     and the graph converters; ``c`` and the microcontroller formats are for MLPs.
     """
-    if _is_plain_mlp(model) and model.activation in NUMPY_ACTIVATIONS:
-        if getattr(model, "conv_layers", ()):
-            return tuple(f for f in FORMATS if f not in ("c", *FOLDER_FORMATS))
+    if getattr(model, "conv_layers", ()):
+        return tuple(f for f in FORMATS if f not in ("c", *FOLDER_FORMATS, *([] if _numpy_ok(model) else ["numpy"])))
+    if _numpy_ok(model):
         return FORMATS
     return tuple(f for f in FORMATS if f not in _MLP_FORMATS)
 
@@ -387,8 +391,9 @@ def _tflm_files(model, fmt: str, states: np.ndarray, calibration: np.ndarray | N
         lines += ["", "/* The observation normaliser the model applies, (x - mean) / std clipped to +-clip. */"]
         for key, value in normaliser.items():
             if value is not None:
-                values = ", ".join(c_float(v) for v in np.asarray(value, np.float32).ravel())
-                lines.append(f"static const float kd_rl_{key}[{np.size(value)}] = {{{values}}};")
+                full = np.broadcast_to(np.asarray(value, np.float32).ravel(), (observation_dim(model),))
+                values = ", ".join(c_float(v) for v in full)
+                lines.append(f"static const float kd_rl_{key}[{full.size}] = {{{values}}};")
         if getattr(model, "observation_clip", None) is not None:
             lines.append(_c_define("KD_RL_OBSERVATION_CLIP", float(model.observation_clip)))
     lines += ["", "#endif /* KD_RL_POLICY_SETTINGS_H */", ""]

@@ -288,6 +288,8 @@ def atari_env(env_id: str, preprocessing=None, **gym_kwargs) -> gymnasium.Env:
     options = _check_preprocessing(preprocessing or {}, env_id)
     if "frameskip" in gym_kwargs:
         raise KdRlError(f"environment {env_id!r}: set preprocessing's frame_skip, not frameskip (the emulator's)")
+    # max_episode_steps counts the agent's steps: the time limit goes around the preprocessing, not inside it.
+    limit = gym_kwargs.pop("max_episode_steps", None)
     env = gymnasium.make(env_id, frameskip=1, **gym_kwargs)
     env = AtariPreprocessing(
         env,
@@ -299,6 +301,8 @@ def atari_env(env_id: str, preprocessing=None, **gym_kwargs) -> gymnasium.Env:
         scale_obs=False,
     )
     env = _ChannelsLast(FrameStackObservation(env, options["frame_stack"]))
+    if limit is not None:
+        env = gymnasium.wrappers.TimeLimit(env, int(limit))
     env.kd_rl_preprocessing = options
     return env
 

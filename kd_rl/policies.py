@@ -306,6 +306,11 @@ class NumpyPolicy(_ExportedPolicy):
         self.observation_dim = (
             self.weights[0][0].shape[0] if self.observation_shape is None else int(np.prod(self.observation_shape))
         )
+        # A one-entry normaliser (an image's scale) applies to every feature: written out in full for C.
+        if self.mean is not None:
+            self.mean = np.broadcast_to(self.mean.reshape(-1), (self.observation_dim,)).copy()
+        if self.std is not None:
+            self.std = np.broadcast_to(self.std.reshape(-1), (self.observation_dim,)).copy()
         self.is_continuous = action_low is not None
         self.outputs_are_actions = self.is_continuous
         if self.is_continuous:
@@ -327,6 +332,8 @@ class NumpyPolicy(_ExportedPolicy):
 
     def __call__(self, observations) -> np.ndarray:
         x = np.asarray(observations, np.float32)
+        if x.ndim == 1 or (self.observation_shape is not None and x.shape == self.observation_shape):
+            x = x[None]  # one observation
         if x.ndim > 2 and self.observation_shape is not None:
             if x.shape[1:] != self.observation_shape:
                 raise KdRlError(
@@ -430,9 +437,9 @@ ACTIONS_OUTPUT = "deterministic_actions"
 def _batched(observations, shape: tuple[int, ...]) -> np.ndarray:
     """Observations as float32 ``[batch, *shape]``: one observation gets a batch axis, flat ones their shape."""
     x = np.asarray(observations, np.float32)
-    if x.ndim == len(shape):
-        x = x[None]
-    if x.shape[1:] != shape and x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
+    if x.ndim == len(shape) or (x.ndim == 1 and x.size == int(np.prod(shape))):
+        x = x[None]  # one observation
+    if x.shape[1:] != shape and x.ndim == 2 and x.shape[1] == int(np.prod(shape)) and len(shape) > 1:
         x = x.reshape(len(x), *shape)  # flat, as kd_rl's buffers and environments give them
     return x
 

@@ -150,8 +150,6 @@ def record(
     max_steps = check_int("max_steps", max_steps, allow_none=True)
     if fps is not None and check_float("fps", fps) <= 0:
         raise KdRlError(f"fps must be a number > 0, got {fps!r}")
-    if not isinstance(policy_or_path, str | os.PathLike):  # an Atari model's own preprocessing
-        env_kwargs = env_kwargs_for(policy_or_path, env_id, env_kwargs)
     env_kwargs = dict(env_kwargs or {})
     if "render_mode" in env_kwargs:
         raise KdRlError("record sets render_mode='rgb_array' itself: leave render_mode out of the env_kwargs")
@@ -159,6 +157,7 @@ def record(
     env_fps = check_renders(env_id, env_kwargs)  # before any model is loaded
     fps = float(fps or env_fps or DEFAULT_FPS)
     policies = [_policy(policy_or_path, env_id, "model", env_kwargs)]
+    env_kwargs = env_kwargs_for(policies[0], env_id, env_kwargs)  # an Atari model's own preprocessing
     if teacher is not None:
         policies.append(_policy(teacher, env_id, "teacher", env_kwargs))
     roles = ["student", "teacher"] if teacher is not None else [None]

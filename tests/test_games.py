@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium
 import keras
 import numpy as np
 import pytest
@@ -339,3 +340,41 @@ def test_atari_teachers_divide_frames_by_255():
     teacher = export_dqn_teacher(network, 84 * 84 * 4, 4)
     assert teacher.observation_std.tolist() == [255.0]
     np.testing.assert_allclose(np.asarray(teacher(frames)), q, atol=1e-4)
+
+
+def test_an_mlp_export_plays_an_environment_with_two_dimensional_observations(tmp_path):
+    """A vector policy's TFLite file (input [1, 25]) on a 5 x 5 float Box: sizes compare, not shapes."""
+    from kd_rl.evaluate import check_model_fits_env
+
+    class Grid(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(-1.0, 1.0, shape=(5, 5), dtype=np.float32)
+        action_space = gymnasium.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros((5, 5), np.float32), {}
+
+        def step(self, action):
+            return np.zeros((5, 5), np.float32), 1.0, True, False, {}
+
+    if "KdRlGrid-v0" not in gymnasium.registry:
+        gymnasium.register("KdRlGrid-v0", entry_point=Grid)
+    model = StudentModel(num_actions=2, observation_dim=25, hidden_units=4)
+    policy = load_any_policy(export_model(model, "tflite", tmp_path / "p.tflite"))
+    assert check_model_fits_env(policy, "KdRlGrid-v0") == (25, 2)
+    np.testing.assert_allclose(policy(np.zeros(25)), np.asarray(model(np.zeros((1, 25)))), atol=1e-6)
+
+
+def test_atari_time_limits_count_agent_steps_and_one_entry_scales_broadcast():
+    env = make_gymnasium_env("ALE/Breakout-v5", max_episode_steps=10, **SMALL_ATARI)
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(0)
+        steps, done = steps + 1, terminated or truncated
+    assert steps == 10
+    model = StudentModel(num_actions=2, observation_shape=(4, 4, 2), observation_std=[255.0], hidden_units=3)
+    policy = NumpyPolicy.from_model(model)
+    assert policy.std.shape == (32,)
+    frame = np.random.default_rng(0).integers(0, 256, (4, 4, 2)).astype(np.uint8)
+    np.testing.assert_allclose(policy(frame), np.asarray(model(frame[None])), atol=1e-5)  # one unbatched frame

@@ -273,6 +273,8 @@ def make_actor_network(
         hyperparameters: ``hidden_units`` and ``activation`` are used.
     """
     continuous = is_continuous(action_spec)
+    if continuous and normalise_conv_layers(hyperparameters.get("conv_layers")):
+        raise KdRlError("conv_layers: kd_rl's convolutional PPO teachers act in Discrete action spaces")
     outputs = _action_dim(action_spec) if continuous else _num_actions(action_spec)
     hidden = [
         tf_keras.layers.Dense(units, activation=activation(hyperparameters["activation"]))

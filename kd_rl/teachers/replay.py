@@ -29,8 +29,10 @@ class TransitionBuffer(tf.Module):
         action_dim: None for a discrete action (``int64 []``), else the size
             of a continuous one (``float32 [action_dim]``).
         obs_dtype: How observations are stored: ``uint8`` for images (a
-            quarter of float32's memory: 100k MinAtar transitions take 80 MB,
-            not 320 MB); they are sampled as float32.
+            quarter of float32's memory: the observations and next
+            observations of 100k 4-channel MinAtar transitions take 80 MB, not
+            320 MB, and as much again in the checkpointed variables); they are
+            sampled as float32.
     """
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int | None = None, obs_dtype=np.float32):

@@ -255,8 +255,9 @@ def _check_replay_memory(params: Mapping, algo: str, spec, steps: int) -> None:
     capacity = min(int(params["buffer_size"]), steps)
     action = 1 if spec.action_dim is None else spec.action_dim
     # Bytes per transition: observation and next observation (one byte per entry for images), then
-    # action, reward, discount and the n-step bookkeeping as four-byte numbers; batches are float32.
-    stored = (1 if spec.is_image else 4) * 2 * spec.obs_dim + 4 * (action + 3)
+    # action, reward, discount and the n-step bookkeeping as four-byte numbers, twice (the NumPy arrays and
+    # the tf.Variables a checkpoint saves); batches are float32.
+    stored = 2 * ((1 if spec.is_image else 4) * 2 * spec.obs_dim + 4 * (action + 3))
     check_memory(f"buffer_size={params['buffer_size']} (the replay buffer)", float(capacity * stored))
     batch = int(params["batch_size"]) * max(int(params.get("gradient_steps") or 1), 1)
     floats = 2 * spec.obs_dim + action + 3
