@@ -223,12 +223,19 @@ def _render(env, env_id: str) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[-1] not in (3, 4):
         raise KdRlError(f"environment {env_id!r} rendered an array of shape {frame.shape}, not an RGB image")
+    scale = -(-_MIN_SIDE // min(frame.shape[:2]))  # MinAtar draws 10 x 10 pixels: blown up, pixel by pixel
+    if scale > 1:
+        frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
     return np.ascontiguousarray(frame[..., :3], dtype=np.uint8)
 
 
 def _label(role: str | None, episode: int, episodes: int, total: float, done: bool) -> str:
     text = f"episode {episode + 1}/{episodes}   return {total:.1f}" + ("   (done)" if done else "")
     return text if role is None else f"{role}   {text}"
+
+
+#: Frames smaller than this many pixels on a side are enlarged by a whole factor (nearest neighbour).
+_MIN_SIDE = 160
 
 
 @functools.cache

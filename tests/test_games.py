@@ -378,3 +378,13 @@ def test_atari_time_limits_count_agent_steps_and_one_entry_scales_broadcast():
     assert policy.std.shape == (32,)
     frame = np.random.default_rng(0).integers(0, 256, (4, 4, 2)).astype(np.uint8)
     np.testing.assert_allclose(policy(frame), np.asarray(model(frame[None])), atol=1e-5)  # one unbatched frame
+
+
+def test_minatar_videos_are_drawn_large_enough_to_see(tmp_path):
+    from PIL import Image
+
+    from kd_rl.record import record
+
+    record(_cnn_teacher(), BREAKOUT, tmp_path / "v.gif", episodes=1, max_steps=5)
+    with Image.open(tmp_path / "v.gif") as image:
+        assert image.size[0] >= 160  # the 10 x 10 frame blown up 16 times, pixel by pixel
