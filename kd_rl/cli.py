@@ -651,6 +651,11 @@ def main(argv: list[str] | None = None) -> int:
     it fails, so that an error stays the one line on stderr.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "numpy" not in sys.modules:
+        # kd_rl's NumPy forward passes multiply small matrices, where OpenBLAS's threads only wait on each
+        # other and on TensorFlow's (a convolutional teacher acted 6 times slower on 2 cores): one thread,
+        # unless the caller chose. Set before NumPy loads its BLAS; a process that imported it is left alone.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]  # accepted before or after the subcommand
     try:
