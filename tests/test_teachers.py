@@ -321,6 +321,13 @@ def test_check_resumable_compares_nested_settings_and_notes_an_unchecked_checkpo
     check_resumable(tmp_path / "old", dict(settings, seed=5))
     assert "does not record its settings" in capsys.readouterr().err
 
+    # A hyperparameter added after the checkpoint was written: it resumes with the value that did what the
+    # old run did, and refuses another.
+    newer = {"gamma": 0.99, "clip_reward": False, "conv_layers": []}
+    check_resumable(tmp_path, dict(settings, hyperparameters=newer))
+    with pytest.raises(ValueError, match=r"clip_reward=False \(now True\)"):
+        check_resumable(tmp_path, dict(settings, hyperparameters={**newer, "clip_reward": True}))
+
 
 def test_resume_refuses_a_checkpoint_written_with_other_settings(tmp_path, interrupt_teacher_run):
     overrides = dict(TINY_DQN, n_step=1)

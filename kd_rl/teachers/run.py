@@ -41,6 +41,10 @@ CURVE_COLUMNS = ("env_steps", "mean_return", "wall_seconds")
 #: schedules and the replay buffer's size follow it.
 RESUMABLE_HYPERPARAMETERS = ("eval_every", "periodic_eval_episodes")
 
+#: Hyperparameters added after runs could be checkpointed, with the value that does what a run
+#: without them did: a checkpoint that lacks one resumes as long as the run keeps that value.
+ADDED_HYPERPARAMETERS = {"conv_layers": [], "clip_reward": False}
+
 
 class Run:
     """The bookkeeping of one training run.
@@ -275,6 +279,11 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
             file=sys.stderr,
         )
         return
+    saved = json.loads(json.dumps(saved))
+    old = saved.get("hyperparameters")
+    if isinstance(old, dict):
+        for key, value in ADDED_HYPERPARAMETERS.items():
+            old.setdefault(key, value)  # the checkpoint predates the key: it ran with this behaviour
     _io.refuse_other_settings(
         str(out_dir), dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings)))),
         RESUMABLE_HYPERPARAMETERS, prefix="hyperparameters.",
