@@ -279,13 +279,13 @@ def check_resumable(out_dir: Path, settings: dict) -> None:
             file=sys.stderr,
         )
         return
-    saved = json.loads(json.dumps(saved))
-    old = saved.get("hyperparameters")
-    if isinstance(old, dict):
-        for key, value in ADDED_HYPERPARAMETERS.items():
-            old.setdefault(key, value)  # the checkpoint predates the key: it ran with this behaviour
+    saved, settings = json.loads(json.dumps(saved)), json.loads(json.dumps(settings))
+    for side in (saved, settings):  # a side that predates a key ran with the value that keeps the old behaviour
+        if isinstance(side.get("hyperparameters"), dict):
+            for key, value in ADDED_HYPERPARAMETERS.items():
+                side["hyperparameters"].setdefault(key, value)
     _io.refuse_other_settings(
-        str(out_dir), dict(_flatten(saved)), dict(_flatten(json.loads(json.dumps(settings)))),
+        str(out_dir), dict(_flatten(saved)), dict(_flatten(settings)),
         RESUMABLE_HYPERPARAMETERS, prefix="hyperparameters.",
         hint=" (pass the first run's options, or --overwrite to start again)",
     )  # fmt: skip
