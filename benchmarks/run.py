@@ -25,13 +25,19 @@ command runs the script's rows, picked by function name where it has several
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import inspect
-import re
-import types
-import typing
-from pathlib import Path
+import os
+
+# As `kd-rl` does (kd_rl/cli.py): OpenBLAS on one thread for kd_rl's small NumPy matrices, set before
+# NumPy loads it, unless the caller chose.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import re  # noqa: E402
+import types  # noqa: E402
+import typing  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from _common import experiments, write_results
 
