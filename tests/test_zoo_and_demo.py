@@ -26,6 +26,12 @@ THRESHOLDS = {
     # settings) is below -110, good enough to teach (issue #14) and kept for the multi-task results;
     # MountainCar-v0-ppo is the one that solves it. The test pins what each claims.
     "MountainCar-v0-dqn": -130.0,
+    # MinAtar: Young & Tian's (2019) DQN after 5M frames, read off their curves (issue #34's targets).
+    "MinAtar/Breakout-v1": 10.0,
+    "MinAtar/Asterix-v1": 17.0,
+    "MinAtar/Freeway-v1": 50.0,
+    "MinAtar/Seaquest-v1": 20.0,
+    "MinAtar/SpaceInvaders-v1": 43.0,
 }
 ENTRIES = list_zoo()
 

@@ -65,6 +65,9 @@ def zoo_table() -> str:
     ]
     for e in list_zoo():
         hidden = ",".join(str(u) for u in e.get("hidden_units", []))
+        convs = (e.get("hyperparameters") or {}).get("conv_layers") or []
+        if convs:  # a convolutional teacher: its convolutions, filters:kernel:stride, before the Dense widths
+            hidden = "conv " + ",".join(":".join(str(v) for v in c) for c in convs) + "; " + hidden
         rows.append(
             f"| `{e['name']}` | {e.get('env_id', '?')} | {e.get('algo', '?')} | {e.get('outputs', '?')} "
             f"({DEFAULT_TEMPERATURES.get(e.get('outputs'), 1.0):g}) | {hidden} | {e.get('params', 0):,} | "
