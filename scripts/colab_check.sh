@@ -41,7 +41,7 @@ before=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | so
 echo "$before"
 
 echo "== 2. kd_rl as the README tells a Colab user"
-$PIP install --quiet "$REPO[teachers,box2d,video]"
+$PIP install --quiet "$REPO[teachers,box2d,video,minatar]"
 $PIP install --quiet --no-deps tf-agents==0.19.0 gym==0.23.0
 after=$($PIP freeze | grep -i -E '^(tensorflow|keras|tf-keras|tf_keras)==' | sort)
 if [ "$before" != "$after" ]; then

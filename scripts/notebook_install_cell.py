@@ -3,7 +3,7 @@
     python scripts/notebook_install_cell.py           # rewrite the cells
     python scripts/notebook_install_cell.py --check   # exit 1 if a notebook's cell differs
 
-The cell is generated here, once for all eight lessons, from setup.cfg, and so is the "Open in
+The cell is generated here, once for all the lessons, from setup.cfg, and so is the "Open in
 Colab" line under each lesson's title once setup.cfg names a GitHub repository (none until then).
 The extras come from the README's install line, the project's public repository from
 ``[metadata] url`` (none yet; once there is one, a fresh runtime with nothing uploaded installs
@@ -31,7 +31,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXTRAS = "[teachers,box2d,video]"
+EXTRAS = "[teachers,box2d,video,minatar]"
 
 TEMPLATE = """# Installs kd_rl where it is missing (a fresh Colab runtime); where kd_rl is importable it does nothing.
 # From: a kd_rl wheel uploaded beside this notebook or to /content (`make dist` builds it), else the clone of

@@ -18,8 +18,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d)", re.MULTILINE)
 
 
-def test_the_course_has_eight_lessons():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+def test_the_course_has_nine_lessons():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
@@ -88,9 +88,9 @@ def test_the_install_cell_takes_an_uploaded_wheel_then_a_clone(tmp_path, monkeyp
     wheel = tmp_path / "kd_rl-0.2.0-py3-none-any.whl"
     wheel.write_bytes(b"")
     calls = _run_install_cell(tmp_path, monkeypatch)
-    assert calls[0][-1] == f"{wheel}[teachers,box2d,video]" and "tf-agents==0.19.0" in calls[1]
+    assert calls[0][-1] == f"{wheel}[teachers,box2d,video,minatar]" and "tf-agents==0.19.0" in calls[1]
     calls = _run_install_cell(ROOT / "notebooks", monkeypatch)  # no wheel here: the clone above
-    assert calls[0][-1] == f"{ROOT}[teachers,box2d,video]"
+    assert calls[0][-1] == f"{ROOT}[teachers,box2d,video,minatar]"
     if not Path("/content/kd_rl").exists():
         empty = tmp_path / "empty"
         empty.mkdir()
