@@ -8,9 +8,9 @@ difficulty ramping of the original. kd_rl registers its own Gymnasium ids
 made (`ensure_registered`): MinAtar's own registration goes through an entry
 point Gymnasium 1.x no longer loads, and its environment ignores the seed a
 reset is given, which `MinAtarEnv` fixes (Gymnasium's env checker passes).
-Observations are ``bool [10, 10, channels]``; an episode is cut (truncated)
-after `MINATAR_MAX_STEPS` steps, which no game reaches at the scores kd_rl's
-teachers get except Freeway, whose episodes end by themselves at 2,500.
+Observations are ``bool [10, 10, channels]``. An episode is cut (truncated)
+after `MINATAR_MAX_STEPS` steps, so that a policy that never loses still
+finishes its episodes; Freeway's end by themselves after 2,500 steps.
 
 Atari ids (``ALE/<Game>-v5``) are registered by importing ``ale_py``, whose
 wheel ships the ROMs, and made with the standard preprocessing
