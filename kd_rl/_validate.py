@@ -196,3 +196,20 @@ def check_observation_shape(shape) -> tuple[int, ...] | None:
     if not dims or any(isinstance(d, bool | np.bool_) or not isinstance(d, int | np.integer) or d <= 0 for d in dims):
         raise KdRlError(f"observation_shape must be a non-empty sequence of positive ints, got {shape!r}")
     return tuple(int(d) for d in dims)
+
+
+def conv_output_shape(observation_shape, conv_layers) -> tuple[int, int, int]:
+    """``(height, width, channels)`` after ``conv_layers`` (``valid`` padding) on frames of ``observation_shape``.
+
+    Raises:
+        ValueError: If the convolutions shrink the frame to nothing.
+    """
+    height, width, channels = observation_shape
+    for filters, kernel, stride in conv_layers:  # 'valid' padding: each convolution shrinks the image
+        height, width, channels = (height - kernel) // stride + 1, (width - kernel) // stride + 1, filters
+        if height < 1 or width < 1:
+            raise KdRlError(
+                f"conv_layers={[list(c) for c in conv_layers]} shrink observations of shape "
+                f"{tuple(observation_shape)} to nothing: use smaller kernels or strides"
+            )
+    return height, width, channels

@@ -40,6 +40,7 @@ from kd_rl._validate import (
     check_int,
     check_observation_shape,
     check_temperature,
+    conv_output_shape,
     normalise_conv_layers,
     normalise_hidden_units,
 )
@@ -324,14 +325,8 @@ class PolicyModel(keras.Model):
                 "conv_layers need an image observation: observation_shape=(height, width, channels), "
                 f"got {self.observation_shape}"
             )
-        height, width = self.observation_shape[:2] if self.conv_layers else (1, 1)
-        for _, kernel, stride in self.conv_layers:  # 'valid' padding: each convolution shrinks the image
-            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
-            if height < 1 or width < 1:
-                raise KdRlError(
-                    f"conv_layers={[list(c) for c in self.conv_layers]} shrink observations of shape "
-                    f"{self.observation_shape} to nothing: use smaller kernels or strides"
-                )
+        if self.conv_layers:
+            conv_output_shape(self.observation_shape, self.conv_layers)  # refuses convolutions too large
         if hidden_units is None:
             hidden_units = self.default_hidden_units
         self.hidden_units = normalise_hidden_units(hidden_units)

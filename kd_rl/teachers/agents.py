@@ -43,7 +43,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
-from kd_rl._validate import normalise_conv_layers
+from kd_rl._validate import conv_output_shape, normalise_conv_layers
 from kd_rl.errors import KdRlError
 from kd_rl.models import LOG_STD_RANGE
 from kd_rl.teachers import kickstart as ks
@@ -192,9 +192,10 @@ def _conv_stack(hyperparameters: Mapping, observation_shape, init: str, scale: f
     layers = [tf_keras.layers.Reshape(tuple(observation_shape), input_shape=(int(np.prod(observation_shape)),))]
     if float(scale) != 1.0:
         layers.append(tf_keras.layers.Rescaling(1.0 / float(scale)))
-    shape = tuple(observation_shape)
+    flat_size = int(np.prod(conv_output_shape(observation_shape, convs)))  # refuses convolutions too large
+    channels = int(observation_shape[-1])
     for filters, kernel, stride in convs:
-        fan_in = kernel * kernel * shape[-1]
+        fan_in = kernel * kernel * channels
         if init == "torch":
             limit = 1.0 / np.sqrt(fan_in)
             kernel_init = tf_keras.initializers.RandomUniform(-limit, limit)
@@ -211,11 +212,9 @@ def _conv_stack(hyperparameters: Mapping, observation_shape, init: str, scale: f
                 bias_initializer=bias_init,
             )
         )
-        shape = ((shape[0] - kernel) // stride + 1, (shape[1] - kernel) // stride + 1, filters)
-        if shape[0] < 1 or shape[1] < 1:
-            raise KdRlError(f"conv_layers={[list(c) for c in convs]} shrink {tuple(observation_shape)} to nothing")
+        channels = filters
     layers.append(tf_keras.layers.Flatten())
-    return layers, int(np.prod(shape))
+    return layers, flat_size
 
 
 def _categorical(logits: tf.Tensor, dtype: tf.DType) -> tfp.distributions.Categorical:
