@@ -199,8 +199,10 @@ def test_q_network_initialisations():
     weights = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in dense_layers(net)]
     for (kernel, bias), fan_in in zip(weights, [4, 64, 32], strict=True):
         limit = 1 / np.sqrt(fan_in)
-        for w in (kernel, bias):
-            assert np.abs(w).max() <= limit and np.abs(w).max() > 0.8 * limit
+        # Both within ±limit; the kernel (64 or more draws) also comes near it, which a
+        # bias of 2 draws need not (0.8² = 64% of the time both stay below 0.8 limit).
+        assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
+        assert np.abs(bias).max() <= limit and np.abs(bias).any()
         # Uniform in ±limit: standard deviation limit / sqrt(3).
         assert np.std(kernel) == pytest.approx(limit / np.sqrt(3), rel=0.25)
     tf_agents_net = make_q_network(action_spec, dict(params, init="tf_agents"))
