@@ -58,6 +58,7 @@ from kd_rl.models import DeterministicAction, PolicyModel
 from kd_rl.policies import (
     ACTIONS_OUTPUT,
     NUMPY_ACTIVATIONS,
+    PREPROCESSING_KEY,
     NumpyPolicy,
     TFLitePolicy,
     TflmPolicy,
@@ -205,6 +206,31 @@ def _tflite_bytes(model, int8: bool, states: np.ndarray | None = None) -> bytes:
         return converter.convert()
 
 
+def _with_tflite_metadata(flatbuffer: bytes, entries: dict[str, bytes]) -> bytes:
+    """``flatbuffer`` with named metadata entries added (each a buffer of its own; the graph is untouched)."""
+    if not entries:
+        return flatbuffer
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    model.metadata = model.metadata or []
+    for name, data in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, np.uint8)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _recorded(model) -> dict[str, str]:
+    """What an exported file records beside the graph: the Atari preprocessing of the model's frames, as JSON."""
+    preprocessing = getattr(model, "preprocessing", None)
+    return {} if preprocessing is None else {PREPROCESSING_KEY: json.dumps(preprocessing, sort_keys=True)}
+
+
 def _onnx_bytes(model) -> bytes:
     """``model`` as an ONNX graph: input ``observations [batch, obs_dim]``, output ``logits`` or the action."""
     tf2onnx = _optional("tf2onnx", "onnx")
@@ -221,6 +247,8 @@ def _onnx_bytes(model) -> bytes:
         node.output[:] = [name if o == old else o for o in node.output]
     proto.graph.output[0].name = name
     proto.producer_name, proto.producer_version = "kd_rl", __version__
+    for key, value in _recorded(model).items():
+        proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()
 
 
@@ -522,6 +550,7 @@ def export_model(
                 (stage / name).write_bytes(content if isinstance(content, bytes) else content.encode())
         return out
     flatbuffer = _tflite_bytes(model, fmt == "tflite-int8", calibration)
+    flatbuffer = _with_tflite_metadata(flatbuffer, {k: v.encode() for k, v in _recorded(model).items()})
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(flatbuffer)
     return out

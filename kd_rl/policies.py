@@ -243,10 +243,20 @@ NUMPY_ACTIVATIONS = {
 }
 
 
+#: The key under which an exported file records the Atari preprocessing of its frames
+#: (TFLite metadata, ONNX ``metadata_props``, the ``.npz``'s ``meta``), as JSON.
+PREPROCESSING_KEY = "kd_rl.preprocessing"
+
+
 class _ExportedPolicy:
-    """What every exported policy shares: `act` from its outputs (logits, or continuous actions)."""
+    """What every exported policy shares: `act` from its outputs (logits, or continuous actions).
+
+    ``preprocessing``: the Atari preprocessing (`kd_rl.games.ATARI_PREPROCESSING`'s
+    keys) the exported model's frames had, where it was recorded; None otherwise.
+    """
 
     is_continuous: bool
+    preprocessing: dict | None = None
 
     def act(self, observations) -> np.ndarray:
         """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
@@ -292,6 +302,7 @@ class NumpyPolicy(_ExportedPolicy):
         squash: bool = False,
         convolutions=(),
         observation_shape=None,
+        preprocessing: dict | None = None,
     ):
         if activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
@@ -305,6 +316,7 @@ class NumpyPolicy(_ExportedPolicy):
             (np.asarray(k, np.float32), np.asarray(b, np.float32), int(stride)) for k, b, stride in convolutions
         ]
         self.observation_shape = None if observation_shape is None else tuple(int(d) for d in observation_shape)
+        self.preprocessing = None if preprocessing is None else dict(preprocessing)
         if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
             raise KdRlError("a convolutional NumpyPolicy needs observation_shape=(height, width, channels)")
         self.observation_dim = (
@@ -381,6 +393,7 @@ class NumpyPolicy(_ExportedPolicy):
             squash=model.squash if continuous else False,
             convolutions=convolutions,
             observation_shape=getattr(model, "observation_shape", None),
+            preprocessing=getattr(model, "preprocessing", None),
         )
 
     def count_params(self) -> int:
@@ -404,6 +417,8 @@ class NumpyPolicy(_ExportedPolicy):
             meta["conv_strides"] = [stride for _, _, stride in self.convolutions]
         if self.observation_shape is not None:
             meta["observation_shape"] = list(self.observation_shape)
+        if self.preprocessing is not None:
+            meta["preprocessing"] = self.preprocessing
         if self.is_continuous:
             arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
             meta["squash"] = self.squash
@@ -430,6 +445,7 @@ class NumpyPolicy(_ExportedPolicy):
             squash=bool(meta.get("squash", False)),
             convolutions=convolutions,
             observation_shape=meta.get("observation_shape"),
+            preprocessing=meta.get("preprocessing"),
             **arrays,
         )
 
@@ -446,6 +462,18 @@ def _batched(observations, shape: tuple[int, ...]) -> np.ndarray:
     if x.shape[1:] != shape and x.ndim == 2 and x.shape[1] == int(np.prod(shape)) and len(shape) > 1:
         x = x.reshape(len(x), *shape)  # flat, as kd_rl's buffers and environments give them
     return x
+
+
+def tflite_metadata(flatbuffer: bytes) -> dict[str, bytes]:
+    """The named metadata entries of a TFLite model: name -> the bytes of its buffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    entries = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        entries[entry.Name().decode()] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    return entries
 
 
 class TFLitePolicy(_ExportedPolicy):
@@ -475,6 +503,8 @@ class TFLitePolicy(_ExportedPolicy):
         size = int(self._output["shape"][-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
         self._batch = int(self._input["shape"][0])
+        recorded = tflite_metadata(Path(self.path).read_bytes()).get(PREPROCESSING_KEY)
+        self.preprocessing = None if recorded is None else json.loads(recorded)
 
     def __call__(self, observations) -> np.ndarray:
         x = _batched(observations, self.observation_shape)
@@ -524,6 +554,8 @@ class OnnxPolicy(_ExportedPolicy):
         self.outputs_are_actions = self.is_continuous = taken.name == ACTIONS_OUTPUT
         size = int(taken.shape[-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(PREPROCESSING_KEY)
+        self.preprocessing = None if recorded is None else json.loads(recorded)
 
     def __call__(self, observations) -> np.ndarray:
         return self.session.run(None, {self._input: _batched(observations, self.observation_shape)})[0]

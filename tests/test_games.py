@@ -304,8 +304,12 @@ def test_atari_end_to_end_on_a_cpu(tmp_path, capsys):
     assert metrics["env_kwargs"] == {"max_episode_steps": 100, "preprocessing": teacher.preprocessing}
     path = str(tmp_path / "student" / "student.keras")
     assert main(["evaluate", path, "--env", "ALE/Breakout-v5", "--episodes", "1", "--json", *short]) == 0
-    assert main(["export", path, "--format", "tflite", "--out", str(tmp_path / "s.tflite")]) == 0
-    assert load_any_policy(tmp_path / "s.tflite").observation_shape == (42, 42, 2)
+    # Each exported file records the preprocessing too: evaluating it makes the same environment.
+    for fmt, name in (("tflite", "s.tflite"), ("numpy", "s.npz"), ("onnx", "s.onnx")):
+        assert main(["export", path, "--format", fmt, "--out", str(tmp_path / name)]) == 0
+        exported = load_any_policy(tmp_path / name)
+        assert exported.observation_shape == (42, 42, 2) and exported.preprocessing == teacher.preprocessing
+    assert main(["evaluate", str(tmp_path / "s.tflite"), "--env", "ALE/Breakout-v5", "--episodes", "1", *short]) == 0
     capsys.readouterr()
     # Other preprocessing than the model's is refused, naming both.
     other = ["--env-kwargs", '{"max_episode_steps": 100, "preprocessing": {"screen_size": 84}}']
