@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Sequence
 
@@ -213,3 +214,67 @@ def conv_output_shape(observation_shape, conv_layers) -> tuple[int, int, int]:
                 f"{tuple(observation_shape)} to nothing: use smaller kernels or strides"
             )
     return height, width, channels
+
+
+def parse_index_ranges(text: str) -> tuple[int, ...]:
+    """Observation indices from ``"0:5,8"``: comma-separated indices and half-open ``start:stop`` ranges, as in Python.
+
+    Raises:
+        ValueError: For an empty or malformed item, naming it.
+    """
+    indices: list[int] = []
+    for item in str(text).split(","):
+        item = item.strip()
+        start, colon, stop = item.partition(":")
+        try:
+            if colon:
+                first, last = int(start), int(stop)
+                if last <= first:
+                    raise ValueError
+                indices.extend(range(first, last))
+            else:
+                indices.append(int(item))
+        except ValueError:
+            raise KdRlError(
+                f"observation indices must be comma-separated indices or start:stop ranges (stop > start) "
+                f"such as 0:5,8; got {item!r} in {text!r}"
+            ) from None
+    return tuple(indices)
+
+
+def normalise_observation_indices(indices, observation_dim: int | None = None) -> tuple[int, ...] | None:
+    """``indices`` (a sequence of ints, or a string for `parse_index_ranges`) as a tuple, checked; None stays None.
+
+    Raises:
+        ValueError: For no index, a repeated one, a negative one, or one at or past ``observation_dim``.
+    """
+    if indices is None:
+        return None
+    if isinstance(indices, str):
+        indices = parse_index_ranges(indices)
+    try:
+        given = [operator.index(i) for i in indices]
+    except TypeError:
+        raise KdRlError(f"observation indices must be ints, got {indices!r}") from None
+    if not given:
+        raise KdRlError("observation indices must name at least one feature")
+    repeated = sorted({i for i in given if given.count(i) > 1})
+    if repeated:
+        raise KdRlError(f"observation indices may name each feature once; repeated: {repeated}")
+    if min(given) < 0:
+        raise KdRlError(f"observation indices must be >= 0, got {min(given)}")
+    if observation_dim is not None and max(given) >= observation_dim:
+        outside = [i for i in given if i >= observation_dim]
+        raise KdRlError(
+            f"observation indices {outside} are outside the observation's {observation_dim} features "
+            f"(0 to {observation_dim - 1})"
+        )
+    return tuple(given)
+
+
+def check_noise(name: str, value) -> float:
+    """A noise standard deviation: a finite float >= 0."""
+    value = check_float(name, value)
+    if value < 0:
+        raise KdRlError(f"{name} must be >= 0, got {value}")
+    return value

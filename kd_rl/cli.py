@@ -237,7 +237,7 @@ def _cmd_evaluate(args) -> int:
     check_model_fits_env(model, args.env, "model", env_kwargs)
     result = evaluate_model(
         model, args.env, episodes=args.episodes, seed=args.seed, latency=False, env_kwargs=env_kwargs,
-        max_steps=args.max_episode_steps,
+        max_steps=args.max_episode_steps, sensor_noise=not args.no_sensor_noise,
     )  # fmt: skip
     result = {k: v for k, v in result.items() if k not in ("returns", "lengths")}
     result.setdefault("params", None)
@@ -555,6 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--env-kwargs", type=_json_object, help=_ENV_KWARGS_HELP)
+    p.add_argument(
+        "--no-sensor-noise",
+        action="store_true",
+        help="a student trained with sensor noise (--student-obs-noise) sees clean observations (default: its noise)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_evaluate)
 

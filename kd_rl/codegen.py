@@ -127,6 +127,10 @@ def mlp_c_sources(policy, source: str = "") -> dict[str, str]:
         body.append(_floats("observation_mean", policy.mean))
     if policy.std is not None:
         body.append(_floats("observation_std", policy.std))
+    if policy.observation_indices is not None:
+        seen = ", ".join(str(i) for i in policy.observation_indices)
+        body.append(f"#define KD_RL_SEEN_DIM {len(policy.observation_indices)}")
+        body.append(f"static const int observation_indices[KD_RL_SEEN_DIM] = {{{seen}}};\n")
     for i, (kernel, bias) in enumerate(policy.weights):
         if kernel.shape[1] < _NARROW:
             body.append(f"/* layer {i}: {kernel.shape[0]} -> {kernel.shape[1]}, kernel row-major [out][in] */")
@@ -188,6 +192,9 @@ def mlp_c_sources(policy, source: str = "") -> dict[str, str]:
         body.append(f"        v = v > {clip} ? {clip} : (v < -{clip} ? -{clip} : v);")
     body += ["        a[i] = v;", "    }"]
     src, dst = "a", "b"
+    if policy.observation_indices is not None:  # the features the first layer sees, in their order
+        body.append("    for (int i = 0; i < KD_RL_SEEN_DIM; ++i) b[i] = a[observation_indices[i]];")
+        src, dst = "b", "a"
     last = len(policy.weights) - 1
     for i, (kernel, _) in enumerate(policy.weights):
         n_in, n_out = kernel.shape

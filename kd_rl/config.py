@@ -29,10 +29,12 @@ from kd_rl._validate import (
     check_activation,
     check_float,
     check_int,
+    check_noise,
     check_seed,
     check_temperature,
     normalise_conv_layers,
     normalise_hidden_units,
+    normalise_observation_indices,
 )
 from kd_rl.errors import KdRlError
 
@@ -163,6 +165,14 @@ class DistillConfig:
             baked into its ``TeacherModel``): the same inputs the teacher
             sees, at no parameter cost. A teacher without one (DQN, SAC)
             leaves the student without one.
+        student_obs: Single-task: the features the new student sees (indices,
+            or a string of ranges such as ``"0:5,8"``; `kd_rl.models.PolicyModel`'s
+            ``observation_indices``); None: all. The teacher always acts and
+            labels from the whole observation.
+        student_obs_noise: Single-task: the standard deviation of the Gaussian
+            sensor noise on the new student's observation (``observation_noise``:
+            in the units of its normalised observation), added wherever it
+            plays and to its training batches (`kd_rl.models.sensor_noise_std`).
         loss: ``"kl"``, ``"mse"`` or ``"nll"``.
         temperature: Softmax temperature for ``"kl"``; None (the default):
             by what the teacher outputs (`kd_rl.losses.default_temperature`):
@@ -235,6 +245,17 @@ class DistillConfig:
         False, "the new student starts with the teacher's fixed observation normalisation (PPO teachers have one; "
         "a new image student divides frames by their largest value without it)",
         "--inherit-normalizer", "flag", "single",
+    )  # fmt: skip
+    student_obs: tuple[int, ...] | None = _setting(
+        None, "the features of the observation the new student sees, indices and start:stop ranges such as 0:5,8 "
+        "(it still takes the whole observation and keeps these; the teacher sees all)", "--student-obs", "str",
+        "single", metavar="RANGES", shown="all",
+    )  # fmt: skip
+    student_obs_noise: float = _setting(
+        0.0, "Gaussian sensor noise on what the new student sees while it collects, learns and is evaluated: its "
+        "standard deviation in the units of the student's normalised observation (times each feature's "
+        "observation_std, which --inherit-normalizer gives it; raw units without a normaliser)",
+        "--student-obs-noise", "nonnegative_float", "single", metavar="SIGMA",
     )  # fmt: skip
     loss: str = _setting("kl", "distillation loss", "--loss", "choice")
     temperature: float | None = _setting(
@@ -329,6 +350,8 @@ class DistillConfig:
             self.conv_layers = normalise_conv_layers(self.conv_layers)
         self.activation = check_activation(self.activation)
         self.inherit_normalizer = bool(self.inherit_normalizer)
+        self.student_obs = normalise_observation_indices(self.student_obs)
+        self.student_obs_noise = check_noise("student_obs_noise", self.student_obs_noise)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
         for name in ("loss", "collect", "gaussian_kl", "strategy"):
@@ -419,6 +442,8 @@ class DistillConfig:
         d["hidden_units"] = list(self.hidden_units)
         if self.conv_layers is not None:
             d["conv_layers"] = [list(c) for c in self.conv_layers]
+        if self.student_obs is not None:
+            d["student_obs"] = list(self.student_obs)
         if self.is_multitask:
             d["env_id"] = list(self.env_id)
         return d

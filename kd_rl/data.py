@@ -32,7 +32,7 @@ from kd_rl.config import COLLECT_MODES
 from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
-from kd_rl.models import PolicyModel, gaussian_action, split_gaussian
+from kd_rl.models import PolicyModel, gaussian_action, sensor_noise_std, split_gaussian
 from kd_rl.policies import OutputSnapshot, fast_policy_fn, to_actions
 from kd_rl.timing import RunProfile
 
@@ -159,7 +159,10 @@ class Collector:
         env_id: Gymnasium id (1-D Box observations, Discrete or 1-D Box actions).
         teacher: Model (or ``PolicyFn``) whose outputs (logits, or a
             Gaussian's ``[mean, log_std]``) label every state.
-        student: Model (or ``PolicyFn``) acting in ``student``/``mixed`` mode.
+        student: Model (or ``PolicyFn``) acting in ``student``/``mixed`` mode. A
+            model trained with sensor noise (`kd_rl.models.sensor_noise_std`)
+            acts on observations with that noise added; the teacher labels the
+            clean ones, and the clean ones are returned.
         mode: ``"teacher"``, ``"student"`` or ``"mixed"``.
         num_envs: Environments stepped together.
         seed: Environment ``i`` is first reset with ``seed + i``; the action
@@ -198,6 +201,8 @@ class Collector:
         self.total_steps = check_int("total_steps", total_steps)
         self.num_envs = check_int("num_envs", num_envs)
         self._teacher_model, self._student_model = teacher, student
+        # What the student's sensors add to its view (kd_rl.models.sensor_noise_std); the teacher sees the state.
+        self._student_noise = None if student is None else sensor_noise_std(student)
         self.teacher = fast_policy_fn(teacher)
         self.student = None if student is None else fast_policy_fn(student)
         self.profile = RunProfile()  # where collection's time goes; train_loop passes the run's own
@@ -251,7 +256,10 @@ class Collector:
             actions = self._actions(self._teacher_model, teacher_logits)
             if self.mode != "teacher":
                 with profile.section("collect_student"):
-                    student_outputs = self.student(obs)
+                    seen = obs
+                    if self._student_noise is not None:
+                        seen = obs + self._student_noise * self.rng.standard_normal(obs.shape, np.float32)
+                    student_outputs = self.student(seen)
                 student_actions = self._actions(self._student_model, student_outputs)
                 if self.mode == "student":
                     actions = student_actions

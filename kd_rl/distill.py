@@ -39,6 +39,7 @@ from kd_rl._io import (
     write_csv,
     write_json,
 )
+from kd_rl._validate import normalise_observation_indices
 from kd_rl.config import LONG_RUN_STEPS, DistillConfig, checkpoint_interval
 from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
 from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strategy
@@ -65,7 +66,7 @@ from kd_rl.losses import (
     get_loss,
     loss_weight,
 )
-from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, weights_sha256
+from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, sensor_noise_std, weights_sha256
 from kd_rl.timing import RunProfile
 
 __all__ = [
@@ -677,6 +678,7 @@ def distill_policy(
             f"of {obs_dim} features, not images; "
             "convolutions are for image observations"
         )
+    check_student_view(config, spec, student)
     check_resume_target(out_dir, resume)
     if config.actors:  # before anything is written: Ray missing, or a cluster that does not answer
         check_ray_ready(config.ray_address)
@@ -736,6 +738,7 @@ def distill_policy(
         env_steps = train_loop(
             config, step, [collector], [buffer], rng, env_steps, curve, evaluate_point,
             checkpoint_run if checkpoint is not None else None, progress, "distill", profile,
+            noise=[sensor_noise_std(student)],
         )  # fmt: skip
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
@@ -761,7 +764,7 @@ def distill_policy(
 
 def train_loop(
     config, step, collectors, buffers, rng, env_steps: int, curve: list, evaluate, checkpoint,
-    progress: bool = True, desc: str = "distill", profile: RunProfile | None = None,
+    progress: bool = True, desc: str = "distill", profile: RunProfile | None = None, noise=(),
 ) -> int:  # fmt: skip
     """kd_rl's one distillation loop, for one task or several (`distill_policy`, `kd_rl.multitask.distill_multitask`).
 
@@ -775,7 +778,10 @@ def train_loop(
     end. Runs until ``config.steps`` steps per task; the collectors are closed
     however it ends. ``profile`` (a `kd_rl.timing.RunProfile`), if given,
     gets the seconds of collection (and, through the collectors, of its
-    parts), updates, curve evaluations and checkpoints.
+    parts), updates, curve evaluations and checkpoints. ``noise`` (one entry
+    per task, None for none) is the student's sensor noise
+    (`kd_rl.models.sensor_noise_std`), drawn afresh onto every training batch
+    of the task; the teacher's labels stay those of the clean states.
 
     Returns:
         The env steps taken per task, ``config.steps``.
@@ -796,6 +802,10 @@ def train_loop(
             with profile.section("updates"):
                 # All of a round's updates in one call: [updates, batch, ...] stacks, one per task.
                 batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
+                for k, std in enumerate(noise):
+                    if std is not None:
+                        obs, lab = batches[k]
+                        batches[k] = (obs + std * rng.standard_normal(obs.shape, np.float32), lab)
                 observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
                 labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
                 if getattr(step, "multi", True):
@@ -828,6 +838,7 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
     teacher's, if it has convolutions; empty: an MLP on the flattened image).
     """
     common = {"hidden_units": config.hidden_units, "activation": config.activation, "observation_dim": obs_dim}
+    common.update(observation_indices=config.student_obs, observation_noise=config.student_obs_noise)
     if spec is not None and spec.is_image:
         convs = config.conv_layers if config.conv_layers is not None else getattr(teacher, "conv_layers", ())
         common.update(observation_shape=spec.obs_shape, conv_layers=convs, preprocessing=spec.preprocessing)
@@ -846,6 +857,34 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
         state_dependent_std=config.state_dependent_std,
         log_std_range=teacher.log_std_range,
     )
+
+
+def check_student_view(config: DistillConfig, spec, student=None) -> None:
+    """Refuse ``student_obs`` and ``student_obs_noise`` that do not fit the environment or a given student.
+
+    Raises:
+        ValueError: For indices outside the observation, a view of image
+            observations, or a given ``student`` that sees otherwise; the message names it.
+    """
+    view = config.student_obs is not None or config.student_obs_noise > 0
+    if view and spec.is_image:
+        raise KdRlError(
+            f"--student-obs and --student-obs-noise are for vector observations; {config.env_id} gives images "
+            f"{spec.obs_shape}"
+        )
+    if config.student_obs is not None:
+        normalise_observation_indices(config.student_obs, spec.obs_dim)
+    if student is None:
+        return
+    given = {"student_obs": getattr(student, "observation_indices", None),
+             "student_obs_noise": float(getattr(student, "observation_noise", 0.0) or 0.0)}  # fmt: skip
+    for name, value in given.items():
+        wanted = getattr(config, name)
+        if wanted not in (None, 0.0) and wanted != value:
+            raise KdRlError(
+                f"{name}={wanted!r} but the given student has {value!r}: a given student keeps what it sees "
+                f"(leave {name} out)"
+            )
 
 
 def fixed_policy_returns(teacher, config: DistillConfig, env_id: str, env_kwargs=None):
@@ -923,7 +962,7 @@ RESUMABLE_SETTINGS = (
 )  # fmt: skip
 
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
-_DEFAULTS = {"actors": 0}
+_DEFAULTS = {"actors": 0, "student_obs_noise": 0.0}
 
 
 def check_resume_target(out_dir, resume: bool) -> None:

@@ -26,6 +26,7 @@ from kd_rl._validate import check_int, check_memory
 from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
+from kd_rl.models import sensor_noise_std
 from kd_rl.policies import PolicyFn, fast_policy_fn, observation_dim, to_actions
 
 __all__ = [
@@ -156,6 +157,7 @@ def run_episodes(
     max_steps: int | None = None,
     env_kwargs: dict | None = None,
     temperature: float | None = None,
+    sensor_noise: bool = True,
 ) -> EpisodeStats:
     """Run ``episodes`` greedy (deterministic) episodes of ``policy`` side by side.
 
@@ -186,6 +188,9 @@ def run_episodes(
             policy, ``KL(softmax(reference / T) ‖ softmax(policy / T))`` for
             logits, or the Gaussian KL with the reference's standard deviation
             scaled by T (`kd_rl.losses.gaussian_kl_loss`) for Gaussian policies.
+        sensor_noise: A policy trained with sensor noise (`kd_rl.models.sensor_noise_std`)
+            sees its observations with that noise, drawn from ``seed`` (the
+            ``reference`` sees them clean); False: without it.
 
     Returns:
         `EpisodeStats`.
@@ -200,13 +205,17 @@ def run_episodes(
     cap = episode_cap(env_id, max_steps, env_kwargs)
     forward = fast_policy_fn(policy)  # the weights as they are now: they do not change during an evaluation
     ref = None if reference is None else fast_policy_fn(reference)
+    noise = sensor_noise_std(policy) if sensor_noise else None
     totals = {"agree": 0, "steps": 0, "kl": 0.0, "error": 0.0, "capped": 0}
     returns, lengths = [], []
     continuous = False
     for start in range(0, episodes, MAX_PARALLEL_EPISODES):
         chunk = seeds[start : start + MAX_PARALLEL_EPISODES]
+        sensed = forward
+        if noise is not None:  # drawn from the chunk's episode seeds: the same whatever the chunking
+            sensed = _with_sensor_noise(forward, noise, np.random.default_rng([NOISE_SEED_OFFSET, *chunk]))
         r, n, continuous = _run_chunk(
-            policy, forward, reference, ref, env_id, chunk, cap, env_kwargs, temperature, totals
+            policy, sensed, reference, ref, env_id, chunk, cap, env_kwargs, temperature, totals
         )
         returns += r
         lengths += n
@@ -221,6 +230,20 @@ def run_episodes(
         capped=totals["capped"],
         max_steps=cap,
     )
+
+
+#: Mixed into the seed of an evaluation's sensor noise, away from the environments' seeds.
+NOISE_SEED_OFFSET = 7_919
+
+
+def _with_sensor_noise(forward, std: np.ndarray, rng: np.random.Generator):
+    """``forward`` on observations with ``std * N(0, 1)`` added (the sensors of a robot's student)."""
+
+    def sensed(observations):
+        x = np.asarray(observations, np.float32)
+        return forward(x + std * rng.standard_normal(x.shape, np.float32))
+
+    return sensed
 
 
 def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals):
@@ -389,22 +412,27 @@ def evaluate_model(
     latency: bool = True,
     env_kwargs: dict | None = None,
     max_steps: int | None = None,
+    sensor_noise: bool = True,
 ) -> dict:
     """`run_episodes` plus what a model has beyond its returns, as plain JSON.
 
     Keys: env_id, seed, episodes, mean_return, std_return, min_return,
     max_return, mean_length, returns, lengths, and where they apply agreement
     (with ``reference``), params, size_bytes (of a Keras model's ``.keras``
-    file), latency_us (batch-1, eager Keras), and capped_episodes with
+    file), latency_us (batch-1, eager Keras), capped_episodes with
     max_episode_steps when the step cap ended episodes (``max_steps``: as in
-    `run_episodes`).
+    `run_episodes`), and sensor_noise (whether the model's recorded sensor
+    noise was added; ``sensor_noise``: as in `run_episodes`) for a model that has it.
     """
     import keras
 
     stats = run_episodes(
-        model, env_id, episodes=episodes, seed=seed, reference=reference, env_kwargs=env_kwargs, max_steps=max_steps
-    )
+        model, env_id, episodes=episodes, seed=seed, reference=reference, env_kwargs=env_kwargs, max_steps=max_steps,
+        sensor_noise=sensor_noise,
+    )  # fmt: skip
     out = {"env_id": env_id, "seed": seed, **stats.summary(), "returns": stats.returns, "lengths": stats.lengths}
+    if sensor_noise_std(model) is not None:
+        out["sensor_noise"] = bool(sensor_noise)
     if isinstance(model, keras.Model):
         from kd_rl.models import count_params
 

@@ -54,11 +54,12 @@ from kd_rl.codegen import C_FILES, c_array_sources, c_float, mlp_c_sources
 from kd_rl.config import EXPORT_FORMATS
 from kd_rl.data import visited_states
 from kd_rl.errors import KdRlError, MissingDependency
-from kd_rl.models import DeterministicAction, PolicyModel
+from kd_rl.models import DeterministicAction, PolicyModel, sensor_noise_std
 from kd_rl.policies import (
     ACTIONS_OUTPUT,
     NUMPY_ACTIVATIONS,
     PREPROCESSING_KEY,
+    SENSOR_NOISE_KEY,
     NumpyPolicy,
     TFLitePolicy,
     TflmPolicy,
@@ -226,9 +227,16 @@ def _with_tflite_metadata(flatbuffer: bytes, entries: dict[str, bytes]) -> bytes
 
 
 def _recorded(model) -> dict[str, str]:
-    """What an exported file records beside the graph: the Atari preprocessing of the model's frames, as JSON."""
+    """What an exported file records beside the graph, as JSON: the Atari preprocessing of the model's frames
+    and the sensor noise it was trained with (`kd_rl.models.sensor_noise_std`), where it has them."""
+    recorded = {}
     preprocessing = getattr(model, "preprocessing", None)
-    return {} if preprocessing is None else {PREPROCESSING_KEY: json.dumps(preprocessing, sort_keys=True)}
+    if preprocessing is not None:
+        recorded[PREPROCESSING_KEY] = json.dumps(preprocessing, sort_keys=True)
+    noise = sensor_noise_std(model)
+    if noise is not None:
+        recorded[SENSOR_NOISE_KEY] = json.dumps(noise.tolist())
+    return recorded
 
 
 def _onnx_bytes(model) -> bytes:

@@ -38,11 +38,13 @@ from kd_rl import __version__
 from kd_rl._validate import (
     check_activation,
     check_int,
+    check_noise,
     check_observation_shape,
     check_temperature,
     conv_output_shape,
     normalise_conv_layers,
     normalise_hidden_units,
+    normalise_observation_indices,
 )
 from kd_rl.errors import KdRlError
 from kd_rl.zoo import resolve_model_path
@@ -55,6 +57,7 @@ __all__ = [
     "TeacherModel",
     "StudentModel",
     "count_params",
+    "sensor_noise_std",
     "DeterministicAction",
     "gaussian_action",
     "load_policy",
@@ -251,6 +254,18 @@ class PolicyModel(keras.Model):
             with (an Atari policy's frame skip, size, stack...:
             `kd_rl.games.ATARI_PREPROCESSING`), saved with it so that kd_rl
             makes its environment the same way wherever it plays; None for none.
+        observation_indices: The features the policy sees (vector
+            observations): it still takes the environment's whole observation,
+            normalises it and keeps these entries, in this order, for its first
+            layer (a robot's student without the simulator's velocities). A
+            string of ranges works too: ``"0:5,8"``. None: all of them.
+        observation_noise: The standard deviation of the Gaussian sensor noise
+            the policy was trained to see, in the units of its normalised
+            observation: each feature's noise is this times the feature's
+            ``observation_std`` (times 1 without a normaliser). Saved with the
+            model; kd_rl adds the noise where it plays the policy in an
+            environment (collection, training batches, evaluation), never in
+            ``call`` or an export, where real sensors bring their own. 0: none.
         **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Raises:
@@ -277,6 +292,8 @@ class PolicyModel(keras.Model):
         state_dependent_std: bool = True,
         log_std_range: Sequence[float] | None = LOG_STD_RANGE,
         preprocessing: dict | None = None,
+        observation_indices: Sequence[int] | str | None = None,
+        observation_noise: float = 0.0,
         _hidden_layers: Sequence[keras.layers.Dense] | None = None,
         _convolutions: Sequence[keras.layers.Conv2D] | None = None,
         **kwargs,
@@ -327,6 +344,13 @@ class PolicyModel(keras.Model):
             )
         if self.conv_layers:
             conv_output_shape(self.observation_shape, self.conv_layers)  # refuses convolutions too large
+        self.observation_indices = normalise_observation_indices(observation_indices, self.observation_dim)
+        if self.observation_indices is not None and self.observation_shape is not None:
+            raise KdRlError(
+                "observation_indices choose features of a vector observation; "
+                f"this model takes observation_shape={self.observation_shape}"
+            )
+        self.observation_noise = check_noise("observation_noise", observation_noise)
         if hidden_units is None:
             hidden_units = self.default_hidden_units
         self.hidden_units = normalise_hidden_units(hidden_units)
@@ -401,7 +425,10 @@ class PolicyModel(keras.Model):
         dim = input_shape[-1] if len(input_shape) == 2 else None
         if self.observation_dim is None and dim is not None:
             self.observation_dim = int(dim)
+            normalise_observation_indices(self.observation_indices, self.observation_dim)
         shape = (input_shape[0], self.observation_dim)
+        if self.observation_indices is not None:
+            shape = (input_shape[0], len(self.observation_indices))
         if self.convolutions:
             shape = (input_shape[0], *self.observation_shape)
             for conv in self.convolutions:
@@ -457,6 +484,8 @@ class PolicyModel(keras.Model):
     def features(self, observations) -> tf.Tensor:
         """The last hidden layer's activations: ``float32 [batch, hidden_units[-1]]``."""
         x = self.normalise(observations)
+        if self.observation_indices is not None:
+            x = tf.gather(x, list(self.observation_indices), axis=-1)
         if self.convolutions:
             x = tf.reshape(x, (-1, *self.observation_shape))
             for conv in self.convolutions:
@@ -526,6 +555,10 @@ class PolicyModel(keras.Model):
             config.update(conv_layers=[list(c) for c in self.conv_layers])
         if self.preprocessing is not None:
             config.update(preprocessing=dict(self.preprocessing))
+        if self.observation_indices is not None:
+            config.update(observation_indices=list(self.observation_indices))
+        if self.observation_noise:
+            config.update(observation_noise=self.observation_noise)
         if self.is_continuous:
             config.update(
                 action_low=self.action_low.tolist(),
@@ -553,6 +586,27 @@ class StudentModel(PolicyModel):
     """The small policy: 50 hidden units by default, as in the article."""
 
     default_hidden_units = 50
+
+
+def sensor_noise_std(policy) -> np.ndarray | None:
+    """The standard deviation of the sensor noise ``policy`` was trained to see, per feature in raw units.
+
+    ``float32 [observation_dim]``: a kd_rl model's (or `kd_rl.policies.NumpyPolicy`'s)
+    ``observation_noise`` times its ``observation_std`` (1 without one), or an
+    exported file's recorded values; None for a policy without sensor noise.
+    kd_rl adds ``std * N(0, 1)`` to what the policy sees wherever it plays it in
+    an environment (`kd_rl.data.Collector`, `kd_rl.evaluate.run_episodes`) and
+    to its training batches.
+    """
+    recorded = getattr(policy, "recorded_sensor_noise_std", None)  # an exported file's
+    if recorded is not None:
+        return np.asarray(recorded, np.float32)
+    sigma = float(getattr(policy, "observation_noise", 0.0) or 0.0)
+    if not sigma:
+        return None
+    std = getattr(policy, "observation_std", getattr(policy, "std", None))
+    scale = np.ones(1, np.float32) if std is None else np.asarray(std, np.float32).reshape(-1)
+    return (sigma * np.broadcast_to(scale, (int(policy.observation_dim),))).astype(np.float32)
 
 
 def count_params(model: keras.Model) -> int:

@@ -92,15 +92,18 @@ def as_policy_fn(policy) -> PolicyFn:
     return fn
 
 
-def _mlp_features(x: np.ndarray, mean, std, clip, hidden, activation) -> np.ndarray:
+def _mlp_features(x: np.ndarray, mean, std, clip, hidden, activation, indices=None) -> np.ndarray:
     """A kd_rl MLP's last hidden activations in NumPy: the fixed normaliser (``mean``, ``std``, ``clip``,
-    each None for none), then each ``(kernel, bias)`` of ``hidden`` with ``activation`` (a NumPy function)."""
+    each None for none), the observation's ``indices`` (None: all), then each ``(kernel, bias)`` of
+    ``hidden`` with ``activation`` (a NumPy function)."""
     if mean is not None:
         x = x - mean
     if std is not None:
         x = x / std
     if clip is not None:
         x = np.clip(x, -clip, clip)
+    if indices is not None:
+        x = np.take(x, indices, axis=1)
     for kernel, bias in hidden:
         x = activation(x @ kernel + bias)
     return x
@@ -141,6 +144,8 @@ class OutputSnapshot:
         self._act = NUMPY_ACTIVATIONS[model.activation]
         self._mean = None if model.observation_mean is None else np.asarray(model.observation_mean, np.float32)
         self._std = None if model.observation_std is None else np.asarray(model.observation_std, np.float32)
+        indices = getattr(model, "observation_indices", None)
+        self._indices = None if indices is None else np.asarray(indices, np.intp)
         self.refresh()
 
     @staticmethod
@@ -194,7 +199,9 @@ class OutputSnapshot:
                 f"observations must be [batch, {self.observation_dim}], got shape {tuple(np.shape(observations))}"
             )
         model = self.model
-        x = _mlp_features(x, self._mean, self._std, model.observation_clip, self._hidden, self._act)
+        x = _mlp_features(
+            x, self._mean, self._std, model.observation_clip, self._hidden, self._act, self._indices
+        )  # fmt: skip
         if not model.is_continuous:
             kernel, bias = self._out[0]
             return x @ kernel + bias
@@ -246,6 +253,9 @@ NUMPY_ACTIVATIONS = {
 #: The key under which an exported file records the Atari preprocessing of its frames
 #: (TFLite metadata, ONNX ``metadata_props``, the ``.npz``'s ``meta``), as JSON.
 PREPROCESSING_KEY = "kd_rl.preprocessing"
+#: The key under which an exported TFLite or ONNX file records the sensor noise its policy was
+#: trained with (`kd_rl.models.sensor_noise_std`: per feature, raw units), as a JSON list.
+SENSOR_NOISE_KEY = "kd_rl.sensor_noise_std"
 
 
 class _ExportedPolicy:
@@ -253,10 +263,20 @@ class _ExportedPolicy:
 
     ``preprocessing``: the Atari preprocessing (`kd_rl.games.ATARI_PREPROCESSING`'s
     keys) the exported model's frames had, where it was recorded; None otherwise.
+    ``recorded_sensor_noise_std``: the sensor noise the model was trained with
+    (`kd_rl.models.sensor_noise_std`), where the file records it; None otherwise.
     """
 
     is_continuous: bool
     preprocessing: dict | None = None
+    recorded_sensor_noise_std: list | None = None
+
+    def _read_recorded(self, entries: dict) -> None:
+        """Take what the exported file records (`PREPROCESSING_KEY`, `SENSOR_NOISE_KEY`: JSON strings or bytes)."""
+        if entries.get(PREPROCESSING_KEY) is not None:
+            self.preprocessing = json.loads(entries[PREPROCESSING_KEY])
+        if entries.get(SENSOR_NOISE_KEY) is not None:
+            self.recorded_sensor_noise_std = json.loads(entries[SENSOR_NOISE_KEY])
 
     def act(self, observations) -> np.ndarray:
         """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
@@ -288,6 +308,10 @@ class NumpyPolicy(_ExportedPolicy):
             observations before the Dense layers (`conv2d_valid`).
         observation_shape: The observations' own shape; needed with ``convolutions``.
             Observations come in that shape or flattened.
+        preprocessing: The Atari preprocessing the policy's frames had, if recorded.
+        observation_indices: The features the first layer sees, taken after
+            the normaliser (`kd_rl.models.PolicyModel`'s ``observation_indices``); None: all.
+        observation_noise: The sensor noise the policy was trained with (`PolicyModel`'s), recorded only.
     """
 
     def __init__(
@@ -303,6 +327,8 @@ class NumpyPolicy(_ExportedPolicy):
         convolutions=(),
         observation_shape=None,
         preprocessing: dict | None = None,
+        observation_indices=None,
+        observation_noise: float = 0.0,
     ):
         if activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
@@ -317,11 +343,28 @@ class NumpyPolicy(_ExportedPolicy):
         ]
         self.observation_shape = None if observation_shape is None else tuple(int(d) for d in observation_shape)
         self.preprocessing = None if preprocessing is None else dict(preprocessing)
+        self.observation_indices = None if observation_indices is None else tuple(int(i) for i in observation_indices)
+        self.observation_noise = float(observation_noise)
         if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
             raise KdRlError("a convolutional NumpyPolicy needs observation_shape=(height, width, channels)")
         self.observation_dim = (
             self.weights[0][0].shape[0] if self.observation_shape is None else int(np.prod(self.observation_shape))
         )
+        if self.observation_indices is not None:
+            from kd_rl._validate import normalise_observation_indices
+
+            if len(self.observation_indices) != self.weights[0][0].shape[0]:
+                raise KdRlError(
+                    f"{len(self.observation_indices)} observation indices for a first layer of "
+                    f"{self.weights[0][0].shape[0]} inputs"
+                )
+            if self.mean is None and self.std is None:
+                raise KdRlError(
+                    "a NumpyPolicy with observation_indices learns the observation's length from its normaliser: "
+                    "give observation_mean (zeros do) or observation_std"
+                )
+            self.observation_dim = int(np.size(self.mean if self.mean is not None else self.std))
+            normalise_observation_indices(self.observation_indices, self.observation_dim)
         # A one-entry normaliser (an image's scale) applies to every feature: written out in full for C.
         if self.mean is not None:
             self.mean = np.broadcast_to(self.mean.reshape(-1), (self.observation_dim,)).copy()
@@ -358,7 +401,7 @@ class NumpyPolicy(_ExportedPolicy):
             x = x.reshape(len(x), -1)
         if x.shape[-1] != self.observation_dim:
             raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
-        x = _mlp_features(x, self.mean, self.std, self.clip, [], self._act)  # the normaliser
+        x = _mlp_features(x, self.mean, self.std, self.clip, [], self._act, self.observation_indices)  # normaliser
         if self.convolutions:
             x = x.reshape(len(x), *self.observation_shape)
             for kernel, bias, stride in self.convolutions:
@@ -382,11 +425,17 @@ class NumpyPolicy(_ExportedPolicy):
             (*conv.get_weights(), stride)
             for conv, (_, _, stride) in zip(getattr(model, "convolutions", []), getattr(model, "conv_layers", ()))
         ]
+        mean, std = model.observation_mean, model.observation_std
+        indices = getattr(model, "observation_indices", None)
+        if indices is not None:  # the normaliser at the observation's full length tells it
+            dim = model.observation_dim
+            mean = np.zeros(dim, np.float32) if mean is None else np.broadcast_to(mean.reshape(-1), (dim,))
+            std = None if std is None else np.broadcast_to(std.reshape(-1), (dim,))
         return cls(
             dense_weights(model),
             model.activation,
-            observation_mean=model.observation_mean,
-            observation_std=model.observation_std,
+            observation_mean=mean,
+            observation_std=std,
             observation_clip=model.observation_clip,
             action_low=model.action_low if continuous else None,
             action_high=model.action_high if continuous else None,
@@ -394,6 +443,8 @@ class NumpyPolicy(_ExportedPolicy):
             convolutions=convolutions,
             observation_shape=getattr(model, "observation_shape", None),
             preprocessing=getattr(model, "preprocessing", None),
+            observation_indices=indices,
+            observation_noise=getattr(model, "observation_noise", 0.0),
         )
 
     def count_params(self) -> int:
@@ -419,6 +470,10 @@ class NumpyPolicy(_ExportedPolicy):
             meta["observation_shape"] = list(self.observation_shape)
         if self.preprocessing is not None:
             meta["preprocessing"] = self.preprocessing
+        if self.observation_indices is not None:
+            meta["observation_indices"] = list(self.observation_indices)
+        if self.observation_noise:
+            meta["observation_noise"] = self.observation_noise
         if self.is_continuous:
             arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
             meta["squash"] = self.squash
@@ -446,6 +501,8 @@ class NumpyPolicy(_ExportedPolicy):
             convolutions=convolutions,
             observation_shape=meta.get("observation_shape"),
             preprocessing=meta.get("preprocessing"),
+            observation_indices=meta.get("observation_indices"),
+            observation_noise=meta.get("observation_noise", 0.0),
             **arrays,
         )
 
@@ -503,8 +560,7 @@ class TFLitePolicy(_ExportedPolicy):
         size = int(self._output["shape"][-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
         self._batch = int(self._input["shape"][0])
-        recorded = tflite_metadata(Path(self.path).read_bytes()).get(PREPROCESSING_KEY)
-        self.preprocessing = None if recorded is None else json.loads(recorded)
+        self._read_recorded(tflite_metadata(Path(self.path).read_bytes()))
 
     def __call__(self, observations) -> np.ndarray:
         x = _batched(observations, self.observation_shape)
@@ -554,8 +610,7 @@ class OnnxPolicy(_ExportedPolicy):
         self.outputs_are_actions = self.is_continuous = taken.name == ACTIONS_OUTPUT
         size = int(taken.shape[-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
-        recorded = self.session.get_modelmeta().custom_metadata_map.get(PREPROCESSING_KEY)
-        self.preprocessing = None if recorded is None else json.loads(recorded)
+        self._read_recorded(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, observations) -> np.ndarray:
         return self.session.run(None, {self._input: _batched(observations, self.observation_shape)})[0]
