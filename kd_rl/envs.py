@@ -99,6 +99,7 @@ def make_gymnasium_env(env_id: str, **gym_kwargs) -> gymnasium.Env:
     except gymnasium.error.DependencyNotInstalled as err:
         extra = ' (pip install "kd_rl[box2d]")' if "box2d" in str(err).lower() else ""
         extra = ' (pip install "kd_rl[atari]")' if is_atari(env_id) else extra
+        extra = ' (pip install "kd_rl[mujoco]")' if "mujoco" in str(err).lower() else extra
         raise KdRlError(f"environment {env_id!r} needs a package that is not installed{extra}: {err}") from None
     except Exception as err:  # the environment's own constructor refused (a bad argument value, say)
         given = f" with the arguments {gym_kwargs}" if gym_kwargs else ""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import gymnasium
 import numpy as np
 import pytest
-from conftest import Countdown
+from conftest import Countdown, one_line_error
 
-from kd_rl.envs import EnvGroup, check_observation_finite, check_spaces, env_dims, make_gymnasium_env
+from kd_rl.envs import EnvGroup, check_observation_finite, check_spaces, env_dims, env_spec, make_gymnasium_env
+from kd_rl.errors import KdRlError
 
 gymnasium.register("KdRlCountdownEnvs-v0", entry_point=Countdown)
 
@@ -201,3 +203,15 @@ def test_human_rendering_without_a_display_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="render_mode 'human' for 'CartPole-v1' needs a display"):
         make_gymnasium_env("CartPole-v1", render_mode="human")
     make_gymnasium_env("CartPole-v1", render_mode="rgb_array").close()
+
+
+def test_mujoco_environments_build_and_a_missing_mujoco_names_the_extra(capsys, monkeypatch):
+    pytest.importorskip("mujoco")
+    spec = env_spec("Hopper-v5")
+    assert spec.obs_dim == 11 and spec.is_continuous and spec.action_dim == 3
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    for name in [m for m in sys.modules if m.startswith("gymnasium.envs.mujoco")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(KdRlError, match=r'pip install "kd_rl\[mujoco\]"'):
+        make_gymnasium_env("Walker2d-v5")
+    one_line_error(capsys, ["evaluate", "CartPole-v1-dqn", "--env", "Ant-v5"], "kd_rl[mujoco]")

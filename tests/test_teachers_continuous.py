@@ -312,7 +312,7 @@ def test_sac_hyperparameters_per_environment():
     assert car["action_noise"] == "ornstein-uhlenbeck" and car["gamma"] == 0.9999
     _, default = load_hyperparameters("default", "sac")
     assert default["action_noise"] == "none"
-    assert load_hyperparameters("Hopper-v5", "sac", {"tau": 0.1}) == ("Hopper-v5", dict(default, tau=0.1))
+    assert load_hyperparameters("Swimmer-v5", "sac", {"tau": 0.1}) == ("Swimmer-v5", dict(default, tau=0.1))
 
 
 def test_sac_agent_targets_minus_d_entropy_and_refuses_discrete_actions():
@@ -338,3 +338,18 @@ def test_cli_refuses_an_algorithm_that_does_not_fit_the_action_space(tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"kd-rl: error: algo '{algo}' needs a") and fits in err
     assert not out.exists()
+
+
+def test_mujoco_entries_take_rl_zoo_settings_and_the_initial_log_std():
+    from kd_rl.teachers.agents import make_actor_network
+
+    _, hopper = load_hyperparameters("Hopper-v5", "ppo")
+    assert hopper["log_std_init"] == -2.0 and hopper["hidden_units"] == (256, 256) and hopper["n_envs"] == 1
+    assert load_hyperparameters("Walker2d-v5", "ppo")[1]["log_std_init"] == 0.0  # RL-Zoo's: SB3's default
+    for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"):
+        assert load_hyperparameters(env_id, "sac")[1]["learning_starts"] == 10_000
+    spec = tensor_spec.BoundedTensorSpec([3], tf.float32, -1.0, 1.0)
+    actor = make_actor_network(spec, hopper)
+    actor.create_variables(tf.TensorSpec([11], tf.float32))
+    head = [layer for layer in actor.layers if isinstance(layer, GaussianHead)][0]
+    np.testing.assert_allclose(head.log_std.numpy(), [-2.0] * 3)

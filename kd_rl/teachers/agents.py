@@ -269,7 +269,8 @@ def make_actor_network(
     Args:
         action_spec: Scalar integer ``BoundedTensorSpec`` with minimum 0, or a
             float ``BoundedTensorSpec`` of shape ``[d]`` with finite bounds.
-        hyperparameters: ``hidden_units`` and ``activation`` are used.
+        hyperparameters: ``hidden_units`` and ``activation`` are used, and for
+            continuous actions ``log_std_init`` (default 0).
     """
     continuous = is_continuous(action_spec)
     if continuous and normalise_conv_layers(hyperparameters.get("conv_layers")):
@@ -284,7 +285,7 @@ def make_actor_network(
     # (or near-zero-mean) first policy.
     last = tf_keras.layers.Dense(outputs, kernel_initializer=tf_keras.initializers.VarianceScaling(0.1))
     if continuous:
-        distribution = GaussianHead(name="gaussian")
+        distribution = GaussianHead(hyperparameters.get("log_std_init", 0.0), name="gaussian")
     else:
         distribution = tf_keras.layers.Lambda(
             functools.partial(_categorical, dtype=tensor_spec.from_spec(action_spec).dtype), name="categorical"

@@ -43,7 +43,7 @@ RESUMABLE_HYPERPARAMETERS = ("eval_every", "periodic_eval_episodes")
 
 #: Hyperparameters added after runs could be checkpointed, with the value that does what a run
 #: without them did: a checkpoint that lacks one resumes as long as the run keeps that value.
-ADDED_HYPERPARAMETERS = {"conv_layers": [], "clip_reward": False}
+ADDED_HYPERPARAMETERS = {"conv_layers": [], "clip_reward": False, "log_std_init": 0.0}
 
 
 class Run:
