@@ -124,8 +124,15 @@ def conv2d_valid(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: in
     return (rows @ kernel.reshape(-1, f)).reshape(n, h, w, f) + bias
 
 
+#: The largest first convolution (multiply-adds per frame) `OutputSnapshot` computes in NumPy:
+#: MinAtar's teachers (16 3x3 filters over 10x10x4 frames: 36,864) are about 10 times faster
+#: so than through a compiled TensorFlow call, the Nature DQN's first layer on 84x84x4 Atari
+#: frames (3.3M) is not.
+MAX_NUMPY_CONV_MACS = 500_000
+
+
 class OutputSnapshot:
-    """A plain kd_rl MLP's outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
+    """A plain kd_rl MLP's (or small CNN's) outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
 
     ``snapshot(obs)`` gives what ``model(obs)`` gives (logits, or a Gaussian's
     ``[mean, log_std]``) up to float32 rounding (about 1e-6 relative), without
@@ -146,6 +153,8 @@ class OutputSnapshot:
         self._std = None if model.observation_std is None else np.asarray(model.observation_std, np.float32)
         indices = getattr(model, "observation_indices", None)
         self._indices = None if indices is None else np.asarray(indices, np.intp)
+        self._shape = getattr(model, "observation_shape", None)
+        self._strides = [stride for _, _, stride in getattr(model, "conv_layers", ())]
         self.refresh()
 
     @staticmethod
@@ -164,28 +173,37 @@ class OutputSnapshot:
             return False
         if model.observation_dim is None:  # not built yet: its first call decides its input
             return False
-        if getattr(model, "conv_layers", ()):  # a CNN keeps the compiled path
-            return False
         import keras
 
-        def plain(layer, activation) -> bool:  # a float Dense layer: a kernel and a bias, no LoRA, not quantised
+        from kd_rl._validate import conv_output_shape
+
+        def plain(layer, activation, kind=keras.layers.Dense) -> bool:  # a float layer: a kernel and a bias
             return (
-                type(layer) is keras.layers.Dense and layer.use_bias and layer.activation is activation
+                type(layer) is kind and layer.use_bias and layer.activation is activation
                 and len(layer.weights) == 2 and not getattr(layer, "lora_enabled", False)
                 and getattr(layer, "quantization_mode", None) is None
             )  # fmt: skip
 
         hidden = keras.activations.get(model.activation)
         linear = keras.activations.get("linear")
+        conv_layers = getattr(model, "conv_layers", ())
+        if conv_layers:  # a small CNN (MinAtar's) only: a large one (Atari's) is faster in TensorFlow
+            (filters, kernel, _), channels = conv_layers[0], model.observation_shape[-1]
+            height, width, _ = conv_output_shape(model.observation_shape, conv_layers[:1])
+            if height * width * filters * kernel * kernel * channels > MAX_NUMPY_CONV_MACS:
+                return False
         model.ensure_built()
-        return all(plain(layer, hidden) for layer in model.hidden_layers) and all(
-            plain(layer, linear) for layer in model.output_layers
+        return (
+            all(plain(conv, hidden, keras.layers.Conv2D) for conv in getattr(model, "convolutions", []))
+            and all(plain(layer, hidden) for layer in model.hidden_layers)
+            and all(plain(layer, linear) for layer in model.output_layers)
         )
 
     def refresh(self) -> None:
         """Copy the model's current weights (about 0.1 ms for a small MLP)."""
         model = self.model
         model.ensure_built()
+        self._convolutions = [tuple(conv.get_weights()) for conv in getattr(model, "convolutions", [])]
         self._hidden = [tuple(layer.get_weights()) for layer in model.hidden_layers]
         self._out = [tuple(layer.get_weights()) for layer in model.output_layers]
         self._log_std = None
@@ -194,14 +212,23 @@ class OutputSnapshot:
 
     def __call__(self, observations) -> np.ndarray:
         x = np.asarray(observations, np.float32)
+        if self._shape is not None and x.ndim > 2 and x.shape[1:] == tuple(self._shape):
+            x = x.reshape(len(x), -1)  # frames in their own shape
         if x.ndim != 2 or x.shape[-1] != self.observation_dim:
             raise KdRlError(
                 f"observations must be [batch, {self.observation_dim}], got shape {tuple(np.shape(observations))}"
             )
         model = self.model
-        x = _mlp_features(
-            x, self._mean, self._std, model.observation_clip, self._hidden, self._act, self._indices
-        )  # fmt: skip
+        if self._convolutions:
+            x = _mlp_features(x, self._mean, self._std, model.observation_clip, [], self._act)  # the normaliser
+            x = x.reshape(len(x), *self._shape)
+            for (kernel, bias), stride in zip(self._convolutions, self._strides):
+                x = self._act(conv2d_valid(x, kernel, bias, stride))
+            x = _mlp_features(x.reshape(len(x), -1), None, None, None, self._hidden, self._act)
+        else:
+            x = _mlp_features(
+                x, self._mean, self._std, model.observation_clip, self._hidden, self._act, self._indices
+            )  # fmt: skip
         if not model.is_continuous:
             kernel, bias = self._out[0]
             return x @ kernel + bias

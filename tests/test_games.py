@@ -392,3 +392,15 @@ def test_minatar_videos_are_drawn_large_enough_to_see(tmp_path):
     record(_cnn_teacher(), BREAKOUT, tmp_path / "v.gif", episodes=1, max_steps=5)
     with Image.open(tmp_path / "v.gif") as image:
         assert image.size[0] >= 160  # the 10 x 10 frame blown up 16 times, pixel by pixel
+
+
+def test_a_minatar_cnn_acts_in_numpy_on_frames_in_their_own_shape_or_flat():
+    from kd_rl.policies import OutputSnapshot, fast_policy_fn
+
+    teacher = _cnn_teacher(channels=7)
+    snapshot = fast_policy_fn(teacher)
+    assert isinstance(snapshot, OutputSnapshot)
+    frames = _frames(5, channels=7)
+    expected = np.asarray(teacher(frames))
+    np.testing.assert_allclose(snapshot(frames), expected, atol=1e-5)
+    np.testing.assert_allclose(snapshot(frames.reshape(5, -1)), expected, atol=1e-5)

@@ -39,8 +39,19 @@ def _gaussian(state_dependent_std: bool, squash: bool = False) -> StudentModel:
         ),
         lambda: _gaussian(True),
         lambda: _gaussian(False, squash=True),
+        lambda: StudentModel(
+            2,
+            hidden_units=8,
+            observation_dim=6,
+            observation_indices=[4, 0, 2],
+            observation_mean=np.arange(6),
+            observation_std=np.arange(1, 7),
+        ),  # fmt: skip
+        lambda: StudentModel(
+            3, hidden_units=16, observation_shape=(10, 10, 4), conv_layers=[[8, 3, 1], [4, 2, 2]], observation_std=[2.0]
+        ),  # fmt: skip
     ],
-    ids=["discrete", "normalised-elu", "gaussian-state-std", "gaussian-constant-std"],
+    ids=["discrete", "normalised-elu", "gaussian-state-std", "gaussian-constant-std", "subset", "minatar-cnn"],
 )
 def test_the_numpy_snapshot_gives_the_models_outputs(make, rng):
     model = make()
@@ -72,6 +83,9 @@ def test_models_without_a_numpy_form_keep_the_compiled_tensorflow_path(monkeypat
     assert fast_policy_fn(plain) is as_policy_fn(plain)
     with pytest.raises(ValueError, match="not a plain kd_rl MLP"):
         OutputSnapshot(custom)
+    # The Nature DQN's convolutions on Atari frames: faster in TensorFlow than in NumPy.
+    nature = StudentModel(6, hidden_units=32, observation_shape=(84, 84, 4), conv_layers=[[32, 8, 4], [64, 4, 2]])
+    assert not OutputSnapshot.supports(nature)
 
 
 def test_collection_acts_with_the_students_current_weights():
