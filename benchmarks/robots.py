@@ -4,7 +4,8 @@ A robot's teacher is trained in simulation with the full state; its student
 must act from what the robot's sensors give: fewer features (no velocities)
 and noisy ones. Each case distils a zoo teacher, which always acts and labels
 from the whole observation, into a memoryless MLP student that sees a subset
-(``student_obs``) and/or noisy features (``student_obs_noise``), with
+(``student_obs``) and/or noisy features (``student_obs_noise``), possibly
+through a window of its last readings (``student_history``), with
 student-driven collection. Each run is scored ``(student − random) /
 (teacher − random)`` over the final evaluation's episodes, the student playing
 with its sensor noise.
@@ -50,14 +51,15 @@ def views(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, str]:
     rows = [
         f"{len(seeds)} seeds per case, {episodes} final-evaluation episodes per run; student-driven collection, "
         "the teacher labelling from the whole observation; the noisy students play with their noise.\n",
-        "| case | teacher | environment | labelled states | student sees | noise σ | student params | "
+        "| case | teacher | environment | labelled states | student sees | readings | noise σ | student params | "
         "return (mean over seeds) | normalised score: mean / min | agreement (mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case, r in results.items():
         seen = r["settings"].get("student_obs") or "all"
         rows.append(
             f"| {case} | `{r['teacher']}` | {r['env_id']} | {r['steps']:,} | {seen} | "
+            f"{r['settings'].get('student_history', 1)} | "
             f"{r['settings'].get('student_obs_noise', 0)} | {r['runs'][0]['student_params']:,} | "
             f"{np.mean([x['student_mean_return'] for x in r['runs']]):.1f} | "
             f"{r['mean_score']:.3f} / {r['min_score']:.3f} | {np.mean([x['agreement'] for x in r['runs']]):.3f} |"

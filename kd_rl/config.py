@@ -173,6 +173,8 @@ class DistillConfig:
             sensor noise on the new student's observation (``observation_noise``:
             in the units of its normalised observation), added wherever it
             plays and to its training batches (`kd_rl.models.sensor_noise_std`).
+        student_history: Single-task: the new student sees its last K
+            readings (`kd_rl.models.PolicyModel`'s ``history``); 1: the current one.
         loss: ``"kl"``, ``"mse"`` or ``"nll"``.
         temperature: Softmax temperature for ``"kl"``; None (the default):
             by what the teacher outputs (`kd_rl.losses.default_temperature`):
@@ -256,6 +258,11 @@ class DistillConfig:
         "standard deviation in the units of the student's normalised observation (times each feature's "
         "observation_std, which --inherit-normalizer gives it; raw units without a normaliser)",
         "--student-obs-noise", "nonnegative_float", "single", metavar="SIGMA",
+    )  # fmt: skip
+    student_history: int = _setting(
+        1, "the new student sees its last K readings of the observation (the features --student-obs keeps, "
+        "with the noise of --student-obs-noise), oldest first, zeros before an episode's first: it can estimate "
+        "what one reading lacks, such as velocities", "--student-history", "positive_int", "single", metavar="K",
     )  # fmt: skip
     loss: str = _setting("kl", "distillation loss", "--loss", "choice")
     temperature: float | None = _setting(
@@ -352,6 +359,7 @@ class DistillConfig:
         self.inherit_normalizer = bool(self.inherit_normalizer)
         self.student_obs = normalise_observation_indices(self.student_obs)
         self.student_obs_noise = check_noise("student_obs_noise", self.student_obs_noise)
+        self.student_history = check_int("student_history", self.student_history)
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
         for name in ("loss", "collect", "gaussian_kl", "strategy"):

@@ -33,7 +33,7 @@ from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import PolicyModel, gaussian_action, sensor_noise_std, split_gaussian
-from kd_rl.policies import OutputSnapshot, fast_policy_fn, to_actions
+from kd_rl.policies import ObservationWindows, OutputSnapshot, fast_policy_fn, to_actions
 from kd_rl.timing import RunProfile
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
@@ -224,10 +224,25 @@ class Collector:
                 )
         self.rng = np.random.default_rng(seed)
         self.obs = self.envs.reset([seed + i for i in range(self.num_envs)])
+        # A student that sees its last `history` readings learns from windows of clean ones and acts on
+        # windows of what its sensors read (noise drawn once per reading).
+        self.history = 1 if student is None else int(getattr(student, "history", 1))
+        if self.history > 1:
+            everyone = np.arange(self.num_envs)
+            self._windows = ObservationWindows(self.num_envs, self.history, self.envs.obs_dim)
+            self._seen = ObservationWindows(self.num_envs, self.history, self.envs.obs_dim)
+            self._windows.start(everyone, self.obs)
+            self._seen.start(everyone, self._sensed(self.obs))
         self.steps = 0  # env steps taken so far (all envs)
         self.episode_returns: list[float] = []
         self._running_returns = np.zeros(self.num_envs)
         self._next_env = 0  # the environment that steps first in the next call
+
+    def _sensed(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` as the student's sensors read them: with its noise, if it has any."""
+        if self._student_noise is None:
+            return obs
+        return obs + self._student_noise * self.rng.standard_normal(obs.shape, np.float32)
 
     def collect(self, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Take exactly ``num_steps`` env steps, labelling every state visited.
@@ -238,7 +253,8 @@ class Collector:
         and no visited state is thrown away.
 
         Returns:
-            ``(observations float32 [num_steps, obs_dim], teacher_logits float32 [num_steps, num_actions])``.
+            ``(observations float32 [num_steps, obs_dim], teacher_logits float32 [num_steps, num_actions])``;
+            for a student with a ``history``, its windows of clean readings, ``[num_steps, history * obs_dim]``.
         """
         remaining = check_int("num_steps", num_steps)
         for policy in (self.teacher, self.student):  # weights change between calls (the updates), not within
@@ -256,9 +272,7 @@ class Collector:
             actions = self._actions(self._teacher_model, teacher_logits)
             if self.mode != "teacher":
                 with profile.section("collect_student"):
-                    seen = obs
-                    if self._student_noise is not None:
-                        seen = obs + self._student_noise * self.rng.standard_normal(obs.shape, np.float32)
+                    seen = self._seen.view(idx) if self.history > 1 else self._sensed(obs)
                     student_outputs = self.student(seen)
                 student_actions = self._actions(self._student_model, student_outputs)
                 if self.mode == "student":
@@ -275,7 +289,7 @@ class Collector:
                     actions = np.where(explore[:, None], random_actions.astype(np.float32), actions)
                 else:
                     actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
-            all_obs.append(obs)
+            all_obs.append(self._windows.view(idx) if self.history > 1 else obs)
             all_logits.append(teacher_logits)
             with profile.section("collect_env"):
                 next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
@@ -286,6 +300,12 @@ class Collector:
                     self._running_returns[i] = 0.0
                     next_obs[j] = self.envs.reset(indices=[i])[0]  # the env's own RNG continues
             self.obs[idx] = next_obs
+            if self.history > 1:
+                self._windows.push(idx, next_obs)
+                self._seen.push(idx, self._sensed(next_obs))
+                ended = idx[terminated | truncated]  # a new episode's window starts from zeros
+                self._windows.start(ended, self.obs[ended])
+                self._seen.start(ended, self._seen.data[ended, -1])
             self.steps += k
             remaining -= k
         return np.concatenate(all_obs), np.concatenate(all_logits)

@@ -129,6 +129,8 @@ def check_compatible(teacher: keras.Model, student: keras.Model) -> None:
         )
     t_dim = getattr(teacher, "observation_dim", None)
     s_dim = getattr(student, "observation_dim", None)
+    if s_dim is not None:
+        s_dim //= int(getattr(student, "history", 1))  # one reading of a student's window
     if t_dim is not None and s_dim is not None and t_dim != s_dim:
         raise KdRlError(
             f"teacher and student must have the same observation_dim, got teacher={t_dim} and student={s_dim}"
@@ -669,9 +671,11 @@ def distill_policy(
     obs_dim, num_actions = check_model_fits_env(teacher, config.env_id, "teacher", config.env_kwargs)
     spec = env_spec(config.env_id, **(config.env_kwargs or {}))
     image = obs_dim if spec.is_image else 0
+    history = int(getattr(student, "history", config.student_history))  # the buffer keeps the student's windows
     check_buffer_memory(
-        config.buffer_size, config.batch_size, config.updates_per_round, obs_dim - image + num_actions, image
-    )
+        config.buffer_size, config.batch_size, config.updates_per_round, obs_dim * history - image + num_actions,
+        image,
+    )  # fmt: skip
     if config.conv_layers and not spec.is_image:
         raise KdRlError(
             f"--conv {','.join(':'.join(map(str, c)) for c in config.conv_layers)}: {config.env_id} gives a vector "
@@ -699,7 +703,7 @@ def distill_policy(
             strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
         )  # fmt: skip
         (temperature,) = step.temperatures
-        buffer = ReplayBuffer(config.buffer_size, obs_dim, num_actions, obs_dtype=spec.obs_dtype)
+        buffer = ReplayBuffer(config.buffer_size, obs_dim * history, num_actions, obs_dtype=spec.obs_dtype)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
@@ -738,7 +742,7 @@ def distill_policy(
         env_steps = train_loop(
             config, step, [collector], [buffer], rng, env_steps, curve, evaluate_point,
             checkpoint_run if checkpoint is not None else None, progress, "distill", profile,
-            noise=[sensor_noise_std(student)],
+            noise=[_batch_noise(student)],
         )  # fmt: skip
 
         train_seconds = progress_state["wall_seconds"] + time.perf_counter() - start_time
@@ -839,6 +843,8 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
     """
     common = {"hidden_units": config.hidden_units, "activation": config.activation, "observation_dim": obs_dim}
     common.update(observation_indices=config.student_obs, observation_noise=config.student_obs_noise)
+    if config.student_history > 1:
+        common["history"] = config.student_history
     if spec is not None and spec.is_image:
         convs = config.conv_layers if config.conv_layers is not None else getattr(teacher, "conv_layers", ())
         common.update(observation_shape=spec.obs_shape, conv_layers=convs, preprocessing=spec.preprocessing)
@@ -859,6 +865,12 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
     )
 
 
+def _batch_noise(student) -> np.ndarray | None:
+    """The sensor noise of each entry of ``student``'s training input: one reading's, in every reading of a window."""
+    noise = sensor_noise_std(student)
+    return None if noise is None else np.tile(noise, int(getattr(student, "history", 1)))
+
+
 def check_student_view(config: DistillConfig, spec, student=None) -> None:
     """Refuse ``student_obs`` and ``student_obs_noise`` that do not fit the environment or a given student.
 
@@ -866,21 +878,22 @@ def check_student_view(config: DistillConfig, spec, student=None) -> None:
         ValueError: For indices outside the observation, a view of image
             observations, or a given ``student`` that sees otherwise; the message names it.
     """
-    view = config.student_obs is not None or config.student_obs_noise > 0
+    view = config.student_obs is not None or config.student_obs_noise > 0 or config.student_history > 1
     if view and spec.is_image:
         raise KdRlError(
-            f"--student-obs and --student-obs-noise are for vector observations; {config.env_id} gives images "
-            f"{spec.obs_shape}"
+            f"--student-obs, --student-obs-noise and --student-history are for vector observations; "
+            f"{config.env_id} gives images {spec.obs_shape}"
         )
     if config.student_obs is not None:
         normalise_observation_indices(config.student_obs, spec.obs_dim)
     if student is None:
         return
     given = {"student_obs": getattr(student, "observation_indices", None),
-             "student_obs_noise": float(getattr(student, "observation_noise", 0.0) or 0.0)}  # fmt: skip
+             "student_obs_noise": float(getattr(student, "observation_noise", 0.0) or 0.0),
+             "student_history": int(getattr(student, "history", 1))}  # fmt: skip
     for name, value in given.items():
         wanted = getattr(config, name)
-        if wanted not in (None, 0.0) and wanted != value:
+        if wanted not in (None, 0.0, 1) and wanted != value:
             raise KdRlError(
                 f"{name}={wanted!r} but the given student has {value!r}: a given student keeps what it sees "
                 f"(leave {name} out)"
@@ -962,7 +975,7 @@ RESUMABLE_SETTINGS = (
 )  # fmt: skip
 
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
-_DEFAULTS = {"actors": 0, "student_obs_noise": 0.0}
+_DEFAULTS = {"actors": 0, "student_obs_noise": 0.0, "student_history": 1}
 
 
 def check_resume_target(out_dir, resume: bool) -> None:

@@ -27,7 +27,7 @@ from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import sensor_noise_std
-from kd_rl.policies import PolicyFn, fast_policy_fn, observation_dim, to_actions
+from kd_rl.policies import ObservationWindows, PolicyFn, fast_policy_fn, observation_dim, to_actions
 
 __all__ = [
     "CURVE_EVAL_SEED_OFFSET",
@@ -211,11 +211,11 @@ def run_episodes(
     continuous = False
     for start in range(0, episodes, MAX_PARALLEL_EPISODES):
         chunk = seeds[start : start + MAX_PARALLEL_EPISODES]
-        sensed = forward
+        sense = None
         if noise is not None:  # drawn from the chunk's episode seeds: the same whatever the chunking
-            sensed = _with_sensor_noise(forward, noise, np.random.default_rng([NOISE_SEED_OFFSET, *chunk]))
+            sense = sensor_readings(noise, np.random.default_rng([NOISE_SEED_OFFSET, *chunk]))
         r, n, continuous = _run_chunk(
-            policy, sensed, reference, ref, env_id, chunk, cap, env_kwargs, temperature, totals
+            policy, forward, reference, ref, env_id, chunk, cap, env_kwargs, temperature, totals, sense
         )
         returns += r
         lengths += n
@@ -236,29 +236,40 @@ def run_episodes(
 NOISE_SEED_OFFSET = 7_919
 
 
-def _with_sensor_noise(forward, std: np.ndarray, rng: np.random.Generator):
-    """``forward`` on observations with ``std * N(0, 1)`` added (the sensors of a robot's student)."""
+def sensor_readings(std: np.ndarray, rng: np.random.Generator):
+    """What a robot's sensors read: ``readings(observations)`` adds ``std * N(0, 1)`` drawn from ``rng``."""
 
-    def sensed(observations):
+    def readings(observations):
         x = np.asarray(observations, np.float32)
-        return forward(x + std * rng.standard_normal(x.shape, np.float32))
+        return x + std * rng.standard_normal(x.shape, np.float32)
 
-    return sensed
+    return readings
 
 
-def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals):
-    """Play one episode per seed side by side; add to ``totals``; return ``(returns, lengths, continuous)``."""
+def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals, sense=None):
+    """Play one episode per seed side by side; add to ``totals``; return ``(returns, lengths, continuous)``.
+
+    The policy sees ``sense(observations)`` (None: the observations), through
+    windows of its last ``history`` readings where it has one; the reference
+    sees the observations.
+    """
 
     episodes = len(seeds)
+    sense = sense or (lambda x: x)
+    history = int(getattr(policy, "history", 1))
     with EnvGroup(env_id, episodes, env_kwargs) as envs:
         continuous = envs.is_continuous
         obs = envs.reset(seeds)
+        readings = sense(obs)
+        windows = ObservationWindows(episodes, history, envs.obs_dim) if history > 1 else None
+        if windows is not None:
+            windows.start(np.arange(episodes), readings)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
         while active.any():
             idx = np.flatnonzero(active)
-            out = forward(obs[idx])
+            out = forward(readings[idx] if windows is None else windows.view(idx))
             actions = to_actions(policy, out)
             if ref is not None:
                 ref_out = ref(obs[idx])
@@ -273,6 +284,9 @@ def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, 
                 if temperature is not None:
                     totals["kl"] += float(np.sum(_kl(ref_out, out, temperature, continuous)))
             obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
+            readings[idx] = sense(obs[idx])
+            if windows is not None:
+                windows.push(idx, readings[idx])
             returns[idx] += rewards
             lengths[idx] += 1
             done = terminated | truncated
@@ -477,6 +491,11 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
             f"is made with {made}; leave preprocessing out of the environment arguments to use the model's"
         )
     model_shape = getattr(model, "observation_shape", None)
+    history = int(getattr(model, "history", 1))
+    if history > 1:  # a window of readings: each reading is the environment's observation
+        model_shape = None if model_shape is None else tuple(model_shape)[1:]
+        if spec.is_image:
+            raise KdRlError(f"{role} sees its last {history} vector readings but {env_id} gives images")
     if getattr(model, "conv_layers", ()) and not spec.is_image:
         raise KdRlError(
             f"{role} is convolutional, for images of shape {model_shape}, but {env_id} gives a vector of "
@@ -490,6 +509,8 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
             + (f" ({spec.obs_shape[-1]} channels, not {model_shape[-1]})" if same_size else "")
         )
     model_dim = getattr(model, "observation_dim", None)
+    if model_dim is not None:
+        model_dim //= history
     if model_dim is None and isinstance(model, keras.Model) and model.built:
         try:
             model_dim = model.input_shape[-1]
@@ -497,7 +518,7 @@ def check_model_fits_env(model, env_id: str, role: str = "model", env_kwargs: di
             model_dim = None  # a subclassed model has no input shape
     if model_dim is not None and model_dim != obs_dim:
         raise KdRlError(f"{role} expects {model_dim} observation features but {env_id} gives {obs_dim}")
-    out = model(np.zeros((1, obs_dim), np.float32))
+    out = model(np.zeros((1, obs_dim * history), np.float32))
     size = int(np.shape(out)[-1])
     if continuous:
         if getattr(model, "action_dim", None) != spec.action_dim:

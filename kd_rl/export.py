@@ -57,6 +57,7 @@ from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.models import DeterministicAction, PolicyModel, sensor_noise_std
 from kd_rl.policies import (
     ACTIONS_OUTPUT,
+    HISTORY_KEY,
     NUMPY_ACTIVATIONS,
     PREPROCESSING_KEY,
     SENSOR_NOISE_KEY,
@@ -112,7 +113,11 @@ def supported_formats(model) -> tuple[str, ...]:
     know (`kd_rl.policies.NUMPY_ACTIVATIONS`). A convolutional kd_rl policy
     (image observations) exports to ``numpy`` (`kd_rl.policies.conv2d_valid`)
     and the graph converters; ``c`` and the microcontroller formats are for MLPs.
+    A policy with a ``history`` of readings exports to ``tflite``, ``onnx`` and
+    ``numpy``, which record the window's length for `kd_rl.policies.ObservationWindows`.
     """
+    if getattr(model, "history", 1) > 1:  # a window of readings: the formats that record the window's length
+        return tuple(f for f in ("tflite", "onnx", "numpy") if f != "numpy" or _numpy_ok(model))
     if getattr(model, "conv_layers", ()):
         return tuple(f for f in FORMATS if f not in ("c", *FOLDER_FORMATS, *([] if _numpy_ok(model) else ["numpy"])))
     if _numpy_ok(model):
@@ -236,6 +241,8 @@ def _recorded(model) -> dict[str, str]:
     noise = sensor_noise_std(model)
     if noise is not None:
         recorded[SENSOR_NOISE_KEY] = json.dumps(noise.tolist())
+    if getattr(model, "history", 1) > 1:
+        recorded[HISTORY_KEY] = json.dumps(int(model.history))
     return recorded
 
 
@@ -515,6 +522,11 @@ def export_model(
         raise KdRlError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
     if fmt in FOLDER_FORMATS and (out.suffix.lower() in _FILE_SUFFIXES or out.is_file()):
         raise KdRlError(f"--out for format {fmt} is a folder (it writes several files), got {str(out)!r}")
+    if fmt not in supported_formats(model) and getattr(model, "history", 1) > 1:
+        raise KdRlError(
+            f"format {fmt} takes one reading; a policy that sees the last {model.history} exports as one of: "
+            f"{', '.join(supported_formats(model))}"
+        )
     if fmt not in supported_formats(model) and getattr(model, "conv_layers", ()):
         raise KdRlError(
             f"format {fmt} is for MLPs; a convolutional policy exports as one of: {', '.join(supported_formats(model))}"

@@ -266,6 +266,15 @@ class PolicyModel(keras.Model):
             model; kd_rl adds the noise where it plays the policy in an
             environment (collection, training batches, evaluation), never in
             ``call`` or an export, where real sensors bring their own. 0: none.
+        history: The number of observations the policy sees at once: the last
+            ``history`` readings of a vector observation, oldest first, zeros
+            before an episode's first (a robot's student without velocities
+            can estimate them so). The model then takes ``[batch, history,
+            observation_dim]`` (``observation_shape`` is that, without the
+            batch) or the same flattened; ``observation_dim`` is the features
+            of one reading on construction, and the normaliser and
+            ``observation_indices`` are those of one reading. kd_rl keeps the
+            window wherever it plays the policy. 1: the current observation.
         **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Raises:
@@ -294,6 +303,7 @@ class PolicyModel(keras.Model):
         preprocessing: dict | None = None,
         observation_indices: Sequence[int] | str | None = None,
         observation_noise: float = 0.0,
+        history: int = 1,
         _hidden_layers: Sequence[keras.layers.Dense] | None = None,
         _convolutions: Sequence[keras.layers.Conv2D] | None = None,
         **kwargs,
@@ -325,6 +335,16 @@ class PolicyModel(keras.Model):
         self.log_std_range = _log_std_range(log_std_range)
         self.observation_dim = check_int("observation_dim", observation_dim, allow_none=True)
         self.observation_shape = check_observation_shape(observation_shape)
+        self.history = check_int("history", history)
+        reading_dim = self.observation_dim  # the features of one reading (observation_dim, unless history > 1)
+        if self.history > 1:
+            if self.observation_dim is None or (observation_shape is not None and len(self.observation_shape) > 1):
+                raise KdRlError(
+                    f"history={self.history} needs the size of one vector reading: observation_dim=N "
+                    f"(got observation_dim={observation_dim}, observation_shape={observation_shape})"
+                )
+            self.observation_shape = (self.history, reading_dim)
+            self.observation_dim = self.history * reading_dim
         if self.observation_shape is not None:
             size = int(np.prod(self.observation_shape))
             if self.observation_dim not in (None, size):
@@ -344,8 +364,8 @@ class PolicyModel(keras.Model):
             )
         if self.conv_layers:
             conv_output_shape(self.observation_shape, self.conv_layers)  # refuses convolutions too large
-        self.observation_indices = normalise_observation_indices(observation_indices, self.observation_dim)
-        if self.observation_indices is not None and self.observation_shape is not None:
+        self.observation_indices = normalise_observation_indices(observation_indices, reading_dim)
+        if self.observation_indices is not None and self.observation_shape is not None and self.history == 1:
             raise KdRlError(
                 "observation_indices choose features of a vector observation; "
                 f"this model takes observation_shape={self.observation_shape}"
@@ -355,8 +375,13 @@ class PolicyModel(keras.Model):
             hidden_units = self.default_hidden_units
         self.hidden_units = normalise_hidden_units(hidden_units)
         self.activation = check_activation(activation)
-        self.observation_mean = _optional_vector("observation_mean", observation_mean, self.observation_dim)
-        self.observation_std = _optional_vector("observation_std", observation_std, self.observation_dim)
+        self.observation_mean = _optional_vector("observation_mean", observation_mean, reading_dim)
+        self.observation_std = _optional_vector("observation_std", observation_std, reading_dim)
+        if self.history > 1:  # one reading's normaliser, for every reading of the window
+            self.observation_mean, self.observation_std = (
+                None if v is None else np.tile(v, self.history if v.size == reading_dim else 1)
+                for v in (self.observation_mean, self.observation_std)
+            )
         if self.observation_std is not None and np.any(self.observation_std <= 0):
             raise KdRlError("observation_std must be > 0 everywhere")
         if observation_clip is not None and not observation_clip > 0:
@@ -401,6 +426,19 @@ class PolicyModel(keras.Model):
         # so it calls self.ensure_built() at its end (or is built by its first call).
 
     @property
+    def reading_dim(self) -> int | None:
+        """The features of one reading of the environment: ``observation_dim / history``."""
+        return None if self.observation_dim is None else self.observation_dim // self.history
+
+    @property
+    def input_indices(self) -> tuple[int, ...] | None:
+        """The entries of the flat input the first layer sees: ``observation_indices`` in every reading."""
+        if self.observation_indices is None:
+            return None
+        d = self.reading_dim
+        return tuple(k * d + i for k in range(self.history) for i in self.observation_indices)
+
+    @property
     def output_layers(self) -> list:
         """The Dense layers after the last hidden one: ``[logits]``, or ``[mean(, log_std)]``."""
         if not self.is_continuous:
@@ -427,8 +465,8 @@ class PolicyModel(keras.Model):
             self.observation_dim = int(dim)
             normalise_observation_indices(self.observation_indices, self.observation_dim)
         shape = (input_shape[0], self.observation_dim)
-        if self.observation_indices is not None:
-            shape = (input_shape[0], len(self.observation_indices))
+        if self.input_indices is not None:
+            shape = (input_shape[0], len(self.input_indices))
         if self.convolutions:
             shape = (input_shape[0], *self.observation_shape)
             for conv in self.convolutions:
@@ -484,8 +522,8 @@ class PolicyModel(keras.Model):
     def features(self, observations) -> tf.Tensor:
         """The last hidden layer's activations: ``float32 [batch, hidden_units[-1]]``."""
         x = self.normalise(observations)
-        if self.observation_indices is not None:
-            x = tf.gather(x, list(self.observation_indices), axis=-1)
+        if self.input_indices is not None:
+            x = tf.gather(x, list(self.input_indices), axis=-1)
         if self.convolutions:
             x = tf.reshape(x, (-1, *self.observation_shape))
             for conv in self.convolutions:
@@ -559,6 +597,13 @@ class PolicyModel(keras.Model):
             config.update(observation_indices=list(self.observation_indices))
         if self.observation_noise:
             config.update(observation_noise=self.observation_noise)
+        if self.history > 1:  # one reading's size and normaliser, as given
+            d = self.reading_dim
+            config.update(history=self.history, observation_dim=d)
+            config.pop("observation_shape")
+            for key in ("observation_mean", "observation_std"):
+                if config[key] is not None and len(config[key]) > 1:
+                    config[key] = config[key][:d]
         if self.is_continuous:
             config.update(
                 action_low=self.action_low.tolist(),
@@ -591,7 +636,7 @@ class StudentModel(PolicyModel):
 def sensor_noise_std(policy) -> np.ndarray | None:
     """The standard deviation of the sensor noise ``policy`` was trained to see, per feature in raw units.
 
-    ``float32 [observation_dim]``: a kd_rl model's (or `kd_rl.policies.NumpyPolicy`'s)
+    ``float32 [features of one reading]``: a kd_rl model's (or `kd_rl.policies.NumpyPolicy`'s)
     ``observation_noise`` times its ``observation_std`` (1 without one), or an
     exported file's recorded values; None for a policy without sensor noise.
     kd_rl adds ``std * N(0, 1)`` to what the policy sees wherever it plays it in
@@ -605,8 +650,9 @@ def sensor_noise_std(policy) -> np.ndarray | None:
     if not sigma:
         return None
     std = getattr(policy, "observation_std", getattr(policy, "std", None))
+    reading = int(policy.observation_dim) // int(getattr(policy, "history", 1))  # one reading of a window
     scale = np.ones(1, np.float32) if std is None else np.asarray(std, np.float32).reshape(-1)
-    return (sigma * np.broadcast_to(scale, (int(policy.observation_dim),))).astype(np.float32)
+    return (sigma * np.broadcast_to(scale, (int(policy.observation_dim),))[:reading]).astype(np.float32)
 
 
 def count_params(model: keras.Model) -> int:

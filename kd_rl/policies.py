@@ -131,6 +131,30 @@ def conv2d_valid(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: in
 MAX_NUMPY_CONV_MACS = 500_000
 
 
+class ObservationWindows:
+    """The last ``history`` readings of ``n`` environments, oldest first: what a ``history`` policy sees.
+
+    Before an episode's first reading the window holds zeros, as the policy
+    learnt it (`kd_rl.models.PolicyModel`'s ``history``). `start` begins an
+    episode, `push` adds a reading, `view` gives the flat windows
+    ``float32 [len(indices), history * features]``.
+    """
+
+    def __init__(self, n: int, history: int, features: int):
+        self.data = np.zeros((n, history, features), np.float32)
+
+    def start(self, indices, readings) -> None:
+        self.data[indices] = 0.0
+        self.data[indices, -1] = readings
+
+    def push(self, indices, readings) -> None:
+        self.data[indices, :-1] = self.data[indices, 1:]
+        self.data[indices, -1] = readings
+
+    def view(self, indices) -> np.ndarray:
+        return self.data[indices].reshape(len(np.atleast_1d(indices)), -1)
+
+
 class OutputSnapshot:
     """A plain kd_rl MLP's (or small CNN's) outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
 
@@ -151,9 +175,10 @@ class OutputSnapshot:
         self._act = NUMPY_ACTIVATIONS[model.activation]
         self._mean = None if model.observation_mean is None else np.asarray(model.observation_mean, np.float32)
         self._std = None if model.observation_std is None else np.asarray(model.observation_std, np.float32)
-        indices = getattr(model, "observation_indices", None)
+        indices = getattr(model, "input_indices", None)
         self._indices = None if indices is None else np.asarray(indices, np.intp)
         self._shape = getattr(model, "observation_shape", None)
+        self.history = getattr(model, "history", 1)
         self._strides = [stride for _, _, stride in getattr(model, "conv_layers", ())]
         self.refresh()
 
@@ -283,6 +308,9 @@ PREPROCESSING_KEY = "kd_rl.preprocessing"
 #: The key under which an exported TFLite or ONNX file records the sensor noise its policy was
 #: trained with (`kd_rl.models.sensor_noise_std`: per feature, raw units), as a JSON list.
 SENSOR_NOISE_KEY = "kd_rl.sensor_noise_std"
+#: The key under which an exported TFLite or ONNX file records its policy's ``history`` (the readings
+#: its input holds, `kd_rl.models.PolicyModel`), as JSON.
+HISTORY_KEY = "kd_rl.history"
 
 
 class _ExportedPolicy:
@@ -292,11 +320,13 @@ class _ExportedPolicy:
     keys) the exported model's frames had, where it was recorded; None otherwise.
     ``recorded_sensor_noise_std``: the sensor noise the model was trained with
     (`kd_rl.models.sensor_noise_std`), where the file records it; None otherwise.
+    ``history``: the readings the model's input holds (`ObservationWindows`), 1 unless recorded.
     """
 
     is_continuous: bool
     preprocessing: dict | None = None
     recorded_sensor_noise_std: list | None = None
+    history: int = 1
 
     def _read_recorded(self, entries: dict) -> None:
         """Take what the exported file records (`PREPROCESSING_KEY`, `SENSOR_NOISE_KEY`: JSON strings or bytes)."""
@@ -304,6 +334,8 @@ class _ExportedPolicy:
             self.preprocessing = json.loads(entries[PREPROCESSING_KEY])
         if entries.get(SENSOR_NOISE_KEY) is not None:
             self.recorded_sensor_noise_std = json.loads(entries[SENSOR_NOISE_KEY])
+        if entries.get(HISTORY_KEY) is not None:
+            self.history = int(json.loads(entries[HISTORY_KEY]))
 
     def act(self, observations) -> np.ndarray:
         """Deterministic actions: int64 ``[batch]`` (argmax) or float32 ``[batch, d]``."""
@@ -336,9 +368,13 @@ class NumpyPolicy(_ExportedPolicy):
         observation_shape: The observations' own shape; needed with ``convolutions``.
             Observations come in that shape or flattened.
         preprocessing: The Atari preprocessing the policy's frames had, if recorded.
-        observation_indices: The features the first layer sees, taken after
-            the normaliser (`kd_rl.models.PolicyModel`'s ``observation_indices``); None: all.
+        observation_indices: The entries of the (flat) input the first layer
+            sees, taken after the normaliser (`kd_rl.models.PolicyModel`'s
+            ``input_indices``); None: all.
         observation_noise: The sensor noise the policy was trained with (`PolicyModel`'s), recorded only.
+        history: The readings the input holds (`PolicyModel`'s ``history``),
+            recorded for whoever keeps the window; the input is then
+            ``observation_shape = (history, features)`` or flat.
     """
 
     def __init__(
@@ -356,6 +392,7 @@ class NumpyPolicy(_ExportedPolicy):
         preprocessing: dict | None = None,
         observation_indices=None,
         observation_noise: float = 0.0,
+        history: int = 1,
     ):
         if activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
@@ -372,6 +409,7 @@ class NumpyPolicy(_ExportedPolicy):
         self.preprocessing = None if preprocessing is None else dict(preprocessing)
         self.observation_indices = None if observation_indices is None else tuple(int(i) for i in observation_indices)
         self.observation_noise = float(observation_noise)
+        self.history = int(history)
         if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
             raise KdRlError("a convolutional NumpyPolicy needs observation_shape=(height, width, channels)")
         self.observation_dim = (
@@ -453,7 +491,7 @@ class NumpyPolicy(_ExportedPolicy):
             for conv, (_, _, stride) in zip(getattr(model, "convolutions", []), getattr(model, "conv_layers", ()))
         ]
         mean, std = model.observation_mean, model.observation_std
-        indices = getattr(model, "observation_indices", None)
+        indices = getattr(model, "input_indices", None)
         if indices is not None:  # the normaliser at the observation's full length tells it
             dim = model.observation_dim
             mean = np.zeros(dim, np.float32) if mean is None else np.broadcast_to(mean.reshape(-1), (dim,))
@@ -472,6 +510,7 @@ class NumpyPolicy(_ExportedPolicy):
             preprocessing=getattr(model, "preprocessing", None),
             observation_indices=indices,
             observation_noise=getattr(model, "observation_noise", 0.0),
+            history=getattr(model, "history", 1),
         )
 
     def count_params(self) -> int:
@@ -501,6 +540,8 @@ class NumpyPolicy(_ExportedPolicy):
             meta["observation_indices"] = list(self.observation_indices)
         if self.observation_noise:
             meta["observation_noise"] = self.observation_noise
+        if self.history > 1:
+            meta["history"] = self.history
         if self.is_continuous:
             arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
             meta["squash"] = self.squash
@@ -530,6 +571,7 @@ class NumpyPolicy(_ExportedPolicy):
             preprocessing=meta.get("preprocessing"),
             observation_indices=meta.get("observation_indices"),
             observation_noise=meta.get("observation_noise", 0.0),
+            history=meta.get("history", 1),
             **arrays,
         )
 
@@ -541,7 +583,7 @@ ACTIONS_OUTPUT = "deterministic_actions"
 def _batched(observations, shape: tuple[int, ...]) -> np.ndarray:
     """Observations as float32 ``[batch, *shape]``: one observation gets a batch axis, flat ones their shape."""
     x = np.asarray(observations, np.float32)
-    if x.ndim == len(shape) or (x.ndim == 1 and x.size == int(np.prod(shape))):
+    if x.shape == tuple(shape) or (x.ndim == 1 and x.size == int(np.prod(shape))):
         x = x[None]  # one observation
     if x.shape[1:] != shape and x.ndim == 2 and x.shape[1] == int(np.prod(shape)) and len(shape) > 1:
         x = x.reshape(len(x), *shape)  # flat, as kd_rl's buffers and environments give them

@@ -33,10 +33,11 @@ from kd_rl._io import atomic_path
 from kd_rl._validate import check_float, check_int, check_seed
 from kd_rl.envs import EnvGroup, has_display, make_gymnasium_env
 from kd_rl.errors import KdRlError, MissingDependency
-from kd_rl.evaluate import check_model_fits_env, episode_cap
+from kd_rl.evaluate import NOISE_SEED_OFFSET, check_model_fits_env, episode_cap
 from kd_rl.games import env_kwargs_for
+from kd_rl.models import sensor_noise_std
 from kd_rl.multitask import MultiTaskStudent
-from kd_rl.policies import as_policy_fn, load_any_policy, to_actions
+from kd_rl.policies import ObservationWindows, as_policy_fn, load_any_policy, to_actions
 
 __all__ = ["VIDEO_SUFFIXES", "INSTALL_HINT", "record", "require_video", "check_renders"]
 
@@ -189,11 +190,24 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
     """
     n = len(policies)
     forwards = [as_policy_fn(p) for p in policies]
+    histories = [int(getattr(p, "history", 1)) for p in policies]
+    # A student trained with sensor noise sees it here too, drawn as kd_rl.evaluate.run_episodes draws it.
+    noises = [sensor_noise_std(p) for p in policies]
+    rng = np.random.default_rng([NOISE_SEED_OFFSET, *seeds])
+
+    def sense(j, x):
+        return x if noises[j] is None else x + noises[j] * rng.standard_normal(x.shape, np.float32)
+
     returns, lengths = [[] for _ in range(n)], [[] for _ in range(n)]
     frames = 0
     with EnvGroup(env_id, n, {**env_kwargs, "render_mode": "rgb_array"}) as envs:
         for episode, seed in enumerate(seeds):
             obs = envs.reset([seed] * n)
+            readings = [sense(j, obs[j : j + 1]) for j in range(n)]
+            windows = [ObservationWindows(1, h, envs.obs_dim) if h > 1 else None for h in histories]
+            for window, reading in zip(windows, readings):
+                if window is not None:
+                    window.start([0], reading)
             total = np.zeros(n)
             steps = np.zeros(n, dtype=np.int64)
             active = np.ones(n, dtype=bool)
@@ -205,8 +219,12 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
                 if not active.any():
                     break
                 for j in np.flatnonzero(active):
-                    action = to_actions(policies[j], forwards[j](obs[j : j + 1]))
+                    seen = readings[j] if windows[j] is None else windows[j].view([0])
+                    action = to_actions(policies[j], forwards[j](seen))
                     obs[j : j + 1], reward, terminated, truncated = envs.step(action, [j])
+                    readings[j] = sense(j, obs[j : j + 1])
+                    if windows[j] is not None:
+                        windows[j].push([0], readings[j])
                     total[j] += reward[0]
                     steps[j] += 1
                     if terminated[0] or truncated[0] or (cap is not None and steps[j] >= cap):
