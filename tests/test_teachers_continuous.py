@@ -353,3 +353,44 @@ def test_mujoco_entries_take_rl_zoo_settings_and_the_initial_log_std():
     actor.create_variables(tf.TensorSpec([11], tf.float32))
     head = [layer for layer in actor.layers if isinstance(layer, GaussianHead)][0]
     np.testing.assert_allclose(head.log_std.numpy(), [-2.0] * 3)
+
+
+def test_a_sac_training_round_in_one_call_takes_the_same_steps_as_one_call_each():
+    from tf_agents.trajectories import policy_step, trajectory
+
+    from kd_rl.teachers.off_policy import make_train_round
+
+    time_step_spec, action_spec = _specs()
+    _, params = load_hyperparameters("Pendulum-v1", "sac", {"hidden_units": [16], "critic_hidden_units": [16]})
+    agents = []
+    for _ in range(2):
+        tf_keras.utils.set_random_seed(0)
+        agents.append(make_sac_agent(time_step_spec, action_spec, params))
+        agents[-1].initialize()
+    rng = np.random.default_rng(0)
+    steps, batch = 3, 8
+
+    def step(obs, reward, discount, kind):
+        return ts.TimeStep(np.full(obs.shape[:-1], kind, np.int32), reward, discount, obs)
+
+    obs = rng.normal(size=(steps, batch, 3)).astype(np.float32)
+    nxt = rng.normal(size=(steps, batch, 3)).astype(np.float32)
+    reward = rng.normal(size=(steps, batch)).astype(np.float32)
+    discount = np.ones((steps, batch), np.float32)
+    actions = rng.uniform(-2, 2, size=(steps, batch, 1)).astype(np.float32)
+    batches = trajectory.Transition(
+        step(obs, np.zeros_like(reward), discount, ts.StepType.MID), policy_step.PolicyStep(actions, (), ()),
+        step(nxt, reward, discount, ts.StepType.MID),
+    )  # fmt: skip
+    initial = [v.numpy().copy() for v in agents[0]._actor_network.variables]
+    means = make_train_round(agents[0], steps, ("loss", "critic_loss", "actor_loss", "alpha_loss"))(batches)
+    one = common.function(agents[1].train)
+    infos = [one(tf.nest.map_structure(lambda t, i=i: t[i], batches)) for i in range(steps)]
+    assert float(means["loss"]) == pytest.approx(np.mean([float(i.loss) for i in infos]), rel=1e-4)
+    assert float(means["critic_loss"]) == pytest.approx(np.mean([float(i.extra.critic_loss) for i in infos]), rel=1e-4)
+    moved = False
+    for a, b, start in zip(agents[0]._actor_network.variables, agents[1]._actor_network.variables, initial):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+        moved |= not np.allclose(a.numpy(), start)
+    assert moved  # the three steps trained the actor
+    assert int(agents[0].train_step_counter.numpy()) == int(agents[1].train_step_counter.numpy()) == steps

@@ -14,12 +14,10 @@ not one per gradient step).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
-from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_dqn_agent, make_q_network
-from kd_rl.teachers.off_policy import OffPolicyTrainer
+from kd_rl.teachers.off_policy import OffPolicyTrainer, make_train_round, sample_round
 from kd_rl.teachers.run import Run
 from kd_rl.teachers.to_keras import export_dqn_teacher, frame_normaliser, numpy_policy
 
@@ -29,23 +27,10 @@ __all__ = ["DqnTrainer", "make_dqn_update", "train_dqn"]
 def make_dqn_update(agent, gradient_steps: int):
     """The compiled training round: ``update(batches) -> mean loss`` over ``gradient_steps`` gradient steps.
 
-    ``batches`` is a TF-Agents ``Transition`` whose tensors have a leading
-    ``[gradient_steps, batch_size]``: minibatch ``i`` is ``batches[i]``.
-    ``agent.train`` runs on each in order, in a ``tf.while_loop`` written by
-    hand (``autograph=False``: TF-Agents' code is traced, not converted).
+    `kd_rl.teachers.off_policy.make_train_round` with DQN's one loss.
     """
-
-    def step(i, total, batches):
-        loss = agent.train(tf.nest.map_structure(lambda t: t[i], batches)).loss
-        return i + 1, total + loss, batches
-
-    @common.function(autograph=False)
-    def update(batches):
-        start = (tf.constant(0), tf.constant(0.0), batches)
-        _, total, _ = tf.while_loop(lambda i, *_: i < gradient_steps, step, start)
-        return total / gradient_steps
-
-    return update
+    round_ = make_train_round(agent, gradient_steps)
+    return lambda batches: round_(batches)["loss"]
 
 
 class DqnTrainer(OffPolicyTrainer):
@@ -92,10 +77,7 @@ class DqnTrainer(OffPolicyTrainer):
         return actions, {"epsilon": epsilon}
 
     def train_round(self) -> list:
-        shape = (self.gradient_steps, self.batch_size)
-        batches = self.buffer.sample(self.rng, shape[0] * shape[1])
-        split = tf.nest.map_structure(lambda x: x.reshape(*shape, *x.shape[1:]), batches)
-        loss = self.update(split)
+        loss = self.update(sample_round(self.buffer, self.rng, self.gradient_steps, self.batch_size))
         self.acting_policy = self._numpy_copy()
         return [loss]
 

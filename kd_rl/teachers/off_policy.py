@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
+from tf_agents.utils import common
 
 from kd_rl.envs import env_spec
 from kd_rl.models import TeacherModel
@@ -38,6 +39,39 @@ from kd_rl.teachers.run import Run
 from kd_rl.teachers.to_keras import conv_layers, dense_layers
 
 __all__ = ["OffPolicyTrainer"]
+
+
+def make_train_round(agent, gradient_steps: int, names: tuple[str, ...] = ("loss",)):
+    """The compiled training round of an off-policy agent: ``update(batches) -> {name: mean over the steps}``.
+
+    ``batches`` is a TF-Agents ``Transition`` whose tensors have a leading
+    ``[gradient_steps, batch_size]``: minibatch ``i`` is ``batches[i]``.
+    ``agent.train`` runs on each in order, in a ``tf.while_loop`` written by
+    hand (``autograph=False``: TF-Agents' code is traced, not converted), so a
+    round is one call from Python, not one per gradient step. ``names``: the
+    scalars to average, ``"loss"`` (the ``LossInfo``'s) and fields of its ``extra``.
+    """
+
+    def values(info) -> list:
+        return [info.loss if name == "loss" else getattr(info.extra, name) for name in names]
+
+    def step(i, totals, batches):
+        info = agent.train(tf.nest.map_structure(lambda t: t[i], batches))
+        return i + 1, [t + tf.cast(v, tf.float32) for t, v in zip(totals, values(info))], batches
+
+    @common.function(autograph=False)
+    def update(batches):
+        start = (tf.constant(0), [tf.constant(0.0) for _ in names], batches)
+        _, totals, _ = tf.while_loop(lambda i, *_: i < gradient_steps, step, start)
+        return {name: total / gradient_steps for name, total in zip(names, totals)}
+
+    return update
+
+
+def sample_round(buffer, rng: np.random.Generator, gradient_steps: int, batch_size: int):
+    """A round's minibatches from ``buffer``, drawn at once: tensors ``[gradient_steps, batch_size, ...]``."""
+    batches = buffer.sample(rng, gradient_steps * batch_size)
+    return tf.nest.map_structure(lambda x: x.reshape(gradient_steps, batch_size, *x.shape[1:]), batches)
 
 
 class OffPolicyTrainer:

@@ -19,7 +19,7 @@ from tf_agents.utils import common
 
 from kd_rl.models import TeacherModel
 from kd_rl.teachers.agents import make_sac_actor_network, make_sac_agent
-from kd_rl.teachers.off_policy import OffPolicyTrainer
+from kd_rl.teachers.off_policy import OffPolicyTrainer, make_train_round, sample_round
 from kd_rl.teachers.run import Run
 from kd_rl.teachers.to_keras import action_bounds, export_sac_teacher, numpy_policy
 
@@ -79,12 +79,13 @@ class SacTrainer(OffPolicyTrainer):
     The first ``learning_starts`` actions are uniform in the bounds, later ones
     sampled from the agent's ``collect_policy``; `ActionNoise`, when set, is
     added and the result clipped to the bounds. A training round runs
-    ``agent.train`` ``gradient_steps`` times.
+    ``agent.train`` ``gradient_steps`` times, in one compiled call
+    (`kd_rl.teachers.off_policy.make_train_round`).
     """
 
     def __init__(self, run: Run, gym_id: str, resume: bool):
         super().__init__(run, gym_id, resume)
-        self.update = common.function(self.agent.train)
+        self.update = make_train_round(self.agent, self.gradient_steps, LOSS_NAMES)
         self.sample = common.function(self.agent.collect_policy.action)
         self.actions = np.zeros((self.envs.n, self.low.size), np.float32)
         self.noise = make_action_noise(self.params, self.envs.n, self.low, self.high)
@@ -113,7 +114,7 @@ class SacTrainer(OffPolicyTrainer):
         return actions, {}
 
     def train_round(self) -> list:
-        return [self.update(self.buffer.sample(self.rng, self.batch_size)) for _ in range(self.gradient_steps)]
+        return [self.update(sample_round(self.buffer, self.rng, self.gradient_steps, self.batch_size))]
 
     def eval_policy(self):
         return numpy_policy(self.layers, action_spec=self.action_spec, squash=True)
@@ -133,11 +134,12 @@ def train_sac(run: Run, gym_id: str, resume: bool) -> tuple[TeacherModel, int]:
     return SacTrainer(run, gym_id, resume).train()
 
 
+#: The SAC losses a training round averages and the run logs.
+LOSS_NAMES = ("loss", "critic_loss", "actor_loss", "alpha_loss")
+
+
 def _mean_losses(losses: list) -> dict:
-    """Mean total, critic, actor and alpha losses of a list of SAC ``LossInfo``s (empty: none)."""
+    """Mean total, critic, actor and alpha losses of a list of rounds' means (empty: none)."""
     if not losses:
         return {}
-    means = {"loss": np.mean([float(info.loss) for info in losses])}
-    for name in ("critic_loss", "actor_loss", "alpha_loss"):
-        means[name] = np.mean([float(getattr(info.extra, name)) for info in losses])
-    return means
+    return {name: np.mean([float(means[name]) for means in losses]) for name in LOSS_NAMES}
