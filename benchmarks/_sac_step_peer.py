@@ -41,7 +41,10 @@ def measure(gradient_steps: int, rounds: int, threads: int, batch_size: int = 25
     from stable_baselines3 import SAC
 
     torch.set_num_threads(threads)
+    from stable_baselines3.common.logger import configure
+
     model = SAC("MlpPolicy", HopperShaped(), batch_size=batch_size, learning_starts=0, seed=0, device="cpu")
+    model.set_logger(configure(None, []))  # train() logs; learn() would have made the logger
     rng = np.random.default_rng(0)
     for _ in range(10 * batch_size):  # random transitions to sample from
         obs, nxt = rng.normal(size=(1, 11)), rng.normal(size=(1, 11))

@@ -347,7 +347,8 @@ def test_mujoco_entries_take_rl_zoo_settings_and_the_initial_log_std():
     assert hopper["log_std_init"] == -2.0 and hopper["hidden_units"] == (256, 256) and hopper["n_envs"] == 1
     assert load_hyperparameters("Walker2d-v5", "ppo")[1]["log_std_init"] == 0.0  # RL-Zoo's: SB3's default
     for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"):
-        assert load_hyperparameters(env_id, "sac")[1]["learning_starts"] == 10_000
+        sac = load_hyperparameters(env_id, "sac")[1]
+        assert sac["learning_starts"] == 10_000 and sac["train_freq"] == sac["gradient_steps"] == 64
     spec = tensor_spec.BoundedTensorSpec([3], tf.float32, -1.0, 1.0)
     actor = make_actor_network(spec, hopper)
     actor.create_variables(tf.TensorSpec([11], tf.float32))
