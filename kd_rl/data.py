@@ -33,7 +33,7 @@ from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import PolicyModel, gaussian_action, sensor_noise_std, split_gaussian
-from kd_rl.policies import ObservationWindows, OutputSnapshot, fast_policy_fn, to_actions
+from kd_rl.policies import ObservationWindows, OutputSnapshot, fast_policy_fn, sensor_readings, to_actions
 from kd_rl.timing import RunProfile
 
 __all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
@@ -240,9 +240,7 @@ class Collector:
 
     def _sensed(self, obs: np.ndarray) -> np.ndarray:
         """``obs`` as the student's sensors read them: with its noise, if it has any."""
-        if self._student_noise is None:
-            return obs
-        return obs + self._student_noise * self.rng.standard_normal(obs.shape, np.float32)
+        return obs if self._student_noise is None else sensor_readings(self._student_noise, self.rng)(obs)
 
     def collect(self, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Take exactly ``num_steps`` env steps, labelling every state visited.

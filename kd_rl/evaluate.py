@@ -27,7 +27,14 @@ from kd_rl.envs import EnvGroup, env_spec, make_gymnasium_env
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import sensor_noise_std
-from kd_rl.policies import ObservationWindows, PolicyFn, fast_policy_fn, observation_dim, to_actions
+from kd_rl.policies import (
+    ObservationWindows,
+    PolicyFn,
+    fast_policy_fn,
+    observation_dim,
+    sensor_readings,
+    to_actions,
+)
 
 __all__ = [
     "CURVE_EVAL_SEED_OFFSET",
@@ -234,16 +241,6 @@ def run_episodes(
 
 #: Mixed into the seed of an evaluation's sensor noise, away from the environments' seeds.
 NOISE_SEED_OFFSET = 7_919
-
-
-def sensor_readings(std: np.ndarray, rng: np.random.Generator):
-    """What a robot's sensors read: ``readings(observations)`` adds ``std * N(0, 1)`` drawn from ``rng``."""
-
-    def readings(observations):
-        x = np.asarray(observations, np.float32)
-        return x + std * rng.standard_normal(x.shape, np.float32)
-
-    return readings
 
 
 def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals, sense=None):

@@ -155,6 +155,20 @@ class ObservationWindows:
         return self.data[indices].reshape(len(np.atleast_1d(indices)), -1)
 
 
+def sensor_readings(std: np.ndarray, rng: np.random.Generator):
+    """What a robot's sensors read: ``readings(observations)`` adds ``std * N(0, 1)`` drawn from ``rng``.
+
+    ``std``: per feature, as `kd_rl.models.sensor_noise_std` gives it. Collection, evaluation and
+    `kd_rl.record` all draw a student's sensor noise through this.
+    """
+
+    def readings(observations):
+        x = np.asarray(observations, np.float32)
+        return x + std * rng.standard_normal(x.shape, np.float32)
+
+    return readings
+
+
 class OutputSnapshot:
     """A plain kd_rl MLP's (or small CNN's) outputs computed with NumPy from a snapshot of its weights: a ``PolicyFn``.
 
@@ -329,7 +343,8 @@ class _ExportedPolicy:
     history: int = 1
 
     def _read_recorded(self, entries: dict) -> None:
-        """Take what the exported file records (`PREPROCESSING_KEY`, `SENSOR_NOISE_KEY`: JSON strings or bytes)."""
+        """Take what the exported file records (`PREPROCESSING_KEY`, `SENSOR_NOISE_KEY`, `HISTORY_KEY`: JSON
+        strings or bytes)."""
         if entries.get(PREPROCESSING_KEY) is not None:
             self.preprocessing = json.loads(entries[PREPROCESSING_KEY])
         if entries.get(SENSOR_NOISE_KEY) is not None:

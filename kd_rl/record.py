@@ -37,7 +37,7 @@ from kd_rl.evaluate import NOISE_SEED_OFFSET, check_model_fits_env, episode_cap
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import sensor_noise_std
 from kd_rl.multitask import MultiTaskStudent
-from kd_rl.policies import ObservationWindows, as_policy_fn, load_any_policy, to_actions
+from kd_rl.policies import ObservationWindows, as_policy_fn, load_any_policy, sensor_readings, to_actions
 
 __all__ = ["VIDEO_SUFFIXES", "INSTALL_HINT", "record", "require_video", "check_renders"]
 
@@ -192,11 +192,12 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
     forwards = [as_policy_fn(p) for p in policies]
     histories = [int(getattr(p, "history", 1)) for p in policies]
     # A student trained with sensor noise sees it here too, drawn as kd_rl.evaluate.run_episodes draws it.
-    noises = [sensor_noise_std(p) for p in policies]
     rng = np.random.default_rng([NOISE_SEED_OFFSET, *seeds])
+    stds = [sensor_noise_std(p) for p in policies]
+    sensors = [None if std is None else sensor_readings(std, rng) for std in stds]
 
     def sense(j, x):
-        return x if noises[j] is None else x + noises[j] * rng.standard_normal(x.shape, np.float32)
+        return x if sensors[j] is None else sensors[j](x)
 
     returns, lengths = [[] for _ in range(n)], [[] for _ in range(n)]
     frames = 0

@@ -16,10 +16,10 @@ from kd_rl._validate import normalise_observation_indices, parse_index_ranges
 from kd_rl.data import Collector
 from kd_rl.distill import DistillConfig, distill_policy
 from kd_rl.errors import KdRlError
-from kd_rl.evaluate import run_episodes, sensor_readings
+from kd_rl.evaluate import run_episodes
 from kd_rl.export import export_model
 from kd_rl.models import StudentModel, load_policy, sensor_noise_std
-from kd_rl.policies import NumpyPolicy, ObservationWindows, OutputSnapshot, load_any_policy
+from kd_rl.policies import NumpyPolicy, ObservationWindows, OutputSnapshot, load_any_policy, sensor_readings
 
 
 def test_index_ranges_parse_and_refuse_what_does_not_fit():
