@@ -67,6 +67,7 @@ from kd_rl.losses import (
     loss_weight,
 )
 from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, sensor_noise_std, weights_sha256
+from kd_rl.policies import sensor_readings
 from kd_rl.timing import RunProfile
 
 __all__ = [
@@ -809,7 +810,7 @@ def train_loop(
                 for k, std in enumerate(noise):
                     if std is not None:
                         obs, lab = batches[k]
-                        batches[k] = (obs + std * rng.standard_normal(obs.shape, np.float32), lab)
+                        batches[k] = (sensor_readings(std, rng)(obs), lab)
                 observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
                 labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
                 if getattr(step, "multi", True):

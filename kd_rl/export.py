@@ -232,8 +232,8 @@ def _with_tflite_metadata(flatbuffer: bytes, entries: dict[str, bytes]) -> bytes
 
 
 def _recorded(model) -> dict[str, str]:
-    """What an exported file records beside the graph, as JSON: the Atari preprocessing of the model's frames
-    and the sensor noise it was trained with (`kd_rl.models.sensor_noise_std`), where it has them."""
+    """What an exported file records beside the graph, as JSON: the Atari preprocessing of the model's frames,
+    the sensor noise it was trained with (`kd_rl.models.sensor_noise_std`) and its ``history``, where it has them."""
     recorded = {}
     preprocessing = getattr(model, "preprocessing", None)
     if preprocessing is not None:
