@@ -235,6 +235,41 @@ def timed_distill(teacher, **config):
     return student, metrics
 
 
+def stored_distill(store: str | os.PathLike | None, teacher, teacher_name: str, **config):
+    """`timed_distill`, keeping each finished run under ``store`` so that a rerun picks up where one stopped.
+
+    A run is the teacher (its name and a digest of its weights) with ``config``; it
+    is kept in a folder named by a digest of these, as ``student.keras`` and then ``metrics.json`` (written last,
+    atomically: a folder without it is a run that did not finish, and is run
+    again). A stored run comes back as ``(student, metrics)`` with the CPU it ran
+    on in ``metrics["cpu"]``. With ``store`` None every run is run.
+    """
+    import hashlib
+    import json
+
+    from kd_rl._io import cpu_name, save_model, write_json
+    from kd_rl.models import load_policy
+
+    if store is None:
+        student, metrics = timed_distill(teacher, **config)
+        return student, {**metrics, "cpu": cpu_name()}
+    weights = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in teacher.get_weights())).hexdigest()
+    key = {"teacher": teacher_name, "teacher_weights": weights[:16], **config}
+    text = json.dumps(key, sort_keys=True, default=str)
+    folder = Path(store).expanduser() / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if (folder / "metrics.json").exists():
+        stored = json.loads((folder / "metrics.json").read_text())
+        if stored.get("key") == json.loads(text):
+            print(f"stored run: {folder}", flush=True)
+            return load_policy(folder / "student.keras"), stored["metrics"]
+    student, metrics = timed_distill(teacher, **config)
+    metrics = {**metrics, "cpu": cpu_name()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(student, folder / "student.keras")
+    write_json(folder / "metrics.json", {"key": json.loads(text), "metrics": metrics})
+    return student, metrics
+
+
 def tflite_interpreter_fn(policy):
     """Time the LiteRT interpreter alone: ``fn(x float32 [1, obs_dim])`` without ``TFLitePolicy``'s wrapper."""
     interpreter, inp, out = policy.interpreter, policy._input["index"], policy._output["index"]

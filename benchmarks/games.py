@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import check_choices, quiet_tensorflow, timed_distill
+from _common import check_choices, quiet_tensorflow, stored_distill
 
 quiet_tensorflow()
 
@@ -70,6 +70,7 @@ def rusu(
     losses: list[str],
     repeats: int,
     max_steps: int | None = None,
+    store: str | None = None,
 ) -> tuple[dict, str]:
     """Students of each size from each game's teacher, the losses at one size, and batch-1 LiteRT latency.
 
@@ -84,6 +85,8 @@ def rusu(
         losses: the losses compared at ``losses_at`` (KL is the sizes' own runs).
         repeats: timed calls per latency measurement.
         max_steps: cap the labelled-state budget (quick tries only).
+        store: a folder that keeps each finished run (student and metrics), so that a
+            rerun after an interruption only runs what is missing; each run names its CPU.
     """
     from kd_rl.export import export_model
     from kd_rl.models import load_policy
@@ -100,9 +103,9 @@ def rusu(
             for loss in ["kl", *(losses if name == losses_at else [])]:
                 runs = []
                 for seed in seeds:
-                    student, m = timed_distill(
-                        teacher, env_id=game, conv_layers=conv, hidden_units=hidden, steps=steps, seed=seed,
-                        eval_episodes=episodes, loss=loss,
+                    student, m = stored_distill(
+                        store, teacher, teachers[game], env_id=game, conv_layers=conv, hidden_units=hidden,
+                        steps=steps, seed=seed, eval_episodes=episodes, loss=loss,
                     )  # fmt: skip
                     runs.append(m)
                     if seed == seeds[0] and loss == "kl":
@@ -161,6 +164,9 @@ def rusu(
         + "; ".join(f"{name} {value:.3f}" for name, value in summary.items())
         + " (Rusu et al.: 1.083, 1.017 and 0.839 at 1/4, 1/15 and 1/27)."
     )
+    cpus = sorted({m["cpu"] for r in results.values() for s in (*r["sizes"].values(), *r["losses"].values())
+                   for m in s["runs"]})  # fmt: skip
+    rows.append(f"\nThe runs ran on {' and '.join(cpus)}; the latencies were all measured in this run.")
     rows.append(
         f"\nLosses at {losses_at} ({n} seeds; geometric mean of the mean score): "
         + "; ".join(f"{loss} {value:.3f}" for loss, value in loss_summary.items())
@@ -168,7 +174,7 @@ def rusu(
     )
     args = {
         "games": games, "sizes": sizes, "seeds": seeds, "steps": steps, "episodes": episodes,
-        "losses_at": losses_at, "losses": losses, "repeats": repeats, "max_steps": max_steps,
+        "losses_at": losses_at, "losses": losses, "repeats": repeats, "max_steps": max_steps, "store": store,
     }  # fmt: skip
     data = {"args": args, "results": results, "geometric_mean": summary, "losses_geometric_mean": loss_summary}
     return data, "\n".join(rows)
