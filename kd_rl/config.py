@@ -44,6 +44,7 @@ __all__ = [
     "LONG_RUN_STEPS",
     "LOSS_NAMES",
     "STRATEGIES",
+    "RECURRENT_CELLS",
     "ALGORITHMS",
     "EXPORT_FORMATS",
     "KICKSTART_SCHEDULES",
@@ -64,6 +65,8 @@ GAUSSIAN_KL_FORMS = ("decoupled", "exact")
 COLLECT_MODES = ("teacher", "student", "mixed")
 #: The learner's ``tf.distribute`` strategies (`kd_rl.distributed.make_strategy`).
 STRATEGIES = ("default", "mirrored")
+#: The recurrent cells a recurrent student can have (`kd_rl.models.RecurrentStudent`).
+RECURRENT_CELLS = ("gru", "lstm")
 #: A student's export formats (`kd_rl.export.export_model`, ``kd-rl export --format``).
 EXPORT_FORMATS = ("tflite", "tflite-int8", "numpy", "onnx", "tflm", "tflm-float", "c")
 #: The teacher-training algorithms (`kd_rl.teachers.train_teacher`).
@@ -133,6 +136,7 @@ _CHOICES = {
     "collect": COLLECT_MODES,
     "gaussian_kl": GAUSSIAN_KL_FORMS,
     "strategy": STRATEGIES,
+    "student_cell": RECURRENT_CELLS,
     "algo": ALGORITHMS,
     "kickstart_schedule": KICKSTART_SCHEDULES,
 }
@@ -175,6 +179,16 @@ class DistillConfig:
             plays and to its training batches (`kd_rl.models.sensor_noise_std`).
         student_history: Single-task: the new student sees its last K
             readings (`kd_rl.models.PolicyModel`'s ``history``); 1: the current one.
+        student_recurrent: Single-task: the units of the new student's
+            recurrent cell (`kd_rl.models.RecurrentStudent`), whose state it
+            carries through each episode; 0: a memoryless student.
+        student_cell: The recurrent cell, ``"gru"`` or ``"lstm"``.
+        sequence_length: A recurrent student learns from sequences of this
+            many consecutive states (burn-in included), drawn from each
+            environment's stream (`kd_rl.data.SequenceBuffer`).
+        burn_in: The first states of each sequence only warm the student's
+            state up (no loss on them), except those after an episode's start,
+            where the state is known to be zero.
         loss: ``"kl"``, ``"mse"`` or ``"nll"``.
         temperature: Softmax temperature for ``"kl"``; None (the default):
             by what the teacher outputs (`kd_rl.losses.default_temperature`):
@@ -263,6 +277,23 @@ class DistillConfig:
         1, "the new student sees its last K readings of the observation (the features --student-obs keeps, "
         "with the noise of --student-obs-noise), oldest first, zeros before an episode's first: it can estimate "
         "what one reading lacks, such as velocities", "--student-history", "positive_int", "single", metavar="K",
+    )  # fmt: skip
+    student_recurrent: int = _setting(
+        0, "the new student carries a recurrent state of this many units through each episode (a GRU or LSTM "
+        "cell between its observation and its Dense layers), learnt on sequences of states; 0: no memory",
+        "--student-recurrent", "nonnegative_int", "single", metavar="UNITS",
+    )  # fmt: skip
+    student_cell: str = _setting(
+        "gru", "the recurrent student's cell", "--student-cell", "choice", "single",
+    )  # fmt: skip
+    sequence_length: int = _setting(
+        32, "a recurrent student learns from sequences of this many consecutive states of one environment "
+        "(burn-in included); each update learns from about batch-size of their states (those after the burn-in)",
+        "--sequence-length", "positive_int", "single", metavar="N",
+    )  # fmt: skip
+    burn_in: int = _setting(
+        8, "the first states of each sequence only warm the recurrent student's state up (no loss on them, "
+        "except after an episode's start)", "--burn-in", "nonnegative_int", "single", metavar="N",
     )  # fmt: skip
     loss: str = _setting("kl", "distillation loss", "--loss", "choice")
     temperature: float | None = _setting(
@@ -360,9 +391,22 @@ class DistillConfig:
         self.student_obs = normalise_observation_indices(self.student_obs)
         self.student_obs_noise = check_noise("student_obs_noise", self.student_obs_noise)
         self.student_history = check_int("student_history", self.student_history)
+        self.student_recurrent = check_int("student_recurrent", self.student_recurrent, minimum=0)
+        self.sequence_length = check_int("sequence_length", self.sequence_length)
+        self.burn_in = check_int("burn_in", self.burn_in, minimum=0)
+        if self.student_recurrent and self.student_history > 1:
+            raise KdRlError(
+                f"student_history={self.student_history} with student_recurrent={self.student_recurrent}: a "
+                "recurrent student remembers through its state; give a history or a recurrent student, not both"
+            )
+        if self.burn_in >= self.sequence_length:
+            raise KdRlError(
+                f"burn_in={self.burn_in} must be below sequence_length={self.sequence_length}: the steps after "
+                "the burn-in are the ones learnt from"
+            )
         if self.temperature is not None:
             self.temperature = check_temperature(self.temperature)
-        for name in ("loss", "collect", "gaussian_kl", "strategy"):
+        for name in ("loss", "collect", "gaussian_kl", "strategy", "student_cell"):
             allowed = _CHOICES[name]
             if getattr(self, name) not in allowed:
                 raise KdRlError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -33,10 +33,25 @@ from kd_rl.envs import EnvGroup
 from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import PolicyModel, gaussian_action, sensor_noise_std, split_gaussian
-from kd_rl.policies import ObservationWindows, OutputSnapshot, fast_policy_fn, sensor_readings, to_actions
+from kd_rl.policies import (
+    ObservationWindows,
+    OutputSnapshot,
+    PolicyMemory,
+    fast_policy_fn,
+    sensor_readings,
+    to_actions,
+)
 from kd_rl.timing import RunProfile
 
-__all__ = ["COLLECT_MODES", "check_buffer_memory", "ReplayBuffer", "Collector", "BetaSchedule", "visited_states"]
+__all__ = [
+    "COLLECT_MODES",
+    "check_buffer_memory",
+    "ReplayBuffer",
+    "SequenceBuffer",
+    "Collector",
+    "BetaSchedule",
+    "visited_states",
+]
 
 
 def check_buffer_memory(
@@ -135,6 +150,98 @@ class ReplayBuffer:
         self.added = int(state["added"])
 
 
+class SequenceBuffer:
+    """Each environment's labelled states in the order it visited them, sampled as sequences: a recurrent
+    student's replay buffer (`kd_rl.models.RecurrentStudent`).
+
+    Each of ``num_envs`` streams keeps its newest ``capacity // num_envs``
+    states, their teacher outputs and whether each began an episode. `sample`
+    draws windows of ``length`` consecutive states of one stream (across
+    episode boundaries: the student's state is reset where one begins).
+
+    Args:
+        capacity: Most states kept, over all streams.
+        num_envs: The collector's environments, one stream each.
+        obs_dim: Observation size.
+        num_actions: Teacher outputs per observation.
+        length: States per sampled sequence (burn-in and trained steps).
+    """
+
+    def __init__(self, capacity: int, num_envs: int, obs_dim: int, num_actions: int, length: int):
+        self.streams = check_int("num_envs", num_envs)
+        self.length = check_int("sequence length", length)
+        self.per_stream = check_int("buffer_size", capacity) // self.streams
+        if self.per_stream < self.length:
+            raise KdRlError(
+                f"buffer_size {capacity} keeps {self.per_stream} states per environment ({num_envs} of them), "
+                f"fewer than a sequence of {self.length}: raise --buffer-size"
+            )
+        self.capacity = self.per_stream * self.streams
+        self.observations = np.zeros((self.streams, self.per_stream, check_int("obs_dim", obs_dim)), np.float32)
+        self.logits = np.zeros((self.streams, self.per_stream, check_int("num_actions", num_actions)), np.float32)
+        self.starts = np.zeros((self.streams, self.per_stream), bool)
+        self.stream_added = np.zeros(self.streams, np.int64)  # states ever added to each stream
+        self.added = 0
+
+    def __len__(self) -> int:
+        return int(np.minimum(self.stream_added, self.per_stream).sum())
+
+    def add(self, observations, logits, envs, starts) -> None:
+        """Add states with their teacher outputs, environments and episode-start flags (`Collector.collect_steps`)."""
+        envs = np.asarray(envs, np.int64)
+        if not len(observations) == len(logits) == len(envs) == len(starts):
+            raise KdRlError("give one teacher output, environment and start flag per observation")
+        if len(envs) and (envs.min() < 0 or envs.max() >= self.streams):
+            raise KdRlError(f"environment indices must be in [0, {self.streams}), got {envs.min()}..{envs.max()}")
+        for env in np.unique(envs):
+            rows = np.flatnonzero(envs == env)[-self.per_stream :]  # in the order visited; only the newest fit
+            skipped = int(np.sum(envs == env)) - len(rows)
+            at = (self.stream_added[env] + skipped + np.arange(len(rows))) % self.per_stream
+            self.observations[env, at] = np.asarray(observations, np.float32)[rows]
+            self.logits[env, at] = np.asarray(logits, np.float32)[rows]
+            self.starts[env, at] = np.asarray(starts, bool)[rows]
+            self.stream_added[env] += skipped + len(rows)
+        self.added += len(envs)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``batch_size`` uniformly drawn windows of ``length`` consecutive states of one stream.
+
+        Returns:
+            ``(sequences float32 [batch, length, obs_dim + 1], logits float32 [batch, length, num_actions])``:
+            each state's observation with, as its last feature, 1.0 where an episode began (0.0 elsewhere),
+            what `kd_rl.distill.make_distill_step`'s recurrent form takes.
+        """
+        kept = np.minimum(self.stream_added, self.per_stream)
+        windows = np.maximum(kept - self.length + 1, 0)  # the windows each stream offers
+        if windows.sum() == 0:
+            raise KdRlError(f"no environment has {self.length} consecutive states yet: collect more first")
+        streams = rng.choice(self.streams, size=batch_size, p=windows / windows.sum())
+        first = rng.integers(0, windows[streams])  # the window's first state, counted from the oldest kept
+        at = self.stream_added[streams, None] - kept[streams, None] + first[:, None] + np.arange(self.length)
+        at %= self.per_stream
+        flags = self.starts[streams[:, None], at].astype(np.float32)[..., None]
+        sequences = np.concatenate([self.observations[streams[:, None], at], flags], axis=-1)
+        return sequences, self.logits[streams[:, None], at]
+
+    def state(self) -> dict:
+        """Arrays that fully describe the buffer (for checkpoints)."""
+        return {
+            "observations": self.observations.copy(),
+            "logits": self.logits.copy(),
+            "starts": self.starts.copy(),
+            "stream_added": self.stream_added.copy(),
+            "added": np.int64(self.added),
+        }
+
+    def load_state(self, state: dict) -> None:
+        for key in ("observations", "logits", "starts", "stream_added"):
+            value = np.asarray(state[key])
+            if value.shape != getattr(self, key).shape:
+                raise ValueError(f"its buffer's {key} have shape {value.shape}, this run's {getattr(self, key).shape}")
+            getattr(self, key)[...] = value
+        self.added = int(state["added"])
+
+
 @dataclass
 class BetaSchedule:
     """Probability of following the teacher, linear in the fraction of the budget spent."""
@@ -224,15 +331,17 @@ class Collector:
                 )
         self.rng = np.random.default_rng(seed)
         self.obs = self.envs.reset([seed + i for i in range(self.num_envs)])
-        # A student that sees its last `history` readings learns from windows of clean ones and acts on
-        # windows of what its sensors read (noise drawn once per reading).
+        # The student acts on what its sensors read (noise drawn once per reading), with what it remembers
+        # of the episode so far (a window of readings, or a recurrent state): kd_rl.policies.PolicyMemory.
+        self._memory = (
+            None if student is None else PolicyMemory(student, self.num_envs, self.envs.obs_dim, self.student)
+        )
+        # A student that sees its last `history` readings learns from windows of clean ones.
         self.history = 1 if student is None else int(getattr(student, "history", 1))
         if self.history > 1:
-            everyone = np.arange(self.num_envs)
             self._windows = ObservationWindows(self.num_envs, self.history, self.envs.obs_dim)
-            self._seen = ObservationWindows(self.num_envs, self.history, self.envs.obs_dim)
-            self._windows.start(everyone, self.obs)
-            self._seen.start(everyone, self._sensed(self.obs))
+            self._windows.start(np.arange(self.num_envs), self.obs)
+        self._starts = np.ones(self.num_envs, bool)  # whether each environment's next state begins an episode
         self.steps = 0  # env steps taken so far (all envs)
         self.episode_returns: list[float] = []
         self._running_returns = np.zeros(self.num_envs)
@@ -254,12 +363,23 @@ class Collector:
             ``(observations float32 [num_steps, obs_dim], teacher_logits float32 [num_steps, num_actions])``;
             for a student with a ``history``, its windows of clean readings, ``[num_steps, history * obs_dim]``.
         """
+        return self.collect_steps(num_steps)[:2]
+
+    def collect_steps(self, num_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`collect`, with where each state came from: what a recurrent student's sequences need.
+
+        Returns:
+            ``(observations, teacher_logits, envs, starts)``: `collect`'s two
+            arrays, the environment of each state (int64 ``[num_steps]``; each
+            environment's states are in the order it visited them) and whether
+            it is an episode's first (bool ``[num_steps]``).
+        """
         remaining = check_int("num_steps", num_steps)
         for policy in (self.teacher, self.student):  # weights change between calls (the updates), not within
             if isinstance(policy, OutputSnapshot):
                 policy.refresh()
         profile = self.profile
-        all_obs, all_logits = [], []
+        all_obs, all_logits, all_envs, all_starts = [], [], [], []
         while remaining > 0:
             k = min(remaining, self.num_envs)
             idx = (self._next_env + np.arange(k)) % self.num_envs
@@ -270,8 +390,7 @@ class Collector:
             actions = self._actions(self._teacher_model, teacher_logits)
             if self.mode != "teacher":
                 with profile.section("collect_student"):
-                    seen = self._seen.view(idx) if self.history > 1 else self._sensed(obs)
-                    student_outputs = self.student(seen)
+                    student_outputs = self._memory(idx, self._sensed(obs))
                 student_actions = self._actions(self._student_model, student_outputs)
                 if self.mode == "student":
                     actions = student_actions
@@ -289,6 +408,8 @@ class Collector:
                     actions = np.where(explore, self.rng.integers(0, teacher_logits.shape[-1], k), actions)
             all_obs.append(self._windows.view(idx) if self.history > 1 else obs)
             all_logits.append(teacher_logits)
+            all_envs.append(idx)
+            all_starts.append(self._starts[idx])
             with profile.section("collect_env"):
                 next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
                 self._running_returns[idx] += rewards
@@ -298,15 +419,17 @@ class Collector:
                     self._running_returns[i] = 0.0
                     next_obs[j] = self.envs.reset(indices=[i])[0]  # the env's own RNG continues
             self.obs[idx] = next_obs
+            ended = idx[terminated | truncated]
+            self._starts[idx] = terminated | truncated
+            if self._memory is not None:
+                self._memory.start(ended)  # a new episode: the student remembers nothing of the last one
             if self.history > 1:
                 self._windows.push(idx, next_obs)
-                self._seen.push(idx, self._sensed(next_obs))
-                ended = idx[terminated | truncated]  # a new episode's window starts from zeros
-                self._windows.start(ended, self.obs[ended])
-                self._seen.start(ended, self._seen.data[ended, -1])
+                self._windows.start(ended, self.obs[ended])  # a new episode's window starts from zeros
             self.steps += k
             remaining -= k
-        return np.concatenate(all_obs), np.concatenate(all_logits)
+        cat = np.concatenate
+        return cat(all_obs), cat(all_logits), cat(all_envs).astype(np.int64), cat(all_starts)
 
     def _actions(self, policy, outputs) -> np.ndarray:
         """The actions ``policy`` takes given its ``outputs``: deterministic, or sampled (``sample_actions``)."""

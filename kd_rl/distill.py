@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import keras
@@ -39,9 +40,9 @@ from kd_rl._io import (
     write_csv,
     write_json,
 )
-from kd_rl._validate import normalise_observation_indices
+from kd_rl._validate import check_int, normalise_observation_indices
 from kd_rl.config import LONG_RUN_STEPS, DistillConfig, checkpoint_interval
-from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, check_buffer_memory
+from kd_rl.data import BetaSchedule, Collector, ReplayBuffer, SequenceBuffer, check_buffer_memory
 from kd_rl.distributed import DistributedCollector, check_ray_ready, make_strategy
 from kd_rl.envs import env_spec
 from kd_rl.errors import KdRlError, ResumeRefused
@@ -66,7 +67,15 @@ from kd_rl.losses import (
     get_loss,
     loss_weight,
 )
-from kd_rl.models import PolicyModel, StudentModel, check_keras3, count_params, sensor_noise_std, weights_sha256
+from kd_rl.models import (
+    PolicyModel,
+    RecurrentStudent,
+    StudentModel,
+    check_keras3,
+    count_params,
+    sensor_noise_std,
+    weights_sha256,
+)
 from kd_rl.policies import sensor_readings
 from kd_rl.timing import RunProfile
 
@@ -154,6 +163,7 @@ def make_distill_step(
     jit_compile: bool = False,
     gaussian_kl: str = "decoupled",
     strategy: tf.distribute.Strategy | None = None,
+    burn_in: int = 0,
 ) -> Callable[..., tf.Tensor]:
     """Build a compiled distillation step: kd_rl's one update, for one task or several, on one device or more.
 
@@ -196,6 +206,16 @@ def make_distill_step(
     weight and temperature (None resolved to the teacher's default), ``multi``
     whether it was built from sequences.
 
+    A recurrent student (`kd_rl.models.RecurrentStudent`, one task, no
+    strategy) learns from sequences: ``observations: float32 [batch, time,
+    obs_dim + 1]``, each state's observation with a last feature that is 1.0
+    where an episode begins (`kd_rl.data.SequenceBuffer.sample`), and
+    ``teacher_logits [batch, time, num_actions]``; a stack adds a leading
+    ``steps`` axis. The student unrolls each sequence from a zero state,
+    reset where an episode begins; the loss is the mean over the steps after
+    the first ``burn_in`` (which only warm the state up) and over those after
+    an episode's start (where the state is known).
+
     Args:
         teacher: Model giving the target logits (DQN Q-values, PPO logits or
             a Gaussian); a sequence of them, one per task.
@@ -221,6 +241,7 @@ def make_distill_step(
             (`kd_rl.losses.gaussian_kl_loss`).
         strategy: A ``tf.distribute`` strategy to split each batch across;
             None: the one device, as without ``tf.distribute``.
+        burn_in: A recurrent student's warm-up steps at the start of each sequence.
 
     Raises:
         ValueError: For a temperature <= 0, an unknown loss name, a teacher
@@ -254,6 +275,11 @@ def make_distill_step(
         check_compatible(t, s)
     tasks = range(len(teachers))
     replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+    recurrent = any(hasattr(s, "unroll") and getattr(s, "state_size", 0) for s in students)
+    if recurrent and (multi and len(students) > 1 or strategy is not None):
+        raise KdRlError("a recurrent student learns alone: one task, on one device (no strategy)")
+    burn_in = check_int("burn_in", burn_in, minimum=0)
+    base = 3 if recurrent else 2  # the rank of one batch: [batch, (time,) features]
 
     def variables():
         # A shared layer (a multi-task trunk) is in every task's student: each variable once, in order.
@@ -274,6 +300,7 @@ def make_distill_step(
             if observations is not None and not students[k].built:
                 obs = observations[k]
                 one = np.asarray(obs, np.float32).reshape(-1, np.shape(obs)[-1])[:1]
+                one = one[:, :-1] if recurrent else one  # a sequence's last feature flags episode starts
                 students[k](one)
                 teachers[k](one)
         if all(s.built for s in students) and not optimizer.built:
@@ -286,9 +313,23 @@ def make_distill_step(
     prepare()
 
     def labels_of(observations, teacher_logits):
-        if teacher_logits is None:
+        if teacher_logits is not None:
+            return list(teacher_logits)
+        if not recurrent:
             return [teachers[k](observations[k], training=False) for k in tasks]
-        return list(teacher_logits)
+        obs = observations[0][..., :-1]
+        flat = teachers[0](tf.reshape(obs, (-1, obs.shape[-1])), training=False)
+        return [tf.reshape(flat, (tf.shape(obs)[0], tf.shape(obs)[1], flat.shape[-1]))]
+
+    def outputs_of(k, observations, labels):
+        """``(labels, the student's outputs)`` of what is learnt: a recurrent student's trained steps."""
+        if not recurrent:
+            return labels, students[k](observations, training=True)
+        obs, flags = observations[..., :-1], observations[..., -1]
+        outputs, _ = students[k].unroll(obs, flags > 0.5)
+        after_start = tf.cumsum(flags, axis=1) > 0  # the state is known: zero at the start, and on from it
+        trained = after_start | (tf.range(tf.shape(flags)[1]) >= burn_in)[None, :]
+        return tf.boolean_mask(labels, trained), tf.boolean_mask(outputs, trained)
 
     def apply(per_task, tape):
         trained = variables()
@@ -299,7 +340,7 @@ def make_distill_step(
     def update(observations, teacher_logits):
         labels = labels_of(observations, teacher_logits)
         with tf.GradientTape() as tape:
-            per_task = [weights[k] * loss_fns[k](labels[k], students[k](observations[k], training=True)) for k in tasks]
+            per_task = [weights[k] * loss_fns[k](*outputs_of(k, observations[k], labels[k])) for k in tasks]
         return apply(per_task, tape)
 
     def replica_update(observations, teacher_logits, global_batches):
@@ -345,7 +386,7 @@ def make_distill_step(
     # with both ranks would be retraced for an input of unknown rank.
     compiled = {
         rank: tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
-        for rank, fn in ((2, one_batch), (3, stacked))
+        for rank, fn in ((base, one_batch), (base + 1, stacked))
     }
 
     def as_float32(x):
@@ -365,6 +406,11 @@ def make_distill_step(
             prepare(observations)
         rank = observations[0].shape.rank
         if rank not in compiled or any(o.shape.rank != rank for o in observations):
+            if recurrent:
+                raise KdRlError(
+                    "a recurrent student's observations must be sequences [batch, time, obs_dim + 1] (the last "
+                    f"feature flags episode starts) or a stack of them, got shape {tuple(observations[0].shape)}"
+                )
             raise KdRlError(
                 "observations must be [batch, obs_dim] or a stack of batches [steps, batch, obs_dim], "
                 + (
@@ -374,9 +420,9 @@ def make_distill_step(
                 )
             )
         for o in observations:
-            if o.shape[-2] % replicas:
+            if o.shape[-base] % replicas:
                 raise KdRlError(
-                    f"batch_size must be a multiple of the {replicas} replicas of the learner, got {o.shape[-2]}"
+                    f"batch_size must be a multiple of the {replicas} replicas of the learner, got {o.shape[-base]}"
                 )
         return compiled[rank](observations, teacher_logits)
 
@@ -673,6 +719,7 @@ def distill_policy(
     spec = env_spec(config.env_id, **(config.env_kwargs or {}))
     image = obs_dim if spec.is_image else 0
     history = int(getattr(student, "history", config.student_history))  # the buffer keeps the student's windows
+    recurrent = _is_recurrent(student) if student is not None else config.student_recurrent > 0
     check_buffer_memory(
         config.buffer_size, config.batch_size, config.updates_per_round, obs_dim * history - image + num_actions,
         image,
@@ -702,9 +749,13 @@ def distill_policy(
             [teacher], [student], optimizer, loss_fn or config.loss, config.temperature,
             gaussian_kl=config.gaussian_kl,
             strategy=None if config.strategy == "default" else strategy,  # the one the student was made under
+            burn_in=config.burn_in,
         )  # fmt: skip
         (temperature,) = step.temperatures
-        buffer = ReplayBuffer(config.buffer_size, obs_dim * history, num_actions, obs_dtype=spec.obs_dtype)
+        if recurrent:  # each environment's states in order, sampled as sequences
+            buffer = SequenceBuffer(config.buffer_size, config.num_envs, obs_dim, num_actions, config.sequence_length)
+        else:
+            buffer = ReplayBuffer(config.buffer_size, obs_dim * history, num_actions, obs_dtype=spec.obs_dtype)
         checkpoint = None if run_dir is None else run_dir / CHECKPOINT_FILE
         checkpoint_every = config.checkpoint_interval
         progress_state = {"env_steps": 0, "curve": [], "wall_seconds": 0.0}
@@ -802,17 +853,19 @@ def train_loop(
             chunk = min(config.collect_per_round, config.steps - env_steps)
             with profile.section("collect"):
                 for collector, buffer in zip(collectors, buffers):
-                    buffer.add(*collector.collect(chunk))
+                    sequences = isinstance(buffer, SequenceBuffer)  # a recurrent student's: where each state came from
+                    buffer.add(*(collector.collect_steps(chunk) if sequences else collector.collect(chunk)))
             before, env_steps = env_steps, env_steps + chunk
             with profile.section("updates"):
                 # All of a round's updates in one call: [updates, batch, ...] stacks, one per task.
-                batches = [buffer.sample(stack[0] * stack[1], rng) for buffer in buffers]
+                rows = [_rows_per_update(config, buffer) for buffer in buffers]
+                batches = [buffer.sample(stack[0] * n, rng) for buffer, n in zip(buffers, rows)]
                 for k, std in enumerate(noise):
                     if std is not None:
                         obs, lab = batches[k]
                         batches[k] = (sensor_readings(std, rng)(obs), lab)
-                observations = tuple(obs.reshape(stack + obs.shape[1:]) for obs, _ in batches)
-                labels = tuple(lab.reshape(stack + lab.shape[1:]) for _, lab in batches)
+                observations = tuple(obs.reshape((stack[0], n, *obs.shape[1:])) for (obs, _), n in zip(batches, rows))
+                labels = tuple(lab.reshape((stack[0], n, *lab.shape[1:])) for (_, lab), n in zip(batches, rows))
                 if getattr(step, "multi", True):
                     losses = step(observations, labels).numpy()  # [updates, tasks]
                 else:  # a step built from one teacher and one student: one task
@@ -835,6 +888,18 @@ def train_loop(
     return env_steps
 
 
+def _rows_per_update(config, buffer) -> int:
+    """What one update samples from ``buffer``: ``batch_size`` states, or enough sequences that about
+    ``batch_size`` of their states are learnt from (those after the burn-in)."""
+    if not isinstance(buffer, SequenceBuffer):
+        return config.batch_size
+    return -(-config.batch_size // (config.sequence_length - config.burn_in))
+
+
+def _is_recurrent(model) -> bool:
+    return isinstance(model, RecurrentStudent)
+
+
 def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int, spec=None) -> StudentModel:
     """A new ``StudentModel`` of ``config.hidden_units`` for ``teacher``'s action space.
 
@@ -854,9 +919,12 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
     if config.inherit_normalizer:
         for key in ("observation_mean", "observation_std", "observation_clip"):
             common[key] = getattr(teacher, key, None)
+    if config.student_recurrent:
+        common.update(recurrent_units=config.student_recurrent, cell=config.student_cell)
+    cls = RecurrentStudent if config.student_recurrent else StudentModel
     if not is_gaussian(teacher):
-        return StudentModel(num_outputs, **common)
-    return StudentModel(
+        return cls(num_outputs, **common)
+    return cls(
         **common,
         action_low=teacher.action_low,
         action_high=teacher.action_high,
@@ -869,7 +937,11 @@ def _new_student(teacher, config: DistillConfig, obs_dim: int, num_outputs: int,
 def _batch_noise(student) -> np.ndarray | None:
     """The sensor noise of each entry of ``student``'s training input: one reading's, in every reading of a window."""
     noise = sensor_noise_std(student)
-    return None if noise is None else np.tile(noise, int(getattr(student, "history", 1)))
+    if noise is None:
+        return None
+    if _is_recurrent(student):  # a sequence's last feature flags episode starts: never noisy
+        return np.append(noise, np.float32(0.0))
+    return np.tile(noise, int(getattr(student, "history", 1)))
 
 
 def check_student_view(config: DistillConfig, spec, student=None) -> None:
@@ -879,11 +951,31 @@ def check_student_view(config: DistillConfig, spec, student=None) -> None:
         ValueError: For indices outside the observation, a view of image
             observations, or a given ``student`` that sees otherwise; the message names it.
     """
-    view = config.student_obs is not None or config.student_obs_noise > 0 or config.student_history > 1
+    recurrent = config.student_recurrent > 0 or _is_recurrent(student)
+    view = config.student_obs is not None or config.student_obs_noise > 0 or config.student_history > 1 or recurrent
     if view and spec.is_image:
         raise KdRlError(
-            f"--student-obs, --student-obs-noise and --student-history are for vector observations; "
-            f"{config.env_id} gives images {spec.obs_shape}"
+            f"--student-obs, --student-obs-noise, --student-history and --student-recurrent are for vector "
+            f"observations; {config.env_id} gives images {spec.obs_shape}"
+        )
+    if recurrent and config.actors:
+        raise KdRlError(
+            f"--actors {config.actors}: a recurrent student's sequences are collected in this process "
+            "(leave --actors out)"
+        )
+    first_round = min(config.collect_per_round, config.steps) // config.num_envs  # states per environment
+    if recurrent and first_round < config.sequence_length:
+        raise KdRlError(
+            f"a recurrent student's first round collects {first_round} states per environment (--collect-per-round "
+            f"{config.collect_per_round} or --steps {config.steps}, over --num-envs {config.num_envs}), fewer than "
+            f"a sequence of --sequence-length {config.sequence_length}: collect more per round or use fewer "
+            "environments"
+        )
+    if recurrent and config.collect == "teacher":
+        warnings.warn(
+            "a recurrent student learning from teacher-driven data only (--collect teacher) never sees the states "
+            "its own memory leads to; --collect student (DAgger, the default) or mixed is what makes memory pay",
+            stacklevel=3,
         )
     if config.student_obs is not None:
         normalise_observation_indices(config.student_obs, spec.obs_dim)
@@ -891,7 +983,8 @@ def check_student_view(config: DistillConfig, spec, student=None) -> None:
         return
     given = {"student_obs": getattr(student, "observation_indices", None),
              "student_obs_noise": float(getattr(student, "observation_noise", 0.0) or 0.0),
-             "student_history": int(getattr(student, "history", 1))}  # fmt: skip
+             "student_history": int(getattr(student, "history", 1)),
+             "student_recurrent": int(getattr(student, "recurrent_units", 0))}  # fmt: skip
     for name, value in given.items():
         wanted = getattr(config, name)
         if wanted not in (None, 0.0, 1) and wanted != value:
@@ -976,7 +1069,10 @@ RESUMABLE_SETTINGS = (
 )  # fmt: skip
 
 #: Settings a checkpoint of an older kd_rl lacks take their default (``actors`` came after 0.2.0).
-_DEFAULTS = {"actors": 0, "student_obs_noise": 0.0, "student_history": 1}
+_DEFAULTS = {
+    "actors": 0, "student_obs_noise": 0.0, "student_history": 1, "student_recurrent": 0, "student_cell": "gru",
+    "sequence_length": 32, "burn_in": 8,
+}  # fmt: skip
 
 
 def check_resume_target(out_dir, resume: bool) -> None:

@@ -28,8 +28,8 @@ from kd_rl.errors import KdRlError
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import sensor_noise_std
 from kd_rl.policies import (
-    ObservationWindows,
     PolicyFn,
+    PolicyMemory,
     fast_policy_fn,
     observation_dim,
     sensor_readings,
@@ -246,27 +246,24 @@ NOISE_SEED_OFFSET = 7_919
 def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, temperature, totals, sense=None):
     """Play one episode per seed side by side; add to ``totals``; return ``(returns, lengths, continuous)``.
 
-    The policy sees ``sense(observations)`` (None: the observations), through
-    windows of its last ``history`` readings where it has one; the reference
+    The policy sees ``sense(observations)`` (None: the observations), with
+    what it remembers of its episode (`kd_rl.policies.PolicyMemory`: a window of
+    its last ``history`` readings, or its recurrent state); the reference
     sees the observations.
     """
 
     episodes = len(seeds)
     sense = sense or (lambda x: x)
-    history = int(getattr(policy, "history", 1))
     with EnvGroup(env_id, episodes, env_kwargs) as envs:
         continuous = envs.is_continuous
         obs = envs.reset(seeds)
-        readings = sense(obs)
-        windows = ObservationWindows(episodes, history, envs.obs_dim) if history > 1 else None
-        if windows is not None:
-            windows.start(np.arange(episodes), readings)
+        memory = PolicyMemory(policy, episodes, envs.obs_dim, forward)
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
         while active.any():
             idx = np.flatnonzero(active)
-            out = forward(readings[idx] if windows is None else windows.view(idx))
+            out = memory(idx, sense(obs[idx]))
             actions = to_actions(policy, out)
             if ref is not None:
                 ref_out = ref(obs[idx])
@@ -281,9 +278,6 @@ def _run_chunk(policy, forward, reference, ref, env_id, seeds, cap, env_kwargs, 
                 if temperature is not None:
                     totals["kl"] += float(np.sum(_kl(ref_out, out, temperature, continuous)))
             obs[idx], rewards, terminated, truncated = envs.step(actions, idx)
-            readings[idx] = sense(obs[idx])
-            if windows is not None:
-                windows.push(idx, readings[idx])
             returns[idx] += rewards
             lengths[idx] += 1
             done = terminated | truncated

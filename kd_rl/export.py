@@ -54,13 +54,15 @@ from kd_rl.codegen import C_FILES, c_array_sources, c_float, mlp_c_sources
 from kd_rl.config import EXPORT_FORMATS
 from kd_rl.data import visited_states
 from kd_rl.errors import KdRlError, MissingDependency
-from kd_rl.models import DeterministicAction, PolicyModel, sensor_noise_std
+from kd_rl.models import DeterministicAction, PolicyModel, RecurrentStudent, sensor_noise_std
 from kd_rl.policies import (
     ACTIONS_OUTPUT,
     HISTORY_KEY,
     NUMPY_ACTIVATIONS,
     PREPROCESSING_KEY,
     SENSOR_NOISE_KEY,
+    STATE_INPUT,
+    STATE_OUTPUT,
     NumpyPolicy,
     TFLitePolicy,
     TflmPolicy,
@@ -98,7 +100,7 @@ _EXTRA = {"onnx": "onnx", "tflm": "tflm", "tflm-float": "tflm"}
 
 
 def _is_plain_mlp(model) -> bool:
-    return isinstance(model, PolicyModel) and type(model).call is PolicyModel.call
+    return isinstance(model, PolicyModel) and type(model).call in (PolicyModel.call, RecurrentStudent.call)
 
 
 def _numpy_ok(model) -> bool:
@@ -115,7 +117,11 @@ def supported_formats(model) -> tuple[str, ...]:
     and the graph converters; ``c`` and the microcontroller formats are for MLPs.
     A policy with a ``history`` of readings exports to ``tflite``, ``onnx`` and
     ``numpy``, which record the window's length for `kd_rl.policies.ObservationWindows`.
+    A `kd_rl.models.RecurrentStudent` exports to ``tflite`` and ``numpy``, its
+    state an explicit input (``state``) and output (``next_state``).
     """
+    if isinstance(model, RecurrentStudent):  # a state in and out: the formats that take it
+        return tuple(f for f in ("tflite", "numpy") if f != "numpy" or _numpy_ok(model))
     if getattr(model, "history", 1) > 1:  # a window of readings: the formats that record the window's length
         return tuple(f for f in ("tflite", "onnx", "numpy") if f != "numpy" or _numpy_ok(model))
     if getattr(model, "conv_layers", ()):
@@ -184,6 +190,8 @@ def _policy_graph(model, batch_size: int | None = 1):
     # An image policy takes the environment's own frames ([1, height, width, channels]).
     shape = getattr(model, "observation_shape", None) or (observation_dim(model),)
     inputs = keras.Input(shape=tuple(shape), batch_size=batch_size, name="observations")
+    if isinstance(model, RecurrentStudent):
+        return _recurrent_graph(model, inputs, batch_size)
     if getattr(model, "is_continuous", False) and type(model).call is PolicyModel.call:
         # The action needs the mean only: leaving log_std out keeps the graph resizable to any batch.
         class GaussianMean(keras.layers.Layer):  # made here, used once for the conversion, never saved
@@ -201,9 +209,31 @@ def _policy_graph(model, batch_size: int | None = 1):
     return keras.Model(inputs, outputs, name="policy")
 
 
+def _recurrent_graph(model, inputs, batch_size: int | None):
+    """A `RecurrentStudent`'s one step as a graph: ``observations`` and ``state`` in, its outputs and
+    ``next_state`` out (a continuous policy's outputs: its deterministic action)."""
+    state = keras.Input(shape=(model.state_size,), batch_size=batch_size, name=STATE_INPUT)
+
+    class Step(keras.layers.Layer):  # made here, used once for the conversion, never saved
+        def call(self, observations, state):
+            return model.step(observations, state)
+
+    outputs, next_state = Step(name="step")(inputs, state)
+    if model.is_continuous:
+        action = DeterministicAction(model.action_low, model.action_high, model.squash, name=ACTIONS_OUTPUT)
+        named = {ACTIONS_OUTPUT: action(outputs)}
+    else:
+        named = {"logits": keras.layers.Identity(name="logits")(outputs)}
+    named[STATE_OUTPUT] = keras.layers.Identity(name=STATE_OUTPUT)(next_state)
+    return keras.Model([inputs, state], named, name="policy")
+
+
 def _tflite_bytes(model, int8: bool, states: np.ndarray | None = None) -> bytes:
     with native_output_silenced():  # Keras's export prints the SavedModel it writes
-        converter = tf.lite.TFLiteConverter.from_keras_model(_policy_graph(model))
+        # A recurrent student's graph keeps its batch open: LiteRT then resizes its state ops to any batch.
+        converter = tf.lite.TFLiteConverter.from_keras_model(
+            _policy_graph(model, None if isinstance(model, RecurrentStudent) else 1)
+        )
     if int8:
         quantise_int8(converter, states, getattr(model, "observation_shape", None))
     with native_output_silenced(), warnings.catch_warnings():
@@ -522,6 +552,11 @@ def export_model(
         raise KdRlError(f"--out for format {fmt} must end in {_SUFFIX[fmt]}, got {str(out)!r}")
     if fmt in FOLDER_FORMATS and (out.suffix.lower() in _FILE_SUFFIXES or out.is_file()):
         raise KdRlError(f"--out for format {fmt} is a folder (it writes several files), got {str(out)!r}")
+    if fmt not in supported_formats(model) and isinstance(model, RecurrentStudent):
+        raise KdRlError(
+            f"format {fmt} has no state input; a recurrent student exports as one of: "
+            f"{', '.join(supported_formats(model))} (its state an input and an output)"
+        )
     if fmt not in supported_formats(model) and getattr(model, "history", 1) > 1:
         raise KdRlError(
             f"format {fmt} takes one reading; a policy that sees the last {model.history} exports as one of: "

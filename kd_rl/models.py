@@ -46,6 +46,7 @@ from kd_rl._validate import (
     normalise_hidden_units,
     normalise_observation_indices,
 )
+from kd_rl.config import RECURRENT_CELLS
 from kd_rl.errors import KdRlError
 from kd_rl.zoo import resolve_model_path
 
@@ -56,6 +57,8 @@ __all__ = [
     "check_keras3",
     "TeacherModel",
     "StudentModel",
+    "RecurrentStudent",
+    "RECURRENT_CELLS",
     "count_params",
     "sensor_noise_std",
     "DeterministicAction",
@@ -631,6 +634,151 @@ class StudentModel(PolicyModel):
     """The small policy: 50 hidden units by default, as in the article."""
 
     default_hidden_units = 50
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RecurrentStudent(StudentModel):
+    """A student with memory: a GRU or LSTM cell between its observation and its Dense layers.
+
+    A robot whose sensors miss part of the state (no velocities, say) can
+    estimate it from what it has seen; a window of the last readings
+    (``history``) is one way, a recurrent state is the other (Lee et al.
+    2020; ``rsl_rl``'s recurrent students). The observation is normalised, the
+    features of ``observation_indices`` kept, then go through the cell, whose
+    output goes through ``hidden_units`` Dense layers to the head, as in
+    `PolicyModel`.
+
+    The state is one ``float32 [batch, state_size]`` tensor: the GRU's hidden
+    state, or the LSTM's ``[h, c]`` side by side (``state_size`` is twice the
+    units). It is zero at an episode's start.
+
+    - `step` ``(observations [batch, d], state) -> (outputs, new_state)``: one
+      control step, what a robot runs (and what the TFLite and NumPy exports
+      compute, with the state as an explicit input and output).
+    - `unroll` ``(observations [batch, time, d], starts [batch, time]) ->
+      (outputs [batch, time, n], state)``: a sequence, the state set to zero
+      before each step where ``starts`` is true (an episode begins there).
+    - ``call`` on ``[batch, time, d]`` is `unroll` from zero states, so
+      ``fit`` on sequences works; on ``[batch, d]`` it is one step from a zero
+      state: an episode's first step, never a later one.
+
+    kd_rl carries the state wherever it plays the student
+    (`kd_rl.policies.PolicyMemory`) and trains it on sequences with a burn-in
+    (`kd_rl.data.SequenceBuffer`).
+
+    Args:
+        num_actions: As `PolicyModel`'s (continuous policies give
+            ``action_low``/``action_high`` instead).
+        recurrent_units: The cell's units (>= 1).
+        cell: ``"gru"`` or ``"lstm"``.
+        **kwargs: `PolicyModel`'s arguments for vector observations (no
+            ``conv_layers``, ``history`` 1).
+    """
+
+    def __init__(self, num_actions: int | None = None, recurrent_units: int = 32, cell: str = "gru", **kwargs):
+        if int(kwargs.get("history", 1)) != 1:
+            raise KdRlError(
+                f"a recurrent student remembers through its state: history={kwargs['history']} is for "
+                "memoryless students (give one of them, not both)"
+            )
+        if kwargs.get("conv_layers"):
+            raise KdRlError("a recurrent student takes vector observations: conv_layers are for image ones")
+        super().__init__(num_actions, **kwargs)
+        if self.observation_shape is not None and len(self.observation_shape) > 1:
+            raise KdRlError(
+                f"a recurrent student takes vector observations, got observation_shape={self.observation_shape}"
+            )
+        self.recurrent_units = check_int("recurrent_units", recurrent_units)
+        if not isinstance(cell, str) or cell.lower() not in RECURRENT_CELLS:
+            raise KdRlError(f"cell must be one of {', '.join(RECURRENT_CELLS)}, got {cell!r}")
+        self.cell_type = cell.lower()
+        layer = keras.layers.GRUCell if self.cell_type == "gru" else keras.layers.LSTMCell
+        self.cell = layer(self.recurrent_units, name=self.cell_type)
+        self.ensure_built()
+
+    @property
+    def state_size(self) -> int:
+        """The entries of the state: the units (GRU) or twice them (LSTM's ``h`` and ``c``)."""
+        return self.recurrent_units * (2 if self.cell_type == "lstm" else 1)
+
+    def initial_state(self, batch_size: int) -> tf.Tensor:
+        """The state at an episode's start: zeros, ``float32 [batch_size, state_size]``."""
+        return tf.zeros((batch_size, self.state_size), self.compute_dtype)
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        if self.observation_dim is None:
+            self.observation_dim = dim
+            normalise_observation_indices(self.observation_indices, self.observation_dim)
+        seen = self.observation_dim if self.input_indices is None else len(self.input_indices)
+        if not self.cell.built:
+            self.cell.build((None, seen))
+        shape = (None, self.recurrent_units)
+        for layer in [*self.hidden_layers, *self.output_layers]:
+            if not layer.built:
+                layer.build(shape)
+            if layer in self.hidden_layers:
+                shape = (None, layer.units)
+
+    def _cell(self, x, state):
+        if self.cell_type == "gru":
+            out, new = self.cell(x, [state])
+            return out, new[0]
+        h, c = tf.split(state, 2, axis=-1)
+        out, (h, c) = self.cell(x, [h, c])
+        return out, tf.concat([h, c], axis=-1)
+
+    def _inputs(self, observations) -> tf.Tensor:
+        x = self.normalise(observations)
+        return x if self.input_indices is None else tf.gather(x, list(self.input_indices), axis=-1)
+
+    def _outputs(self, memory) -> tf.Tensor:
+        for layer in self.hidden_layers:
+            memory = layer(memory)
+        return self.head(memory)
+
+    def step(self, observations, state):
+        """One control step: ``(outputs [batch, n], new_state [batch, state_size])``."""
+        memory, state = self._cell(self._inputs(observations), tf.cast(state, self.compute_dtype))
+        return self._outputs(memory), state
+
+    def unroll(self, observations, starts=None, state=None):
+        """A sequence: ``(outputs [batch, time, n], final state)``.
+
+        Args:
+            observations: ``[batch, time, observation_dim]`` (``time`` known when traced).
+            starts: ``[batch, time]``, true where an episode begins (the state is
+                zeroed before that step); None: none begins inside the sequence.
+            state: The state before the first step; None: zeros.
+        """
+        x = tf.cast(observations, self.compute_dtype)
+        batch, steps = tf.shape(x)[0], x.shape[1]
+        if steps is None:
+            raise KdRlError("unroll needs the sequence length known: observations [batch, time, features]")
+        features = self._inputs(tf.reshape(x, (-1, x.shape[-1])))
+        features = tf.reshape(features, (batch, steps, features.shape[-1]))
+        state = self.initial_state(batch) if state is None else tf.cast(state, self.compute_dtype)
+        keep = None if starts is None else 1.0 - tf.cast(starts, self.compute_dtype)
+        memories = []
+        for t in range(steps):
+            if keep is not None:
+                state = state * keep[:, t : t + 1]
+            memory, state = self._cell(features[:, t], state)
+            memories.append(memory)
+        memory = tf.reshape(tf.stack(memories, axis=1), (-1, self.recurrent_units))
+        outputs = self._outputs(memory)
+        return tf.reshape(outputs, (batch, steps, outputs.shape[-1])), state
+
+    def call(self, observations, training=None):
+        x = tf.convert_to_tensor(observations)
+        if x.shape.rank == 3:
+            return self.unroll(x)[0]
+        return self.step(x, self.initial_state(tf.shape(x)[0]))[0]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(recurrent_units=self.recurrent_units, cell=self.cell_type)
+        return config
 
 
 def sensor_noise_std(policy) -> np.ndarray | None:

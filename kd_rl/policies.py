@@ -109,6 +109,32 @@ def _mlp_features(x: np.ndarray, mean, std, clip, hidden, activation, indices=No
     return x
 
 
+def recurrent_cell_step(recurrent, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keras's ``GRUCell`` (``reset_after``) or ``LSTMCell`` in NumPy: ``(output, new_state)``.
+
+    ``recurrent``: ``(cell, kernel, recurrent_kernel, bias)`` as Keras keeps
+    them; ``state``: the GRU's ``h``, or the LSTM's ``[h, c]`` side by side
+    (`kd_rl.models.RecurrentStudent`'s layout).
+    """
+    cell, kernel, recurrent_kernel, bias = recurrent
+    sigmoid = NUMPY_ACTIVATIONS["sigmoid"]
+    if cell == "gru":  # gates z, r, h; the reset gate applied after the recurrent product
+        x_z, x_r, x_h = np.split(x @ kernel + bias[0], 3, axis=-1)
+        h_z, h_r, h_h = np.split(state @ recurrent_kernel + bias[1], 3, axis=-1)
+        z, r = sigmoid(x_z + h_z), sigmoid(x_r + h_r)
+        h = z * state + (1.0 - z) * np.tanh(x_h + r * h_h)
+        return h.astype(np.float32), h.astype(np.float32)
+    h, c = np.split(state, 2, axis=-1)
+    i, f, g, o = np.split(x @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    return h.astype(np.float32), np.concatenate([h, c], axis=-1).astype(np.float32)
+
+
+#: The names of a recurrent cell's arrays in a NumPy export (``.npz``).
+_CELL_ARRAYS = ("cell_kernel", "cell_recurrent_kernel", "cell_bias")
+
+
 def conv2d_valid(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
     """Keras' ``Conv2D(padding="valid")`` in NumPy: ``x [n, h, w, c]``, ``kernel [k, k, c, f]`` -> ``[n, h', w', f]``.
 
@@ -153,6 +179,88 @@ class ObservationWindows:
 
     def view(self, indices) -> np.ndarray:
         return self.data[indices].reshape(len(np.atleast_1d(indices)), -1)
+
+
+class PolicyMemory:
+    """A policy played step by step in ``n`` environments, with what it remembers between steps.
+
+    ``memory(indices, readings)`` gives the policy's outputs for this step's
+    readings of environments ``indices`` (``float32 [len(indices), features]``,
+    what its sensors read) and remembers them; `start` begins new episodes in
+    environments ``indices``, before their first reading. What is remembered
+    is the policy's own:
+
+    - nothing, for a memoryless policy: its outputs on the readings;
+    - a window of its last ``history`` readings (`ObservationWindows`, zeros
+      before an episode's first), for a ``history`` policy;
+    - its recurrent state (zeros at an episode's start), for a policy with a
+      ``state_size`` (`kd_rl.models.RecurrentStudent` and its TFLite and NumPy
+      exports), updated by each of its ``step`` calls.
+
+    Collection, evaluation and `kd_rl.record` play a student through this.
+    ``forward``: the ``PolicyFn`` to call for a memoryless or ``history``
+    policy (default `fast_policy_fn`), so that a caller refreshing its own
+    snapshot of a model's weights is heard.
+    """
+
+    def __init__(self, policy, n: int, features: int, forward=None):
+        self.state_size = int(getattr(policy, "state_size", 0) or 0)
+        self.history = int(getattr(policy, "history", 1))
+        self._windows = None
+        if self.state_size:
+            self._step = recurrent_step_fn(policy)
+            self.state = np.zeros((n, self.state_size), np.float32)
+        else:
+            self._forward = fast_policy_fn(policy) if forward is None else forward
+            if self.history > 1:
+                self._windows = ObservationWindows(n, self.history, features)
+
+    def start(self, indices) -> None:
+        """New episodes begin in environments ``indices``: they remember nothing yet."""
+        if self.state_size:
+            self.state[indices] = 0.0
+        elif self._windows is not None:
+            self._windows.data[indices] = 0.0
+
+    def __call__(self, indices, readings) -> np.ndarray:
+        if self.state_size:
+            outputs, state = self._step(readings, self.state[indices])
+            self.state[indices] = state
+            return np.asarray(outputs)
+        if self._windows is not None:
+            self._windows.push(indices, readings)
+            return self._forward(self._windows.view(indices))
+        return self._forward(readings)
+
+
+_STEP_FN_ATTR = "_kd_rl_step_fn"
+
+
+def recurrent_step_fn(policy):
+    """``step(observations, state) -> (outputs, new_state)`` as NumPy arrays, for a policy with a ``state_size``.
+
+    A `kd_rl.models.RecurrentStudent` gets a compiled ``tf.function`` of its
+    ``step`` (its weights as they are at each call); an exported recurrent
+    policy (`NumpyPolicy`, `TFLitePolicy`) its own ``step``.
+    """
+    if not _is_keras_model(policy):
+        return policy.step
+    fn = policy.__dict__.get(_STEP_FN_ATTR)
+    if fn is None:
+        import tensorflow as tf
+
+        signature = [
+            tf.TensorSpec([None, observation_dim(policy)], tf.float32),
+            tf.TensorSpec([None, policy.state_size], tf.float32),
+        ]
+        compiled = tf.function(policy.step, input_signature=signature)
+
+        def fn(observations, state):
+            outputs, state = compiled(np.asarray(observations, np.float32), np.asarray(state, np.float32))
+            return outputs.numpy(), state.numpy()
+
+        object.__setattr__(policy, _STEP_FN_ATTR, fn)  # kept on the model, never tracked or saved by Keras
+    return fn
 
 
 def sensor_readings(std: np.ndarray, rng: np.random.Generator):
@@ -390,6 +498,11 @@ class NumpyPolicy(_ExportedPolicy):
         history: The readings the input holds (`PolicyModel`'s ``history``),
             recorded for whoever keeps the window; the input is then
             ``observation_shape = (history, features)`` or flat.
+        recurrent: ``(cell, kernel, recurrent_kernel, bias)`` of a
+            `kd_rl.models.RecurrentStudent`'s cell (``"gru"`` or ``"lstm"``,
+            Keras's weights), between the normaliser and ``weights``. The
+            policy then has a state: `step` takes and gives it, ``policy(obs)``
+            is one step from a zero state (an episode's first).
     """
 
     def __init__(
@@ -408,6 +521,7 @@ class NumpyPolicy(_ExportedPolicy):
         observation_indices=None,
         observation_noise: float = 0.0,
         history: int = 1,
+        recurrent=None,
     ):
         if activation not in NUMPY_ACTIVATIONS:
             raise KdRlError(f"activation {activation!r} has no NumPy form; supported: {', '.join(NUMPY_ACTIVATIONS)}")
@@ -425,18 +539,26 @@ class NumpyPolicy(_ExportedPolicy):
         self.observation_indices = None if observation_indices is None else tuple(int(i) for i in observation_indices)
         self.observation_noise = float(observation_noise)
         self.history = int(history)
+        self.recurrent = None
+        if recurrent is not None:
+            from kd_rl.models import RECURRENT_CELLS
+
+            cell, *arrays = recurrent
+            if cell not in RECURRENT_CELLS or len(arrays) != 3:
+                raise KdRlError(f"recurrent must be (cell, kernel, recurrent_kernel, bias), cell in {RECURRENT_CELLS}")
+            self.recurrent = (cell, *(np.asarray(a, np.float32) for a in arrays))
+        first = self.recurrent[1] if self.recurrent else self.weights[0][0]  # the first layer's kernel
         if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
             raise KdRlError("a convolutional NumpyPolicy needs observation_shape=(height, width, channels)")
         self.observation_dim = (
-            self.weights[0][0].shape[0] if self.observation_shape is None else int(np.prod(self.observation_shape))
+            first.shape[0] if self.observation_shape is None else int(np.prod(self.observation_shape))
         )
         if self.observation_indices is not None:
             from kd_rl._validate import normalise_observation_indices
 
-            if len(self.observation_indices) != self.weights[0][0].shape[0]:
+            if len(self.observation_indices) != first.shape[0]:
                 raise KdRlError(
-                    f"{len(self.observation_indices)} observation indices for a first layer of "
-                    f"{self.weights[0][0].shape[0]} inputs"
+                    f"{len(self.observation_indices)} observation indices for a first layer of {first.shape[0]} inputs"
                 )
             if self.mean is None and self.std is None:
                 raise KdRlError(
@@ -481,12 +603,17 @@ class NumpyPolicy(_ExportedPolicy):
             x = x.reshape(len(x), -1)
         if x.shape[-1] != self.observation_dim:
             raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
+        if self.recurrent is not None:  # an episode's first step
+            return self.step(x, np.zeros((len(x), self.state_size), np.float32))[0]
         x = _mlp_features(x, self.mean, self.std, self.clip, [], self._act, self.observation_indices)  # normaliser
         if self.convolutions:
             x = x.reshape(len(x), *self.observation_shape)
             for kernel, bias, stride in self.convolutions:
                 x = self._act(conv2d_valid(x, kernel, bias, stride))
             x = x.reshape(len(x), -1)
+        return self._head(x)
+
+    def _head(self, x: np.ndarray) -> np.ndarray:
         for kernel, bias in self.weights[:-1]:
             x = self._act(x @ kernel + bias)
         kernel, bias = self.weights[-1]
@@ -496,6 +623,27 @@ class NumpyPolicy(_ExportedPolicy):
 
             return gaussian_action(out, self.action_low, self.action_high, self.squash)
         return out
+
+    @property
+    def state_size(self) -> int:
+        """The entries of a recurrent policy's state (0 without one)."""
+        if self.recurrent is None:
+            return 0
+        cell, _, recurrent_kernel, _ = self.recurrent
+        return recurrent_kernel.shape[0] * (2 if cell == "lstm" else 1)
+
+    def step(self, observations, state) -> tuple[np.ndarray, np.ndarray]:
+        """One step of a recurrent policy: ``(outputs, new_state)`` from ``observations [batch, d]`` and
+        ``state [batch, state_size]`` (`kd_rl.models.RecurrentStudent.step`)."""
+        if self.recurrent is None:
+            raise KdRlError("step is for a recurrent policy; this one has no state: call it on observations")
+        x = np.asarray(observations, np.float32)
+        x = x[None] if x.ndim == 1 else x
+        if x.shape[-1] != self.observation_dim:
+            raise KdRlError(f"observations have {x.shape[-1]} features but the policy expects {self.observation_dim}")
+        x = _mlp_features(x, self.mean, self.std, self.clip, [], self._act, self.observation_indices)
+        memory, state = recurrent_cell_step(self.recurrent, x, np.asarray(state, np.float32).reshape(len(x), -1))
+        return self._head(memory), state
 
     @classmethod
     def from_model(cls, model) -> NumpyPolicy:
@@ -526,12 +674,15 @@ class NumpyPolicy(_ExportedPolicy):
             observation_indices=indices,
             observation_noise=getattr(model, "observation_noise", 0.0),
             history=getattr(model, "history", 1),
+            recurrent=(model.cell_type, *model.cell.get_weights()) if hasattr(model, "cell_type") else None,
         )
 
     def count_params(self) -> int:
+        cell = 0 if self.recurrent is None else sum(a.size for a in self.recurrent[1:])
         return int(
             sum(k.size + b.size for k, b in self.weights) + sum(k.size + b.size for k, b, _ in self.convolutions)
-        )
+            + cell
+        )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights, normaliser and bounds to an ``.npz`` (arrays and a JSON ``meta``; no pickles)."""
@@ -557,6 +708,10 @@ class NumpyPolicy(_ExportedPolicy):
             meta["observation_noise"] = self.observation_noise
         if self.history > 1:
             meta["history"] = self.history
+        if self.recurrent is not None:
+            meta["cell"] = self.recurrent[0]
+            for name, array in zip(_CELL_ARRAYS, self.recurrent[1:]):
+                arrays[name] = array
         if self.is_continuous:
             arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
             meta["squash"] = self.squash
@@ -576,6 +731,7 @@ class NumpyPolicy(_ExportedPolicy):
             ]
             keys = ("observation_mean", "observation_std", "action_low", "action_high")
             arrays = {k: (data[k] if k in data.files else None) for k in keys}
+            recurrent = (meta["cell"], *(data[name] for name in _CELL_ARRAYS)) if "cell" in meta else None
         return cls(
             weights,
             meta["activation"],
@@ -587,12 +743,15 @@ class NumpyPolicy(_ExportedPolicy):
             observation_indices=meta.get("observation_indices"),
             observation_noise=meta.get("observation_noise", 0.0),
             history=meta.get("history", 1),
+            recurrent=recurrent,
             **arrays,
         )
 
 
 #: Name of the output of an exported continuous policy (its deterministic action).
 ACTIONS_OUTPUT = "deterministic_actions"
+#: Names of an exported recurrent policy's state input and output (`kd_rl.models.RecurrentStudent`).
+STATE_INPUT, STATE_OUTPUT = "state", "next_state"
 
 
 def _batched(observations, shape: tuple[int, ...]) -> np.ndarray:
@@ -621,8 +780,12 @@ class TFLitePolicy(_ExportedPolicy):
     """A TFLite model run by LiteRT (``ai_edge_litert``) as a batched ``PolicyFn``.
 
     int8 models are (de)quantised at the edges, so the policy always takes and
-    returns float32.
+    returns float32. A recurrent export (inputs ``observations`` and ``state``,
+    outputs the policy's and ``next_state``) has a ``state_size`` and a
+    `step`; calling it is one step from a zero state.
     """
+
+    state_size = 0
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
@@ -635,18 +798,43 @@ class TFLitePolicy(_ExportedPolicy):
             self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        self.observation_shape = tuple(int(d) for d in self._input["shape"][1:])
-        self.observation_dim = int(np.prod(self.observation_shape))
         # A continuous policy is exported with its deterministic action as the output (see kd_rl.export).
         signatures = self.interpreter.get_signature_list()
         outputs = [name for signature in signatures.values() for name in signature.get("outputs", [])]
-        self.outputs_are_actions = self.is_continuous = outputs == [ACTIONS_OUTPUT]
+        self.outputs_are_actions = self.is_continuous = ACTIONS_OUTPUT in outputs
+        self._runner = None
+        for key, signature in signatures.items():
+            if STATE_INPUT in signature.get("inputs", []):  # a recurrent policy: named inputs and outputs
+                self._runner = self.interpreter.get_signature_runner(key)
+                inputs = self._runner.get_input_details()
+                self._input = next(d for name, d in inputs.items() if name != STATE_INPUT)
+                self.state_size = int(inputs[STATE_INPUT]["shape"][-1])
+                self._output_name = next(name for name in signature["outputs"] if name != STATE_OUTPUT)
+                self._output = self._runner.get_output_details()[self._output_name]
+        self.observation_shape = tuple(int(d) for d in self._input["shape"][1:])
+        self.observation_dim = int(np.prod(self.observation_shape))
         size = int(self._output["shape"][-1])
         self.num_actions, self.action_dim = (None, size) if self.is_continuous else (size, None)
         self._batch = int(self._input["shape"][0])
         self._read_recorded(tflite_metadata(Path(self.path).read_bytes()))
 
+    def step(self, observations, state) -> tuple[np.ndarray, np.ndarray]:
+        """One step of a recurrent export: ``(outputs, new_state)`` (float32)."""
+        if self._runner is None:
+            raise KdRlError(f"{self.path} has no state input: it is not a recurrent policy")
+        x = _batched(observations, self.observation_shape)
+        state = np.asarray(state, np.float32).reshape(len(x), self.state_size)
+        out = self._runner(**{self._input_name: x, STATE_INPUT: state})
+        return np.asarray(out[self._output_name]), np.asarray(out[STATE_OUTPUT])
+
+    @property
+    def _input_name(self) -> str:
+        return next(name for name in self._runner.get_input_details() if name != STATE_INPUT)
+
     def __call__(self, observations) -> np.ndarray:
+        if self._runner is not None:  # an episode's first step
+            x = _batched(observations, self.observation_shape)
+            return self.step(x, np.zeros((len(x), self.state_size), np.float32))[0]
         x = _batched(observations, self.observation_shape)
         if x.shape[0] != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [x.shape[0], *self.observation_shape])
@@ -772,9 +960,10 @@ def dense_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     Raises:
         ValueError: For a model that is not a plain kd_rl ``PolicyModel``.
     """
-    from kd_rl.models import PolicyModel
+    from kd_rl.models import PolicyModel, RecurrentStudent
 
-    if not isinstance(model, PolicyModel) or type(model).call is not PolicyModel.call:
+    plain = type(model).call is PolicyModel.call or type(model).call is RecurrentStudent.call
+    if not isinstance(model, PolicyModel) or not plain:
         raise KdRlError(
             f"numpy export supports kd_rl's plain MLPs only; {type(model).__name__} has its own call() "
             "(export it to tflite instead)"

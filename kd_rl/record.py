@@ -37,7 +37,7 @@ from kd_rl.evaluate import NOISE_SEED_OFFSET, check_model_fits_env, episode_cap
 from kd_rl.games import env_kwargs_for
 from kd_rl.models import sensor_noise_std
 from kd_rl.multitask import MultiTaskStudent
-from kd_rl.policies import ObservationWindows, as_policy_fn, load_any_policy, sensor_readings, to_actions
+from kd_rl.policies import PolicyMemory, as_policy_fn, load_any_policy, sensor_readings, to_actions
 
 __all__ = ["VIDEO_SUFFIXES", "INSTALL_HINT", "record", "require_video", "check_renders"]
 
@@ -189,8 +189,6 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
         ``(returns, lengths, frames)``: per policy, a list over episodes; and the frames written.
     """
     n = len(policies)
-    forwards = [as_policy_fn(p) for p in policies]
-    histories = [int(getattr(p, "history", 1)) for p in policies]
     # A student trained with sensor noise sees it here too, drawn as kd_rl.evaluate.run_episodes draws it.
     rng = np.random.default_rng([NOISE_SEED_OFFSET, *seeds])
     stds = [sensor_noise_std(p) for p in policies]
@@ -204,11 +202,8 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
     with EnvGroup(env_id, n, {**env_kwargs, "render_mode": "rgb_array"}) as envs:
         for episode, seed in enumerate(seeds):
             obs = envs.reset([seed] * n)
-            readings = [sense(j, obs[j : j + 1]) for j in range(n)]
-            windows = [ObservationWindows(1, h, envs.obs_dim) if h > 1 else None for h in histories]
-            for window, reading in zip(windows, readings):
-                if window is not None:
-                    window.start([0], reading)
+            # What each policy remembers of its episode (a window of readings, a recurrent state).
+            memories = [PolicyMemory(p, 1, envs.obs_dim, as_policy_fn(p)) for p in policies]
             total = np.zeros(n)
             steps = np.zeros(n, dtype=np.int64)
             active = np.ones(n, dtype=bool)
@@ -220,12 +215,8 @@ def _play(policies, roles, env_id, seeds, cap, env_kwargs, write) -> tuple[list,
                 if not active.any():
                     break
                 for j in np.flatnonzero(active):
-                    seen = readings[j] if windows[j] is None else windows[j].view([0])
-                    action = to_actions(policies[j], forwards[j](seen))
+                    action = to_actions(policies[j], memories[j]([0], sense(j, obs[j : j + 1])))
                     obs[j : j + 1], reward, terminated, truncated = envs.step(action, [j])
-                    readings[j] = sense(j, obs[j : j + 1])
-                    if windows[j] is not None:
-                        windows[j].push([0], readings[j])
                     total[j] += reward[0]
                     steps[j] += 1
                     if terminated[0] or truncated[0] or (cap is not None and steps[j] >= cap):
