@@ -13,6 +13,10 @@ with its sensor noise.
 Cases, budgets and seeds: the row ``robots_views`` of ``experiments.yml``.
 
     python benchmarks/run.py robots_views [--seeds 0 1 2]
+
+``robots_memory`` (`memory`) does the same for recurrent students
+(``student_recurrent``: a GRU or LSTM state carried through each episode), and
+times each case's batch-1 LiteRT step beside memoryless and windowed students.
 """
 
 from __future__ import annotations
@@ -65,6 +69,110 @@ def views(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, str]:
             f"{r['mean_score']:.3f} / {r['min_score']:.3f} | {np.mean([x['agreement'] for x in r['runs']]):.3f} |"
         )
     data = {"args": {"cases": cases, "seeds": seeds, "episodes": episodes}, "results": results}
+    return data, "\n".join(rows)
+
+
+def _litert_step_us(path, repeats: int) -> dict:
+    """Median and 90th percentile of one batch-1 LiteRT step of the ``.tflite`` at ``path``: its inputs set
+    (the observation, and the state of a recurrent student), one invoke, its outputs read."""
+    import time
+
+    from kd_rl.policies import TFLitePolicy
+
+    interpreter = TFLitePolicy(path).interpreter
+    # Every input at batch 1 (a recurrent student's state too), every output read back.
+    feeds = [(d["index"], np.zeros(d["shape"], d["dtype"])) for d in interpreter.get_input_details()]
+    reads = [d["index"] for d in interpreter.get_output_details()]
+    times = []
+    for i in range(repeats + 200):
+        start = time.perf_counter()
+        for index, value in feeds:
+            interpreter.set_tensor(index, value)
+        interpreter.invoke()
+        for index in reads:
+            interpreter.get_tensor(index)
+        if i >= 200:  # the first calls warm the caches
+            times.append((time.perf_counter() - start) * 1e6)
+    return {"median_us": float(np.median(times)), "p90_us": float(np.percentile(times, 90)), "calls": repeats}
+
+
+def memory(cases: dict, seeds: list[int], episodes: int, compare: dict, repeats: int) -> tuple[dict, str]:
+    """Recurrent students that see less, over seeds; then the batch-1 LiteRT step and file of each case's
+    first student beside memoryless and windowed students of the same task, in one stretch.
+
+    Args:
+        cases: case name -> [zoo teacher, environment, labelled states, DistillConfig settings
+            (``student_recurrent``, ``student_obs``, ...)].
+        seeds: one student per case and seed.
+        episodes: final evaluation episodes per run.
+        compare: case name -> {label: StudentModel settings}: untrained students of the same task
+            timed beside it (time and size depend on the shapes only).
+        repeats: timed calls per latency measurement.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from kd_rl.export import export_model
+    from kd_rl.models import StudentModel, load_policy
+
+    results, first = {}, {}
+    for case, (name, env_id, steps, settings) in cases.items():
+        teacher = load_policy(name)
+        runs = []
+        for seed in seeds:
+            student, m = timed_distill(teacher, env_id=env_id, steps=steps, seed=seed, eval_episodes=episodes,
+                                       **settings)  # fmt: skip
+            first.setdefault(case, student)
+            runs.append(
+                {key: m[key] for key in ("normalised_score", "student_mean_return", "teacher_mean_return",
+                                         "random_mean_return", "agreement", "student_params", "total_seconds")}
+            )  # fmt: skip
+            print(case, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
+        scores = [r["normalised_score"] for r in runs]
+        results[case] = {"teacher": name, "env_id": env_id, "steps": steps, "settings": settings, "runs": runs,
+                         "mean_score": float(np.mean(scores)), "min_score": float(np.min(scores))}  # fmt: skip
+    timings = {}
+    with tempfile.TemporaryDirectory() as tmp:  # latencies last, in one stretch
+        for case, student in first.items():
+            models = {"this student": student}
+            for label, kwargs in compare.get(case, {}).items():
+                models[label] = StudentModel(**kwargs)
+            timings[case] = {}
+            for label, model in models.items():
+                path = export_model(model, "tflite", Path(tmp) / f"{len(timings)}-{len(timings[case])}.tflite")
+                timings[case][label] = {"params": int(model.count_params()), "tflite_bytes": path.stat().st_size,
+                                        "latency": _litert_step_us(path, repeats)}  # fmt: skip
+    rows = [
+        f"{len(seeds)} seeds per case, {episodes} final-evaluation episodes per run; student-driven collection, "
+        "the teacher labelling from the whole observation; the noisy students play with their noise.\n",
+        "| case | environment | labelled states | student sees | cell (units) | noise σ | student params | "
+        "return (mean over seeds) | normalised score: mean / min | agreement (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case, r in results.items():
+        s = r["settings"]
+        rows.append(
+            f"| {case} | {r['env_id']} | {r['steps']:,} | {s.get('student_obs') or 'all'} | "
+            f"{s.get('student_cell', 'gru').upper()} ({s.get('student_recurrent', 0)}) | "
+            f"{s.get('student_obs_noise', 0)} | {r['runs'][0]['student_params']:,} | "
+            f"{np.mean([x['student_mean_return'] for x in r['runs']]):.1f} | "
+            f"{r['mean_score']:.3f} / {r['min_score']:.3f} | {np.mean([x['agreement'] for x in r['runs']]):.3f} |"
+        )
+    rows += [
+        "\nBatch-1 LiteRT step (the inputs set, one invoke, the outputs read; a recurrent student's state is one "
+        "more input and output), one thread, each case's first student beside untrained students of the same "
+        "shapes:\n",
+        "| case | student | params | TFLite bytes | median µs | p90 µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case, models in timings.items():
+        for label, t in models.items():
+            rows.append(
+                f"| {case} | {label} | {t['params']:,} | {t['tflite_bytes']:,} | {t['latency']['median_us']:.1f} | "
+                f"{t['latency']['p90_us']:.1f} |"
+            )
+    data = {"args": {"cases": cases, "seeds": seeds, "episodes": episodes, "compare": compare, "repeats": repeats},
+            "results": results, "timings": timings}  # fmt: skip
     return data, "\n".join(rows)
 
 
