@@ -10,7 +10,8 @@ in the schema Stable-Baselines3, RL-Zoo and CleanRL use:
   above a Markdown body: what the model is, the returns, the parameters, the
   command, how to load and evaluate it, how to upload the folder.
 * ``student.keras`` (a copy), ``student.tflite`` (`kd_rl.export.export_model`),
-  and ``student.onnx`` (the ``onnx`` extra).
+  and ``student.onnx`` (the ``onnx`` extra; not for a recurrent student, which
+  exports to TFLite with its state as an input and an output).
 * ``config.json`` (the run's `kd_rl.config.DistillConfig` settings) and
   ``results.json`` (returns, normalised score, parameters, command, episodes,
   seeds, the machine).
@@ -45,7 +46,7 @@ from kd_rl._validate import check_int, check_seed
 from kd_rl.config import LOSS_NAMES, DistillConfig, cli_settings
 from kd_rl.errors import KdRlError, MissingDependency
 from kd_rl.evaluate import check_model_fits_env, episode_seeds, run_episodes
-from kd_rl.export import export_model, require_format
+from kd_rl.export import export_model, require_format, supported_formats
 from kd_rl.models import load_policy
 from kd_rl.record import check_renders, record, require_video
 
@@ -156,7 +157,8 @@ def _build(stage: Path, run_dir: Path, metrics: dict, student, env_id, env_kwarg
     """Write every file into ``stage``; return what results.json holds."""
     shutil.copyfile(run_dir / "student.keras", stage / "student.keras")
     export_model(student, "tflite", stage / "student.tflite")
-    export_model(student, "onnx", stage / "student.onnx")
+    if "onnx" in supported_formats(student):  # a recurrent student's state has no ONNX input here
+        export_model(student, "onnx", stage / "student.onnx")
     evaluation = _student_returns(student, metrics, env_id, env_kwargs, episodes, seed)
     replay = record(student, env_id, stage / _REPLAY, episodes=1, seed=seed, env_kwargs=env_kwargs)
 

@@ -259,3 +259,21 @@ def test_recurrent_students_are_refused_where_they_do_not_fit(cartpole_teacher, 
     frames = StudentModel(3, hidden_units=[8], observation_shape=(10, 10, 4), conv_layers=[[4, 3, 1]])
     with pytest.raises(KdRlError, match="--student-recurrent are for vector observations"):
         distill_policy(frames, DistillConfig(env_id="MinAtar/Breakout-v1", steps=100, student_recurrent=8), out_dir=out)
+
+
+def test_a_recurrent_run_packages_without_onnx_and_records_a_video(tmp_path):
+    pytest.importorskip("imageio")
+    pytest.importorskip("huggingface_hub")
+    from kd_rl.package import package_run
+    from kd_rl.record import record
+
+    teacher = load_policy("CartPole-v1-dqn")
+    config = DistillConfig(env_id="CartPole-v1", steps=2000, eval_episodes=5, curve_episodes=2, eval_every=0,
+                           student_obs="0,2", student_recurrent=8)  # fmt: skip
+    student, _ = distill_policy(teacher, config, out_dir=tmp_path / "run", progress=False)
+    result = package_run(tmp_path / "run", tmp_path / "card")
+    assert "student.tflite" in result["files"] and "student.onnx" not in result["files"]
+    assert "student.onnx" not in (tmp_path / "card" / "README.md").read_text()
+    # The video's episode is the one run_episodes plays with the same seed: the state is carried alike.
+    played = record(student, "CartPole-v1", tmp_path / "s.gif", episodes=1, seed=3, max_steps=200)
+    assert played["returns"] == run_episodes(student, "CartPole-v1", episodes=1, seed=3, max_steps=200).returns
