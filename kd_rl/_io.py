@@ -574,6 +574,6 @@ def restore_checkpoint(name: str, arrays: dict, student, optimizer, buffers: Seq
         for variable, value in zip(optimizer.variables, optimizer_state):
             variable.assign(value)
         for prefix, buffer in zip(_buffer_prefixes(len(buffers)), buffers):
-            buffer.load_state({k: arrays[f"{prefix}{k}"] for k in buffer.state()})
+            buffer.load_state({k: arrays[f"{prefix}{k}"] for k in buffer.STATE_KEYS})
     except (KeyError, ValueError) as err:
         raise KdRlError(f"checkpoint {name!r} does not match this run: {err}") from None

@@ -399,7 +399,12 @@ class DistillConfig:
                 f"student_history={self.student_history} with student_recurrent={self.student_recurrent}: a "
                 "recurrent student remembers through its state; give a history or a recurrent student, not both"
             )
-        if self.burn_in >= self.sequence_length:
+        if self.student_cell != "gru" and not self.student_recurrent:
+            raise KdRlError(
+                f"student_cell={self.student_cell!r} is the cell of a recurrent student: give student_recurrent "
+                "(--student-recurrent UNITS) too"
+            )
+        if self.student_recurrent and self.burn_in >= self.sequence_length:
             raise KdRlError(
                 f"burn_in={self.burn_in} must be below sequence_length={self.sequence_length}: the steps after "
                 "the burn-in are the ones learnt from"

@@ -88,6 +88,9 @@ class ReplayBuffer:
             (84 x 84 x 4) 2.8 GB, not 11.3 GB.
     """
 
+    #: The arrays `state` gives (a checkpoint's).
+    STATE_KEYS = ("observations", "logits", "added")
+
     def __init__(self, capacity: int, obs_dim: int, num_actions: int, obs_dtype="float32"):
         self.capacity = check_int("buffer_size", capacity)
         self.observations = np.zeros((self.capacity, check_int("obs_dim", obs_dim)), np.dtype(obs_dtype))
@@ -167,6 +170,9 @@ class SequenceBuffer:
         length: States per sampled sequence (burn-in and trained steps).
     """
 
+    #: The arrays `state` gives (a checkpoint's).
+    STATE_KEYS = ("observations", "logits", "starts", "stream_added", "added")
+
     def __init__(self, capacity: int, num_envs: int, obs_dim: int, num_actions: int, length: int):
         self.streams = check_int("num_envs", num_envs)
         self.length = check_int("sequence length", length)
@@ -193,13 +199,15 @@ class SequenceBuffer:
             raise KdRlError("give one teacher output, environment and start flag per observation")
         if len(envs) and (envs.min() < 0 or envs.max() >= self.streams):
             raise KdRlError(f"environment indices must be in [0, {self.streams}), got {envs.min()}..{envs.max()}")
+        observations, logits = np.asarray(observations, np.float32), np.asarray(logits, np.float32)
+        starts = np.asarray(starts, bool)
         for env in np.unique(envs):
             rows = np.flatnonzero(envs == env)[-self.per_stream :]  # in the order visited; only the newest fit
             skipped = int(np.sum(envs == env)) - len(rows)
             at = (self.stream_added[env] + skipped + np.arange(len(rows))) % self.per_stream
-            self.observations[env, at] = np.asarray(observations, np.float32)[rows]
-            self.logits[env, at] = np.asarray(logits, np.float32)[rows]
-            self.starts[env, at] = np.asarray(starts, bool)[rows]
+            self.observations[env, at] = observations[rows]
+            self.logits[env, at] = logits[rows]
+            self.starts[env, at] = starts[rows]
             self.stream_added[env] += skipped + len(rows)
         self.added += len(envs)
 

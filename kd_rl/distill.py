@@ -405,6 +405,11 @@ def make_distill_step(
         if not optimizer.built:
             prepare(observations)
         rank = observations[0].shape.rank
+        if recurrent and rank in compiled and observations[0].shape[-2] <= burn_in:
+            raise KdRlError(
+                f"sequences of {observations[0].shape[-2]} steps with burn_in={burn_in}: no step after the burn-in "
+                "would be learnt from (give longer sequences or a shorter burn-in)"
+            )
         if rank not in compiled or any(o.shape.rank != rank for o in observations):
             if recurrent:
                 raise KdRlError(
@@ -958,6 +963,15 @@ def check_student_view(config: DistillConfig, spec, student=None) -> None:
             f"--student-obs, --student-obs-noise, --student-history and --student-recurrent are for vector "
             f"observations; {config.env_id} gives images {spec.obs_shape}"
         )
+    if recurrent and config.strategy != "default":
+        raise KdRlError(
+            f"--strategy {config.strategy}: a recurrent student learns on one device (leave --strategy out)"
+        )
+    if recurrent and config.burn_in >= config.sequence_length:
+        raise KdRlError(
+            f"burn_in={config.burn_in} must be below sequence_length={config.sequence_length}: the steps after the "
+            "burn-in are the ones learnt from"
+        )
     if recurrent and config.actors:
         raise KdRlError(
             f"--actors {config.actors}: a recurrent student's sequences are collected in this process "
@@ -985,9 +999,10 @@ def check_student_view(config: DistillConfig, spec, student=None) -> None:
              "student_obs_noise": float(getattr(student, "observation_noise", 0.0) or 0.0),
              "student_history": int(getattr(student, "history", 1)),
              "student_recurrent": int(getattr(student, "recurrent_units", 0))}  # fmt: skip
+    defaults = {"student_obs": None, "student_obs_noise": 0.0, "student_history": 1, "student_recurrent": 0}
     for name, value in given.items():
         wanted = getattr(config, name)
-        if wanted not in (None, 0.0, 1) and wanted != value:
+        if wanted != defaults[name] and wanted != value:
             raise KdRlError(
                 f"{name}={wanted!r} but the given student has {value!r}: a given student keeps what it sees "
                 f"(leave {name} out)"
@@ -1059,6 +1074,8 @@ def _final_metrics(teacher, student, config, temperature, buffer, env_steps, tra
     if getattr(student, "hidden_units", None) is not None:
         metrics["hidden_units"] = list(student.hidden_units)  # a given student may differ from the config
     metrics["student_class"] = type(student).__name__
+    if _is_recurrent(student):  # a given student's memory, whatever the config said
+        metrics.update(student_recurrent=student.recurrent_units, student_cell=student.cell_type)
     return metrics
 
 

@@ -554,7 +554,7 @@ def export_model(
         raise KdRlError(f"--out for format {fmt} is a folder (it writes several files), got {str(out)!r}")
     if fmt not in supported_formats(model) and isinstance(model, RecurrentStudent):
         raise KdRlError(
-            f"format {fmt} has no state input; a recurrent student exports as one of: "
+            f"format {fmt} does not take a recurrent student's state; it exports as one of: "
             f"{', '.join(supported_formats(model))} (its state an input and an output)"
         )
     if fmt not in supported_formats(model) and getattr(model, "history", 1) > 1:

@@ -737,6 +737,11 @@ class RecurrentStudent(StudentModel):
             memory = layer(memory)
         return self.head(memory)
 
+    def features(self, observations) -> tf.Tensor:
+        raise KdRlError(
+            "a recurrent student's features depend on its state: use step(observations, state) or unroll(sequences)"
+        )
+
     def step(self, observations, state):
         """One control step: ``(outputs [batch, n], new_state [batch, state_size])``."""
         memory, state = self._cell(self._inputs(observations), tf.cast(state, self.compute_dtype))

@@ -308,6 +308,20 @@ def model_card(results: dict, metrics: dict) -> str:
         else f"The command is {results['command_source']}."
     )
     onnx = "- `student.onnx`: the student for ONNX Runtime.\n" if "student.onnx" in results["files"] else ""
+    recurrent = int(metrics.get("student_recurrent") or 0)  # a student that carries a state through episodes
+    tflite = (
+        "the student for LiteRT (float32): one step, with its recurrent state as an input (`state`) and an "
+        "output (`next_state`)"
+        if recurrent
+        else "the student for LiteRT (float32, batch 1)"
+    )
+    use = (
+        "state = model.initial_state(1)  # zeros: an episode's start\n"
+        "outputs, state = model.step(observations, state)  # one step; carry the state to the next\n"
+        "actions = model.actions_from_outputs(np.asarray(outputs))  # deterministic actions"
+        if recurrent
+        else "actions = model.act(observations)  # deterministic actions"
+    )
     replay = results["replay"]
     body = f"""
 # {name}
@@ -353,7 +367,7 @@ machine, are in `results.json`.
 ## Files
 
 - `student.keras`: the student (Keras 3).
-- `student.tflite`: the student for LiteRT (float32, batch 1).
+- `student.tflite`: {tflite}.
 {onnx}- `config.json`: the distillation settings.
 - `results.json`: returns, normalised score, parameters, command, episodes and seeds.
 - `replay.mp4`: one episode of the student.
@@ -369,7 +383,7 @@ import numpy as np
 
 model = keras.saving.load_model("student.keras")
 observations = np.zeros((1, model.observation_dim), np.float32)  # float32 [batch, obs_dim]
-actions = model.act(observations)  # deterministic actions
+{use}
 ```
 
 ```bash

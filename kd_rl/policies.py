@@ -545,7 +545,10 @@ class NumpyPolicy(_ExportedPolicy):
 
             cell, *arrays = recurrent
             if cell not in RECURRENT_CELLS or len(arrays) != 3:
-                raise KdRlError(f"recurrent must be (cell, kernel, recurrent_kernel, bias), cell in {RECURRENT_CELLS}")
+                raise KdRlError(
+                    f"recurrent must be (cell, kernel, recurrent_kernel, bias) with cell one of "
+                    f"{', '.join(RECURRENT_CELLS)}"
+                )
             self.recurrent = (cell, *(np.asarray(a, np.float32) for a in arrays))
         first = self.recurrent[1] if self.recurrent else self.weights[0][0]  # the first layer's kernel
         if self.convolutions and (self.observation_shape is None or len(self.observation_shape) != 3):
@@ -557,8 +560,9 @@ class NumpyPolicy(_ExportedPolicy):
             from kd_rl._validate import normalise_observation_indices
 
             if len(self.observation_indices) != first.shape[0]:
+                layer = "a recurrent cell" if self.recurrent else "a first layer"
                 raise KdRlError(
-                    f"{len(self.observation_indices)} observation indices for a first layer of {first.shape[0]} inputs"
+                    f"{len(self.observation_indices)} observation indices for {layer} of {first.shape[0]} inputs"
                 )
             if self.mean is None and self.std is None:
                 raise KdRlError(
@@ -810,6 +814,7 @@ class TFLitePolicy(_ExportedPolicy):
                 self._input = next(d for name, d in inputs.items() if name != STATE_INPUT)
                 self.state_size = int(inputs[STATE_INPUT]["shape"][-1])
                 self._output_name = next(name for name in signature["outputs"] if name != STATE_OUTPUT)
+                self._input_name = next(name for name in inputs if name != STATE_INPUT)
                 self._output = self._runner.get_output_details()[self._output_name]
         self.observation_shape = tuple(int(d) for d in self._input["shape"][1:])
         self.observation_dim = int(np.prod(self.observation_shape))
@@ -826,10 +831,6 @@ class TFLitePolicy(_ExportedPolicy):
         state = np.asarray(state, np.float32).reshape(len(x), self.state_size)
         out = self._runner(**{self._input_name: x, STATE_INPUT: state})
         return np.asarray(out[self._output_name]), np.asarray(out[STATE_OUTPUT])
-
-    @property
-    def _input_name(self) -> str:
-        return next(name for name in self._runner.get_input_details() if name != STATE_INPUT)
 
     def __call__(self, observations) -> np.ndarray:
         if self._runner is not None:  # an episode's first step

@@ -83,6 +83,8 @@ def test_bad_recurrent_students_are_refused():
         RecurrentStudent(2, observation_shape=(10, 10, 4), conv_layers=[[4, 3, 1]])
     with pytest.raises(KdRlError, match="recurrent_units must be an int >= 1"):
         RecurrentStudent(2, observation_dim=4, recurrent_units=0)
+    with pytest.raises(KdRlError, match="use step"):
+        RecurrentStudent(2, observation_dim=4).features(np.zeros((1, 4), np.float32))
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -124,7 +126,7 @@ def test_tflite_and_numpy_exports_carry_the_state_as_the_keras_student_does_over
             if terminated or truncated:
                 break
     for fmt, name in (("onnx", "r.onnx"), ("c", "c"), ("tflite-int8", "q.tflite")):
-        with pytest.raises(KdRlError, match="has no state input; a recurrent student exports as one of: tflite"):
+        with pytest.raises(KdRlError, match="does not take a recurrent student.s state; it exports as one of: tflite, numpy"):
             export_model(model, fmt, tmp_path / name, env_id=env_id)
 
 
@@ -207,6 +209,8 @@ def test_the_recurrent_step_learns_only_after_the_burn_in_or_an_episode_start():
     assert loss == pytest.approx(expected, rel=1e-5)
     with pytest.raises(KdRlError, match="sequences"):
         step(x[:, 0], labels[:, 0])
+    with pytest.raises(KdRlError, match="no step after the burn-in"):
+        step(np.concatenate([x, flags], -1)[:, :4], labels[:, :4])
 
 
 def test_a_recurrent_student_recovers_what_positions_alone_lack_and_resumes(tmp_path):
@@ -240,6 +244,13 @@ def test_recurrent_students_are_refused_where_they_do_not_fit(cartpole_teacher, 
         DistillConfig(student_recurrent=8, sequence_length=8)
     with pytest.raises(KdRlError, match="single-task"):
         DistillConfig(env_id=("CartPole-v1", "Acrobot-v1"), student_recurrent=8)
+    with pytest.raises(KdRlError, match="give student_recurrent"):
+        DistillConfig(student_cell="lstm")
+    given = RecurrentStudent(2, observation_dim=4, recurrent_units=4)
+    with pytest.raises(KdRlError, match="student_recurrent=8 but the given student has 4"):
+        distill_policy(cartpole_teacher, DistillConfig(steps=400, student_recurrent=8), out_dir=out, student=given)
+    with pytest.raises(KdRlError, match="leave --strategy out"):
+        distill_policy(cartpole_teacher, DistillConfig(steps=400, strategy="mirrored"), out_dir=out, student=given)
     with pytest.raises(KdRlError, match="leave --actors out"):
         distill_policy(cartpole_teacher, DistillConfig(steps=100, student_recurrent=8, actors=1), out_dir=out)
     with pytest.warns(UserWarning, match="teacher-driven data only"):
@@ -261,7 +272,7 @@ def test_recurrent_students_are_refused_where_they_do_not_fit(cartpole_teacher, 
         distill_policy(frames, DistillConfig(env_id="MinAtar/Breakout-v1", steps=100, student_recurrent=8), out_dir=out)
 
 
-def test_a_recurrent_run_packages_without_onnx_and_records_a_video(tmp_path):
+def test_a_recurrent_run_packages_without_onnx_and_records_a_video(tmp_path, monkeypatch):
     pytest.importorskip("imageio")
     pytest.importorskip("huggingface_hub")
     from kd_rl.package import package_run
@@ -273,7 +284,15 @@ def test_a_recurrent_run_packages_without_onnx_and_records_a_video(tmp_path):
     student, _ = distill_policy(teacher, config, out_dir=tmp_path / "run", progress=False)
     result = package_run(tmp_path / "run", tmp_path / "card")
     assert "student.tflite" in result["files"] and "student.onnx" not in result["files"]
-    assert "student.onnx" not in (tmp_path / "card" / "README.md").read_text()
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "student.onnx" not in card and "`next_state`" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]  # the card's "Use it" code carries the state
+    assert "model.step(observations, state)" in snippet
+    scope = {}
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path / "card")
+        exec(snippet, scope)
+    assert scope["actions"].shape == (1,) and scope["state"].shape == (1, 8)
     # The video's episode is the one run_episodes plays with the same seed: the state is carried alike.
     played = record(student, "CartPole-v1", tmp_path / "s.gif", episodes=1, seed=3, max_steps=200)
     assert played["returns"] == run_episodes(student, "CartPole-v1", episodes=1, seed=3, max_steps=200).returns

@@ -45,6 +45,11 @@ class KerasGreedyPolicy(tf_policy.TFPolicy):
     """
 
     def __init__(self, model, time_step_spec, action_spec, name: str | None = None):
+        if int(getattr(model, "state_size", 0) or 0):
+            raise KdRlError(
+                f"{type(model).__name__} carries a recurrent state; as_tf_policy makes stateless TF-Agents policies "
+                "(play it with kd_rl.policies.PolicyMemory, or its TFLite export's state input)"
+            )
         action_spec = tensor_spec.from_spec(action_spec)
         time_step_spec = tensor_spec.from_spec(time_step_spec)
         self._continuous = bool(getattr(model, "is_continuous", False))
