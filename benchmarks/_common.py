@@ -248,26 +248,46 @@ def stored_distill(store: str | os.PathLike | None, teacher, teacher_name: str, 
     import json
 
     from kd_rl._io import cpu_name, save_model, write_json
-    from kd_rl.models import load_policy
+    from kd_rl.models import load_policy, weights_sha256
 
     if store is None:
         student, metrics = timed_distill(teacher, **config)
         return student, {**metrics, "cpu": cpu_name()}
-    weights = hashlib.sha256(b"".join(np.asarray(w).tobytes() for w in teacher.get_weights())).hexdigest()
-    key = {"teacher": teacher_name, "teacher_weights": weights[:16], **config}
-    text = json.dumps(key, sort_keys=True, default=str)
-    folder = Path(store).expanduser() / hashlib.sha256(text.encode()).hexdigest()[:16]
+    key = {"teacher": teacher_name, "teacher_weights": weights_sha256(teacher)[:16], **config}
+    key = json.loads(json.dumps(key, default=str))  # as metrics.json keeps it: tuples as lists
+    folder = Path(store).expanduser() / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     if (folder / "metrics.json").exists():
         stored = json.loads((folder / "metrics.json").read_text())
-        if stored.get("key") == json.loads(text):
+        if stored.get("key") == key:
             print(f"stored run: {folder}", flush=True)
             return load_policy(folder / "student.keras"), stored["metrics"]
     student, metrics = timed_distill(teacher, **config)
     metrics = {**metrics, "cpu": cpu_name()}
     folder.mkdir(parents=True, exist_ok=True)
     save_model(student, folder / "student.keras")
-    write_json(folder / "metrics.json", {"key": json.loads(text), "metrics": metrics})
+    write_json(folder / "metrics.json", {"key": key, "metrics": metrics})
     return student, metrics
+
+
+def litert_step_us(path, repeats: int) -> dict:
+    """Median and 90th percentile of one batch-1 LiteRT step of the ``.tflite`` at ``path``: every input set
+    to zeros (the observation, and a recurrent student's state), one invoke, every output read."""
+    from kd_rl.policies import TFLitePolicy
+
+    interpreter = TFLitePolicy(path).interpreter
+    feeds = [(d["index"], np.zeros(d["shape"], d["dtype"])) for d in interpreter.get_input_details()]
+    reads = [d["index"] for d in interpreter.get_output_details()]
+    times = []
+    for i in range(repeats + 200):
+        start = time.perf_counter()
+        for index, value in feeds:
+            interpreter.set_tensor(index, value)
+        interpreter.invoke()
+        for index in reads:
+            interpreter.get_tensor(index)
+        if i >= 200:  # the first calls warm the caches
+            times.append((time.perf_counter() - start) * 1e6)
+    return {"median_us": float(np.median(times)), "p90_us": float(np.percentile(times, 90)), "calls": repeats}
 
 
 def tflite_interpreter_fn(policy):

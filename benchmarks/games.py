@@ -31,27 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import check_choices, quiet_tensorflow, stored_distill
+from _common import check_choices, litert_step_us, quiet_tensorflow, stored_distill
 
 quiet_tensorflow()
-
-
-def litert_latency_us(path: Path, repeats: int) -> dict:
-    """Median and percentiles of one batch-1 LiteRT invoke of the ``.tflite`` at ``path`` (a zero frame)."""
-    from kd_rl.policies import TFLitePolicy
-
-    policy = TFLitePolicy(path)
-    interpreter, index = policy.interpreter, policy._input["index"]
-    x = np.zeros((1, *policy.observation_shape), np.float32)
-    times = []
-    for i in range(repeats + 200):
-        start = time.perf_counter()
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
-        interpreter.get_tensor(policy._output["index"])
-        if i >= 200:  # the first calls warm the caches
-            times.append((time.perf_counter() - start) * 1e6)
-    return {"median_us": float(np.median(times)), "p90_us": float(np.percentile(times, 90)), "calls": repeats}
 
 
 def _geometric_mean(values) -> float:
@@ -130,7 +112,7 @@ def rusu(
     with tempfile.TemporaryDirectory() as tmp:  # latencies last, in one stretch
         for (game, name), model in first.items():
             path = export_model(model, "tflite", Path(tmp) / f"{abs(hash((game, name)))}.tflite")
-            measured = {"latency": litert_latency_us(path, repeats), "tflite_bytes": path.stat().st_size}
+            measured = {"latency": litert_step_us(path, repeats), "tflite_bytes": path.stat().st_size}
             if name == "teacher":
                 results[game]["teacher_files"] = measured
             else:

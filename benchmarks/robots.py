@@ -22,9 +22,32 @@ times each case's batch-1 LiteRT step beside memoryless and windowed students.
 from __future__ import annotations
 
 import numpy as np
-from _common import quiet_tensorflow, timed_distill
+from _common import litert_step_us, quiet_tensorflow, timed_distill
 
 quiet_tensorflow()
+
+
+def _case_runs(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, dict]:
+    """One student per case and seed: ``(results, first)``, each case's summary and its first seed's student."""
+    from kd_rl.models import load_policy
+
+    results, first = {}, {}
+    for case, (name, env_id, steps, settings) in cases.items():
+        teacher = load_policy(name)
+        runs = []
+        for seed in seeds:
+            student, m = timed_distill(teacher, env_id=env_id, steps=steps, seed=seed, eval_episodes=episodes,
+                                       **settings)  # fmt: skip
+            first.setdefault(case, student)
+            runs.append(
+                {key: m[key] for key in ("normalised_score", "student_mean_return", "teacher_mean_return",
+                                         "random_mean_return", "agreement", "student_params", "total_seconds")}
+            )  # fmt: skip
+            print(case, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
+        scores = [r["normalised_score"] for r in runs]
+        results[case] = {"teacher": name, "env_id": env_id, "steps": steps, "settings": settings, "runs": runs,
+                         "mean_score": float(np.mean(scores)), "min_score": float(np.min(scores))}  # fmt: skip
+    return results, first
 
 
 def views(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, str]:
@@ -36,22 +59,7 @@ def views(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, str]:
         seeds: one student per case and seed.
         episodes: final evaluation episodes per run.
     """
-    from kd_rl.models import load_policy
-
-    results = {}
-    for case, (name, env_id, steps, settings) in cases.items():
-        teacher = load_policy(name)
-        runs = []
-        for seed in seeds:
-            _, m = timed_distill(teacher, env_id=env_id, steps=steps, seed=seed, eval_episodes=episodes, **settings)
-            runs.append(
-                {key: m[key] for key in ("normalised_score", "student_mean_return", "teacher_mean_return",
-                                         "random_mean_return", "agreement", "student_params", "total_seconds")}
-            )  # fmt: skip
-            print(case, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
-        scores = [r["normalised_score"] for r in runs]
-        results[case] = {"teacher": name, "env_id": env_id, "steps": steps, "settings": settings, "runs": runs,
-                         "mean_score": float(np.mean(scores)), "min_score": float(np.min(scores))}  # fmt: skip
+    results, _ = _case_runs(cases, seeds, episodes)
     rows = [
         f"{len(seeds)} seeds per case, {episodes} final-evaluation episodes per run; student-driven collection, "
         "the teacher labelling from the whole observation; the noisy students play with their noise.\n",
@@ -72,30 +80,6 @@ def views(cases: dict, seeds: list[int], episodes: int) -> tuple[dict, str]:
     return data, "\n".join(rows)
 
 
-def _litert_step_us(path, repeats: int) -> dict:
-    """Median and 90th percentile of one batch-1 LiteRT step of the ``.tflite`` at ``path``: its inputs set
-    (the observation, and the state of a recurrent student), one invoke, its outputs read."""
-    import time
-
-    from kd_rl.policies import TFLitePolicy
-
-    interpreter = TFLitePolicy(path).interpreter
-    # Every input at batch 1 (a recurrent student's state too), every output read back.
-    feeds = [(d["index"], np.zeros(d["shape"], d["dtype"])) for d in interpreter.get_input_details()]
-    reads = [d["index"] for d in interpreter.get_output_details()]
-    times = []
-    for i in range(repeats + 200):
-        start = time.perf_counter()
-        for index, value in feeds:
-            interpreter.set_tensor(index, value)
-        interpreter.invoke()
-        for index in reads:
-            interpreter.get_tensor(index)
-        if i >= 200:  # the first calls warm the caches
-            times.append((time.perf_counter() - start) * 1e6)
-    return {"median_us": float(np.median(times)), "p90_us": float(np.percentile(times, 90)), "calls": repeats}
-
-
 def memory(cases: dict, seeds: list[int], episodes: int, compare: dict, repeats: int) -> tuple[dict, str]:
     """Recurrent students that see less, over seeds; then the batch-1 LiteRT step and file of each case's
     first student beside memoryless and windowed students of the same task, in one stretch.
@@ -113,24 +97,9 @@ def memory(cases: dict, seeds: list[int], episodes: int, compare: dict, repeats:
     from pathlib import Path
 
     from kd_rl.export import export_model
-    from kd_rl.models import StudentModel, load_policy
+    from kd_rl.models import StudentModel
 
-    results, first = {}, {}
-    for case, (name, env_id, steps, settings) in cases.items():
-        teacher = load_policy(name)
-        runs = []
-        for seed in seeds:
-            student, m = timed_distill(teacher, env_id=env_id, steps=steps, seed=seed, eval_episodes=episodes,
-                                       **settings)  # fmt: skip
-            first.setdefault(case, student)
-            runs.append(
-                {key: m[key] for key in ("normalised_score", "student_mean_return", "teacher_mean_return",
-                                         "random_mean_return", "agreement", "student_params", "total_seconds")}
-            )  # fmt: skip
-            print(case, seed, f"{m['student_mean_return']:.1f} ({m['normalised_score']:.3f})", flush=True)
-        scores = [r["normalised_score"] for r in runs]
-        results[case] = {"teacher": name, "env_id": env_id, "steps": steps, "settings": settings, "runs": runs,
-                         "mean_score": float(np.mean(scores)), "min_score": float(np.min(scores))}  # fmt: skip
+    results, first = _case_runs(cases, seeds, episodes)
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:  # latencies last, in one stretch
         for case, student in first.items():
@@ -141,7 +110,7 @@ def memory(cases: dict, seeds: list[int], episodes: int, compare: dict, repeats:
             for label, model in models.items():
                 path = export_model(model, "tflite", Path(tmp) / f"{len(timings)}-{len(timings[case])}.tflite")
                 timings[case][label] = {"params": int(model.count_params()), "tflite_bytes": path.stat().st_size,
-                                        "latency": _litert_step_us(path, repeats)}  # fmt: skip
+                                        "latency": litert_step_us(path, repeats)}  # fmt: skip
     rows = [
         f"{len(seeds)} seeds per case, {episodes} final-evaluation episodes per run; student-driven collection, "
         "the teacher labelling from the whole observation; the noisy students play with their noise.\n",

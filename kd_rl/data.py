@@ -242,7 +242,7 @@ class SequenceBuffer:
         }
 
     def load_state(self, state: dict) -> None:
-        for key in ("observations", "logits", "starts", "stream_added"):
+        for key in self.STATE_KEYS[:-1]:  # the arrays; then the count of states ever added
             value = np.asarray(state[key])
             if value.shape != getattr(self, key).shape:
                 raise ValueError(f"its buffer's {key} have shape {value.shape}, this run's {getattr(self, key).shape}")
